@@ -1,0 +1,698 @@
+//! The engine: one thread per loaded model that owns the llama context (which is not `Send`)
+//! and serves every request of that model.
+//!
+//! The context is created with `max_sequences` sequences over one unified KV cache. Each engine
+//! step puts the next token of every generating sequence, plus a bounded chunk of pending
+//! prompt tokens, into a single `llama_decode` batch (continuous batching): requests join and
+//! leave between steps. Sequences ("slots") keep their KV after a request ends, so a session's
+//! next turn, or any request whose prompt starts with tokens some slot already holds, reuses
+//! that prefix (copied between sequences when needed) instead of recomputing it.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::GenerateOptions;
+use crate::stream::{CancelHandle, Chunk, Event, FinishReason, StopMatcher, Usage, Utf8Decoder};
+
+/// Chunks buffered per stream before the engine pauses that sequence (backpressure).
+pub(crate) const STREAM_BUFFER: usize = 32;
+/// Requests waiting for a free sequence before new ones are refused with `busy`.
+const MAX_QUEUED: usize = 1024;
+/// llama.cpp's LLAMA_DEFAULT_SEED: pick a random seed.
+const RANDOM_SEED: u32 = 0xFFFF_FFFF;
+
+pub(crate) struct EngineConfig {
+    pub n_ctx: u32,
+    pub threads: u32,
+    pub max_sequences: u32,
+    pub batch_size: u32,
+    pub flash_attention: Option<bool>,
+}
+
+pub(crate) struct GenerateRequest {
+    pub prompt: Vec<LlamaToken>,
+    pub options: GenerateOptions,
+    pub session: Option<u64>,
+    pub events: SyncSender<Event>,
+    pub cancel: CancelHandle,
+    pub submitted: Instant,
+}
+
+pub(crate) struct ScoreRequest {
+    pub tokens: Vec<LlamaToken>,
+    pub reply: SyncSender<Result<Vec<f32>>>,
+    pub cancel: CancelHandle,
+}
+
+pub(crate) enum Command {
+    Generate(GenerateRequest),
+    Score(ScoreRequest),
+    /// The session ended: its sequence may be reused by anyone.
+    ReleaseSession(u64),
+    Shutdown,
+}
+
+/// A generation in progress on one sequence.
+struct Active {
+    request: GenerateRequest,
+    sampler: LlamaSampler,
+    /// Prompt tokens already in the KV cache.
+    prompt_done: usize,
+    cached_tokens: usize,
+    /// Sampled but not yet evaluated.
+    next_token: Option<LlamaToken>,
+    generated: u32,
+    decoder: Utf8Decoder,
+    stop: StopMatcher,
+    /// Output the consumer has not taken yet; the sequence waits while it is set.
+    undelivered: Option<Event>,
+    /// Set once the final chunk (or error) is queued: the slot frees when it is delivered.
+    finished: bool,
+    admitted: Instant,
+    prompt_finished: Option<Instant>,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+}
+
+struct Slot {
+    seq_id: i32,
+    /// Tokens whose KV this sequence holds, at positions 0..len.
+    cached: Vec<LlamaToken>,
+    /// The session this sequence belongs to while that session lives.
+    owner: Option<u64>,
+    active: Option<Active>,
+    last_used: Instant,
+}
+
+/// Starts the engine thread; returns once the context exists (or failed to be created).
+pub(crate) fn spawn(
+    model: Arc<LlamaModel>,
+    config: EngineConfig,
+    commands: Receiver<Command>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
+    let handle = std::thread::Builder::new()
+        .name("corral-engine".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run(&model, &config, &commands, &ready_tx)
+            }));
+            if result.is_err() {
+                let _ = ready_tx.try_send(Err(Error::internal("the engine thread panicked")));
+                crate::log::emit(crate::log::LogLevel::Error, "corral", "engine thread panicked");
+            }
+        })
+        .map_err(|e| Error::with_source(ErrorKind::Internal, "cannot start the engine thread", e))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(Error::internal("the engine thread exited during start-up"))
+        }
+    }
+}
+
+fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<LlamaContext<'m>> {
+    let backend = crate::backend::backend()?;
+    let flash = match config.flash_attention {
+        None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    };
+    let params = LlamaContextParams::default()
+        .with_n_ctx(std::num::NonZeroU32::new(config.n_ctx))
+        .with_n_batch(config.batch_size)
+        .with_n_ubatch(config.batch_size.min(512))
+        .with_n_seq_max(config.max_sequences)
+        .with_kv_unified(true)
+        .with_n_threads(config.threads as i32)
+        .with_n_threads_batch(config.threads as i32)
+        .with_flash_attention_policy(flash);
+    let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+    crate::log::clear_last_llama_error();
+    model.new_context(backend, params).map_err(|e| {
+        let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+        Error::new(ErrorKind::Internal, format!("cannot create a llama context: {detail}"))
+    })
+}
+
+fn run(
+    model: &LlamaModel,
+    config: &EngineConfig,
+    commands: &Receiver<Command>,
+    ready: &SyncSender<Result<()>>,
+) {
+    let ctx = match create_context(model, config) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let mut engine = Engine {
+        model,
+        n_ctx: ctx.n_ctx() as usize,
+        batch_size: config.batch_size as usize,
+        ctx,
+        slots: (0..config.max_sequences as i32)
+            .map(|seq_id| Slot { seq_id, cached: Vec::new(), owner: None, active: None, last_used: Instant::now() })
+            .collect(),
+        queue: VecDeque::new(),
+        batch: LlamaBatch::new(config.batch_size as usize + config.max_sequences as usize, 1),
+        prefill_cursor: 0,
+    };
+    engine.serve(commands);
+}
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    n_ctx: usize,
+    batch_size: usize,
+    slots: Vec<Slot>,
+    queue: VecDeque<GenerateRequest>,
+    batch: LlamaBatch<'static>,
+    /// Round-robin start for prompt chunks, so no long prompt starves another.
+    prefill_cursor: usize,
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl<'m> Engine<'m> {
+    fn serve(&mut self, commands: &Receiver<Command>) {
+        loop {
+            let busy = self.slots.iter().any(|s| s.active.is_some());
+            // Wait for work when idle; when every active sequence is blocked on a slow
+            // consumer, wait briefly so its reader can drain.
+            let blocked = busy && !self.has_runnable_work();
+            let first = if !busy && self.queue.is_empty() {
+                match commands.recv() {
+                    Ok(cmd) => Some(cmd),
+                    Err(_) => return self.shutdown(),
+                }
+            } else if blocked {
+                match commands.recv_timeout(Duration::from_millis(2)) {
+                    Ok(cmd) => Some(cmd),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return self.shutdown(),
+                }
+            } else {
+                None
+            };
+            let mut pending: Vec<Command> = first.into_iter().collect();
+            pending.extend(commands.try_iter());
+            for cmd in pending {
+                match cmd {
+                    Command::Generate(req) => {
+                        if self.queue.len() >= MAX_QUEUED {
+                            let _ = req.events.try_send(Event::Error(Error::new(
+                                ErrorKind::Busy,
+                                format!("the request queue is full ({MAX_QUEUED} waiting)"),
+                            )));
+                        } else {
+                            self.queue.push_back(req);
+                        }
+                    }
+                    Command::Score(req) => {
+                        let result = self.score(&req);
+                        let _ = req.reply.send(result);
+                    }
+                    Command::ReleaseSession(id) => {
+                        for slot in self.slots.iter_mut().filter(|s| s.owner == Some(id)) {
+                            slot.owner = None;
+                        }
+                    }
+                    Command::Shutdown => return self.shutdown(),
+                }
+            }
+            self.deliver_and_retire();
+            self.admit();
+            self.step();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for req in self.queue.drain(..) {
+            let _ = req.events.try_send(Event::Error(Error::closed()));
+        }
+        for slot in &mut self.slots {
+            if let Some(active) = slot.active.take() {
+                if !active.finished {
+                    let _ = active.request.events.try_send(Event::Error(Error::closed()));
+                }
+            }
+        }
+    }
+
+    fn has_runnable_work(&self) -> bool {
+        self.slots.iter().filter_map(|s| s.active.as_ref()).any(|a| a.undelivered.is_none() && !a.finished)
+    }
+
+    /// Handles cancellation and deadlines, pushes undelivered output, frees finished slots.
+    fn deliver_and_retire(&mut self) {
+        for slot in &mut self.slots {
+            let Some(active) = slot.active.as_mut() else { continue };
+            if !active.finished {
+                if active.request.cancel.is_cancelled() {
+                    finish(active, FinishReason::Cancelled);
+                } else if active.request.options.timeout.is_some_and(|t| active.request.submitted.elapsed() >= t) {
+                    fail(active, Error::new(ErrorKind::DeadlineExceeded, "the request ran past its timeout"));
+                }
+            }
+            if let Some(event) = active.undelivered.take() {
+                match active.request.events.try_send(event) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(event)) => active.undelivered = Some(event),
+                    // The consumer is gone: nothing more to deliver.
+                    Err(TrySendError::Disconnected(_)) => active.finished = true,
+                }
+            }
+            if active.finished && active.undelivered.is_none() {
+                slot.active = None;
+                slot.last_used = Instant::now();
+            }
+        }
+    }
+
+    /// Moves queued requests onto free sequences, reusing the longest cached prefix.
+    fn admit(&mut self) {
+        while let Some(req) = self.queue.front() {
+            if req.cancel.is_cancelled() {
+                let req = self.queue.pop_front().expect("front exists");
+                let _ = req.events.try_send(Event::Chunk(Chunk {
+                    text: String::new(),
+                    tokens: Vec::new(),
+                    finish_reason: Some(FinishReason::Cancelled),
+                    usage: Some(Usage { prompt_tokens: req.prompt.len() as u32, ..Usage::default() }),
+                }));
+                continue;
+            }
+            let Some(target) = self.choose_slot(req) else { break };
+            let req = self.queue.pop_front().expect("front exists");
+            self.start(target, req);
+        }
+    }
+
+    fn choose_slot(&self, req: &GenerateRequest) -> Option<usize> {
+        let free = |s: &&Slot| s.active.is_none();
+        if let Some(session) = req.session {
+            if let Some(i) = self.slots.iter().position(|s| s.active.is_none() && s.owner == Some(session)) {
+                return Some(i);
+            }
+        }
+        // Prefer sequences no live session is keeping, then the longest shared prefix,
+        // then the least recently used.
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| free(s))
+            .max_by_key(|(_, s)| {
+                (s.owner.is_none(), common_prefix(&s.cached, &req.prompt), std::cmp::Reverse(s.last_used))
+            })
+            .map(|(i, _)| i)
+    }
+
+    fn start(&mut self, target: usize, req: GenerateRequest) {
+        let prompt_len = req.prompt.len();
+        // At least one prompt token is always evaluated, to get logits for the first sample.
+        let max_reuse = prompt_len.saturating_sub(1);
+        let own = common_prefix(&self.slots[target].cached, &req.prompt).min(max_reuse);
+        let best_other = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != target)
+            .map(|(i, s)| (i, common_prefix(&s.cached, &req.prompt).min(max_reuse)))
+            .max_by_key(|&(_, n)| n);
+        let seq = self.slots[target].seq_id;
+        let mut reuse = own;
+        match best_other {
+            Some((source, n)) if n > own => {
+                let src_seq = self.slots[source].seq_id;
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                let _ = self.ctx.copy_kv_cache_seq(src_seq, seq, Some(0), Some(n as u32));
+                reuse = n;
+            }
+            _ => {
+                // Drop what follows the shared prefix; models that cannot trim (recurrent)
+                // start over.
+                let trimmed = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(own as u32), None);
+                if !matches!(trimmed, Ok(true)) {
+                    let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                    reuse = 0;
+                }
+            }
+        }
+        let slot = &mut self.slots[target];
+        slot.cached.clear();
+        slot.cached.extend_from_slice(&req.prompt[..reuse]);
+        if let Some(session) = req.session {
+            slot.owner = Some(session);
+        } else if slot.owner.is_some() {
+            slot.owner = None;
+        }
+        let sampler = build_sampler(self.model, &req.options);
+        let stop = StopMatcher::new(req.options.stop.clone());
+        slot.active = Some(Active {
+            sampler,
+            prompt_done: reuse,
+            cached_tokens: reuse,
+            next_token: None,
+            generated: 0,
+            decoder: Utf8Decoder::default(),
+            stop,
+            undelivered: None,
+            finished: false,
+            admitted: Instant::now(),
+            prompt_finished: None,
+            first_token: None,
+            last_token: None,
+            request: req,
+        });
+        if self.slots[target].active.as_ref().is_some_and(|a| a.request.options.max_tokens == Some(0)) {
+            let active = self.slots[target].active.as_mut().expect("just set");
+            finish(active, FinishReason::Length);
+        }
+    }
+
+    /// One engine step: build one batch from every runnable sequence, decode, sample.
+    fn step(&mut self) {
+        self.batch.clear();
+        // (slot index, batch index of its logits, tokens added)
+        let mut plan: Vec<(usize, Option<i32>, usize)> = Vec::new();
+        let mut n = 0usize;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(active) = slot.active.as_ref() else { continue };
+            if active.finished || active.undelivered.is_some() {
+                continue;
+            }
+            if let Some(token) = active.next_token {
+                let pos = slot.cached.len() as i32;
+                if self.batch.add(token, pos, &[slot.seq_id], true).is_ok() {
+                    plan.push((i, Some(n as i32), 1));
+                    n += 1;
+                }
+            }
+        }
+        // Prompt chunks share what is left of the batch, round-robin across sequences.
+        let count = self.slots.len();
+        for k in 0..count {
+            let i = (self.prefill_cursor + k) % count;
+            let budget = self.batch_size.saturating_sub(n);
+            if budget == 0 {
+                break;
+            }
+            let slot = &self.slots[i];
+            let Some(active) = slot.active.as_ref() else { continue };
+            if active.finished || active.next_token.is_some() || active.prompt_done >= active.request.prompt.len() {
+                continue;
+            }
+            let prompt = &active.request.prompt;
+            let end = (active.prompt_done + budget).min(prompt.len());
+            let mut logits_at = None;
+            for (p, &token) in prompt.iter().enumerate().take(end).skip(active.prompt_done) {
+                let last = p + 1 == prompt.len();
+                if self.batch.add(token, p as i32, &[slot.seq_id], last).is_err() {
+                    break;
+                }
+                if last {
+                    logits_at = Some(n as i32);
+                }
+                n += 1;
+            }
+            plan.push((i, logits_at, end - active.prompt_done));
+        }
+        self.prefill_cursor = (self.prefill_cursor + 1) % count.max(1);
+        if n == 0 {
+            return;
+        }
+        match self.ctx.decode(&mut self.batch) {
+            Ok(()) => {}
+            Err(DecodeError::NoKvCacheSlot) => return self.relieve_kv_pressure(&plan),
+            Err(e) => {
+                let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+                for &(i, _, _) in &plan {
+                    if let Some(active) = self.slots[i].active.as_mut() {
+                        fail(active, Error::new(ErrorKind::DecodeFailed, format!("llama_decode failed: {detail}")));
+                    }
+                    let seq = self.slots[i].seq_id;
+                    let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                    self.slots[i].cached.clear();
+                }
+                return;
+            }
+        }
+        let now = Instant::now();
+        for (i, logits_at, added) in plan {
+            let n_ctx = self.n_ctx;
+            let slot = &mut self.slots[i];
+            let Some(active) = slot.active.as_mut() else { continue };
+            if let Some(token) = active.next_token.take() {
+                slot.cached.push(token);
+            } else {
+                let from = active.prompt_done;
+                slot.cached.extend_from_slice(&active.request.prompt[from..from + added]);
+                active.prompt_done += added;
+                if active.prompt_done == active.request.prompt.len() {
+                    active.prompt_finished = Some(now);
+                }
+            }
+            let Some(index) = logits_at else { continue };
+            let token = active.sampler.sample(&self.ctx, index);
+            on_token(self.model, active, token, slot.cached.len(), n_ctx, now);
+        }
+    }
+
+    /// The unified KV cache is full: drop cached prefixes nobody is using; if that frees
+    /// nothing, fail the newest request so the others can go on.
+    fn relieve_kv_pressure(&mut self, plan: &[(usize, Option<i32>, usize)]) {
+        let mut evicted = false;
+        for slot in self.slots.iter_mut().filter(|s| s.active.is_none() && !s.cached.is_empty()) {
+            let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq_id as u32), None, None);
+            slot.cached.clear();
+            slot.owner = None;
+            evicted = true;
+        }
+        if evicted {
+            return;
+        }
+        let newest = plan
+            .iter()
+            .filter_map(|&(i, _, _)| self.slots[i].active.as_ref().map(|a| (i, a.admitted)))
+            .max_by_key(|&(_, t)| t)
+            .map(|(i, _)| i);
+        if let Some(i) = newest {
+            let seq = self.slots[i].seq_id;
+            if let Some(active) = self.slots[i].active.as_mut() {
+                fail(
+                    active,
+                    Error::new(
+                        ErrorKind::ContextOverflow,
+                        format!("the KV cache is full ({} tokens shared by all requests); retry later or load the model with a larger context_length", self.n_ctx),
+                    ),
+                );
+            }
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            self.slots[i].cached.clear();
+        }
+    }
+
+    /// Scores a token sequence: log-probability of each token given those before it.
+    fn score(&mut self, req: &ScoreRequest) -> Result<Vec<f32>> {
+        let tokens = &req.tokens;
+        if tokens.len() > self.n_ctx {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!("{} tokens do not fit in the context of {} tokens", tokens.len(), self.n_ctx),
+            ));
+        }
+        let Some(target) = self.slots.iter().position(|s| s.active.is_none()) else {
+            return Err(Error::new(ErrorKind::Busy, "no free sequence to score on"));
+        };
+        let seq = self.slots[target].seq_id;
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.slots[target].cached.clear();
+        self.slots[target].owner = None;
+        let mut logprobs = Vec::with_capacity(tokens.len().saturating_sub(1));
+        let chunk = self.batch_size.min(128);
+        let mut start = 0;
+        while start + 1 < tokens.len() {
+            if req.cancel.is_cancelled() {
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                return Err(Error::new(ErrorKind::Cancelled, "scoring was cancelled"));
+            }
+            let end = (start + chunk).min(tokens.len() - 1);
+            self.batch.clear();
+            for (p, &t) in tokens.iter().enumerate().take(end).skip(start) {
+                self.batch
+                    .add(t, p as i32, &[seq], true)
+                    .map_err(|e| Error::internal(format!("batch: {e}")))?;
+            }
+            if let Err(e) = self.ctx.decode(&mut self.batch) {
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                let kind = if matches!(e, DecodeError::NoKvCacheSlot) { ErrorKind::ContextOverflow } else { ErrorKind::DecodeFailed };
+                return Err(Error::new(kind, format!("llama_decode failed: {e}")));
+            }
+            for (k, p) in (start..end).enumerate() {
+                let logits = self.ctx.get_logits_ith(k as i32);
+                logprobs.push(log_softmax_at(logits, tokens[p + 1].0 as usize));
+            }
+            start = end;
+        }
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        Ok(logprobs)
+    }
+}
+
+fn log_softmax_at(logits: &[f32], index: usize) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let target = logits.get(index).copied().unwrap_or(f32::NEG_INFINITY);
+    ((target - max) as f64 - sum.ln()) as f32
+}
+
+pub(crate) fn build_sampler(model: &LlamaModel, o: &GenerateOptions) -> LlamaSampler {
+    let mut chain = Vec::new();
+    if o.repeat_penalty != 1.0 || o.frequency_penalty != 0.0 || o.presence_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(
+            model.n_vocab(),
+            o.repeat_last_n as i32,
+            o.repeat_penalty,
+            o.frequency_penalty,
+            o.presence_penalty,
+        ));
+    }
+    if o.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if o.top_k > 0 {
+            chain.push(LlamaSampler::top_k(o.top_k as i32));
+        }
+        if o.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(o.top_p, 1));
+        }
+        if o.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(o.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(o.temperature));
+        chain.push(LlamaSampler::dist(o.seed.unwrap_or(RANDOM_SEED)));
+    }
+    LlamaSampler::chain_simple(chain)
+}
+
+/// Handles one sampled token: end of generation, text, stop strings, limits.
+fn on_token(model: &LlamaModel, active: &mut Active, token: LlamaToken, kv_len: usize, n_ctx: usize, now: Instant) {
+    if active.first_token.is_none() {
+        active.first_token = Some(now);
+    }
+    active.last_token = Some(now);
+    if model.vocab().is_eog(token) {
+        return finish(active, FinishReason::Stop);
+    }
+    active.generated += 1;
+    let piece = model.vocab().token_to_piece(token, false, None);
+    let text = active.decoder.push(&piece);
+    let (text, stopped) = active.stop.push(&text);
+    if stopped {
+        active.undelivered = Some(Event::Chunk(Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None }));
+        return finish_after_pending(active, FinishReason::Stop);
+    }
+    let at_limit = active.request.options.max_tokens.is_some_and(|m| active.generated >= m);
+    // The next token would need a KV cell beyond the context window.
+    let context_full = kv_len + 1 >= n_ctx;
+    if at_limit || context_full {
+        active.undelivered = Some(Event::Chunk(Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None }));
+        return finish_after_pending(active, FinishReason::Length);
+    }
+    active.next_token = Some(token);
+    active.undelivered = Some(Event::Chunk(Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None }));
+}
+
+/// Merges the final chunk into the undelivered one (so the stream ends with it).
+fn finish_after_pending(active: &mut Active, reason: FinishReason) {
+    let pending = active.undelivered.take();
+    finish(active, reason);
+    if let (Some(Event::Chunk(mut first)), Some(Event::Chunk(last))) = (pending, active.undelivered.take()) {
+        first.text.push_str(&last.text);
+        first.finish_reason = last.finish_reason;
+        first.usage = last.usage;
+        active.undelivered = Some(Event::Chunk(first));
+    }
+}
+
+fn usage(active: &Active) -> Usage {
+    let r = &active.request;
+    let prompt_tokens = r.prompt.len() as u32;
+    let evaluated = prompt_tokens.saturating_sub(active.cached_tokens as u32);
+    let prompt_end = active.prompt_finished.unwrap_or_else(Instant::now);
+    let prompt_ms = ms(prompt_end.saturating_duration_since(active.admitted));
+    let generation_ms = match (active.first_token, active.last_token) {
+        (Some(a), Some(b)) => ms(b.saturating_duration_since(a)),
+        _ => 0.0,
+    };
+    let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
+    Usage {
+        prompt_tokens,
+        completion_tokens: active.generated,
+        cached_tokens: active.cached_tokens as u32,
+        queue_ms: ms(active.admitted.saturating_duration_since(r.submitted)),
+        time_to_first_token_ms: active.first_token.map(|t| ms(t.saturating_duration_since(r.submitted))).unwrap_or(0.0),
+        prompt_ms,
+        generation_ms,
+        prompt_tokens_per_s: per_s(evaluated as f64, prompt_ms),
+        generation_tokens_per_s: per_s(active.generated.saturating_sub(1) as f64, generation_ms),
+    }
+}
+
+fn finish(active: &mut Active, reason: FinishReason) {
+    let mut text = String::new();
+    if reason != FinishReason::Cancelled {
+        text = active.decoder.finish();
+        let (safe, _) = active.stop.push(&text);
+        text = safe;
+        if reason != FinishReason::Stop {
+            text.push_str(&active.stop.finish());
+        }
+    }
+    active.finished = true;
+    active.next_token = None;
+    let chunk = Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage(active)) };
+    match active.undelivered.take() {
+        // Never reorder: the pending chunk goes first, the final one is appended to it.
+        Some(Event::Chunk(mut first)) => {
+            first.text.push_str(&chunk.text);
+            first.finish_reason = chunk.finish_reason;
+            first.usage = chunk.usage;
+            active.undelivered = Some(Event::Chunk(first));
+        }
+        _ => active.undelivered = Some(Event::Chunk(chunk)),
+    }
+}
+
+fn fail(active: &mut Active, error: Error) {
+    active.finished = true;
+    active.next_token = None;
+    active.undelivered = Some(Event::Error(error));
+}

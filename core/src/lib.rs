@@ -1,0 +1,34 @@
+//! corral: run GGUF language models in-process.
+//!
+//! ```no_run
+//! use corral::{Model, ModelOptions, GenerateOptions, Message};
+//! let model = Model::load("model.gguf", ModelOptions::default())?;
+//! let options = GenerateOptions { max_tokens: Some(64), temperature: 0.0, ..Default::default() };
+//! for chunk in model.chat_stream(&[Message::new("user", "Hi!")], &options)? {
+//!     print!("{}", chunk?.text);
+//! }
+//! # Ok::<(), corral::Error>(())
+//! ```
+
+mod backend;
+pub mod bench;
+mod chat;
+mod engine;
+mod error;
+mod gguf;
+pub mod log;
+mod model;
+mod options;
+mod session;
+mod stream;
+
+pub use backend::supports_gpu_offload;
+pub use chat::Message;
+pub use error::{Error, ErrorKind, Result};
+pub use model::{default_threads, Model, ModelInfo, SpecialToken};
+pub use options::{checked_u32, GenerateOptions, ModelOptions, ProgressCallback};
+pub use session::Session;
+pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Poll, Stream, Usage};
+
+/// corral's version (from Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

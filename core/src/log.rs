@@ -1,0 +1,141 @@
+//! Logging: llama.cpp's and corral's own messages go to `tracing` (target `llama.cpp` or
+//! `corral`) and to one optional process-wide callback, which the bindings use to bridge into
+//! Python `logging`, a JS callback or a C function pointer. Silent unless the host asks, or
+//! unless the `CORRAL_LOG` environment variable names a level (then lines go to stderr).
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::{Arc, RwLock};
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum LogLevel {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "debug" | "trace" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A log sink: `(level, source, message)`; `source` is `"llama.cpp"` or `"corral"`.
+pub type LogCallback = Arc<dyn Fn(LogLevel, &str, &str) + Send + Sync>;
+
+struct Sink {
+    min_level: LogLevel,
+    callback: LogCallback,
+}
+
+static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+
+/// Installs (or with `None` removes) the process-wide log callback. Lines below `min_level` are
+/// dropped before formatting. Replaces any previous callback, including the `CORRAL_LOG` one.
+pub fn set_log_callback(callback: Option<LogCallback>, min_level: LogLevel) {
+    crate::backend::ensure_logging();
+    let mut sink = SINK.write().unwrap_or_else(|e| e.into_inner());
+    *sink = callback.map(|callback| Sink { min_level, callback });
+}
+
+pub(crate) fn install_env_logger() {
+    if let Some(level) = std::env::var("CORRAL_LOG").ok().as_deref().and_then(LogLevel::parse) {
+        let mut sink = SINK.write().unwrap_or_else(|e| e.into_inner());
+        if sink.is_none() {
+            *sink = Some(Sink {
+                min_level: level,
+                callback: Arc::new(|level, source, message| {
+                    eprintln!("[{source} {}] {message}", level.as_str());
+                }),
+            });
+        }
+    }
+}
+
+/// Emits one line to tracing and to the callback.
+pub(crate) fn emit(level: LogLevel, source: &str, message: &str) {
+    match level {
+        LogLevel::Debug => tracing::debug!(target: "corral", source, "{message}"),
+        LogLevel::Info => tracing::info!(target: "corral", source, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "corral", source, "{message}"),
+        LogLevel::Error => tracing::error!(target: "corral", source, "{message}"),
+    }
+    let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(sink) = sink.as_ref() {
+        if level >= sink.min_level {
+            // A panicking user callback must not unwind into llama.cpp.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (sink.callback)(level, source, message)
+            }));
+        }
+    }
+}
+
+thread_local! {
+    /// A partial llama.cpp line (llama.cpp logs some lines in pieces with level CONT).
+    static PARTIAL_LINE: RefCell<(LogLevel, String)> = const { RefCell::new((LogLevel::Info, String::new())) };
+    /// The last error-level line llama.cpp logged on this thread: llama.cpp reports most
+    /// failures (e.g. "unknown model architecture") only through its log.
+    static LAST_LLAMA_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Clears, then later takes, the last llama.cpp error logged on the current thread.
+pub(crate) fn clear_last_llama_error() {
+    LAST_LLAMA_ERROR.with(|e| e.borrow_mut().take());
+}
+
+pub(crate) fn take_last_llama_error() -> Option<String> {
+    LAST_LLAMA_ERROR.with(|e| e.borrow_mut().take())
+}
+
+/// The callback registered with `llama_log_set` and `ggml_log_set`.
+pub(crate) unsafe extern "C" fn llama_log_callback(level: u32, text: *const c_char, _user: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated string valid for the duration of the call.
+    let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    let level = match level {
+        llama_cpp_sys_2::GGML_LOG_LEVEL_DEBUG => Some(LogLevel::Debug),
+        llama_cpp_sys_2::GGML_LOG_LEVEL_INFO => Some(LogLevel::Info),
+        llama_cpp_sys_2::GGML_LOG_LEVEL_WARN => Some(LogLevel::Warn),
+        llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR => Some(LogLevel::Error),
+        _ => None, // CONT or NONE: continue the current line
+    };
+    let _ = std::panic::catch_unwind(|| {
+        PARTIAL_LINE.with(|partial| {
+            let mut partial = partial.borrow_mut();
+            if let Some(level) = level {
+                partial.0 = level;
+            }
+            partial.1.push_str(&text);
+            if partial.1.ends_with('\n') {
+                let line = std::mem::take(&mut partial.1);
+                let line = line.trim_end();
+                let level = partial.0;
+                if level == LogLevel::Error {
+                    LAST_LLAMA_ERROR.with(|e| *e.borrow_mut() = Some(line.to_string()));
+                }
+                emit(level, "llama.cpp", line);
+            }
+        });
+    });
+}

@@ -1,0 +1,440 @@
+//! A loaded model: metadata, tokenizer, chat template, and the handle to its engine.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use serde_json::Value;
+
+use crate::chat::{ChatTemplate, Message};
+use crate::engine::{self, Command, EngineConfig, GenerateRequest, ScoreRequest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::{GenerateOptions, ModelOptions};
+use crate::session::Session;
+use crate::stream::{CancelHandle, Completion, Stream};
+
+/// A special token: its id and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecialToken {
+    pub id: i32,
+    pub text: String,
+}
+
+/// What a model is, from its GGUF metadata and llama.cpp.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// `general.architecture`, e.g. `llama`, `qwen2`, `gemma3`.
+    pub architecture: String,
+    /// `general.name`, or the file name.
+    pub name: String,
+    /// Number of parameters.
+    pub parameters: u64,
+    /// Size of the GGUF file in bytes.
+    pub size_bytes: u64,
+    /// Quantization (`general.file_type`), e.g. `Q4_1`, `Q4_K_M`, `F16`.
+    pub quantization: String,
+    /// The context length the model was trained with.
+    pub context_length_trained: u32,
+    /// The context length (KV cache size) this model was loaded with.
+    pub context_length: u32,
+    pub embedding_length: u32,
+    pub layers: u32,
+    pub vocab_size: u32,
+    pub bos_token: Option<SpecialToken>,
+    pub eos_token: Option<SpecialToken>,
+    pub eot_token: Option<SpecialToken>,
+    /// Whether prompts get a BOS token (from the tokenizer metadata).
+    pub add_bos_token: bool,
+    /// The chat template in use (the GGUF's or the one passed at load), if any.
+    pub chat_template: Option<String>,
+    /// Every GGUF metadata key with its typed value.
+    pub metadata: BTreeMap<String, Value>,
+}
+
+pub(crate) struct ModelInner {
+    llama: RwLock<Option<Arc<LlamaModel>>>,
+    info: ModelInfo,
+    template: Option<ChatTemplate>,
+    commands: Mutex<Option<Sender<Command>>>,
+    engine: Mutex<Option<std::thread::JoinHandle<()>>>,
+    closed: AtomicBool,
+    next_session: AtomicU64,
+}
+
+/// A loaded model. Cheap to clone, `Send + Sync`: share it between threads; every clone
+/// talks to the same engine, which batches their requests together.
+#[derive(Clone)]
+pub struct Model {
+    pub(crate) inner: Arc<ModelInner>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("name", &self.inner.info.name).finish_non_exhaustive()
+    }
+}
+
+/// Number of physical cores available to this process (threads beyond that only spin).
+pub fn default_threads() -> u32 {
+    let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut cores = std::collections::HashSet::new();
+    if let Ok(entries) = std::fs::read_dir("/sys/devices/system/cpu") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with("cpu") || !name[3..].chars().all(|c| c.is_ascii_digit()) || name.len() == 3 {
+                continue;
+            }
+            let topo = entry.path().join("topology");
+            let read = |f: &str| std::fs::read_to_string(topo.join(f)).ok().map(|s| s.trim().to_string());
+            if let (Some(pkg), Some(core)) = (read("physical_package_id"), read("core_id")) {
+                cores.insert((pkg, core));
+            }
+        }
+    }
+    let physical = if cores.is_empty() { logical } else { cores.len() };
+    physical.min(logical).max(1) as u32
+}
+
+fn quantization_name(file_type: Option<u64>) -> String {
+    let name = match file_type {
+        Some(0) => "F32",
+        Some(1) => "F16",
+        Some(2) => "Q4_0",
+        Some(3) => "Q4_1",
+        Some(7) => "Q8_0",
+        Some(8) => "Q5_0",
+        Some(9) => "Q5_1",
+        Some(10) => "Q2_K",
+        Some(11) => "Q3_K_S",
+        Some(12) => "Q3_K_M",
+        Some(13) => "Q3_K_L",
+        Some(14) => "Q4_K_S",
+        Some(15) => "Q4_K_M",
+        Some(16) => "Q5_K_S",
+        Some(17) => "Q5_K_M",
+        Some(18) => "Q6_K",
+        Some(19) => "IQ2_XXS",
+        Some(20) => "IQ2_XS",
+        Some(21) => "Q2_K_S",
+        Some(22) => "IQ3_XS",
+        Some(23) => "IQ3_XXS",
+        Some(24) => "IQ1_S",
+        Some(25) => "IQ4_NL",
+        Some(26) => "IQ3_S",
+        Some(27) => "IQ3_M",
+        Some(28) => "IQ2_S",
+        Some(29) => "IQ2_M",
+        Some(30) => "IQ4_XS",
+        Some(31) => "IQ1_M",
+        Some(32) => "BF16",
+        Some(36) => "TQ1_0",
+        Some(37) => "TQ2_0",
+        Some(38) => "MXFP4_MOE",
+        Some(_) | None => "unknown",
+    };
+    name.to_string()
+}
+
+fn special_token(model: &LlamaModel, token: LlamaToken) -> Option<SpecialToken> {
+    let vocab = model.vocab();
+    if token.0 < 0 || token.0 >= vocab.n_tokens() {
+        return None;
+    }
+    let text = vocab.text(token).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+    Some(SpecialToken { id: token.0, text })
+}
+
+impl Model {
+    /// Loads a GGUF model and starts its engine.
+    pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Model> {
+        let path = path.as_ref();
+        options.validate()?;
+        let header = crate::gguf::read_header(path)?;
+        let backend = crate::backend::backend()?;
+
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut params = LlamaModelParams::default()
+            .with_n_gpu_layers(options.gpu_layers)
+            .with_use_mmap(options.use_mmap)
+            .with_use_mlock(options.use_mlock);
+        if let Some(progress) = options.on_progress.clone() {
+            let cancelled = cancelled.clone();
+            params = params.with_progress_callback(move |p| {
+                // A panicking callback counts as a cancellation; it must not unwind into C++.
+                let keep_going = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| progress(p))).unwrap_or(false);
+                if !keep_going {
+                    cancelled.store(true, Ordering::Relaxed);
+                }
+                keep_going
+            });
+        }
+        crate::log::clear_last_llama_error();
+        let llama = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+            if cancelled.load(Ordering::Relaxed) {
+                return Error::new(ErrorKind::Cancelled, "model loading was cancelled by the progress callback");
+            }
+            let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+            let kind = if detail.contains("unknown model architecture") || detail.contains("unsupported model architecture") {
+                ErrorKind::UnsupportedArchitecture
+            } else {
+                ErrorKind::InvalidModel
+            };
+            Error::new(kind, format!("llama.cpp cannot load {}: {detail}", path.display()))
+        })?;
+        let llama = Arc::new(llama);
+
+        let trained = llama.n_ctx_train();
+        let context_length = options.context_length.unwrap_or_else(|| trained.clamp(1, 4096));
+        let vocab = llama.vocab();
+        let chat_template = options.chat_template.clone().or_else(|| header.get_str("tokenizer.chat_template").map(str::to_string));
+        let bos_token = special_token(&llama, vocab.bos());
+        let eos_token = special_token(&llama, vocab.eos());
+        let eot_token = special_token(&llama, vocab.eot());
+        let template = match &chat_template {
+            Some(source) => Some(ChatTemplate::new(
+                source,
+                bos_token.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
+                eos_token.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
+            )?),
+            None => None,
+        };
+        let info = ModelInfo {
+            architecture: header.get_str("general.architecture").unwrap_or("unknown").to_string(),
+            name: header
+                .get_str("general.name")
+                .map(str::to_string)
+                .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+            parameters: llama.n_params(),
+            size_bytes: header.file_size,
+            quantization: quantization_name(header.get_u64("general.file_type")),
+            context_length_trained: trained,
+            context_length,
+            embedding_length: llama.n_embd().max(0) as u32,
+            layers: llama.n_layer(),
+            vocab_size: vocab.n_tokens().max(0) as u32,
+            bos_token,
+            eos_token,
+            eot_token,
+            add_bos_token: vocab.should_add_bos(),
+            chat_template,
+            metadata: header.metadata,
+        };
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let config = EngineConfig {
+            n_ctx: context_length,
+            threads: options.threads.unwrap_or_else(default_threads),
+            max_sequences: options.max_sequences,
+            batch_size: options.batch_size,
+            flash_attention: options.flash_attention,
+        };
+        let handle = engine::spawn(llama.clone(), config, rx)?;
+        Ok(Model {
+            inner: Arc::new(ModelInner {
+                llama: RwLock::new(Some(llama)),
+                info,
+                template,
+                commands: Mutex::new(Some(tx)),
+                engine: Mutex::new(Some(handle)),
+                closed: AtomicBool::new(false),
+                next_session: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    fn llama(&self) -> Result<Arc<LlamaModel>> {
+        self.inner.llama.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(Error::closed)
+    }
+
+    /// Tokenizes text. `add_special` adds BOS/EOS as the model's metadata asks; `parse_special`
+    /// turns special-token text (e.g. `<|im_start|>`) into control tokens instead of plain text.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>> {
+        let llama = self.llama()?;
+        let text_len = i32::try_from(text.len()).map_err(|_| Error::invalid_argument("text is too long to tokenize"))?;
+        let _ = text_len;
+        Ok(llama.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect())
+    }
+
+    /// Turns tokens back into text. Control tokens (BOS, EOS, ...) render as nothing unless
+    /// `render_special` is set.
+    pub fn detokenize(&self, tokens: &[i32], render_special: bool) -> Result<String> {
+        let llama = self.llama()?;
+        let n_vocab = llama.vocab().n_tokens();
+        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+            return Err(Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {n_vocab})")));
+        }
+        if tokens.is_empty() {
+            return Ok(String::new());
+        }
+        let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
+        let bytes = llama.vocab().detokenize(&tokens, false, render_special);
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Renders messages with the chat template into a prompt string.
+    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        let template = self.inner.template.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoChatTemplate,
+                format!(
+                    "model {:?} has no chat template (tokenizer.chat_template); pass one with the chat_template option or use complete()",
+                    self.inner.info.name
+                ),
+            )
+        })?;
+        template.render(messages, add_generation_prompt)
+    }
+
+    /// Tokenizes a completion prompt the way llama.cpp does by default.
+    pub(crate) fn prompt_tokens(&self, prompt: &str, parse_special: bool) -> Result<Vec<LlamaToken>> {
+        Ok(self.tokenize(prompt, true, parse_special)?.into_iter().map(LlamaToken).collect())
+    }
+
+    /// Tokenizes a rendered chat prompt: special tokens parsed, BOS added once.
+    pub(crate) fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<LlamaToken>> {
+        for (i, m) in messages.iter().enumerate() {
+            if m.role.is_empty() {
+                return Err(Error::invalid_argument(format!("messages[{i}].role is empty")));
+            }
+        }
+        let rendered = self.apply_chat_template(messages, true)?;
+        let bos_text = self.inner.info.bos_token.as_ref().map(|t| t.text.as_str()).unwrap_or("");
+        let template_adds_bos = !bos_text.is_empty() && rendered.starts_with(bos_text);
+        let add_bos = self.inner.info.add_bos_token && !template_adds_bos;
+        Ok(self.tokenize(&rendered, add_bos, true)?.into_iter().map(LlamaToken).collect())
+    }
+
+    pub(crate) fn submit(&self, prompt: Vec<LlamaToken>, options: &GenerateOptions, session: Option<u64>) -> Result<Stream> {
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        options.validate()?;
+        if prompt.is_empty() {
+            return Err(Error::invalid_argument("the prompt is empty"));
+        }
+        let n_ctx = self.inner.info.context_length as usize;
+        if prompt.len() >= n_ctx {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!("the prompt has {} tokens but the context holds {n_ctx} (prompt and output together)", prompt.len()),
+            ));
+        }
+        let (tx, rx) = sync_channel(engine::STREAM_BUFFER);
+        let cancel = CancelHandle::default();
+        let request = GenerateRequest {
+            prompt,
+            options: options.clone(),
+            session,
+            events: tx,
+            cancel: cancel.clone(),
+            submitted: Instant::now(),
+        };
+        self.send(Command::Generate(request))?;
+        Ok(Stream::new(rx, cancel, self.inner.clone()))
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        let commands = self.inner.commands.lock().unwrap_or_else(|e| e.into_inner());
+        commands.as_ref().ok_or_else(Error::closed)?.send(command).map_err(|_| Error::closed())
+    }
+
+    /// Streams a completion of a raw prompt.
+    pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
+        let tokens = self.prompt_tokens(prompt, options.parse_special)?;
+        self.submit(tokens, options, None)
+    }
+
+    /// Completes a raw prompt.
+    pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
+        self.complete_stream(prompt, options)?.collect_completion()
+    }
+
+    /// Streams the assistant's reply to a conversation, using the model's chat template.
+    pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
+        let tokens = self.chat_tokens(messages)?;
+        self.submit(tokens, options, None)
+    }
+
+    pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
+        self.chat_stream(messages, options)?.collect_completion()
+    }
+
+    /// A session: a conversation whose KV cache is kept between calls, so each call only
+    /// evaluates what is new since the previous one.
+    pub fn session(&self) -> Result<Session> {
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        Ok(Session::new(self.clone(), self.inner.next_session.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    pub(crate) fn release_session(&self, id: u64) {
+        let _ = self.send(Command::ReleaseSession(id));
+    }
+
+    /// Log-probability of each token given all before it (`tokens.len() - 1` values).
+    pub fn score(&self, tokens: &[i32]) -> Result<Vec<f32>> {
+        let llama = self.llama()?;
+        let n_vocab = llama.vocab().n_tokens();
+        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+            return Err(Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {n_vocab})")));
+        }
+        if tokens.len() < 2 {
+            return Err(Error::invalid_argument("scoring needs at least two tokens"));
+        }
+        let (tx, rx) = sync_channel(1);
+        self.send(Command::Score(ScoreRequest {
+            tokens: tokens.iter().map(|&t| LlamaToken(t)).collect(),
+            reply: tx,
+            cancel: CancelHandle::default(),
+        }))?;
+        rx.recv().map_err(|_| Error::closed())?
+    }
+
+    /// Stops the engine and frees the model's memory once nothing else uses it. Running and
+    /// queued requests end with a `closed` error. Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl ModelInner {
+    fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(commands) = self.commands.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = commands.send(Command::Shutdown);
+        }
+        if let Some(handle) = self.engine.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+        self.llama.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl Drop for ModelInner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,181 @@
+//! Options for loading a model and for generating text. Defaults live here only: every
+//! binding starts from `Default::default()` and overrides what the caller set.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// How to load a model and size its engine.
+#[derive(Clone)]
+pub struct ModelOptions {
+    /// Tokens of KV cache shared by all sequences of the model (prompt + output of every
+    /// running request and cached prefix). Default: the model's trained context, capped at 4096.
+    pub context_length: Option<u32>,
+    /// Threads for generation and prompt processing. Default: the number of physical cores.
+    pub threads: Option<u32>,
+    /// Layers to offload to a GPU (0 = CPU only; needs a GPU feature at build time).
+    pub gpu_layers: u32,
+    /// Map the file instead of reading it (default true).
+    pub use_mmap: bool,
+    /// Lock the model's memory so it cannot be swapped out (default false).
+    pub use_mlock: bool,
+    /// How many sequences the engine can run at once (concurrent requests and cached prefixes).
+    pub max_sequences: u32,
+    /// Most prompt tokens evaluated per engine step (the prompt-processing chunk).
+    pub batch_size: u32,
+    /// Flash attention: `None` lets llama.cpp decide (auto).
+    pub flash_attention: Option<bool>,
+    /// A Jinja chat template that replaces the one in the GGUF.
+    pub chat_template: Option<String>,
+    /// Called with load progress in [0, 1]; return `false` to cancel loading.
+    pub on_progress: Option<ProgressCallback>,
+}
+
+pub type ProgressCallback = std::sync::Arc<dyn Fn(f32) -> bool + Send + Sync>;
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            context_length: None,
+            threads: None,
+            gpu_layers: 0,
+            use_mmap: true,
+            use_mlock: false,
+            max_sequences: 8,
+            batch_size: 512,
+            flash_attention: None,
+            chat_template: None,
+            on_progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ModelOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelOptions")
+            .field("context_length", &self.context_length)
+            .field("threads", &self.threads)
+            .field("gpu_layers", &self.gpu_layers)
+            .field("use_mmap", &self.use_mmap)
+            .field("use_mlock", &self.use_mlock)
+            .field("max_sequences", &self.max_sequences)
+            .field("batch_size", &self.batch_size)
+            .field("flash_attention", &self.flash_attention)
+            .field("chat_template", &self.chat_template.as_ref().map(|_| "<custom>"))
+            .field("on_progress", &self.on_progress.as_ref().map(|_| "<callback>"))
+            .finish()
+    }
+}
+
+impl ModelOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.context_length == Some(0) {
+            return Err(Error::invalid_argument("context_length must be at least 1"));
+        }
+        if self.threads == Some(0) || self.threads.is_some_and(|t| t > 1024) {
+            return Err(Error::invalid_argument("threads must be between 1 and 1024"));
+        }
+        if !(1..=256).contains(&self.max_sequences) {
+            return Err(Error::invalid_argument("max_sequences must be between 1 and 256"));
+        }
+        if !(1..=65536).contains(&self.batch_size) {
+            return Err(Error::invalid_argument("batch_size must be between 1 and 65536"));
+        }
+        Ok(())
+    }
+}
+
+/// Sampling and stopping options for one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Most tokens to generate; `None` = until an end-of-generation token or the context is full.
+    pub max_tokens: Option<u32>,
+    /// 0 = greedy (deterministic).
+    pub temperature: f32,
+    /// 0 = disabled.
+    pub top_k: u32,
+    /// In (0, 1]; 1 = disabled.
+    pub top_p: f32,
+    /// In [0, 1]; 0 = disabled.
+    pub min_p: f32,
+    /// > 0; 1 = disabled.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub repeat_last_n: u32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// Fixed seed for reproducible sampling; `None` = random.
+    pub seed: Option<u32>,
+    /// Strings that end generation; matched across token boundaries and never emitted.
+    pub stop: Vec<String>,
+    /// Parse special-token text (e.g. `<|im_start|>`) in the prompt as control tokens.
+    /// Off by default so user text cannot inject control tokens; chat prompts set it.
+    pub parse_special: bool,
+    /// Give up after this long (the request fails with `deadline_exceeded`).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        // llama.cpp's own sampling defaults.
+        GenerateOptions {
+            max_tokens: None,
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: None,
+            stop: Vec::new(),
+            parse_special: false,
+            timeout: None,
+        }
+    }
+}
+
+impl GenerateOptions {
+    pub fn validate(&self) -> Result<()> {
+        let finite = |name: &str, v: f32| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::invalid_argument(format!("{name} must be a finite number, got {v}")))
+            }
+        };
+        finite("temperature", self.temperature)?;
+        if self.temperature < 0.0 {
+            return Err(Error::invalid_argument(format!("temperature must be >= 0, got {}", self.temperature)));
+        }
+        finite("top_p", self.top_p)?;
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::invalid_argument(format!("top_p must be in (0, 1], got {}", self.top_p)));
+        }
+        finite("min_p", self.min_p)?;
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(Error::invalid_argument(format!("min_p must be in [0, 1], got {}", self.min_p)));
+        }
+        finite("repeat_penalty", self.repeat_penalty)?;
+        if self.repeat_penalty <= 0.0 {
+            return Err(Error::invalid_argument(format!("repeat_penalty must be > 0, got {}", self.repeat_penalty)));
+        }
+        finite("frequency_penalty", self.frequency_penalty)?;
+        finite("presence_penalty", self.presence_penalty)?;
+        if let Some(i) = self.stop.iter().position(String::is_empty) {
+            return Err(Error::invalid_argument(format!("stop[{i}] is empty: stop strings must not be empty")));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::invalid_argument("timeout must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// Converts a caller's integer (bindings receive signed numbers) into a `u32` option value.
+pub fn checked_u32(name: &str, value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| {
+        Error::invalid_argument(format!("{name} must be between 0 and {}, got {value}", u32::MAX))
+    })
+}

@@ -1,0 +1,73 @@
+//! Sessions: conversations that keep their KV cache between calls.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::chat::Message;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::options::GenerateOptions;
+use crate::stream::{Completion, Stream};
+
+/// A conversation bound to one engine sequence while it lives. Each call passes the whole
+/// prompt (or the whole message list); the tokens it shares with what the session already
+/// evaluated are reused, so a multi-turn chat only processes the new turn. Safe to share:
+/// concurrent calls on one session simply run on separate sequences.
+pub struct Session {
+    model: Model,
+    id: u64,
+    closed: AtomicBool,
+}
+
+impl Session {
+    pub(crate) fn new(model: Model, id: u64) -> Self {
+        Session { model, id, closed: AtomicBool::new(false) }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(crate::ErrorKind::Closed, "the session has been closed"));
+        }
+        Ok(())
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
+        self.check()?;
+        let tokens = self.model.prompt_tokens(prompt, options.parse_special)?;
+        self.model.submit(tokens, options, Some(self.id))
+    }
+
+    pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
+        self.complete_stream(prompt, options)?.collect_completion()
+    }
+
+    pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
+        self.check()?;
+        let tokens = self.model.chat_tokens(messages)?;
+        self.model.submit(tokens, options, Some(self.id))
+    }
+
+    pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
+        self.chat_stream(messages, options)?.collect_completion()
+    }
+
+    /// Releases the session's sequence for other requests. Idempotent.
+    pub fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.model.release_session(self.id);
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

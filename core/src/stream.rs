@@ -1,0 +1,315 @@
+//! What a generation produces: streamed chunks, the final result, usage figures, and the
+//! text plumbing between tokens and chunks (UTF-8 hold-back, stop strings).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` reached, or the context window is full.
+    Length,
+    /// Cancelled by the caller.
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Token counts and timings of one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// Tokens in the prompt (including any reused from the cache).
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+    /// Prompt tokens whose KV was reused from a session or the prefix cache (not recomputed).
+    pub cached_tokens: u32,
+    /// Time spent waiting for the engine to admit the request.
+    pub queue_ms: f64,
+    /// From submission to the first generated token.
+    pub time_to_first_token_ms: f64,
+    /// Time evaluating the prompt.
+    pub prompt_ms: f64,
+    /// Time from the first to the last generated token.
+    pub generation_ms: f64,
+    /// Evaluated (non-cached) prompt tokens per second.
+    pub prompt_tokens_per_s: f64,
+    /// Generated tokens per second (after the first).
+    pub generation_tokens_per_s: f64,
+}
+
+/// One piece of streamed output. The last chunk of a stream carries `finish_reason` and `usage`
+/// (its text may be empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Always complete UTF-8 characters; a character split across tokens is held back.
+    pub text: String,
+    /// The tokens this chunk came from.
+    pub tokens: Vec<i32>,
+    pub finish_reason: Option<FinishReason>,
+    pub usage: Option<Usage>,
+}
+
+/// A whole generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub tokens: Vec<i32>,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+}
+
+pub(crate) enum Event {
+    Chunk(Chunk),
+    Error(Error),
+}
+
+/// A `Send + Sync` handle that cancels a running generation from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(pub(crate) Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A running generation. Iterate it for chunks; drop it (or call [`Stream::cancel`]) to stop.
+pub struct Stream {
+    events: Receiver<Event>,
+    cancel: CancelHandle,
+    done: bool,
+    /// Keeps the model (and its engine) alive while the stream is.
+    _model: Arc<dyn Send + Sync>,
+}
+
+/// The result of waiting for a chunk with a time limit.
+#[derive(Debug)]
+pub enum Poll {
+    Chunk(Chunk),
+    Pending,
+    Finished,
+}
+
+impl Stream {
+    pub(crate) fn new(events: Receiver<Event>, cancel: CancelHandle, model: Arc<dyn Send + Sync>) -> Self {
+        Stream { events, cancel, done: false, _model: model }
+    }
+
+    /// Asks the engine to stop; the stream then ends with `FinishReason::Cancelled`.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    /// Waits for the next chunk; `None` once the stream has ended.
+    pub fn next_chunk(&mut self) -> Option<Result<Chunk>> {
+        loop {
+            match self.poll(Duration::from_secs(3600)) {
+                Ok(Poll::Chunk(chunk)) => return Some(Ok(chunk)),
+                Ok(Poll::Pending) => continue,
+                Ok(Poll::Finished) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the next chunk (bindings use this to stay interruptible).
+    pub fn poll(&mut self, timeout: Duration) -> Result<Poll> {
+        if self.done {
+            return Ok(Poll::Finished);
+        }
+        match self.events.recv_timeout(timeout) {
+            Ok(Event::Chunk(chunk)) => {
+                if chunk.finish_reason.is_some() {
+                    self.done = true;
+                }
+                Ok(Poll::Chunk(chunk))
+            }
+            Ok(Event::Error(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(Poll::Pending),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.done = true;
+                Err(Error::closed())
+            }
+        }
+    }
+
+    /// Consumes the stream into one result.
+    pub fn collect_completion(mut self) -> Result<Completion> {
+        let mut text = String::new();
+        let mut tokens = Vec::new();
+        while let Some(chunk) = self.next_chunk() {
+            let chunk = chunk?;
+            text.push_str(&chunk.text);
+            tokens.extend_from_slice(&chunk.tokens);
+            if let Some(finish_reason) = chunk.finish_reason {
+                return Ok(Completion { text, tokens, finish_reason, usage: chunk.usage.unwrap_or_default() });
+            }
+        }
+        Err(Error::internal("the stream ended without a final chunk"))
+    }
+}
+
+impl Iterator for Stream {
+    type Item = Result<Chunk>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// Turns token bytes into text that is always complete UTF-8: an incomplete trailing character
+/// is held back until the next token completes it; invalid bytes become U+FFFD.
+#[derive(Debug, Default)]
+pub(crate) struct Utf8Decoder {
+    pending: Vec<u8>,
+}
+
+impl Utf8Decoder {
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let mut out = String::new();
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.pending.clear();
+                    return out;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    // SAFETY-free: the prefix up to `valid` is valid UTF-8 by definition.
+                    out.push_str(std::str::from_utf8(&self.pending[..valid]).unwrap_or_default());
+                    match e.error_len() {
+                        None => {
+                            // Incomplete character at the end: keep it for the next token.
+                            self.pending.drain(..valid);
+                            return out;
+                        }
+                        Some(bad) => {
+                            out.push('\u{FFFD}');
+                            self.pending.drain(..valid + bad);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whatever is held back at the end of generation, with invalid bytes replaced.
+    pub fn finish(&mut self) -> String {
+        let rest = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        rest
+    }
+}
+
+/// Holds back text that might be the start of a stop string, and cuts the output at the first
+/// complete stop string.
+#[derive(Debug, Default)]
+pub(crate) struct StopMatcher {
+    stops: Vec<String>,
+    pending: String,
+}
+
+impl StopMatcher {
+    pub fn new(stops: Vec<String>) -> Self {
+        StopMatcher { stops, pending: String::new() }
+    }
+
+    /// Returns the text that is safe to emit, and whether a stop string was found.
+    pub fn push(&mut self, text: &str) -> (String, bool) {
+        if self.stops.is_empty() {
+            return (text.to_string(), false);
+        }
+        self.pending.push_str(text);
+        let first_stop = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min();
+        if let Some(at) = first_stop {
+            let out = self.pending[..at].to_string();
+            self.pending.clear();
+            return (out, true);
+        }
+        // Keep the longest suffix that is a prefix of some stop string.
+        let keep_from = self
+            .pending
+            .char_indices()
+            .map(|(i, _)| i)
+            .find(|&i| {
+                let suffix = &self.pending[i..];
+                self.stops.iter().any(|s| s.starts_with(suffix))
+            })
+            .unwrap_or(self.pending.len());
+        let out = self.pending[..keep_from].to_string();
+        self.pending.drain(..keep_from);
+        (out, false)
+    }
+
+    /// Text held back when generation ends for another reason.
+    pub fn finish(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_decoder_holds_back_split_characters() {
+        let mut d = Utf8Decoder::default();
+        let bytes = "a😀b".as_bytes();
+        assert_eq!(d.push(&bytes[..2]), "a");
+        assert_eq!(d.push(&bytes[2..4]), "");
+        assert_eq!(d.push(&bytes[4..]), "😀b");
+        assert_eq!(d.push(&[0xff, b'x']), "\u{FFFD}x");
+        assert_eq!(d.push(&[0xe4]), "");
+        assert_eq!(d.finish(), "\u{FFFD}");
+    }
+
+    #[test]
+    fn stop_matcher_matches_across_pushes_and_never_emits_the_stop() {
+        let mut m = StopMatcher::new(vec!["END".into(), "\n\n".into()]);
+        assert_eq!(m.push("hello E"), ("hello ".into(), false));
+        assert_eq!(m.push("N"), ("".into(), false));
+        assert_eq!(m.push("X then"), ("ENX then".into(), false));
+        assert_eq!(m.push(" more\n"), (" more".into(), false));
+        assert_eq!(m.push("\nafter"), ("".into(), true));
+        let mut m = StopMatcher::new(vec!["é!".into()]);
+        assert_eq!(m.push("caf"), ("caf".into(), false));
+        assert_eq!(m.push("é"), ("".into(), false));
+        assert_eq!(m.finish(), "é");
+    }
+}
