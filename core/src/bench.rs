@@ -1,1 +1,164 @@
-//! placeholder
+//! The `corral bench` measurement: corral's engine against a plain llama-cpp-2 decode loop on
+//! the same model, threads and prompt, interleaved in one run so machine noise hits both.
+
+use std::path::Path;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::{GenerateOptions, Model, ModelOptions};
+
+/// Settings of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub threads: u32,
+    pub prompt_tokens: usize,
+    pub generated_tokens: u32,
+    pub context_length: u32,
+    pub repeats: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig { threads: crate::default_threads(), prompt_tokens: 512, generated_tokens: 128, context_length: 2048, repeats: 3 }
+    }
+}
+
+/// Medians over the repeats.
+#[derive(Debug, Clone, Default)]
+pub struct BenchReport {
+    pub load_s: f64,
+    pub prompt_tokens_per_s: f64,
+    pub generation_tokens_per_s: f64,
+    pub plain_prompt_tokens_per_s: f64,
+    pub plain_generation_tokens_per_s: f64,
+    pub threads: u32,
+    pub peak_rss_mb: f64,
+}
+
+/// Peak resident memory of this process so far, in MB (Linux; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// A deterministic prompt of exactly `n` tokens.
+pub fn bench_prompt(model: &Model, n: usize) -> Result<Vec<i32>> {
+    let paragraph = "The history of computing is a story of people, ideas and machines. Early calculating \
+        devices gave way to programmable computers, then to personal computers and phones. ";
+    let mut text = String::new();
+    let mut tokens = Vec::new();
+    while tokens.len() < n {
+        text.push_str(paragraph);
+        tokens = model.tokenize(&text, true, false)?;
+    }
+    tokens.truncate(n);
+    Ok(tokens)
+}
+
+/// Prompt and generation speed of a plain llama-cpp-2 loop: one batch for the prompt, then
+/// one token per decode, greedy.
+fn plain_run(llama: &LlamaModel, prompt: &[i32], config: &BenchConfig) -> Result<(f64, f64)> {
+    let backend = crate::backend::backend()?;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(std::num::NonZeroU32::new(config.context_length))
+        .with_n_batch(512)
+        .with_n_ubatch(512)
+        .with_n_threads(config.threads as i32)
+        .with_n_threads_batch(config.threads as i32);
+    let mut ctx = {
+        let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+        llama.new_context(backend, params).map_err(|e| Error::internal(format!("plain context: {e}")))?
+    };
+    let mut batch = LlamaBatch::new(512, 1);
+    let decode_err = |e| Error::new(ErrorKind::DecodeFailed, format!("plain decode: {e}"));
+    let started = Instant::now();
+    for chunk_start in (0..prompt.len()).step_by(512) {
+        batch.clear();
+        let end = (chunk_start + 512).min(prompt.len());
+        for (p, &t) in prompt.iter().enumerate().take(end).skip(chunk_start) {
+            batch.add(LlamaToken(t), p as i32, &[0], p + 1 == prompt.len()).map_err(|e| Error::internal(e.to_string()))?;
+        }
+        ctx.decode(&mut batch).map_err(decode_err)?;
+    }
+    let prompt_s = started.elapsed().as_secs_f64();
+    let mut sampler = LlamaSampler::greedy();
+    let mut pos = prompt.len() as i32;
+    let mut index = batch.n_tokens() - 1;
+    let mut first = None;
+    for _ in 0..config.generated_tokens {
+        let token = sampler.sample(&ctx, index);
+        if first.is_none() {
+            first = Some(Instant::now());
+        }
+        batch.clear();
+        batch.add(token, pos, &[0], true).map_err(|e| Error::internal(e.to_string()))?;
+        ctx.decode(&mut batch).map_err(decode_err)?;
+        pos += 1;
+        index = 0;
+    }
+    // Same definition as corral's usage: tokens after the first, over the time since it.
+    let generation_s = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    Ok((prompt.len() as f64 / prompt_s, (config.generated_tokens.saturating_sub(1)) as f64 / generation_s.max(1e-9)))
+}
+
+/// Runs the benchmark: corral and the plain loop, interleaved, `repeats` times each.
+pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
+    let started = Instant::now();
+    let model = Model::load(
+        path,
+        ModelOptions { context_length: Some(config.context_length), threads: Some(config.threads), ..Default::default() },
+    )?;
+    let load_s = started.elapsed().as_secs_f64();
+    let prompt = bench_prompt(&model, config.prompt_tokens)?;
+    let llama = LlamaModel::load_from_file(crate::backend::backend()?, path, &LlamaModelParams::default())
+        .map_err(|e| Error::new(ErrorKind::InvalidModel, format!("plain load: {e}")))?;
+    let options = GenerateOptions {
+        max_tokens: Some(config.generated_tokens),
+        temperature: 0.0,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let (mut pp, mut tg, mut plain_pp, mut plain_tg) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..config.repeats {
+        // Nothing cached: the whole prompt is evaluated every round.
+        model.clear_cache()?;
+        let done = model.complete_tokens(&prompt, &options)?;
+        pp.push(done.usage.prompt_tokens_per_s);
+        tg.push(done.usage.generation_tokens_per_s);
+        let (p, g) = plain_run(&llama, &prompt, config)?;
+        plain_pp.push(p);
+        plain_tg.push(g);
+    }
+    Ok(BenchReport {
+        load_s,
+        prompt_tokens_per_s: median(pp),
+        generation_tokens_per_s: median(tg),
+        plain_prompt_tokens_per_s: median(plain_pp),
+        plain_generation_tokens_per_s: median(plain_tg),
+        threads: config.threads,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}

@@ -47,6 +47,10 @@ pub(crate) struct GenerateRequest {
     pub events: SyncSender<Event>,
     pub cancel: CancelHandle,
     pub submitted: Instant,
+    /// Deliver chunks as they come. When false the engine sends one final chunk with the whole
+    /// text, sparing the caller a thread wake-up per token (which costs generation speed when
+    /// every core runs llama.cpp).
+    pub stream: bool,
 }
 
 pub(crate) struct ScoreRequest {
@@ -60,6 +64,8 @@ pub(crate) enum Command {
     Score(ScoreRequest),
     /// The session ended: its sequence may be reused by anyone.
     ReleaseSession(u64),
+    /// Drop every cached prefix not in use by a running request.
+    ClearCache,
     Shutdown,
 }
 
@@ -75,7 +81,8 @@ struct Active {
     generated: u32,
     decoder: Utf8Decoder,
     stop: StopMatcher,
-    /// Output the consumer has not taken yet; the sequence waits while it is set.
+    /// Output the consumer has not taken yet. New text is appended to it; a streaming
+    /// sequence pauses while it is set (the consumer is behind: backpressure).
     undelivered: Option<Event>,
     /// Set once the final chunk (or error) is queued: the slot frees when it is delivered.
     finished: bool,
@@ -167,7 +174,8 @@ fn run(
     let _ = ready.send(Ok(()));
     let mut engine = Engine {
         model,
-        n_ctx: ctx.n_ctx() as usize,
+        // llama.cpp rounds the KV size up; the requested length is the limit callers see.
+        n_ctx: (config.n_ctx as usize).min(ctx.n_ctx() as usize),
         batch_size: config.batch_size as usize,
         ctx,
         slots: (0..config.max_sequences as i32)
@@ -244,6 +252,12 @@ impl<'m> Engine<'m> {
                             slot.owner = None;
                         }
                     }
+                    Command::ClearCache => {
+                        for slot in self.slots.iter_mut().filter(|s| s.active.is_none()) {
+                            let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq_id as u32), None, None);
+                            slot.cached.clear();
+                        }
+                    }
                     Command::Shutdown => return self.shutdown(),
                 }
             }
@@ -267,7 +281,7 @@ impl<'m> Engine<'m> {
     }
 
     fn has_runnable_work(&self) -> bool {
-        self.slots.iter().filter_map(|s| s.active.as_ref()).any(|a| a.undelivered.is_none() && !a.finished)
+        self.slots.iter().filter_map(|s| s.active.as_ref()).any(|a| !a.finished && !a.paused())
     }
 
     /// Handles cancellation and deadlines, pushes undelivered output, frees finished slots.
@@ -281,7 +295,8 @@ impl<'m> Engine<'m> {
                     fail(active, Error::new(ErrorKind::DeadlineExceeded, "the request ran past its timeout"));
                 }
             }
-            if let Some(event) = active.undelivered.take() {
+            let deliver_now = active.request.stream || active.finished;
+            if let Some(event) = active.undelivered.take_if(|_| deliver_now) {
                 match active.request.events.try_send(event) {
                     Ok(()) => {}
                     Err(TrySendError::Full(event)) => active.undelivered = Some(event),
@@ -405,7 +420,7 @@ impl<'m> Engine<'m> {
         let mut n = 0usize;
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(active) = slot.active.as_ref() else { continue };
-            if active.finished || active.undelivered.is_some() {
+            if active.finished || active.paused() {
                 continue;
             }
             if let Some(token) = active.next_token {
@@ -608,37 +623,43 @@ fn on_token(model: &LlamaModel, active: &mut Active, token: LlamaToken, kv_len: 
         active.first_token = Some(now);
     }
     active.last_token = Some(now);
-    if model.vocab().is_eog(token) {
+    if model.vocab().is_eog(token) && !active.request.options.ignore_eos {
         return finish(active, FinishReason::Stop);
     }
     active.generated += 1;
     let piece = model.vocab().token_to_piece(token, false, None);
     let text = active.decoder.push(&piece);
     let (text, stopped) = active.stop.push(&text);
+    push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None });
     if stopped {
-        active.undelivered = Some(Event::Chunk(Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None }));
-        return finish_after_pending(active, FinishReason::Stop);
+        return finish(active, FinishReason::Stop);
     }
     let at_limit = active.request.options.max_tokens.is_some_and(|m| active.generated >= m);
     // The next token would need a KV cell beyond the context window.
     let context_full = kv_len + 1 >= n_ctx;
     if at_limit || context_full {
-        active.undelivered = Some(Event::Chunk(Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None }));
-        return finish_after_pending(active, FinishReason::Length);
+        return finish(active, FinishReason::Length);
     }
     active.next_token = Some(token);
-    active.undelivered = Some(Event::Chunk(Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None }));
 }
 
-/// Merges the final chunk into the undelivered one (so the stream ends with it).
-fn finish_after_pending(active: &mut Active, reason: FinishReason) {
-    let pending = active.undelivered.take();
-    finish(active, reason);
-    if let (Some(Event::Chunk(mut first)), Some(Event::Chunk(last))) = (pending, active.undelivered.take()) {
-        first.text.push_str(&last.text);
-        first.finish_reason = last.finish_reason;
-        first.usage = last.usage;
-        active.undelivered = Some(Event::Chunk(first));
+impl Active {
+    fn paused(&self) -> bool {
+        self.request.stream && self.undelivered.is_some()
+    }
+}
+
+/// Queues output, appending to what the consumer has not taken yet (never reordering).
+fn push_chunk(active: &mut Active, chunk: Chunk) {
+    match active.undelivered.as_mut() {
+        Some(Event::Chunk(pending)) => {
+            pending.text.push_str(&chunk.text);
+            pending.tokens.extend_from_slice(&chunk.tokens);
+            pending.finish_reason = chunk.finish_reason;
+            pending.usage = chunk.usage;
+        }
+        Some(Event::Error(_)) => {}
+        None => active.undelivered = Some(Event::Chunk(chunk)),
     }
 }
 
@@ -678,17 +699,8 @@ fn finish(active: &mut Active, reason: FinishReason) {
     }
     active.finished = true;
     active.next_token = None;
-    let chunk = Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage(active)) };
-    match active.undelivered.take() {
-        // Never reorder: the pending chunk goes first, the final one is appended to it.
-        Some(Event::Chunk(mut first)) => {
-            first.text.push_str(&chunk.text);
-            first.finish_reason = chunk.finish_reason;
-            first.usage = chunk.usage;
-            active.undelivered = Some(Event::Chunk(first));
-        }
-        _ => active.undelivered = Some(Event::Chunk(chunk)),
-    }
+    let usage = usage(active);
+    push_chunk(active, Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage) });
 }
 
 fn fail(active: &mut Active, error: Error) {

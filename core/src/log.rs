@@ -94,16 +94,19 @@ thread_local! {
     static PARTIAL_LINE: RefCell<(LogLevel, String)> = const { RefCell::new((LogLevel::Info, String::new())) };
     /// The last error-level line llama.cpp logged on this thread: llama.cpp reports most
     /// failures (e.g. "unknown model architecture") only through its log.
-    static LAST_LLAMA_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+    static LAST_LLAMA_ERROR: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Clears, then later takes, the last llama.cpp error logged on the current thread.
 pub(crate) fn clear_last_llama_error() {
-    LAST_LLAMA_ERROR.with(|e| e.borrow_mut().take());
+    LAST_LLAMA_ERROR.with(|e| e.borrow_mut().clear());
 }
 
+/// The error lines llama.cpp logged on this thread since the last clear, most specific
+/// (earliest) first.
 pub(crate) fn take_last_llama_error() -> Option<String> {
-    LAST_LLAMA_ERROR.with(|e| e.borrow_mut().take())
+    let lines = LAST_LLAMA_ERROR.with(|e| std::mem::take(&mut *e.borrow_mut()));
+    (!lines.is_empty()).then(|| lines.join("; "))
 }
 
 /// The callback registered with `llama_log_set` and `ggml_log_set`.
@@ -132,7 +135,12 @@ pub(crate) unsafe extern "C" fn llama_log_callback(level: u32, text: *const c_ch
                 let line = line.trim_end();
                 let level = partial.0;
                 if level == LogLevel::Error {
-                    LAST_LLAMA_ERROR.with(|e| *e.borrow_mut() = Some(line.to_string()));
+                    LAST_LLAMA_ERROR.with(|e| {
+                        let mut lines = e.borrow_mut();
+                        if lines.len() < 8 {
+                            lines.push(line.to_string());
+                        }
+                    });
                 }
                 emit(level, "llama.cpp", line);
             }

@@ -322,7 +322,7 @@ impl Model {
         Ok(self.tokenize(&rendered, add_bos, true)?.into_iter().map(LlamaToken).collect())
     }
 
-    pub(crate) fn submit(&self, prompt: Vec<LlamaToken>, options: &GenerateOptions, session: Option<u64>) -> Result<Stream> {
+    pub(crate) fn submit(&self, prompt: Vec<LlamaToken>, options: &GenerateOptions, session: Option<u64>, stream: bool) -> Result<Stream> {
         if self.is_closed() {
             return Err(Error::closed());
         }
@@ -346,6 +346,7 @@ impl Model {
             events: tx,
             cancel: cancel.clone(),
             submitted: Instant::now(),
+            stream,
         };
         self.send(Command::Generate(request))?;
         Ok(Stream::new(rx, cancel, self.inner.clone()))
@@ -359,7 +360,25 @@ impl Model {
     /// Streams a completion of a raw prompt.
     pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
         let tokens = self.prompt_tokens(prompt, options.parse_special)?;
-        self.submit(tokens, options, None)
+        self.submit(tokens, options, None, true)
+    }
+
+    /// Streams a completion of a prompt given as token ids (no BOS is added).
+    pub fn complete_tokens_stream(&self, tokens: &[i32], options: &GenerateOptions) -> Result<Stream> {
+        self.submit(self.checked_tokens(tokens)?, options, None, true)
+    }
+
+    /// Completes a prompt given as token ids (no BOS is added).
+    pub fn complete_tokens(&self, tokens: &[i32], options: &GenerateOptions) -> Result<Completion> {
+        self.submit(self.checked_tokens(tokens)?, options, None, false)?.collect_completion()
+    }
+
+    fn checked_tokens(&self, tokens: &[i32]) -> Result<Vec<LlamaToken>> {
+        let n_vocab = self.llama()?.vocab().n_tokens();
+        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+            return Err(Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {n_vocab})")));
+        }
+        Ok(tokens.iter().map(|&t| LlamaToken(t)).collect())
     }
 
     /// Completes a raw prompt.
@@ -370,11 +389,12 @@ impl Model {
     /// Streams the assistant's reply to a conversation, using the model's chat template.
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
         let tokens = self.chat_tokens(messages)?;
-        self.submit(tokens, options, None)
+        self.submit(tokens, options, None, true)
     }
 
     pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
-        self.chat_stream(messages, options)?.collect_completion()
+        let tokens = self.chat_tokens(messages)?;
+        self.submit(tokens, options, None, false)?.collect_completion()
     }
 
     /// A session: a conversation whose KV cache is kept between calls, so each call only
@@ -390,19 +410,20 @@ impl Model {
         let _ = self.send(Command::ReleaseSession(id));
     }
 
+    /// Drops the KV of every idle sequence (cached prefixes and idle sessions' history).
+    pub fn clear_cache(&self) -> Result<()> {
+        self.send(Command::ClearCache)
+    }
+
     /// Log-probability of each token given all before it (`tokens.len() - 1` values).
     pub fn score(&self, tokens: &[i32]) -> Result<Vec<f32>> {
-        let llama = self.llama()?;
-        let n_vocab = llama.vocab().n_tokens();
-        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
-            return Err(Error::invalid_argument(format!("token id {bad} is out of range (vocabulary of {n_vocab})")));
-        }
+        let tokens = self.checked_tokens(tokens)?;
         if tokens.len() < 2 {
             return Err(Error::invalid_argument("scoring needs at least two tokens"));
         }
         let (tx, rx) = sync_channel(1);
         self.send(Command::Score(ScoreRequest {
-            tokens: tokens.iter().map(|&t| LlamaToken(t)).collect(),
+            tokens,
             reply: tx,
             cancel: CancelHandle::default(),
         }))?;

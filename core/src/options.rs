@@ -111,6 +111,8 @@ pub struct GenerateOptions {
     /// Parse special-token text (e.g. `<|im_start|>`) in the prompt as control tokens.
     /// Off by default so user text cannot inject control tokens; chat prompts set it.
     pub parse_special: bool,
+    /// Keep generating past end-of-generation tokens (for benchmarks and raw completion).
+    pub ignore_eos: bool,
     /// Give up after this long (the request fails with `deadline_exceeded`).
     pub timeout: Option<Duration>,
 }
@@ -131,6 +133,7 @@ impl Default for GenerateOptions {
             seed: None,
             stop: Vec::new(),
             parse_special: false,
+            ignore_eos: false,
             timeout: None,
         }
     }

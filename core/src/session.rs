@@ -35,23 +35,31 @@ impl Session {
     }
 
     pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
-        self.check()?;
-        let tokens = self.model.prompt_tokens(prompt, options.parse_special)?;
-        self.model.submit(tokens, options, Some(self.id))
+        self.submit_prompt(prompt, options, true)
     }
 
     pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
-        self.complete_stream(prompt, options)?.collect_completion()
+        self.submit_prompt(prompt, options, false)?.collect_completion()
+    }
+
+    fn submit_prompt(&self, prompt: &str, options: &GenerateOptions, stream: bool) -> Result<Stream> {
+        self.check()?;
+        let tokens = self.model.prompt_tokens(prompt, options.parse_special)?;
+        self.model.submit(tokens, options, Some(self.id), stream)
+    }
+
+    fn submit_chat(&self, messages: &[Message], options: &GenerateOptions, stream: bool) -> Result<Stream> {
+        self.check()?;
+        let tokens = self.model.chat_tokens(messages)?;
+        self.model.submit(tokens, options, Some(self.id), stream)
     }
 
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
-        self.check()?;
-        let tokens = self.model.chat_tokens(messages)?;
-        self.model.submit(tokens, options, Some(self.id))
+        self.submit_chat(messages, options, true)
     }
 
     pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
-        self.chat_stream(messages, options)?.collect_completion()
+        self.submit_chat(messages, options, false)?.collect_completion()
     }
 
     /// Releases the session's sequence for other requests. Idempotent.

@@ -1,1 +1,281 @@
-fn main(){}
+//! `corral`: the command-line tool over the corral core.
+//!
+//! Output contract: generated text only on stdout; finish reason, usage, progress and errors on
+//! stderr. Any error is one line naming its kind and a non-zero exit status.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use corral::{Error, ErrorKind, GenerateOptions, Message, Model, ModelOptions, Stream};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "corral", version, about = "Run GGUF language models locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model's metadata.
+    Info {
+        model: PathBuf,
+        /// One JSON object with every field and every GGUF key.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream a completion of PROMPT to stdout.
+    Complete {
+        model: PathBuf,
+        prompt: String,
+        #[command(flatten)]
+        generation: GenerationArgs,
+    },
+    /// Apply the model's chat template to MESSAGE and stream the reply to stdout.
+    Chat {
+        model: PathBuf,
+        message: String,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        generation: GenerationArgs,
+    },
+    /// Perplexity of the model on the first --context-length tokens of FILE.
+    Perplexity {
+        model: PathBuf,
+        file: PathBuf,
+        #[arg(long, default_value_t = 512)]
+        context_length: u32,
+        #[arg(long)]
+        threads: Option<u32>,
+    },
+    /// Measure load time, prompt and generation speed against a plain llama-cpp-2 loop.
+    Bench {
+        model: PathBuf,
+        #[arg(long)]
+        threads: Option<u32>,
+        /// Rounds per side (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct GenerationArgs {
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_k: Option<u32>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    min_p: Option<f32>,
+    #[arg(long)]
+    repeat_penalty: Option<f32>,
+    #[arg(long)]
+    seed: Option<u32>,
+    /// A stop string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    #[arg(long)]
+    threads: Option<u32>,
+    #[arg(long)]
+    context_length: Option<u32>,
+}
+
+impl GenerationArgs {
+    fn options(&self) -> GenerateOptions {
+        let d = GenerateOptions::default();
+        GenerateOptions {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
+            seed: self.seed,
+            stop: self.stop.clone(),
+            ..d
+        }
+    }
+}
+
+fn load(path: &PathBuf, context_length: Option<u32>, threads: Option<u32>) -> corral::Result<Model> {
+    let mut options = ModelOptions { context_length, threads, max_sequences: 1, ..Default::default() };
+    if std::io::stderr().is_terminal() {
+        options.on_progress = Some(Arc::new(|p: f32| {
+            let width = 30;
+            let filled = ((p.clamp(0.0, 1.0) * width as f32) as usize).min(width);
+            eprint!("\rloading [{}{}] {:3.0}%", "#".repeat(filled), " ".repeat(width - filled), p * 100.0);
+            if p >= 1.0 {
+                eprint!("\r{}\r", " ".repeat(width + 20));
+            }
+            true
+        }));
+    }
+    Model::load(path, options)
+}
+
+/// Writes a stream to stdout; returns the final chunk's summary.
+fn print_stream(stream: Stream) -> corral::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for chunk in stream {
+        let chunk = chunk?;
+        if out.write_all(chunk.text.as_bytes()).and_then(|_| out.flush()).is_err() {
+            // stdout closed (e.g. piped into `head`): stop generating, not an error.
+            return Ok(());
+        }
+        if let (Some(reason), Some(u)) = (chunk.finish_reason, chunk.usage) {
+            let _ = writeln!(out);
+            eprintln!(
+                "finish_reason: {}  prompt_tokens: {}  completion_tokens: {}  cached_tokens: {}  ttft_ms: {:.1}  prompt_tok/s: {:.1}  gen_tok/s: {:.1}",
+                reason.as_str(),
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_tokens,
+                u.time_to_first_token_ms,
+                u.prompt_tokens_per_s,
+                u.generation_tokens_per_s
+            );
+        }
+    }
+    Ok(())
+}
+
+fn info_json(model: &Model) -> serde_json::Value {
+    let i = model.info();
+    json!({
+        "architecture": i.architecture,
+        "name": i.name,
+        "parameters": i.parameters,
+        "size_bytes": i.size_bytes,
+        "quantization": i.quantization,
+        "context_length_trained": i.context_length_trained,
+        "embedding_length": i.embedding_length,
+        "layers": i.layers,
+        "vocab_size": i.vocab_size,
+        "bos_token": i.bos_token.as_ref().map(|t| json!({"id": t.id, "text": t.text})),
+        "eos_token": i.eos_token.as_ref().map(|t| json!({"id": t.id, "text": t.text})),
+        "chat_template": i.chat_template,
+        "metadata": i.metadata,
+    })
+}
+
+fn run(cli: Cli) -> corral::Result<()> {
+    match cli.command {
+        Command::Info { model, json } => {
+            let model = load(&model, Some(256), None)?;
+            if json {
+                println!("{}", info_json(&model));
+            } else {
+                let i = model.info();
+                println!("name:            {}", i.name);
+                println!("architecture:    {}", i.architecture);
+                println!("parameters:      {}", i.parameters);
+                println!("size_bytes:      {}", i.size_bytes);
+                println!("quantization:    {}", i.quantization);
+                println!("context (train): {}", i.context_length_trained);
+                println!("embedding:       {}", i.embedding_length);
+                println!("layers:          {}", i.layers);
+                println!("vocab_size:      {}", i.vocab_size);
+                println!("chat_template:   {}", if i.chat_template.is_some() { "yes" } else { "none" });
+                println!("metadata keys:   {}", i.metadata.len());
+            }
+            Ok(())
+        }
+        Command::Complete { model, prompt, generation } => {
+            let options = generation.options();
+            let model = load(&model, generation.context_length, generation.threads)?;
+            print_stream(model.complete_stream(&prompt, &options)?)
+        }
+        Command::Chat { model, message, system, generation } => {
+            let options = generation.options();
+            let model = load(&model, generation.context_length, generation.threads)?;
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(Message::new("system", system));
+            }
+            messages.push(Message::new("user", message));
+            print_stream(model.chat_stream(&messages, &options)?)
+        }
+        Command::Perplexity { model, file, context_length, threads } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                Error::with_source(ErrorKind::InvalidArgument, format!("cannot read {}", file.display()), e)
+            })?;
+            let model = load(&model, Some(context_length), threads)?;
+            let mut tokens = model.tokenize(&text, true, false)?;
+            tokens.truncate(context_length as usize - 1);
+            let logprobs = model.score(&tokens)?;
+            let mean_nll = -logprobs.iter().map(|&l| l as f64).sum::<f64>() / logprobs.len() as f64;
+            println!("perplexity: {:.4}", mean_nll.exp());
+            eprintln!("tokens: {}", tokens.len());
+            Ok(())
+        }
+        Command::Bench { model, threads, repeats, json } => {
+            if repeats == 0 {
+                return Err(Error::new(ErrorKind::InvalidArgument, "--repeats must be at least 1"));
+            }
+            let config = corral::bench::BenchConfig {
+                threads: threads.unwrap_or_else(corral::default_threads),
+                repeats,
+                ..Default::default()
+            };
+            let r = corral::bench::run(&model, &config)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "load_s": r.load_s,
+                        "prompt_tokens_per_s": r.prompt_tokens_per_s,
+                        "generation_tokens_per_s": r.generation_tokens_per_s,
+                        "plain_prompt_tokens_per_s": r.plain_prompt_tokens_per_s,
+                        "plain_generation_tokens_per_s": r.plain_generation_tokens_per_s,
+                        "prompt_ratio": r.prompt_tokens_per_s / r.plain_prompt_tokens_per_s,
+                        "generation_ratio": r.generation_tokens_per_s / r.plain_generation_tokens_per_s,
+                        "threads": r.threads,
+                        "peak_rss_mb": r.peak_rss_mb,
+                    })
+                );
+            } else {
+                println!("threads: {}   load: {:.2} s   peak RSS: {:.0} MB", r.threads, r.load_s, r.peak_rss_mb);
+                println!("{:<12} {:>14} {:>14} {:>8}", "", "corral", "plain", "ratio");
+                println!(
+                    "{:<12} {:>14.1} {:>14.1} {:>8.3}",
+                    "prompt t/s", r.prompt_tokens_per_s, r.plain_prompt_tokens_per_s,
+                    r.prompt_tokens_per_s / r.plain_prompt_tokens_per_s
+                );
+                println!(
+                    "{:<12} {:>14.1} {:>14.1} {:>8.3}",
+                    "gen t/s", r.generation_tokens_per_s, r.plain_generation_tokens_per_s,
+                    r.generation_tokens_per_s / r.plain_generation_tokens_per_s
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still be one line on stderr, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("corral: error [internal]: {info}");
+    }));
+    let cli = Cli::parse();
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("corral: error [{}]: {e}", e.kind().code());
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(70),
+    }
+}

@@ -1,0 +1,39 @@
+# corral: the two entry points of the README, plus their parts.
+#   make demo   streams a chat answer from the default model
+#   make test   runs every test
+# Both install what a fresh Debian machine lacks (scripts/setup.sh) and fetch the model.
+
+MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+CARGO ?= cargo
+PROMPT ?= Explain in two sentences why the sky is blue.
+
+.PHONY: demo test setup model build test-rust test-c test-python test-node bench header
+
+setup:
+	./scripts/setup.sh
+
+model:
+	./scripts/fetch-model.sh >/dev/null
+
+build: setup
+	$(CARGO) build --release --locked -p corral-cli
+
+demo: build model
+	./target/release/corral chat $(MODEL) "$(PROMPT)" --max-tokens 200 --temperature 0.7 --seed 1
+
+test: setup model test-rust test-c test-python test-node
+
+test-rust:
+	$(CARGO) test --release --locked
+
+test-c:
+	./scripts/test-c.sh
+
+test-python:
+	./scripts/test-python.sh
+
+test-node:
+	./scripts/test-node.sh
+
+bench: build model
+	./target/release/corral bench $(MODEL)
