@@ -12,6 +12,8 @@
 
 mod backend;
 pub mod bench;
+#[cfg(feature = "capi")]
+pub mod capi;
 mod chat;
 mod engine;
 mod error;

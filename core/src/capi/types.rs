@@ -1,0 +1,227 @@
+//! Plain C types of the ABI: status codes, params and result structs.
+
+use std::ffi::{c_char, c_void};
+
+use crate::ErrorKind;
+
+/// Status of every fallible corral function. Values are stable and never reused.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum corral_status {
+    CORRAL_OK = 0,
+    CORRAL_ERR_MODEL_NOT_FOUND = 1,
+    CORRAL_ERR_INVALID_MODEL = 2,
+    CORRAL_ERR_UNSUPPORTED_ARCHITECTURE = 3,
+    CORRAL_ERR_INVALID_ARGUMENT = 4,
+    CORRAL_ERR_CONTEXT_OVERFLOW = 5,
+    CORRAL_ERR_CANCELLED = 6,
+    CORRAL_ERR_DECODE_FAILED = 7,
+    CORRAL_ERR_NO_CHAT_TEMPLATE = 8,
+    CORRAL_ERR_TEMPLATE = 9,
+    CORRAL_ERR_CLOSED = 10,
+    CORRAL_ERR_BUSY = 11,
+    CORRAL_ERR_DEADLINE_EXCEEDED = 12,
+    CORRAL_ERR_INVALID_GRAMMAR = 13,
+    CORRAL_ERR_INTERNAL = 14,
+    /// A required pointer argument was NULL.
+    CORRAL_ERR_NULL_ARGUMENT = 100,
+    /// A string argument was not valid UTF-8.
+    CORRAL_ERR_INVALID_UTF8 = 101,
+    /// corral hit a bug (a Rust panic); the process is intact.
+    CORRAL_ERR_PANIC = 102,
+}
+
+impl From<ErrorKind> for corral_status {
+    fn from(kind: ErrorKind) -> Self {
+        use corral_status::*;
+        match kind {
+            ErrorKind::ModelNotFound => CORRAL_ERR_MODEL_NOT_FOUND,
+            ErrorKind::InvalidModel => CORRAL_ERR_INVALID_MODEL,
+            ErrorKind::UnsupportedArchitecture => CORRAL_ERR_UNSUPPORTED_ARCHITECTURE,
+            ErrorKind::InvalidArgument => CORRAL_ERR_INVALID_ARGUMENT,
+            ErrorKind::ContextOverflow => CORRAL_ERR_CONTEXT_OVERFLOW,
+            ErrorKind::Cancelled => CORRAL_ERR_CANCELLED,
+            ErrorKind::DecodeFailed => CORRAL_ERR_DECODE_FAILED,
+            ErrorKind::NoChatTemplate => CORRAL_ERR_NO_CHAT_TEMPLATE,
+            ErrorKind::TemplateError => CORRAL_ERR_TEMPLATE,
+            ErrorKind::Closed => CORRAL_ERR_CLOSED,
+            ErrorKind::Busy => CORRAL_ERR_BUSY,
+            ErrorKind::DeadlineExceeded => CORRAL_ERR_DEADLINE_EXCEEDED,
+            ErrorKind::InvalidGrammar => CORRAL_ERR_INVALID_GRAMMAR,
+            ErrorKind::Internal => CORRAL_ERR_INTERNAL,
+        }
+    }
+}
+
+/// Why a generation ended.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum corral_finish_reason {
+    CORRAL_FINISH_NONE = 0,
+    CORRAL_FINISH_STOP = 1,
+    CORRAL_FINISH_LENGTH = 2,
+    CORRAL_FINISH_CANCELLED = 3,
+}
+
+impl From<crate::FinishReason> for corral_finish_reason {
+    fn from(r: crate::FinishReason) -> Self {
+        match r {
+            crate::FinishReason::Stop => corral_finish_reason::CORRAL_FINISH_STOP,
+            crate::FinishReason::Length => corral_finish_reason::CORRAL_FINISH_LENGTH,
+            crate::FinishReason::Cancelled => corral_finish_reason::CORRAL_FINISH_CANCELLED,
+        }
+    }
+}
+
+/// Load progress in [0, 1]. Return false to cancel loading (load then fails with
+/// CORRAL_ERR_CANCELLED). Called on the loading thread.
+pub type corral_progress_callback = Option<unsafe extern "C" fn(progress: f32, user_data: *mut c_void) -> bool>;
+
+/// Receives streamed text (UTF-8, not NUL-terminated, `len` bytes, valid only during the call).
+/// Return false to stop generation (the result's finish reason is then CORRAL_FINISH_CANCELLED).
+pub type corral_chunk_callback =
+    Option<unsafe extern "C" fn(text: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
+
+/// A log line: level 1 = debug, 2 = info, 3 = warn, 4 = error; `source` is "llama.cpp" or
+/// "corral". May be called from any thread; strings valid only during the call.
+pub type corral_log_callback =
+    Option<unsafe extern "C" fn(level: i32, source: *const c_char, message: *const c_char, user_data: *mut c_void)>;
+
+/// Options for corral_model_load. Start from corral_model_default_params().
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct corral_model_params {
+    /// KV cache size in tokens shared by all requests; 0 = model default (trained, max 4096).
+    pub context_length: u32,
+    /// 0 = number of physical cores.
+    pub threads: u32,
+    /// Layers offloaded to a GPU (0 = CPU only).
+    pub gpu_layers: u32,
+    pub use_mmap: bool,
+    pub use_mlock: bool,
+    /// Concurrent sequences of the engine (1..256).
+    pub max_sequences: u32,
+    /// Most prompt tokens per engine step.
+    pub batch_size: u32,
+    /// -1 = auto, 0 = off, 1 = on.
+    pub flash_attention: i32,
+    /// A Jinja chat template replacing the model's; NULL = use the GGUF's. Copied.
+    pub chat_template: *const c_char,
+    pub on_progress: corral_progress_callback,
+    pub progress_user_data: *mut c_void,
+}
+
+/// Sampling and stopping options. Start from corral_generate_default_params().
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct corral_generate_params {
+    /// Most tokens to generate; -1 = until end of generation or a full context.
+    pub max_tokens: i32,
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// 0 = disabled.
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: i32,
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// -1 = random; otherwise 0..=4294967294.
+    pub seed: i64,
+    /// `n_stop` NUL-terminated UTF-8 stop strings (may be NULL when n_stop is 0). Copied.
+    pub stop: *const *const c_char,
+    pub n_stop: usize,
+    /// Parse special-token text in the prompt as control tokens.
+    pub parse_special: bool,
+    /// Keep generating past end-of-generation tokens.
+    pub ignore_eos: bool,
+    /// 0 = no time limit.
+    pub timeout_ms: u32,
+}
+
+/// One chat message (UTF-8, NUL-terminated; copied by the call).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct corral_message {
+    pub role: *const c_char,
+    pub content: *const c_char,
+}
+
+/// Token counts and timings of one request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct corral_usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub cached_tokens: u32,
+    pub queue_ms: f64,
+    pub time_to_first_token_ms: f64,
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+    pub prompt_tokens_per_s: f64,
+    pub generation_tokens_per_s: f64,
+}
+
+impl From<&crate::Usage> for corral_usage {
+    fn from(u: &crate::Usage) -> Self {
+        corral_usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_tokens: u.cached_tokens,
+            queue_ms: u.queue_ms,
+            time_to_first_token_ms: u.time_to_first_token_ms,
+            prompt_ms: u.prompt_ms,
+            generation_ms: u.generation_ms,
+            prompt_tokens_per_s: u.prompt_tokens_per_s,
+            generation_tokens_per_s: u.generation_tokens_per_s,
+        }
+    }
+}
+
+/// A finished generation. `text` is owned by the caller: release with corral_result_free.
+#[repr(C)]
+#[derive(Debug)]
+pub struct corral_result {
+    /// NUL-terminated UTF-8.
+    pub text: *mut c_char,
+    pub text_len: usize,
+    pub finish_reason: corral_finish_reason,
+    pub usage: corral_usage,
+}
+
+/// One pulled chunk. `text` is borrowed from the stream: valid until the next
+/// corral_stream_next or corral_stream_free on that stream.
+#[repr(C)]
+#[derive(Debug)]
+pub struct corral_chunk {
+    /// NUL-terminated UTF-8 (may be empty).
+    pub text: *const c_char,
+    pub text_len: usize,
+    /// CORRAL_FINISH_NONE until the last chunk.
+    pub finish_reason: corral_finish_reason,
+    /// Valid when finish_reason is not CORRAL_FINISH_NONE.
+    pub usage: corral_usage,
+}
+
+/// What a model is. Strings are borrowed from the model: valid until corral_model_free.
+#[repr(C)]
+#[derive(Debug)]
+pub struct corral_model_info {
+    pub architecture: *const c_char,
+    pub name: *const c_char,
+    pub quantization: *const c_char,
+    /// NULL when the model has no chat template.
+    pub chat_template: *const c_char,
+    pub parameters: u64,
+    pub size_bytes: u64,
+    pub context_length_trained: u32,
+    pub context_length: u32,
+    pub embedding_length: u32,
+    pub layers: u32,
+    pub vocab_size: u32,
+    /// -1 when the model has none.
+    pub bos_token: i32,
+    pub eos_token: i32,
+    pub metadata_count: usize,
+}

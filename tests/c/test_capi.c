@@ -1,0 +1,446 @@
+/* The C ABI test suite: every function, NULL arguments, error paths, on the real model.
+ * Run by scripts/test-c.sh (plain, under ASan+UBSan, and under valgrind).
+ *   test_capi MODEL.gguf SCRATCH_DIR
+ */
+#include <corral.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (cond) {                                                                  \
+            passed++;                                                                \
+        } else {                                                                     \
+            failed++;                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, \
+                    __LINE__, #cond, corral_last_error_message());                   \
+        }                                                                            \
+    } while (0)
+
+#define CHECK_STATUS(call, expected) CHECK((call) == (expected))
+
+static const char *model_path;
+static char scratch[4096];
+
+static const char *write_file(const char *name, const void *data, size_t len) {
+    snprintf(scratch, sizeof scratch, "%s/%s", getenv("CORRAL_SCRATCH") ? getenv("CORRAL_SCRATCH") : "/tmp", name);
+    FILE *f = fopen(scratch, "wb");
+    if (!f) return NULL;
+    if (len) fwrite(data, 1, len, f);
+    fclose(f);
+    return scratch;
+}
+
+static void *read_prefix(size_t len) {
+    FILE *f = fopen(model_path, "rb");
+    void *buf = malloc(len);
+    if (!f || !buf || fread(buf, 1, len, f) != len) {
+        fprintf(stderr, "cannot read model\n");
+        exit(1);
+    }
+    fclose(f);
+    return buf;
+}
+
+static corral_model *load_small(void) {
+    corral_model_params p = corral_model_default_params();
+    p.context_length = 512;
+    p.max_sequences = 4;
+    corral_model *m = NULL;
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_OK);
+    return m;
+}
+
+static void test_version_and_status_names(void) {
+    CHECK(strcmp(corral_version(), CORRAL_VERSION) == 0);
+    CHECK(CORRAL_VERSION_NUMBER == CORRAL_VERSION_MAJOR * 10000 + CORRAL_VERSION_MINOR * 100 + CORRAL_VERSION_PATCH);
+    CHECK(strcmp(corral_status_name(CORRAL_OK), "ok") == 0);
+    CHECK(strcmp(corral_status_name(CORRAL_ERR_MODEL_NOT_FOUND), "model_not_found") == 0);
+    CHECK(strcmp(corral_status_name(CORRAL_ERR_NULL_ARGUMENT), "null_argument") == 0);
+    CHECK(strcmp(corral_status_name(12345), "unknown") == 0);
+    CHECK(corral_last_error_message() != NULL);
+}
+
+static void test_bad_model_files(void) {
+    corral_model *m = (corral_model *)0x1; /* must stay untouched on failure */
+    corral_model_params p = corral_model_default_params();
+    CHECK_STATUS(corral_model_load(NULL, &p, &m), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_load(model_path, &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_load("/nonexistent/x.gguf", &p, &m), CORRAL_ERR_MODEL_NOT_FOUND);
+    CHECK(strstr(corral_last_error_message(), "not found") != NULL);
+    CHECK_STATUS(corral_model_load("/tmp", &p, &m), CORRAL_ERR_MODEL_NOT_FOUND);
+    CHECK_STATUS(corral_model_load("bad\xff\xfe.gguf", &p, &m), CORRAL_ERR_INVALID_UTF8);
+    CHECK_STATUS(corral_model_load(write_file("empty.gguf", "", 0), &p, &m), CORRAL_ERR_INVALID_MODEL);
+    char garbage[65536];
+    for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (char)(i * 2654435761u >> 13);
+    CHECK_STATUS(corral_model_load(write_file("garbage.gguf", garbage, sizeof garbage), &p, &m), CORRAL_ERR_INVALID_MODEL);
+    size_t cuts[] = {3, 24, 4000, 1500000};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        void *prefix = read_prefix(cuts[i]);
+        CHECK_STATUS(corral_model_load(write_file("cut.gguf", prefix, cuts[i]), &p, &m), CORRAL_ERR_INVALID_MODEL);
+        free(prefix);
+    }
+    p.max_sequences = 0;
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_ERR_INVALID_ARGUMENT);
+    p = corral_model_default_params();
+    p.flash_attention = 7;
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK(m == (corral_model *)0x1);
+}
+
+static bool cancel_load(float progress, void *user_data) {
+    (void)progress;
+    ++*(int *)user_data;
+    return false;
+}
+
+static void test_progress_cancel(void) {
+    corral_model_params p = corral_model_default_params();
+    int calls = 0;
+    p.on_progress = cancel_load;
+    p.progress_user_data = &calls;
+    corral_model *m = NULL;
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_ERR_CANCELLED);
+    CHECK(calls >= 1);
+    CHECK(m == NULL);
+}
+
+static void test_info_and_metadata(corral_model *m) {
+    corral_model_info info;
+    CHECK_STATUS(corral_model_info_get(NULL, &info), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_info_get(m, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_info_get(m, &info), CORRAL_OK);
+    CHECK(strcmp(info.architecture, "llama") == 0);
+    CHECK(strcmp(info.quantization, "Q4_1") == 0);
+    CHECK(info.layers == 30 && info.vocab_size == 49152 && info.embedding_length == 576);
+    CHECK(info.context_length == 512 && info.context_length_trained == 8192);
+    CHECK(info.chat_template != NULL && strstr(info.chat_template, "im_start") != NULL);
+    CHECK(info.metadata_count > 20);
+    char *json = NULL;
+    CHECK_STATUS(corral_model_metadata_json(m, &json), CORRAL_OK);
+    CHECK(json && strstr(json, "\"general.architecture\":\"llama\"") != NULL);
+    corral_string_free(json);
+    CHECK_STATUS(corral_model_metadata_json(NULL, &json), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_metadata_json(m, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    char *value = NULL;
+    CHECK_STATUS(corral_model_metadata_get(m, "llama.block_count", &value), CORRAL_OK);
+    CHECK(value && strcmp(value, "30") == 0);
+    corral_string_free(value);
+    CHECK_STATUS(corral_model_metadata_get(m, "no.such.key", &value), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_metadata_get(m, NULL, &value), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_metadata_get(NULL, "x", &value), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_metadata_get(m, "x", NULL), CORRAL_ERR_NULL_ARGUMENT);
+}
+
+static void test_tokenize(corral_model *m) {
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    const char *text = "Hello 😀 日本語";
+    CHECK_STATUS(corral_model_tokenize(m, text, true, false, &tokens, &n), CORRAL_OK);
+    CHECK(n > 3);
+    char *back = NULL;
+    CHECK_STATUS(corral_model_detokenize(m, tokens, n, false, &back), CORRAL_OK);
+    CHECK(back && strcmp(back, text) == 0);
+    corral_string_free(back);
+    corral_tokens_free(tokens, n);
+    CHECK_STATUS(corral_model_tokenize(NULL, text, true, false, &tokens, &n), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_tokenize(m, NULL, true, false, &tokens, &n), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_tokenize(m, text, true, false, NULL, &n), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_tokenize(m, text, true, false, &tokens, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_tokenize(m, "\xc3\x28", true, false, &tokens, &n), CORRAL_ERR_INVALID_UTF8);
+    int32_t bad[] = {1, 999999};
+    CHECK_STATUS(corral_model_detokenize(m, bad, 2, false, &back), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_detokenize(m, NULL, 2, false, &back), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_detokenize(m, NULL, 0, false, &back), CORRAL_OK);
+    CHECK(back && back[0] == '\0');
+    corral_string_free(back);
+    CHECK_STATUS(corral_model_detokenize(NULL, bad, 1, false, &back), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_detokenize(m, bad, 1, false, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_tokens_free(NULL, 0);
+    corral_string_free(NULL);
+}
+
+static void test_chat_template(corral_model *m) {
+    corral_message msgs[] = {{"user", "Hi"}};
+    char *prompt = NULL;
+    CHECK_STATUS(corral_model_apply_chat_template(m, msgs, 1, true, &prompt), CORRAL_OK);
+    CHECK(prompt && strstr(prompt, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n") != NULL);
+    corral_string_free(prompt);
+    CHECK_STATUS(corral_model_apply_chat_template(m, NULL, 1, true, &prompt), CORRAL_ERR_NULL_ARGUMENT);
+    corral_message bad_role[] = {{NULL, "Hi"}};
+    CHECK_STATUS(corral_model_apply_chat_template(m, bad_role, 1, true, &prompt), CORRAL_ERR_NULL_ARGUMENT);
+    corral_message bad_utf8[] = {{"user", "\xff"}};
+    CHECK_STATUS(corral_model_apply_chat_template(m, bad_utf8, 1, true, &prompt), CORRAL_ERR_INVALID_UTF8);
+    CHECK_STATUS(corral_model_apply_chat_template(NULL, msgs, 1, true, &prompt), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_apply_chat_template(m, msgs, 1, true, NULL), CORRAL_ERR_NULL_ARGUMENT);
+}
+
+typedef struct {
+    char text[4096];
+    size_t len;
+    int calls;
+    int stop_after;
+} collector;
+
+static bool collect(const char *text, size_t len, void *user_data) {
+    collector *c = user_data;
+    if (c->len + len < sizeof c->text) {
+        memcpy(c->text + c->len, text, len);
+        c->len += len;
+        c->text[c->len] = '\0';
+    }
+    c->calls++;
+    return c->stop_after == 0 || c->calls < c->stop_after;
+}
+
+static void test_complete(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 8;
+    p.temperature = 0.0f;
+    corral_result r1 = {0}, r2 = {0};
+    collector c = {0};
+    CHECK_STATUS(corral_model_complete(m, "The capital of France is", &p, collect, &c, &r1), CORRAL_OK);
+    CHECK(r1.text && strstr(r1.text, "Paris") != NULL);
+    CHECK(strcmp(c.text, r1.text) == 0);
+    CHECK(r1.text_len == strlen(r1.text));
+    CHECK(r1.finish_reason == CORRAL_FINISH_LENGTH && r1.usage.completion_tokens == 8);
+    CHECK(r1.usage.prompt_tokens > 0);
+    CHECK_STATUS(corral_model_complete(m, "The capital of France is", &p, NULL, NULL, &r2), CORRAL_OK);
+    CHECK(strcmp(r1.text, r2.text) == 0); /* greedy is deterministic */
+    corral_result_free(&r1);
+    corral_result_free(&r2);
+    CHECK(r1.text == NULL);
+    corral_result_free(&r1); /* idempotent */
+    corral_result_free(NULL);
+
+    /* Stop strings are not emitted. */
+    const char *stops[] = {"Paris"};
+    p.stop = stops;
+    p.n_stop = 1;
+    p.max_tokens = 16;
+    CHECK_STATUS(corral_model_complete(m, "The capital of France is", &p, NULL, NULL, &r1), CORRAL_OK);
+    CHECK(r1.finish_reason == CORRAL_FINISH_STOP && strstr(r1.text, "Paris") == NULL);
+    corral_result_free(&r1);
+
+    /* A callback returning false stops generation. */
+    p = corral_generate_default_params();
+    p.max_tokens = 50;
+    p.ignore_eos = true;
+    collector stopper = {.stop_after = 3};
+    CHECK_STATUS(corral_model_complete(m, "Once upon a time", &p, collect, &stopper, &r1), CORRAL_OK);
+    CHECK(r1.finish_reason == CORRAL_FINISH_CANCELLED);
+    CHECK(stopper.calls == 3 && r1.usage.completion_tokens < 50);
+    corral_result_free(&r1);
+
+    /* NULL params = defaults; NULL result is allowed. */
+    p = corral_generate_default_params();
+    p.max_tokens = 2;
+    CHECK_STATUS(corral_model_complete(m, "Hi", &p, NULL, NULL, NULL), CORRAL_OK);
+
+    /* Bad arguments. */
+    CHECK_STATUS(corral_model_complete(NULL, "x", &p, NULL, NULL, &r1), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_complete(m, NULL, &p, NULL, NULL, &r1), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_complete(m, "\xe2\x82", &p, NULL, NULL, &r1), CORRAL_ERR_INVALID_UTF8);
+    corral_generate_params bad = p;
+    bad.max_tokens = -5;
+    CHECK_STATUS(corral_model_complete(m, "x", &bad, NULL, NULL, &r1), CORRAL_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.top_p = 0.0f;
+    CHECK_STATUS(corral_model_complete(m, "x", &bad, NULL, NULL, &r1), CORRAL_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.temperature = -1.0f;
+    CHECK_STATUS(corral_model_complete(m, "x", &bad, NULL, NULL, &r1), CORRAL_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.n_stop = 1;
+    bad.stop = NULL;
+    CHECK_STATUS(corral_model_complete(m, "x", &bad, NULL, NULL, &r1), CORRAL_ERR_NULL_ARGUMENT);
+    const char *empty_stop[] = {""};
+    bad.stop = empty_stop;
+    CHECK_STATUS(corral_model_complete(m, "x", &bad, NULL, NULL, &r1), CORRAL_ERR_INVALID_ARGUMENT);
+    bad = p;
+    bad.seed = -7;
+    CHECK_STATUS(corral_model_complete(m, "x", &bad, NULL, NULL, &r1), CORRAL_ERR_INVALID_ARGUMENT);
+
+    /* An over-long prompt. */
+    size_t len = 20000;
+    char *long_prompt = malloc(len + 1);
+    for (size_t i = 0; i < len; i++) long_prompt[i] = (i % 5 == 4) ? ' ' : 'a' + (char)(i % 7);
+    long_prompt[len] = '\0';
+    CHECK_STATUS(corral_model_complete(m, long_prompt, &p, NULL, NULL, &r1), CORRAL_ERR_CONTEXT_OVERFLOW);
+    free(long_prompt);
+
+    /* The model still works after every error above. */
+    CHECK_STATUS(corral_model_complete(m, "Hello", &p, NULL, NULL, &r1), CORRAL_OK);
+    corral_result_free(&r1);
+}
+
+static void test_chat_and_sessions(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 16;
+    p.temperature = 0.0f;
+    corral_message msgs[3] = {{"user", "Name a color."}, {"assistant", ""}, {"user", "Another one?"}};
+    corral_result r = {0};
+    CHECK_STATUS(corral_model_chat(m, msgs, 1, &p, NULL, NULL, &r), CORRAL_OK);
+    corral_result_free(&r);
+    CHECK_STATUS(corral_model_chat(m, NULL, 1, &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_chat(NULL, msgs, 1, &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
+
+    corral_session *s = NULL;
+    CHECK_STATUS(corral_model_session(NULL, &s), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_session(m, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_session(m, &s), CORRAL_OK);
+    corral_result first = {0}, second = {0};
+    CHECK_STATUS(corral_session_chat(s, msgs, 1, &p, NULL, NULL, &first), CORRAL_OK);
+    msgs[1].content = first.text;
+    CHECK_STATUS(corral_session_chat(s, msgs, 3, &p, NULL, NULL, &second), CORRAL_OK);
+    CHECK(second.usage.cached_tokens >= first.usage.prompt_tokens); /* prefix reuse */
+    corral_result_free(&first);
+    corral_result_free(&second);
+    CHECK_STATUS(corral_session_complete(s, "Hello", &p, NULL, NULL, &r), CORRAL_OK);
+    corral_result_free(&r);
+    CHECK_STATUS(corral_session_complete(NULL, "Hello", &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_session_chat(NULL, msgs, 1, &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
+
+    corral_stream *st = NULL;
+    CHECK_STATUS(corral_session_complete_stream(s, "Hello", &p, &st), CORRAL_OK);
+    corral_chunk ch;
+    while (corral_stream_next(st, &ch) == CORRAL_OK && ch.finish_reason == CORRAL_FINISH_NONE) {
+    }
+    CHECK(ch.finish_reason != CORRAL_FINISH_NONE);
+    corral_stream_free(st);
+    CHECK_STATUS(corral_session_chat_stream(s, msgs, 1, &p, &st), CORRAL_OK);
+    corral_stream_free(st); /* freeing a running stream cancels it */
+    CHECK_STATUS(corral_session_complete_stream(NULL, "x", &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_session_chat_stream(s, msgs, 1, &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_session_free(s);
+    corral_session_free(NULL);
+}
+
+static void test_streams(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 100;
+    p.ignore_eos = true;
+    p.temperature = 0.0f;
+    corral_stream *st = NULL;
+    CHECK_STATUS(corral_model_complete_stream(m, "Once upon a time", &p, &st), CORRAL_OK);
+    corral_chunk ch;
+    CHECK_STATUS(corral_stream_next(st, &ch), CORRAL_OK);
+    CHECK(ch.finish_reason == CORRAL_FINISH_NONE);
+    corral_stream_cancel(st);
+    corral_stream_cancel(st); /* double cancel */
+    int guard = 0;
+    while (corral_stream_next(st, &ch) == CORRAL_OK && ch.finish_reason == CORRAL_FINISH_NONE && guard++ < 200) {
+    }
+    CHECK(ch.finish_reason == CORRAL_FINISH_CANCELLED);
+    CHECK(ch.usage.completion_tokens < 100);
+    CHECK_STATUS(corral_stream_next(st, &ch), CORRAL_OK); /* after the end: the final state again */
+    CHECK(ch.finish_reason == CORRAL_FINISH_CANCELLED && ch.text_len == 0);
+    corral_stream_cancel(st); /* cancel after the end */
+    corral_stream_free(st);   /* free after cancel */
+    corral_stream_free(NULL);
+    corral_stream_cancel(NULL);
+
+    CHECK_STATUS(corral_stream_next(NULL, &ch), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_complete_stream(NULL, "x", &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_complete_stream(m, NULL, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_complete_stream(m, "x", &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_message msgs[] = {{"user", "Hi"}};
+    p.max_tokens = 4;
+    CHECK_STATUS(corral_model_chat_stream(m, msgs, 1, &p, &st), CORRAL_OK);
+    CHECK_STATUS(corral_stream_next(st, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_stream_free(st);
+    CHECK_STATUS(corral_model_chat_stream(NULL, msgs, 1, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+}
+
+static void test_score(corral_model *m) {
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    CHECK_STATUS(corral_model_tokenize(m, "The capital of France is Paris.", true, false, &tokens, &n), CORRAL_OK);
+    float *logprobs = NULL;
+    size_t k = 0;
+    CHECK_STATUS(corral_model_score(m, tokens, n, &logprobs, &k), CORRAL_OK);
+    CHECK(k == n - 1);
+    for (size_t i = 0; i < k; i++) CHECK(logprobs[i] <= 0.0f);
+    corral_floats_free(logprobs, k);
+    CHECK_STATUS(corral_model_score(m, tokens, 1, &logprobs, &k), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_score(m, NULL, 2, &logprobs, &k), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_score(NULL, tokens, n, &logprobs, &k), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_score(m, tokens, n, NULL, &k), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_score(m, tokens, n, &logprobs, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_tokens_free(tokens, n);
+    corral_floats_free(NULL, 0);
+}
+
+static int log_lines;
+static void on_log(int32_t level, const char *source, const char *message, void *user_data) {
+    (void)level;
+    (void)source;
+    (void)message;
+    ++*(int *)user_data;
+}
+
+static void test_logging(void) {
+    corral_set_log_callback(on_log, 1, &log_lines);
+    corral_model *m = load_small();
+    CHECK(log_lines > 0); /* llama.cpp logs while loading */
+    corral_set_log_callback(NULL, 1, NULL);
+    int before = log_lines;
+    corral_model_free(m);
+    corral_model *m2 = load_small();
+    CHECK(log_lines == before);
+    corral_model_free(m2);
+}
+
+static void test_free_with_live_handles(void) {
+    corral_model *m = load_small();
+    corral_session *s = NULL;
+    corral_stream *st = NULL;
+    CHECK_STATUS(corral_model_session(m, &s), CORRAL_OK);
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 4;
+    CHECK_STATUS(corral_model_complete_stream(m, "Hello", &p, &st), CORRAL_OK);
+    corral_model_free(m); /* sessions and streams stay safe to use and free */
+    corral_chunk ch;
+    corral_status status;
+    int guard = 0;
+    while ((status = corral_stream_next(st, &ch)) == CORRAL_OK && ch.finish_reason == CORRAL_FINISH_NONE && guard++ < 100) {
+    }
+    CHECK(status == CORRAL_ERR_CLOSED || ch.finish_reason != CORRAL_FINISH_NONE);
+    corral_result r = {0};
+    CHECK_STATUS(corral_session_complete(s, "Hi", &p, NULL, NULL, &r), CORRAL_ERR_CLOSED);
+    corral_stream_free(st);
+    corral_session_free(s);
+    corral_model_free(NULL);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s MODEL.gguf [--quick]\n", argv[0]);
+        return 2;
+    }
+    model_path = argv[1];
+    /* --quick: the parts that need little generation, for slow checkers such as valgrind. */
+    int quick = argc > 2 && strcmp(argv[2], "--quick") == 0;
+    test_version_and_status_names();
+    test_bad_model_files();
+    test_progress_cancel();
+    corral_model *m = load_small();
+    if (!m) return 1;
+    test_info_and_metadata(m);
+    test_tokenize(m);
+    test_chat_template(m);
+    test_streams(m);
+    if (!quick) {
+        test_complete(m);
+        test_chat_and_sessions(m);
+        test_score(m);
+    }
+    corral_model_free(m);
+    test_logging();
+    test_free_with_live_handles();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
