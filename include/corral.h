@@ -142,6 +142,15 @@ typedef struct {
   const char *chat_template;
   corral_progress_callback on_progress;
   void *progress_user_data;
+  /*
+   Requests that may wait for a free sequence before new ones fail with CORRAL_ERR_BUSY.
+   */
+  uint32_t max_queued;
+  /*
+   When a prompt does not fit in the free KV cache: 0 = wait for running requests,
+   1 = fail at once with CORRAL_ERR_CONTEXT_OVERFLOW.
+   */
+  int32_t on_kv_full;
 } corral_model_params;
 
 /*

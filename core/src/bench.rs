@@ -162,3 +162,96 @@ pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
         peak_rss_mb: peak_rss_mb(),
     })
 }
+
+/// Figures of the concurrency benchmark (`corral bench-concurrency`).
+#[derive(Debug, Clone, Default)]
+pub struct ConcurrencyReport {
+    /// (concurrent streams, aggregate generated tokens per second)
+    pub aggregate_tokens_per_s: Vec<(usize, f64)>,
+    /// The 8 requests one after another: generated tokens per second over the whole run.
+    pub sequential_8_tokens_per_s: f64,
+    /// Time to first token with a 1,000-token prefix cold vs already cached (alone, then while
+    /// 7 other requests generate).
+    pub cold_ttft_ms: f64,
+    pub cached_ttft_ms: f64,
+    pub cached_ttft_busy_ms: f64,
+    pub threads: u32,
+}
+
+fn distinct_prompt(i: usize) -> String {
+    const TOPICS: [&str; 16] = [
+        "the ocean", "a mountain village", "the first computer", "a lost cat", "the history of bread",
+        "a journey to Mars", "an old lighthouse", "the city at night", "a chess tournament", "a rainy day",
+        "the last library", "a desert caravan", "a robot gardener", "the northern lights", "a jazz band",
+        "a winter market",
+    ];
+    format!("Write a long story about {}.", TOPICS[i % TOPICS.len()])
+}
+
+/// Runs `n` requests at once and returns the aggregate generation speed.
+fn concurrent_round(model: &Model, n: usize, tokens: u32) -> Result<f64> {
+    let options = GenerateOptions { max_tokens: Some(tokens), temperature: 0.0, ignore_eos: true, ..Default::default() };
+    let started = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let model = model.clone();
+            let options = options.clone();
+            std::thread::spawn(move || model.complete(&distinct_prompt(i), &options))
+        })
+        .collect();
+    let mut generated = 0u64;
+    for h in handles {
+        let done = h.join().map_err(|_| Error::internal("bench thread panicked"))??;
+        generated += done.usage.completion_tokens as u64;
+    }
+    Ok(generated as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The concurrency benchmark: aggregate throughput at 1..16 streams, 8 sequential requests,
+/// and cached-prefix time to first token.
+pub fn concurrency(path: &Path, threads: u32) -> Result<ConcurrencyReport> {
+    let model = Model::load(
+        path,
+        ModelOptions { context_length: Some(8192), threads: Some(threads), max_sequences: 16, ..Default::default() },
+    )?;
+    let tokens = 128;
+    let mut report = ConcurrencyReport { threads, ..Default::default() };
+    for n in [1, 2, 4, 8, 16] {
+        model.clear_cache()?;
+        report.aggregate_tokens_per_s.push((n, concurrent_round(&model, n, tokens)?));
+    }
+    // The same 8 requests one after another.
+    model.clear_cache()?;
+    let options = GenerateOptions { max_tokens: Some(tokens), temperature: 0.0, ignore_eos: true, ..Default::default() };
+    let started = Instant::now();
+    let mut generated = 0u64;
+    for i in 0..8 {
+        generated += model.complete(&distinct_prompt(i), &options)?.usage.completion_tokens as u64;
+    }
+    report.sequential_8_tokens_per_s = generated as f64 / started.elapsed().as_secs_f64();
+
+    // A 1,000-token shared document, then a question about it.
+    model.clear_cache()?;
+    let document = bench_prompt(&model, 1000)?;
+    let question = model.tokenize(" Question: what is this text about? Answer:", false, false)?;
+    let with_question = |q: &[i32]| [document.as_slice(), q].concat();
+    let one = GenerateOptions { max_tokens: Some(1), temperature: 0.0, ..Default::default() };
+    report.cold_ttft_ms = model.complete_tokens(&with_question(&question), &one)?.usage.time_to_first_token_ms;
+    let other_question = model.tokenize(" Question: who wrote it? Answer:", false, false)?;
+    report.cached_ttft_ms = model.complete_tokens(&with_question(&other_question), &one)?.usage.time_to_first_token_ms;
+    // Again, while 7 other requests are generating.
+    let busy: Vec<_> = (0..7)
+        .map(|i| {
+            let model = model.clone();
+            let options = options.clone();
+            std::thread::spawn(move || model.complete(&distinct_prompt(i + 3), &options))
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let third = model.tokenize(" Question: when was it written? Answer:", false, false)?;
+    report.cached_ttft_busy_ms = model.complete_tokens(&with_question(&third), &one)?.usage.time_to_first_token_ms;
+    for h in busy {
+        h.join().map_err(|_| Error::internal("bench thread panicked"))??;
+    }
+    Ok(report)
+}

@@ -22,17 +22,49 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::GenerateOptions;
+use crate::options::{GenerateOptions, KvFullPolicy};
+use std::sync::atomic::{AtomicU64, Ordering};
 use crate::stream::{CancelHandle, Chunk, Event, FinishReason, StopMatcher, Usage, Utf8Decoder};
 
 /// Chunks buffered per stream before the engine pauses that sequence (backpressure).
 pub(crate) const STREAM_BUFFER: usize = 32;
-/// Requests waiting for a free sequence before new ones are refused with `busy`.
-const MAX_QUEUED: usize = 1024;
 /// llama.cpp's LLAMA_DEFAULT_SEED: pick a random seed.
 const RANDOM_SEED: u32 = 0xFFFF_FFFF;
 
+/// Totals over the life of a model's engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub requests: u64,
+    /// Prompt tokens of all requests.
+    pub prompt_tokens: u64,
+    /// Prompt tokens reused from sessions or the prefix cache (cache hits).
+    pub cached_tokens: u64,
+    pub generated_tokens: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct StatsCounters {
+    requests: AtomicU64,
+    prompt_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    generated_tokens: AtomicU64,
+}
+
+impl StatsCounters {
+    pub fn snapshot(&self) -> EngineStats {
+        EngineStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
+            cached_tokens: self.cached_tokens.load(Ordering::Relaxed),
+            generated_tokens: self.generated_tokens.load(Ordering::Relaxed),
+        }
+    }
+}
+
 pub(crate) struct EngineConfig {
+    pub max_queued: u32,
+    pub on_kv_full: KvFullPolicy,
+    pub stats: Arc<StatsCounters>,
     pub n_ctx: u32,
     pub threads: u32,
     pub max_sequences: u32,
@@ -182,6 +214,9 @@ fn run(
             .map(|seq_id| Slot { seq_id, cached: Vec::new(), owner: None, active: None, last_used: Instant::now() })
             .collect(),
         queue: VecDeque::new(),
+        max_queued: config.max_queued as usize,
+        on_kv_full: config.on_kv_full,
+        stats: config.stats.clone(),
         batch: LlamaBatch::new(config.batch_size as usize + config.max_sequences as usize, 1),
         prefill_cursor: 0,
     };
@@ -195,6 +230,9 @@ struct Engine<'m> {
     batch_size: usize,
     slots: Vec<Slot>,
     queue: VecDeque<GenerateRequest>,
+    max_queued: usize,
+    on_kv_full: KvFullPolicy,
+    stats: Arc<StatsCounters>,
     batch: LlamaBatch<'static>,
     /// Round-robin start for prompt chunks, so no long prompt starves another.
     prefill_cursor: usize,
@@ -234,10 +272,10 @@ impl<'m> Engine<'m> {
             for cmd in pending {
                 match cmd {
                     Command::Generate(req) => {
-                        if self.queue.len() >= MAX_QUEUED {
+                        if self.queue.len() >= self.max_queued {
                             let _ = req.events.try_send(Event::Error(Error::new(
                                 ErrorKind::Busy,
-                                format!("the request queue is full ({MAX_QUEUED} waiting)"),
+                                format!("the request queue is full ({} waiting)", self.max_queued),
                             )));
                         } else {
                             self.queue.push_back(req);
@@ -325,9 +363,36 @@ impl<'m> Engine<'m> {
                 continue;
             }
             let Some(target) = self.choose_slot(req) else { break };
+            if !self.kv_room_for(target, req) {
+                match self.on_kv_full {
+                    KvFullPolicy::Wait if self.slots.iter().any(|s| s.active.is_some()) => break,
+                    KvFullPolicy::Wait => {} // nothing running to wait for: try anyway
+                    KvFullPolicy::Error => {
+                        let req = self.queue.pop_front().expect("front exists");
+                        let _ = req.events.try_send(Event::Error(Error::new(
+                            ErrorKind::ContextOverflow,
+                            format!("the KV cache has no room for a {}-token prompt while other requests run", req.prompt.len()),
+                        )));
+                        continue;
+                    }
+                }
+            }
             let req = self.queue.pop_front().expect("front exists");
             self.start(target, req);
         }
+    }
+
+    /// Whether the prompt fits in the KV cells left by running requests, after dropping the
+    /// cached prefixes of idle sequences (which `start` and KV pressure relief do on demand).
+    fn kv_room_for(&self, target: usize, req: &GenerateRequest) -> bool {
+        let in_use: usize = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.active.is_some() && *i != target)
+            .map(|(_, s)| s.cached.len() + s.active.as_ref().map_or(0, |a| a.request.prompt.len().saturating_sub(a.prompt_done)))
+            .sum();
+        in_use + req.prompt.len() + 1 <= self.n_ctx
     }
 
     fn choose_slot(&self, req: &GenerateRequest) -> Option<usize> {
@@ -388,6 +453,9 @@ impl<'m> Engine<'m> {
         } else if slot.owner.is_some() {
             slot.owner = None;
         }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.prompt_tokens.fetch_add(prompt_len as u64, Ordering::Relaxed);
+        self.stats.cached_tokens.fetch_add(reuse as u64, Ordering::Relaxed);
         let sampler = build_sampler(self.model, &req.options);
         let stop = StopMatcher::new(req.options.stop.clone());
         slot.active = Some(Active {
@@ -496,6 +564,7 @@ impl<'m> Engine<'m> {
             }
             let Some(index) = logits_at else { continue };
             let token = active.sampler.sample(&self.ctx, index);
+            self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
             on_token(self.model, active, token, slot.cached.len(), n_ctx, now);
         }
     }

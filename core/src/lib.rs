@@ -28,7 +28,8 @@ pub use backend::supports_gpu_offload;
 pub use chat::Message;
 pub use error::{Error, ErrorKind, Result};
 pub use model::{default_threads, Model, ModelInfo, SpecialToken};
-pub use options::{checked_u32, GenerateOptions, ModelOptions, ProgressCallback};
+pub use engine::EngineStats;
+pub use options::{checked_u32, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback};
 pub use session::Session;
 pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Poll, Stream, Usage};
 

@@ -13,7 +13,7 @@ use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
 
 use crate::chat::{ChatTemplate, Message};
-use crate::engine::{self, Command, EngineConfig, GenerateRequest, ScoreRequest};
+use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{GenerateOptions, ModelOptions};
 use crate::session::Session;
@@ -65,6 +65,7 @@ pub(crate) struct ModelInner {
     engine: Mutex<Option<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
     next_session: AtomicU64,
+    stats: Arc<StatsCounters>,
 }
 
 /// A loaded model. Cheap to clone, `Send + Sync`: share it between threads; every clone
@@ -228,7 +229,11 @@ impl Model {
         };
 
         let (tx, rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(StatsCounters::default());
         let config = EngineConfig {
+            max_queued: options.max_queued,
+            on_kv_full: options.on_kv_full,
+            stats: stats.clone(),
             n_ctx: context_length,
             threads: options.threads.unwrap_or_else(default_threads),
             max_sequences: options.max_sequences,
@@ -245,6 +250,7 @@ impl Model {
                 engine: Mutex::new(Some(handle)),
                 closed: AtomicBool::new(false),
                 next_session: AtomicU64::new(1),
+                stats,
             }),
         })
     }
@@ -408,6 +414,11 @@ impl Model {
 
     pub(crate) fn release_session(&self, id: u64) {
         let _ = self.send(Command::ReleaseSession(id));
+    }
+
+    /// Request, token and prefix-cache totals since the model was loaded.
+    pub fn stats(&self) -> EngineStats {
+        self.inner.stats.snapshot()
     }
 
     /// Drops the KV of every idle sequence (cached prefixes and idle sessions' history).

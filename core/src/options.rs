@@ -29,6 +29,21 @@ pub struct ModelOptions {
     pub chat_template: Option<String>,
     /// Called with load progress in [0, 1]; return `false` to cancel loading.
     pub on_progress: Option<ProgressCallback>,
+    /// Requests that may wait for a free sequence; beyond that new requests fail with `busy`.
+    pub max_queued: u32,
+    /// What a request does when its prompt does not fit in the free KV cache right now.
+    pub on_kv_full: KvFullPolicy,
+}
+
+/// What happens to a request whose prompt does not fit in the KV cache left free by the
+/// requests already running (after dropping idle cached prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvFullPolicy {
+    /// Wait in the queue until running requests finish (default).
+    #[default]
+    Wait,
+    /// Fail at once with `context_overflow`.
+    Error,
 }
 
 pub type ProgressCallback = std::sync::Arc<dyn Fn(f32) -> bool + Send + Sync>;
@@ -46,6 +61,8 @@ impl Default for ModelOptions {
             flash_attention: None,
             chat_template: None,
             on_progress: None,
+            max_queued: 1024,
+            on_kv_full: KvFullPolicy::Wait,
         }
     }
 }
@@ -63,6 +80,8 @@ impl std::fmt::Debug for ModelOptions {
             .field("flash_attention", &self.flash_attention)
             .field("chat_template", &self.chat_template.as_ref().map(|_| "<custom>"))
             .field("on_progress", &self.on_progress.as_ref().map(|_| "<callback>"))
+            .field("max_queued", &self.max_queued)
+            .field("on_kv_full", &self.on_kv_full)
             .finish()
     }
 }

@@ -279,6 +279,8 @@ pub extern "C" fn corral_model_default_params() -> corral_model_params {
         chat_template: std::ptr::null(),
         on_progress: None,
         progress_user_data: std::ptr::null_mut(),
+        max_queued: d.max_queued,
+        on_kv_full: 0,
     }
 }
 
@@ -333,6 +335,11 @@ pub unsafe extern "C" fn corral_model_load(
             1 => Some(true),
             v => return Err(set_error(CORRAL_ERR_INVALID_ARGUMENT, &format!("flash_attention must be -1, 0 or 1, got {v}"))),
         };
+        let on_kv_full = match p.on_kv_full {
+            0 => crate::KvFullPolicy::Wait,
+            1 => crate::KvFullPolicy::Error,
+            v => return Err(set_error(CORRAL_ERR_INVALID_ARGUMENT, &format!("on_kv_full must be 0 or 1, got {v}"))),
+        };
         let on_progress: Option<crate::ProgressCallback> = p.on_progress.map(|callback| {
             let user_data = p.progress_user_data as usize;
             let f: crate::ProgressCallback =
@@ -351,6 +358,8 @@ pub unsafe extern "C" fn corral_model_load(
             flash_attention,
             chat_template,
             on_progress,
+            max_queued: p.max_queued,
+            on_kv_full,
         };
         let model = Model::load(path, options).map_err(fail)?;
         let info = model.info();

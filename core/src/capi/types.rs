@@ -109,6 +109,11 @@ pub struct corral_model_params {
     pub chat_template: *const c_char,
     pub on_progress: corral_progress_callback,
     pub progress_user_data: *mut c_void,
+    /// Requests that may wait for a free sequence before new ones fail with CORRAL_ERR_BUSY.
+    pub max_queued: u32,
+    /// When a prompt does not fit in the free KV cache: 0 = wait for running requests,
+    /// 1 = fail at once with CORRAL_ERR_CONTEXT_OVERFLOW.
+    pub on_kv_full: i32,
 }
 
 /// Sampling and stopping options. Start from corral_generate_default_params().

@@ -65,6 +65,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Aggregate throughput of 1-16 concurrent requests on one model, vs one at a time, and
+    /// time to first token with a cached 1,000-token prefix.
+    BenchConcurrency {
+        model: PathBuf,
+        #[arg(long)]
+        threads: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -257,6 +266,40 @@ fn run(cli: Cli) -> corral::Result<()> {
                     "{:<12} {:>14.1} {:>14.1} {:>8.3}",
                     "gen t/s", r.generation_tokens_per_s, r.plain_generation_tokens_per_s,
                     r.generation_tokens_per_s / r.plain_generation_tokens_per_s
+                );
+            }
+            Ok(())
+        }
+        Command::BenchConcurrency { model, threads, json } => {
+            let r = corral::bench::concurrency(&model, threads.unwrap_or_else(corral::default_threads))?;
+            let at = |n: usize| r.aggregate_tokens_per_s.iter().find(|(k, _)| *k == n).map_or(0.0, |(_, v)| *v);
+            if json {
+                let aggregate: serde_json::Map<String, serde_json::Value> =
+                    r.aggregate_tokens_per_s.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
+                println!(
+                    "{}",
+                    json!({
+                        "threads": r.threads,
+                        "aggregate_tokens_per_s": aggregate,
+                        "sequential_8_tokens_per_s": r.sequential_8_tokens_per_s,
+                        "concurrent_8_vs_sequential": at(8) / r.sequential_8_tokens_per_s,
+                        "cold_ttft_ms": r.cold_ttft_ms,
+                        "cached_ttft_ms": r.cached_ttft_ms,
+                        "cached_ttft_busy_ms": r.cached_ttft_busy_ms,
+                        "cached_speedup": r.cold_ttft_ms / r.cached_ttft_ms,
+                        "cached_busy_speedup": r.cold_ttft_ms / r.cached_ttft_busy_ms,
+                    })
+                );
+            } else {
+                println!("threads: {}", r.threads);
+                println!("{:>8} {:>16}", "streams", "aggregate t/s");
+                for (n, v) in &r.aggregate_tokens_per_s {
+                    println!("{n:>8} {v:>16.1}");
+                }
+                println!("8 sequential: {:.1} t/s   8 concurrent / sequential: {:.2}x", r.sequential_8_tokens_per_s, at(8) / r.sequential_8_tokens_per_s);
+                println!(
+                    "TTFT 1000-token prefix: cold {:.1} ms, cached {:.1} ms ({:.0}x), cached while 7 others run {:.1} ms ({:.0}x)",
+                    r.cold_ttft_ms, r.cached_ttft_ms, r.cold_ttft_ms / r.cached_ttft_ms, r.cached_ttft_busy_ms, r.cold_ttft_ms / r.cached_ttft_busy_ms
                 );
             }
             Ok(())
