@@ -196,6 +196,18 @@ typedef struct {
    0 = no time limit.
    */
   uint32_t timeout_ms;
+  /*
+   Constrain the output with a GBNF grammar (root rule `root`); NULL = none. Copied.
+   */
+  const char *grammar;
+  /*
+   Constrain the output to JSON valid against this JSON schema (JSON text); NULL = none.
+   */
+  const char *json_schema;
+  /*
+   Constrain the output to any JSON object.
+   */
+  bool json_object;
 } corral_generate_params;
 
 /*

@@ -24,7 +24,9 @@ use llama_cpp_2::DecodeError;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{GenerateOptions, KvFullPolicy};
 use std::sync::atomic::{AtomicU64, Ordering};
-use crate::stream::{CancelHandle, Chunk, Event, FinishReason, StopMatcher, Usage, Utf8Decoder};
+use crate::stream::{CancelHandle, Chunk, Event, FinishReason, Logprob, StopMatcher, TokenLogprob, Usage, Utf8Decoder};
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 
 /// Chunks buffered per stream before the engine pauses that sequence (backpressure).
 pub(crate) const STREAM_BUFFER: usize = 32;
@@ -83,6 +85,8 @@ pub(crate) struct GenerateRequest {
     /// text, sparing the caller a thread wake-up per token (which costs generation speed when
     /// every core runs llama.cpp).
     pub stream: bool,
+    /// The output constraint as GBNF (already validated by the caller's thread).
+    pub grammar: Option<String>,
 }
 
 pub(crate) struct ScoreRequest {
@@ -105,6 +109,7 @@ pub(crate) enum Command {
 struct Active {
     request: GenerateRequest,
     sampler: LlamaSampler,
+    grammar: Option<LlamaSampler>,
     /// Prompt tokens already in the KV cache.
     prompt_done: usize,
     cached_tokens: usize,
@@ -359,6 +364,7 @@ impl<'m> Engine<'m> {
                     tokens: Vec::new(),
                     finish_reason: Some(FinishReason::Cancelled),
                     usage: Some(Usage { prompt_tokens: req.prompt.len() as u32, ..Usage::default() }),
+                    logprobs: Vec::new(),
                 }));
                 continue;
             }
@@ -457,9 +463,11 @@ impl<'m> Engine<'m> {
         self.stats.prompt_tokens.fetch_add(prompt_len as u64, Ordering::Relaxed);
         self.stats.cached_tokens.fetch_add(reuse as u64, Ordering::Relaxed);
         let sampler = build_sampler(self.model, &req.options);
+        let grammar = req.grammar.as_deref().and_then(|g| LlamaSampler::grammar(self.model, g, "root").ok());
         let stop = StopMatcher::new(req.options.stop.clone());
         slot.active = Some(Active {
             sampler,
+            grammar,
             prompt_done: reuse,
             cached_tokens: reuse,
             next_token: None,
@@ -563,9 +571,15 @@ impl<'m> Engine<'m> {
                 }
             }
             let Some(index) = logits_at else { continue };
-            let token = active.sampler.sample(&self.ctx, index);
+            let token = sample(self.model, &self.ctx, index, active);
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
-            on_token(self.model, active, token, slot.cached.len(), n_ctx, now);
+            let logprobs = active
+                .request
+                .options
+                .logprobs
+                .map(|top| vec![token_logprobs(self.model, self.ctx.get_logits_ith(index), token, top as usize)])
+                .unwrap_or_default();
+            on_token(self.model, active, token, logprobs, slot.cached.len(), n_ctx, now);
         }
     }
 
@@ -650,6 +664,60 @@ impl<'m> Engine<'m> {
     }
 }
 
+/// Samples the next token. With a grammar, llama.cpp's fast path: sample freely, keep the token
+/// if the grammar accepts it, otherwise mask the whole vocabulary with the grammar and resample.
+fn sample(model: &LlamaModel, ctx: &LlamaContext<'_>, index: i32, active: &mut Active) -> LlamaToken {
+    let Some(grammar) = active.grammar.as_mut() else {
+        return active.sampler.sample(ctx, index);
+    };
+    let candidates = || {
+        LlamaTokenDataArray::from_iter(
+            ctx.get_logits_ith(index).iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+            false,
+        )
+    };
+    let mut free = candidates();
+    active.sampler.apply(&mut free);
+    if let Some(token) = free.selected_token() {
+        let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
+        grammar.apply(&mut single);
+        if single.data[0].logit() > f32::NEG_INFINITY {
+            grammar.accept(token);
+            active.sampler.accept(token);
+            return token;
+        }
+    }
+    let mut constrained = candidates();
+    grammar.apply(&mut constrained);
+    active.sampler.apply(&mut constrained);
+    // Nothing the grammar allows: end the generation.
+    let token = constrained.selected_token().unwrap_or_else(|| model.vocab().eos());
+    grammar.accept(token);
+    active.sampler.accept(token);
+    token
+}
+
+/// The chosen token's log-probability and the `top` most likely tokens, from raw logits.
+fn token_logprobs(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: usize) -> Logprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = (logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>()).ln() as f32;
+    let entry = |id: usize| {
+        let id = id as i32;
+        let text = String::from_utf8_lossy(&model.vocab().token_to_piece(LlamaToken(id), false, None)).into_owned();
+        TokenLogprob { token: id, text, logprob: logits.get(id as usize).map_or(f32::NEG_INFINITY, |&l| l - max - log_sum) }
+    };
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    let top = top.min(order.len());
+    if top > 0 {
+        order.select_nth_unstable_by(top - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+        order.truncate(top);
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    } else {
+        order.clear();
+    }
+    Logprob { token: entry(token.0 as usize), top: order.into_iter().map(entry).collect() }
+}
+
 fn log_softmax_at(logits: &[f32], index: usize) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
@@ -687,7 +755,15 @@ pub(crate) fn build_sampler(model: &LlamaModel, o: &GenerateOptions) -> LlamaSam
 }
 
 /// Handles one sampled token: end of generation, text, stop strings, limits.
-fn on_token(model: &LlamaModel, active: &mut Active, token: LlamaToken, kv_len: usize, n_ctx: usize, now: Instant) {
+fn on_token(
+    model: &LlamaModel,
+    active: &mut Active,
+    token: LlamaToken,
+    logprobs: Vec<Logprob>,
+    kv_len: usize,
+    n_ctx: usize,
+    now: Instant,
+) {
     if active.first_token.is_none() {
         active.first_token = Some(now);
     }
@@ -699,7 +775,7 @@ fn on_token(model: &LlamaModel, active: &mut Active, token: LlamaToken, kv_len: 
     let piece = model.vocab().token_to_piece(token, false, None);
     let text = active.decoder.push(&piece);
     let (text, stopped) = active.stop.push(&text);
-    push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None });
+    push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None, logprobs });
     if stopped {
         return finish(active, FinishReason::Stop);
     }
@@ -724,6 +800,7 @@ fn push_chunk(active: &mut Active, chunk: Chunk) {
         Some(Event::Chunk(pending)) => {
             pending.text.push_str(&chunk.text);
             pending.tokens.extend_from_slice(&chunk.tokens);
+            pending.logprobs.extend(chunk.logprobs);
             pending.finish_reason = chunk.finish_reason;
             pending.usage = chunk.usage;
         }
@@ -769,7 +846,7 @@ fn finish(active: &mut Active, reason: FinishReason) {
     active.finished = true;
     active.next_token = None;
     let usage = usage(active);
-    push_chunk(active, Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage) });
+    push_chunk(active, Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage), logprobs: Vec::new() });
 }
 
 fn fail(active: &mut Active, error: Error) {

@@ -29,9 +29,9 @@ pub use chat::Message;
 pub use error::{Error, ErrorKind, Result};
 pub use model::{default_threads, Model, ModelInfo, SpecialToken};
 pub use engine::EngineStats;
-pub use options::{checked_u32, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback};
+pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};
 pub use session::Session;
-pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Poll, Stream, Usage};
+pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Logprob, Poll, Stream, TokenLogprob, Usage};
 
 /// corral's version (from Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

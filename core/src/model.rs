@@ -15,7 +15,8 @@ use serde_json::Value;
 use crate::chat::{ChatTemplate, Message};
 use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{GenerateOptions, ModelOptions};
+use crate::options::{Constraint, GenerateOptions, ModelOptions};
+use llama_cpp_2::sampling::LlamaSampler;
 use crate::session::Session;
 use crate::stream::{CancelHandle, Completion, Stream};
 
@@ -343,6 +344,7 @@ impl Model {
                 format!("the prompt has {} tokens but the context holds {n_ctx} (prompt and output together)", prompt.len()),
             ));
         }
+        let grammar = self.compile_constraint(options)?;
         let (tx, rx) = sync_channel(engine::STREAM_BUFFER);
         let cancel = CancelHandle::default();
         let request = GenerateRequest {
@@ -353,9 +355,28 @@ impl Model {
             cancel: cancel.clone(),
             submitted: Instant::now(),
             stream,
+            grammar,
         };
         self.send(Command::Generate(request))?;
         Ok(Stream::new(rx, cancel, self.inner.clone()))
+    }
+
+    /// Turns the request's constraint into GBNF and checks that llama.cpp accepts it, so a bad
+    /// grammar or schema fails here, before generation starts.
+    fn compile_constraint(&self, options: &GenerateOptions) -> Result<Option<String>> {
+        let grammar = match &options.constraint {
+            None => return Ok(None),
+            Some(Constraint::Grammar(g)) => g.clone(),
+            Some(Constraint::JsonSchema(schema)) => json_schema_grammar(schema)?,
+            Some(Constraint::JsonObject) => json_schema_grammar(r#"{"type": "object"}"#)?,
+        };
+        let llama = self.llama()?;
+        crate::log::clear_last_llama_error();
+        LlamaSampler::grammar(&llama, &grammar, "root").map_err(|e| {
+            let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+            Error::new(ErrorKind::InvalidGrammar, format!("invalid grammar: {detail}"))
+        })?;
+        Ok(Some(grammar))
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -446,6 +467,20 @@ impl Model {
     pub fn close(&self) {
         self.inner.close();
     }
+}
+
+/// Compiles a JSON schema (JSON text) to GBNF with llama.cpp's json-schema-to-grammar.
+pub(crate) fn json_schema_grammar(schema: &str) -> Result<String> {
+    let parsed: Value = serde_json::from_str(schema)
+        .map_err(|e| Error::new(ErrorKind::InvalidGrammar, format!("the JSON schema is not valid JSON: {e}")))?;
+    if !parsed.is_object() && !parsed.is_boolean() {
+        return Err(Error::new(ErrorKind::InvalidGrammar, "a JSON schema must be an object"));
+    }
+    crate::log::clear_last_llama_error();
+    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
+        let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+        Error::new(ErrorKind::InvalidGrammar, format!("unsupported JSON schema: {detail}"))
+    })
 }
 
 impl ModelInner {

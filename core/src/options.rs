@@ -134,7 +134,28 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Give up after this long (the request fails with `deadline_exceeded`).
     pub timeout: Option<Duration>,
+    /// Constrain the output: a GBNF grammar or a JSON schema (compiled to a grammar by
+    /// llama.cpp's json-schema-to-grammar). Invalid ones fail with `invalid_grammar` before
+    /// generation starts.
+    pub constraint: Option<Constraint>,
+    /// Report each generated token's log-probability and this many most likely alternatives
+    /// (0-20) in `Chunk::logprobs`.
+    pub logprobs: Option<u32>,
 }
+
+/// A constraint on generated text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Constraint {
+    /// GBNF grammar text (llama.cpp's format) with a `root` rule.
+    Grammar(String),
+    /// A JSON schema (as JSON text): the output is a JSON value valid against it.
+    JsonSchema(String),
+    /// Any JSON object (OpenAI's `{"type": "json_object"}`).
+    JsonObject,
+}
+
+/// Most alternatives `logprobs` may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
 
 impl Default for GenerateOptions {
     fn default() -> Self {
@@ -154,6 +175,8 @@ impl Default for GenerateOptions {
             parse_special: false,
             ignore_eos: false,
             timeout: None,
+            constraint: None,
+            logprobs: None,
         }
     }
 }
@@ -187,6 +210,9 @@ impl GenerateOptions {
         finite("presence_penalty", self.presence_penalty)?;
         if let Some(i) = self.stop.iter().position(String::is_empty) {
             return Err(Error::invalid_argument(format!("stop[{i}] is empty: stop strings must not be empty")));
+        }
+        if self.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return Err(Error::invalid_argument(format!("logprobs alternatives must be at most {MAX_TOP_LOGPROBS}")));
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::invalid_argument("timeout must be positive"));

@@ -52,6 +52,21 @@ pub struct Usage {
     pub generation_tokens_per_s: f64,
 }
 
+/// A token's log-probability under the model (before sampling filters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: i32,
+    pub text: String,
+    pub logprob: f32,
+}
+
+/// A generated token with its log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logprob {
+    pub token: TokenLogprob,
+    pub top: Vec<TokenLogprob>,
+}
+
 /// One piece of streamed output. The last chunk of a stream carries `finish_reason` and `usage`
 /// (its text may be empty).
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +77,8 @@ pub struct Chunk {
     pub tokens: Vec<i32>,
     pub finish_reason: Option<FinishReason>,
     pub usage: Option<Usage>,
+    /// One entry per token of `tokens` when `logprobs` was requested.
+    pub logprobs: Vec<Logprob>,
 }
 
 /// A whole generation.
@@ -71,6 +88,7 @@ pub struct Completion {
     pub tokens: Vec<i32>,
     pub finish_reason: FinishReason,
     pub usage: Usage,
+    pub logprobs: Vec<Logprob>,
 }
 
 pub(crate) enum Event {
@@ -163,12 +181,14 @@ impl Stream {
     pub fn collect_completion(mut self) -> Result<Completion> {
         let mut text = String::new();
         let mut tokens = Vec::new();
+        let mut logprobs = Vec::new();
         while let Some(chunk) = self.next_chunk() {
             let chunk = chunk?;
             text.push_str(&chunk.text);
             tokens.extend_from_slice(&chunk.tokens);
+            logprobs.extend(chunk.logprobs);
             if let Some(finish_reason) = chunk.finish_reason {
-                return Ok(Completion { text, tokens, finish_reason, usage: chunk.usage.unwrap_or_default() });
+                return Ok(Completion { text, tokens, finish_reason, usage: chunk.usage.unwrap_or_default(), logprobs });
             }
         }
         Err(Error::internal("the stream ended without a final chunk"))

@@ -17,7 +17,7 @@ fn model_path() -> PathBuf {
 fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
-        Model::load(model_path(), ModelOptions { context_length: Some(2048), threads: Some(2), ..Default::default() })
+        Model::load(model_path(), ModelOptions { context_length: Some(8192), threads: Some(2), ..Default::default() })
             .expect("the default model loads")
     })
 }
@@ -58,7 +58,7 @@ fn metadata_matches_the_gguf() {
     assert_eq!(info.embedding_length, 576);
     assert_eq!(info.vocab_size, 49152);
     assert_eq!(info.context_length_trained, 8192);
-    assert_eq!(info.context_length, 2048);
+    assert_eq!(info.context_length, 8192);
     assert_eq!(info.size_bytes, std::fs::metadata(model_path()).unwrap().len());
     assert!((130_000_000..140_000_000).contains(&info.parameters), "{}", info.parameters);
     assert!(info.chat_template.as_deref().unwrap().contains("<|im_start|>"));
@@ -371,4 +371,60 @@ fn scoring_gives_log_probabilities() {
     assert!(logprobs.iter().all(|&l| l <= 0.0 && l.is_finite()));
     let ppl = (-logprobs.iter().sum::<f32>() / logprobs.len() as f32).exp();
     assert!(ppl > 1.0 && ppl < 1000.0, "{ppl}");
+}
+
+#[test]
+fn json_schema_constrains_output() {
+    let m = model();
+    let schema = r#"{"type":"object","properties":{"name":{"type":"string","maxLength":20},"age":{"type":"integer","minimum":0,"maximum":150},"color":{"enum":["red","green","blue"]}},"required":["name","age","color"]}"#;
+    let options = GenerateOptions {
+        constraint: Some(corral::Constraint::JsonSchema(schema.into())),
+        ..greedy(80)
+    };
+    let out = m.chat(&[Message::new("user", "Describe a person as JSON.")], &options).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{e}: {:?}", out.text));
+    assert!(value["name"].is_string() && value["age"].is_u64(), "{value}");
+    assert!(["red", "green", "blue"].contains(&value["color"].as_str().unwrap()));
+    let object = m
+        .complete("A JSON object:", &GenerateOptions { constraint: Some(corral::Constraint::JsonObject), ..greedy(40) })
+        .unwrap();
+    if object.finish_reason == FinishReason::Stop {
+        assert!(serde_json::from_str::<serde_json::Value>(&object.text).unwrap().is_object());
+    }
+}
+
+#[test]
+fn gbnf_grammar_constrains_output_and_bad_grammars_are_typed_errors() {
+    let m = model();
+    let yes_no = GenerateOptions { constraint: Some(corral::Constraint::Grammar(r#"root ::= "yes" | "no""#.into())), ..greedy(8) };
+    let out = m.chat(&[Message::new("user", "Is the sky blue?")], &yes_no).unwrap();
+    assert!(out.text == "yes" || out.text == "no", "{:?}", out.text);
+    for bad in [
+        corral::Constraint::Grammar("root ::= (".into()),
+        corral::Constraint::Grammar("nothing here".into()),
+        corral::Constraint::JsonSchema("{not json".into()),
+        corral::Constraint::JsonSchema("42".into()),
+    ] {
+        let e = m.complete("x", &GenerateOptions { constraint: Some(bad.clone()), ..greedy(4) }).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidGrammar, "{bad:?}: {e}");
+    }
+    assert!(m.complete("Hello", &greedy(2)).is_ok());
+}
+
+#[test]
+fn logprobs_report_the_chosen_token_and_alternatives() {
+    let out = model()
+        .complete("The capital of France is", &GenerateOptions { logprobs: Some(3), ..greedy(4) })
+        .unwrap();
+    assert_eq!(out.logprobs.len(), out.tokens.len());
+    for (lp, &token) in out.logprobs.iter().zip(&out.tokens) {
+        assert_eq!(lp.token.token, token);
+        assert_eq!(lp.top.len(), 3);
+        assert!(lp.token.logprob <= 0.0);
+        // Greedy picks the most likely token.
+        assert_eq!(lp.top[0].token, token);
+        assert!(lp.top[0].logprob >= lp.top[1].logprob && lp.top[1].logprob >= lp.top[2].logprob);
+    }
+    let e = model().complete("x", &GenerateOptions { logprobs: Some(50), ..greedy(2) }).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }

@@ -272,6 +272,27 @@ static void test_complete(corral_model *m) {
     CHECK_STATUS(corral_model_complete(m, long_prompt, &p, NULL, NULL, &r1), CORRAL_ERR_CONTEXT_OVERFLOW);
     free(long_prompt);
 
+    /* Constrained output. */
+    corral_generate_params g = corral_generate_default_params();
+    g.temperature = 0.0f;
+    g.max_tokens = 8;
+    g.grammar = "root ::= \"yes\" | \"no\"";
+    CHECK_STATUS(corral_model_complete(m, "Is water wet?", &g, NULL, NULL, &r1), CORRAL_OK);
+    CHECK(strcmp(r1.text, "yes") == 0 || strcmp(r1.text, "no") == 0);
+    corral_result_free(&r1);
+    g.grammar = "root ::= (";
+    CHECK_STATUS(corral_model_complete(m, "x", &g, NULL, NULL, &r1), CORRAL_ERR_INVALID_GRAMMAR);
+    g.grammar = NULL;
+    g.json_schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"]}";
+    g.max_tokens = 20;
+    CHECK_STATUS(corral_model_complete(m, "A JSON object with a number:", &g, NULL, NULL, &r1), CORRAL_OK);
+    CHECK(r1.text[0] == '{' && strstr(r1.text, "\"n\"") != NULL);
+    corral_result_free(&r1);
+    g.json_schema = "{broken";
+    CHECK_STATUS(corral_model_complete(m, "x", &g, NULL, NULL, &r1), CORRAL_ERR_INVALID_GRAMMAR);
+    g.json_object = true;
+    CHECK_STATUS(corral_model_complete(m, "x", &g, NULL, NULL, &r1), CORRAL_ERR_INVALID_ARGUMENT);
+
     /* The model still works after every error above. */
     CHECK_STATUS(corral_model_complete(m, "Hello", &p, NULL, NULL, &r1), CORRAL_OK);
     corral_result_free(&r1);

@@ -111,7 +111,18 @@ unsafe fn generate_options(params: *const corral_generate_params) -> Result<Gene
             stop.push(unsafe { str_arg(item, "params.stop[i]") }?.to_string());
         }
     }
+    let constraint = match (p.grammar.is_null(), p.json_schema.is_null(), p.json_object) {
+        (true, true, false) => None,
+        (false, true, false) => Some(crate::Constraint::Grammar(unsafe { str_arg(p.grammar, "params.grammar") }?.to_string())),
+        (true, false, false) => {
+            Some(crate::Constraint::JsonSchema(unsafe { str_arg(p.json_schema, "params.json_schema") }?.to_string()))
+        }
+        (true, true, true) => Some(crate::Constraint::JsonObject),
+        _ => return Err(invalid("set at most one of grammar, json_schema and json_object".into())),
+    };
     let options = GenerateOptions {
+        constraint,
+        logprobs: None,
         max_tokens,
         temperature: p.temperature,
         top_k: p.top_k as u32,
@@ -304,6 +315,9 @@ pub extern "C" fn corral_generate_default_params() -> corral_generate_params {
         parse_special: d.parse_special,
         ignore_eos: d.ignore_eos,
         timeout_ms: 0,
+        grammar: std::ptr::null(),
+        json_schema: std::ptr::null(),
+        json_object: false,
     }
 }
 

@@ -143,6 +143,12 @@ pub struct corral_generate_params {
     pub ignore_eos: bool,
     /// 0 = no time limit.
     pub timeout_ms: u32,
+    /// Constrain the output with a GBNF grammar (root rule `root`); NULL = none. Copied.
+    pub grammar: *const c_char,
+    /// Constrain the output to JSON valid against this JSON schema (JSON text); NULL = none.
+    pub json_schema: *const c_char,
+    /// Constrain the output to any JSON object.
+    pub json_object: bool,
 }
 
 /// One chat message (UTF-8, NUL-terminated; copied by the call).

@@ -1,0 +1,61 @@
+//! Memory stays flat over repeated rounds of concurrent sessions (its own test binary, so no
+//! other test's model shares the process RSS).
+
+use std::path::PathBuf;
+
+use corral::{GenerateOptions, Model, ModelOptions};
+
+fn model_path() -> PathBuf {
+    std::env::var_os("CORRAL_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+}
+
+fn load(options: ModelOptions) -> Model {
+    Model::load(model_path(), options).expect("model loads")
+}
+
+fn greedy(max_tokens: u32) -> GenerateOptions {
+    GenerateOptions { max_tokens: Some(max_tokens), temperature: 0.0, ..Default::default() }
+}
+
+fn prompt(i: usize) -> String {
+    format!("Story {i}: {}. Then", "alpha river stone cloud ".repeat(i * 5 + 1))
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn memory_is_stable_over_rounds() {
+    let model = load(ModelOptions { context_length: Some(4096), max_sequences: 8, ..Default::default() });
+    let round = |model: &Model| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let model = model.clone();
+                std::thread::spawn(move || {
+                    let session = model.session().unwrap();
+                    session.complete(&prompt(i), &greedy(8)).unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    };
+    round(&model);
+    round(&model);
+    let before = rss_kb();
+    for _ in 0..5 {
+        round(&model);
+    }
+    let after = rss_kb();
+    assert!(after < before + 20_000, "RSS grew from {before} kB to {after} kB");
+}
