@@ -209,10 +209,10 @@ fn concurrent_round(model: &Model, n: usize, tokens: u32) -> Result<f64> {
 
 /// The concurrency benchmark: aggregate throughput at 1..16 streams, 8 sequential requests,
 /// and cached-prefix time to first token.
-pub fn concurrency(path: &Path, threads: u32) -> Result<ConcurrencyReport> {
+pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>) -> Result<ConcurrencyReport> {
     let model = Model::load(
         path,
-        ModelOptions { context_length: Some(8192), threads: Some(threads), max_sequences: 16, ..Default::default() },
+        ModelOptions { context_length: Some(8192), threads: Some(threads), max_sequences: 16, flash_attention, ..Default::default() },
     )?;
     let tokens = 128;
     let mut report = ConcurrencyReport { threads, ..Default::default() };

@@ -71,6 +71,9 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         threads: Option<u32>,
+        /// Force flash attention on or off (default: llama.cpp decides).
+        #[arg(long)]
+        flash_attention: Option<bool>,
         #[arg(long)]
         json: bool,
     },
@@ -270,8 +273,8 @@ fn run(cli: Cli) -> corral::Result<()> {
             }
             Ok(())
         }
-        Command::BenchConcurrency { model, threads, json } => {
-            let r = corral::bench::concurrency(&model, threads.unwrap_or_else(corral::default_threads))?;
+        Command::BenchConcurrency { model, threads, flash_attention, json } => {
+            let r = corral::bench::concurrency(&model, threads.unwrap_or_else(corral::default_threads), flash_attention)?;
             let at = |n: usize| r.aggregate_tokens_per_s.iter().find(|(k, _)| *k == n).map_or(0.0, |(_, v)| *v);
             if json {
                 let aggregate: serde_json::Map<String, serde_json::Value> =
