@@ -1,0 +1,67 @@
+/**
+ * corral: run GGUF language models in-process (llama.cpp).
+ *
+ * ```js
+ * import { Model } from 'corral'
+ * const model = await Model.load('model.gguf', { contextLength: 4096 })
+ * for await (const chunk of model.chatStream([{ role: 'user', content: 'Hi!' }])) process.stdout.write(chunk.text)
+ * await model.dispose()
+ * ```
+ * @packageDocumentation
+ */
+import native = require('./native.js')
+
+export { Model, Session } from './model.js'
+export { CompletionStream } from './stream.js'
+export { setLogger, type Logger } from './log.js'
+export {
+  AbortError,
+  BusyError,
+  CancelledError,
+  ClosedError,
+  ContextOverflowError,
+  CorralError,
+  DeadlineExceededError,
+  DecodeFailedError,
+  InternalError,
+  InvalidArgumentError,
+  InvalidGrammarError,
+  InvalidModelError,
+  ModelNotFoundError,
+  NoChatTemplateError,
+  TemplateError,
+  UnsupportedArchitectureError,
+  errorClass,
+  type ErrorCode,
+} from './errors.js'
+export type {
+  ChatMessage,
+  ChatTemplateOptions,
+  Chunk,
+  Completion,
+  DetokenizeOptions,
+  EngineStats,
+  FinishReason,
+  GenerateOptions,
+  LoadOptions,
+  Logprob,
+  LogLevel,
+  ModelInfo,
+  SpecialToken,
+  TokenLogprob,
+  TokenizeOptions,
+  Usage,
+} from './types.js'
+
+/** corral's version. */
+export const version: string = native.version()
+
+/** Whether this build can offload layers to a GPU. */
+export function supportsGpuOffload(): boolean {
+  return native.supportsGpuOffload()
+}
+
+/** The default thread count (physical cores). */
+export function defaultThreads(): number {
+  return native.defaultThreads()
+}

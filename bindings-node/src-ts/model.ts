@@ -1,0 +1,330 @@
+// `Model` and `Session`: the public classes over the native module.
+import { abortError, call, InvalidArgumentError, toCorralError } from './errors.js'
+import native = require('./native.js')
+import { CompletionStream } from './stream.js'
+import type {
+  ChatMessage,
+  ChatTemplateOptions,
+  Completion,
+  EngineStats,
+  DetokenizeOptions,
+  GenerateOptions,
+  LoadOptions,
+  ModelInfo,
+  TokenizeOptions,
+} from './types.js'
+
+// Every option name, so a typo (`maxToken`) is an error instead of silently ignored. The
+// `Record<keyof ...>` types make the compiler keep these lists in step with the interfaces.
+const LOAD_KEYS: Record<keyof LoadOptions, true> = {
+  contextLength: true,
+  threads: true,
+  gpuLayers: true,
+  useMmap: true,
+  useMlock: true,
+  maxSequences: true,
+  batchSize: true,
+  flashAttention: true,
+  chatTemplate: true,
+  maxQueued: true,
+  onKvFull: true,
+  onProgress: true,
+  signal: true,
+}
+const GENERATE_KEYS: Record<keyof GenerateOptions, true> = {
+  maxTokens: true,
+  temperature: true,
+  topK: true,
+  topP: true,
+  minP: true,
+  repeatPenalty: true,
+  repeatLastN: true,
+  frequencyPenalty: true,
+  presencePenalty: true,
+  seed: true,
+  stop: true,
+  timeout: true,
+  ignoreEos: true,
+  parseSpecial: true,
+  grammar: true,
+  jsonSchema: true,
+  jsonObject: true,
+  logprobs: true,
+  signal: true,
+}
+
+function checkOptions<T extends object>(options: T | undefined | null, keys: Record<string, true>, what: string): T {
+  if (options === undefined || options === null) return {} as T
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError(`${what} must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)
+  }
+  for (const key of Object.keys(options)) {
+    if (!Object.hasOwn(keys, key)) throw new InvalidArgumentError(`unknown ${what} option ${JSON.stringify(key)}`)
+  }
+  return options
+}
+
+function checkSignal(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined || signal === null) return undefined
+  if (!(signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal')
+  return signal
+}
+
+/** Splits generation options into the native part and the signal. */
+function generateOptions(options: GenerateOptions | undefined | null): [native.GenerateOptions, AbortSignal | undefined] {
+  const { signal, jsonSchema, ...rest } = checkOptions(options, GENERATE_KEYS, 'generation')
+  const native: native.GenerateOptions = rest
+  if (jsonSchema !== undefined && jsonSchema !== null) {
+    native.jsonSchema = typeof jsonSchema === 'object' ? JSON.stringify(jsonSchema) : jsonSchema
+  }
+  return [native, checkSignal(signal)]
+}
+
+/**
+ * Runs a native async call with an optional `AbortSignal`: the signal cancels it through a
+ * native `CancelToken`, and the call then rejects with an `AbortError`.
+ */
+async function cancellable<T extends { finishReason?: string }>(
+  signal: AbortSignal | undefined,
+  run: (token: native.CancelToken | undefined) => Promise<T>,
+): Promise<T> {
+  if (signal === undefined) {
+    try {
+      return await run(undefined)
+    } catch (error) {
+      throw toCorralError(error)
+    }
+  }
+  if (signal.aborted) throw abortError(signal)
+  const token = new native.CancelToken()
+  const onAbort = () => token.cancel()
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    const result = await run(token)
+    if (result.finishReason === 'cancelled' && signal.aborted) throw abortError(signal)
+    return result
+  } catch (error) {
+    throw signal.aborted ? abortError(signal) : toCorralError(error)
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+/**
+ * A loaded GGUF model and its engine. Every slow call returns a Promise and runs off the
+ * event loop; concurrent requests are batched together. Call {@link Model.dispose} (or use
+ * `await using`) to free it promptly; a model that is garbage collected is freed too.
+ */
+export class Model {
+  readonly #native: native.NativeModel
+  #info: ModelInfo | undefined
+
+  private constructor(model: native.NativeModel) {
+    this.#native = model
+  }
+
+  /** What the model is; `info.metadata` holds every GGUF key. (Built on first use: the
+   * metadata includes the whole vocabulary.) */
+  get info(): ModelInfo {
+    this.#info ??= this.#native.info() as ModelInfo
+    return this.#info
+  }
+
+  /** Loads a GGUF file. Rejects with `ModelNotFoundError`, `InvalidModelError`, ... */
+  static async load(path: string, options?: LoadOptions): Promise<Model> {
+    const { onProgress, signal: rawSignal, ...rest } = checkOptions(options, LOAD_KEYS, 'load')
+    const signal = checkSignal(rawSignal)
+    if (onProgress !== undefined && onProgress !== null && typeof onProgress !== 'function') {
+      throw new InvalidArgumentError('onProgress must be a function')
+    }
+    if (signal?.aborted) throw abortError(signal)
+    const token = new native.CancelToken()
+    const onAbort = () => token.cancel()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    let progressError: { error: unknown } | undefined
+    const progress = onProgress
+      ? (p: number) => {
+          try {
+            onProgress(p)
+          } catch (error) {
+            progressError ??= { error }
+            token.cancel()
+          }
+        }
+      : undefined
+    try {
+      return new Model(await native.NativeModel.load(path, rest, progress, token))
+    } catch (error) {
+      if (signal?.aborted) throw abortError(signal)
+      if (progressError) throw progressError.error
+      throw toCorralError(error)
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Whether {@link Model.dispose} was called. */
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /** Text to token ids (synchronous: tokenizing is cheap). */
+  tokenize(text: string, options?: TokenizeOptions): number[] {
+    return call(() => this.#native.tokenize(text, options?.addSpecial, options?.parseSpecial))
+  }
+
+  /** Token ids to text. */
+  detokenize(tokens: number[], options?: DetokenizeOptions): string {
+    return call(() => this.#native.detokenize(tokens, options?.renderSpecial))
+  }
+
+  /** Renders messages with the model's chat template into a prompt string. */
+  applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string {
+    return call(() => this.#native.applyChatTemplate(messages, options?.addGenerationPrompt))
+  }
+
+  /** Completes a raw prompt: text, or token ids used as they are (no BOS token added). */
+  async complete(prompt: string | number[], options?: GenerateOptions): Promise<Completion> {
+    const [opts, signal] = generateOptions(options)
+    return cancellable(signal, (token) => this.#native.complete(prompt, opts, token)) as Promise<Completion>
+  }
+
+  /** Streams the completion of a raw prompt (text or token ids). */
+  completeStream(prompt: string | number[], options?: GenerateOptions): CompletionStream {
+    return stream(options, (opts) => this.#native.completeStream(prompt, opts))
+  }
+
+  /** The assistant's reply to a conversation, using the model's chat template. */
+  async chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion> {
+    const [opts, signal] = generateOptions(options)
+    return cancellable(signal, (token) => this.#native.chat(messages, opts, token)) as Promise<Completion>
+  }
+
+  /** Streams the assistant's reply to a conversation. */
+  chatStream(messages: ChatMessage[], options?: GenerateOptions): CompletionStream {
+    return stream(options, (opts) => this.#native.chatStream(messages, opts))
+  }
+
+  /** A conversation that keeps its KV cache between calls, so each turn only evaluates
+   * what is new. */
+  session(): Session {
+    return new Session(call(() => this.#native.session()))
+  }
+
+  /** Log-probability of each token given those before it (`tokens.length - 1` values). */
+  async score(tokens: number[]): Promise<number[]> {
+    try {
+      return await this.#native.score(tokens)
+    } catch (error) {
+      throw toCorralError(error)
+    }
+  }
+
+  /** Request, token and prefix-cache totals since the model was loaded. */
+  stats(): EngineStats {
+    return call(() => this.#native.stats())
+  }
+
+  /** Drops the KV of every idle cached prefix. */
+  clearCache(): void {
+    call(() => this.#native.clearCache())
+  }
+
+  /** Stops the engine and frees the model (running requests fail with `ClosedError`; later
+   * calls too). Idempotent. */
+  async dispose(): Promise<void> {
+    try {
+      await this.#native.close()
+    } catch (error) {
+      throw toCorralError(error)
+    }
+  }
+
+  /** Same as {@link Model.dispose}. */
+  close(): Promise<void> {
+    return this.dispose()
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose()
+  }
+}
+
+/**
+ * A conversation bound to one engine sequence: each call passes the whole prompt or message
+ * list, and what the session already evaluated is reused.
+ */
+export class Session {
+  readonly #native: native.NativeSession
+
+  /** @internal */
+  constructor(session: native.NativeSession) {
+    this.#native = session
+  }
+
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  async complete(prompt: string, options?: GenerateOptions): Promise<Completion> {
+    const [opts, signal] = generateOptions(options)
+    return cancellable(signal, (token) => this.#native.complete(prompt, opts, token)) as Promise<Completion>
+  }
+
+  completeStream(prompt: string, options?: GenerateOptions): CompletionStream {
+    return stream(options, (opts) => this.#native.completeStream(prompt, opts))
+  }
+
+  async chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion> {
+    const [opts, signal] = generateOptions(options)
+    return cancellable(signal, (token) => this.#native.chat(messages, opts, token)) as Promise<Completion>
+  }
+
+  chatStream(messages: ChatMessage[], options?: GenerateOptions): CompletionStream {
+    return stream(options, (opts) => this.#native.chatStream(messages, opts))
+  }
+
+  /** Releases the session's KV cache for other requests; later calls fail with
+   * `ClosedError`. Idempotent. */
+  async dispose(): Promise<void> {
+    this.#native.close()
+  }
+
+  /** Same as {@link Session.dispose}. */
+  close(): Promise<void> {
+    return this.dispose()
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose()
+  }
+}
+
+/** A stream that reports argument errors (and an already aborted signal) from its first
+ * `next()`, so `for await` sees every failure in one place. */
+function stream(options: GenerateOptions | undefined | null, start: (opts: native.GenerateOptions) => native.TokenStream): CompletionStream {
+  let opts: native.GenerateOptions
+  let signal: AbortSignal | undefined
+  let tokens: native.TokenStream
+  try {
+    ;[opts, signal] = generateOptions(options)
+    tokens = start(opts)
+  } catch (error) {
+    return new CompletionStream(failed(toCorralError(error)))
+  }
+  return new CompletionStream(tokens, signal)
+}
+
+/** A native-shaped stream that rejects once with `error`. */
+function failed(error: unknown): native.TokenStream {
+  let thrown = false
+  return {
+    next: async () => {
+      if (thrown) return null
+      thrown = true
+      throw error
+    },
+    cancel: () => undefined,
+    close: () => undefined,
+  } as unknown as native.TokenStream
+}

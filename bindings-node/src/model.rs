@@ -1,0 +1,330 @@
+//! `Model`: load, tokenizer, chat template, generation, sessions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::Either;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+
+use crate::blocking;
+use crate::error::OrThrow;
+use crate::options::{generate_options, GenerateOptions, LoadOptions};
+use crate::session::NativeSession;
+use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
+
+/// One chat message.
+#[napi(object)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, ... (whatever the model's template knows).
+    pub role: String,
+    pub content: String,
+}
+
+pub(crate) fn core_messages(messages: Vec<ChatMessage>) -> Vec<corral::Message> {
+    messages
+        .into_iter()
+        .map(|m| corral::Message::new(m.role, m.content))
+        .collect()
+}
+
+/// A special token: its id and its text.
+#[napi(object)]
+pub struct SpecialToken {
+    pub id: i32,
+    pub text: String,
+}
+
+fn special(token: &Option<corral::SpecialToken>) -> Option<SpecialToken> {
+    token.as_ref().map(|t| SpecialToken {
+        id: t.id,
+        text: t.text.clone(),
+    })
+}
+
+/// What a model is, from its GGUF metadata and llama.cpp.
+#[napi(object)]
+pub struct ModelInfo {
+    /// `general.architecture`, e.g. `llama`, `qwen2`.
+    pub architecture: String,
+    pub name: String,
+    pub parameters: f64,
+    pub size_bytes: f64,
+    /// e.g. `Q4_1`, `Q4_K_M`, `F16`.
+    pub quantization: String,
+    pub context_length_trained: u32,
+    /// The KV cache size this model was loaded with.
+    pub context_length: u32,
+    pub embedding_length: u32,
+    pub layers: u32,
+    pub vocab_size: u32,
+    pub bos_token: Option<SpecialToken>,
+    pub eos_token: Option<SpecialToken>,
+    pub eot_token: Option<SpecialToken>,
+    pub add_bos_token: bool,
+    pub chat_template: Option<String>,
+    /// Every GGUF metadata key with its typed value.
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// Request, token and prefix-cache totals since the model was loaded.
+#[napi(object)]
+pub struct EngineStats {
+    pub requests: f64,
+    /// Prompt tokens of all requests.
+    pub prompt_tokens: f64,
+    /// Prompt tokens reused from sessions or the prefix cache (cache hits).
+    pub cached_tokens: f64,
+    pub generated_tokens: f64,
+}
+
+/// A loaded model (wrapped by `Model` in the TS layer). Dropping it (garbage collection)
+/// frees the model once no session or stream uses it.
+#[napi]
+pub struct NativeModel {
+    inner: corral::Model,
+}
+
+#[napi]
+impl NativeModel {
+    /// Loads a GGUF model on a blocking-pool thread. `onProgress` receives load progress in
+    /// [0, 1] (from the loading thread, through a threadsafe function); `cancel` stops loading.
+    #[napi(catch_unwind)]
+    pub async fn load(
+        path: String,
+        options: Option<LoadOptions>,
+        // Callable from the loading thread; weak: it never keeps Node alive by itself.
+        #[napi(ts_arg_type = "((progress: number) => void) | undefined | null")]
+        on_progress: Option<ThreadsafeFunction<f64, (), f64, Status, false, true>>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<NativeModel> {
+        let mut core_options = options.unwrap_or_default().to_core()?;
+        let cancel = cancel.cloned().unwrap_or_default();
+        let token = cancel.clone();
+        // llama.cpp polls this callback while it reads tensors: returning false aborts loading.
+        core_options.on_progress = Some(Arc::new(move |p: f32| {
+            if let Some(progress) = &on_progress {
+                progress.call(f64::from(p), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+            !token.cancelled()
+        }));
+        blocking(move || {
+            let cancelled =
+                || corral::Error::new(corral::ErrorKind::Cancelled, "model loading was cancelled");
+            if cancel.cancelled() {
+                return Err(cancelled());
+            }
+            let model = corral::Model::load(&path, core_options).map_err(|e| {
+                if cancel.cancelled() {
+                    cancelled()
+                } else {
+                    e
+                }
+            })?;
+            if cancel.cancelled() {
+                model.close();
+                return Err(cancelled());
+            }
+            Ok(NativeModel { inner: model })
+        })
+        .await
+    }
+
+    #[napi(catch_unwind)]
+    pub fn info(&self) -> ModelInfo {
+        let i = self.inner.info();
+        ModelInfo {
+            architecture: i.architecture.clone(),
+            name: i.name.clone(),
+            parameters: i.parameters as f64,
+            size_bytes: i.size_bytes as f64,
+            quantization: i.quantization.clone(),
+            context_length_trained: i.context_length_trained,
+            context_length: i.context_length,
+            embedding_length: i.embedding_length,
+            layers: i.layers,
+            vocab_size: i.vocab_size,
+            bos_token: special(&i.bos_token),
+            eos_token: special(&i.eos_token),
+            eot_token: special(&i.eot_token),
+            add_bos_token: i.add_bos_token,
+            chat_template: i.chat_template.clone(),
+            metadata: i.metadata.clone(),
+        }
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Tokenizes text (cheap: runs on the calling thread).
+    #[napi(catch_unwind)]
+    pub fn tokenize(
+        &self,
+        text: String,
+        add_special: Option<bool>,
+        parse_special: Option<bool>,
+    ) -> napi::Result<Vec<i32>> {
+        self.inner
+            .tokenize(
+                &text,
+                add_special.unwrap_or(true),
+                parse_special.unwrap_or(false),
+            )
+            .or_throw()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn detokenize(
+        &self,
+        tokens: Vec<i32>,
+        render_special: Option<bool>,
+    ) -> napi::Result<String> {
+        self.inner
+            .detokenize(&tokens, render_special.unwrap_or(false))
+            .or_throw()
+    }
+
+    #[napi(catch_unwind)]
+    pub fn apply_chat_template(
+        &self,
+        messages: Vec<ChatMessage>,
+        add_generation_prompt: Option<bool>,
+    ) -> napi::Result<String> {
+        self.inner
+            .apply_chat_template(
+                &core_messages(messages),
+                add_generation_prompt.unwrap_or(true),
+            )
+            .or_throw()
+    }
+
+    /// Completes a raw prompt: text, or token ids used as they are (no BOS added).
+    #[napi(catch_unwind)]
+    pub async fn complete(
+        &self,
+        prompt: Either<String, Vec<i32>>,
+        options: Option<GenerateOptions>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<Completion> {
+        let options = generate_options(options.as_ref())?;
+        let (model, cancel) = (self.inner.clone(), cancel.cloned());
+        blocking(move || {
+            let streaming = model.clone();
+            let (p1, o1) = (prompt.clone(), options.clone());
+            complete_blocking(
+                cancel,
+                move || match &p1 {
+                    Either::A(text) => streaming.complete_stream(text, &o1),
+                    Either::B(tokens) => streaming.complete_tokens_stream(tokens, &o1),
+                },
+                move || match &prompt {
+                    Either::A(text) => model.complete(text, &options),
+                    Either::B(tokens) => model.complete_tokens(tokens, &options),
+                },
+            )
+        })
+        .await
+        .map(Completion::from)
+    }
+
+    #[napi(catch_unwind)]
+    pub async fn chat(
+        &self,
+        messages: Vec<ChatMessage>,
+        options: Option<GenerateOptions>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<Completion> {
+        let options = generate_options(options.as_ref())?;
+        let messages = core_messages(messages);
+        let (model, cancel) = (self.inner.clone(), cancel.cloned());
+        blocking(move || {
+            let streaming = model.clone();
+            let m1 = messages.clone();
+            let o1 = options.clone();
+            complete_blocking(
+                cancel,
+                move || streaming.chat_stream(&m1, &o1),
+                move || model.chat(&messages, &options),
+            )
+        })
+        .await
+        .map(Completion::from)
+    }
+
+    /// A stream of a raw prompt's completion (text or token ids); options are checked now,
+    /// the request starts on the first `next()`.
+    #[napi(catch_unwind)]
+    pub fn complete_stream(
+        &self,
+        prompt: Either<String, Vec<i32>>,
+        options: Option<GenerateOptions>,
+    ) -> napi::Result<TokenStream> {
+        let options = generate_options(options.as_ref())?;
+        let model = self.inner.clone();
+        Ok(TokenStream::new(Box::new(move || match &prompt {
+            Either::A(text) => model.complete_stream(text, &options),
+            Either::B(tokens) => model.complete_tokens_stream(tokens, &options),
+        })))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn chat_stream(
+        &self,
+        messages: Vec<ChatMessage>,
+        options: Option<GenerateOptions>,
+    ) -> napi::Result<TokenStream> {
+        let options = generate_options(options.as_ref())?;
+        let messages = core_messages(messages);
+        let model = self.inner.clone();
+        Ok(TokenStream::new(Box::new(move || {
+            model.chat_stream(&messages, &options)
+        })))
+    }
+
+    /// A conversation that keeps its KV cache between calls.
+    #[napi(catch_unwind)]
+    pub fn session(&self) -> napi::Result<NativeSession> {
+        self.inner.session().or_throw().map(NativeSession::new)
+    }
+
+    /// Log-probability of each token given those before it.
+    #[napi(catch_unwind)]
+    pub async fn score(&self, tokens: Vec<i32>) -> napi::Result<Vec<f64>> {
+        let model = self.inner.clone();
+        blocking(move || model.score(&tokens))
+            .await
+            .map(|v| v.into_iter().map(f64::from).collect())
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> EngineStats {
+        let s = self.inner.stats();
+        EngineStats {
+            requests: s.requests as f64,
+            prompt_tokens: s.prompt_tokens as f64,
+            cached_tokens: s.cached_tokens as f64,
+            generated_tokens: s.generated_tokens as f64,
+        }
+    }
+
+    /// Drops every cached prefix not in use.
+    #[napi(catch_unwind)]
+    pub fn clear_cache(&self) -> napi::Result<()> {
+        self.inner.clear_cache().or_throw()
+    }
+
+    /// Stops the engine (running requests fail with `closed`) and frees the model once no
+    /// session or stream holds it. Joins the engine thread, so it runs off the event loop.
+    #[napi(catch_unwind)]
+    pub async fn close(&self) -> napi::Result<()> {
+        let model = self.inner.clone();
+        blocking(move || {
+            model.close();
+            Ok(())
+        })
+        .await
+    }
+}

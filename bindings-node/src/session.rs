@@ -1,0 +1,110 @@
+//! `Session`: a conversation that keeps its KV cache between calls.
+
+use std::sync::Arc;
+
+use napi_derive::napi;
+
+use crate::blocking;
+use crate::model::{core_messages, ChatMessage};
+use crate::options::{generate_options, GenerateOptions};
+use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
+
+/// A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence.
+#[napi]
+pub struct NativeSession {
+    inner: Arc<corral::Session>,
+}
+
+impl NativeSession {
+    pub(crate) fn new(session: corral::Session) -> Self {
+        NativeSession {
+            inner: Arc::new(session),
+        }
+    }
+}
+
+#[napi]
+impl NativeSession {
+    #[napi(catch_unwind)]
+    pub async fn complete(
+        &self,
+        prompt: String,
+        options: Option<GenerateOptions>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<Completion> {
+        let options = generate_options(options.as_ref())?;
+        let (session, cancel) = (self.inner.clone(), cancel.cloned());
+        blocking(move || {
+            let streaming = session.clone();
+            let (p1, o1) = (prompt.clone(), options.clone());
+            complete_blocking(
+                cancel,
+                move || streaming.complete_stream(&p1, &o1),
+                move || session.complete(&prompt, &options),
+            )
+        })
+        .await
+        .map(Completion::from)
+    }
+
+    #[napi(catch_unwind)]
+    pub async fn chat(
+        &self,
+        messages: Vec<ChatMessage>,
+        options: Option<GenerateOptions>,
+        cancel: Option<&CancelToken>,
+    ) -> napi::Result<Completion> {
+        let options = generate_options(options.as_ref())?;
+        let messages = core_messages(messages);
+        let (session, cancel) = (self.inner.clone(), cancel.cloned());
+        blocking(move || {
+            let streaming = session.clone();
+            let (m1, o1) = (messages.clone(), options.clone());
+            complete_blocking(
+                cancel,
+                move || streaming.chat_stream(&m1, &o1),
+                move || session.chat(&messages, &options),
+            )
+        })
+        .await
+        .map(Completion::from)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn complete_stream(
+        &self,
+        prompt: String,
+        options: Option<GenerateOptions>,
+    ) -> napi::Result<TokenStream> {
+        let options = generate_options(options.as_ref())?;
+        let session = self.inner.clone();
+        Ok(TokenStream::new(Box::new(move || {
+            session.complete_stream(&prompt, &options)
+        })))
+    }
+
+    #[napi(catch_unwind)]
+    pub fn chat_stream(
+        &self,
+        messages: Vec<ChatMessage>,
+        options: Option<GenerateOptions>,
+    ) -> napi::Result<TokenStream> {
+        let options = generate_options(options.as_ref())?;
+        let messages = core_messages(messages);
+        let session = self.inner.clone();
+        Ok(TokenStream::new(Box::new(move || {
+            session.chat_stream(&messages, &options)
+        })))
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn closed(&self) -> bool {
+        self.inner.is_closed() || self.inner.model().is_closed()
+    }
+
+    /// Releases the session's sequence for other requests. Idempotent.
+    #[napi(catch_unwind)]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}

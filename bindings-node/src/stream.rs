@@ -1,0 +1,310 @@
+//! Streams, results and cancellation.
+//!
+//! `TokenStream.next()` resolves with the next chunk, or `null` at the end. The core's
+//! `Stream::next_chunk` blocks, so each `next()` waits on a blocking-pool thread, never on the
+//! event loop. Only one chunk is requested at a time, and the core engine pauses a sequence
+//! whose consumer is behind, so nothing is buffered without bound.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use napi_derive::napi;
+
+/// Token counts and timings of one request.
+#[napi(object)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Prompt tokens reused from a session or the prefix cache.
+    pub cached_tokens: u32,
+    pub queue_ms: f64,
+    pub time_to_first_token_ms: f64,
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+    pub prompt_tokens_per_s: f64,
+    pub generation_tokens_per_s: f64,
+}
+
+impl From<corral::Usage> for Usage {
+    fn from(u: corral::Usage) -> Self {
+        Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            cached_tokens: u.cached_tokens,
+            queue_ms: u.queue_ms,
+            time_to_first_token_ms: u.time_to_first_token_ms,
+            prompt_ms: u.prompt_ms,
+            generation_ms: u.generation_ms,
+            prompt_tokens_per_s: u.prompt_tokens_per_s,
+            generation_tokens_per_s: u.generation_tokens_per_s,
+        }
+    }
+}
+
+/// A token's log-probability under the model (before sampling filters).
+#[napi(object)]
+pub struct TokenLogprob {
+    pub token: i32,
+    pub text: String,
+    pub logprob: f64,
+}
+
+impl From<corral::TokenLogprob> for TokenLogprob {
+    fn from(t: corral::TokenLogprob) -> Self {
+        TokenLogprob {
+            token: t.token,
+            text: t.text,
+            logprob: f64::from(t.logprob),
+        }
+    }
+}
+
+/// A generated token with its log-probability and the most likely alternatives.
+#[napi(object)]
+pub struct Logprob {
+    pub token: TokenLogprob,
+    pub top: Vec<TokenLogprob>,
+}
+
+/// `None` when not requested (the core then reports none).
+fn logprobs(list: Vec<corral::Logprob>) -> Option<Vec<Logprob>> {
+    (!list.is_empty()).then(|| {
+        list.into_iter()
+            .map(|l| Logprob {
+                token: l.token.into(),
+                top: l.top.into_iter().map(TokenLogprob::from).collect(),
+            })
+            .collect()
+    })
+}
+
+/// One piece of streamed output; the last one carries `finishReason` and `usage`.
+#[napi(object)]
+pub struct Chunk {
+    pub text: String,
+    pub tokens: Vec<i32>,
+    /// `stop`, `length` or `cancelled`, on the last chunk only.
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    /// One entry per token when the `logprobs` option was set.
+    pub logprobs: Option<Vec<Logprob>>,
+}
+
+impl From<corral::Chunk> for Chunk {
+    fn from(c: corral::Chunk) -> Self {
+        Chunk {
+            text: c.text,
+            tokens: c.tokens,
+            finish_reason: c.finish_reason.map(|r| r.as_str().to_string()),
+            usage: c.usage.map(Usage::from),
+            logprobs: logprobs(c.logprobs),
+        }
+    }
+}
+
+/// A whole generation.
+#[napi(object)]
+pub struct Completion {
+    pub text: String,
+    pub tokens: Vec<i32>,
+    /// `stop`, `length` or `cancelled`.
+    pub finish_reason: String,
+    pub usage: Usage,
+    /// One entry per token when the `logprobs` option was set.
+    pub logprobs: Option<Vec<Logprob>>,
+}
+
+impl From<corral::Completion> for Completion {
+    fn from(c: corral::Completion) -> Self {
+        Completion {
+            text: c.text,
+            tokens: c.tokens,
+            finish_reason: c.finish_reason.as_str().to_string(),
+            usage: c.usage.into(),
+            logprobs: logprobs(c.logprobs),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: bool,
+    /// Core handles of the work started under this token.
+    handles: Vec<corral::CancelHandle>,
+}
+
+/// Cancels work started with it (an `AbortSignal` in the TS layer calls `cancel()`).
+#[napi]
+#[derive(Clone, Default)]
+pub struct CancelToken {
+    state: Arc<Mutex<CancelState>>,
+}
+
+#[napi]
+impl CancelToken {
+    #[napi(constructor, catch_unwind)]
+    pub fn new() -> Self {
+        CancelToken::default()
+    }
+
+    /// Cancels everything started with this token, now and later. Idempotent.
+    #[napi(catch_unwind)]
+    pub fn cancel(&self) {
+        let mut state = lock(&self.state);
+        state.cancelled = true;
+        for handle in state.handles.drain(..) {
+            handle.cancel();
+        }
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn cancelled(&self) -> bool {
+        lock(&self.state).cancelled
+    }
+}
+
+impl CancelToken {
+    /// Ties a running generation to this token (cancelling it at once if the token already is).
+    pub(crate) fn register(&self, handle: corral::CancelHandle) {
+        let mut state = lock(&self.state);
+        if state.cancelled {
+            handle.cancel();
+        } else {
+            state.handles.retain(|h| !h.is_cancelled());
+            state.handles.push(handle);
+        }
+    }
+}
+
+/// Runs a request to completion on the calling (blocking-pool) thread. Without a token the
+/// core's non-streaming path is used (one wake-up per request instead of one per token).
+pub(crate) fn complete_blocking(
+    cancel: Option<CancelToken>,
+    stream: impl FnOnce() -> corral::Result<corral::Stream>,
+    whole: impl FnOnce() -> corral::Result<corral::Completion>,
+) -> corral::Result<corral::Completion> {
+    match cancel {
+        None => whole(),
+        Some(token) => {
+            let stream = stream()?;
+            token.register(stream.cancel_handle());
+            stream.collect_completion()
+        }
+    }
+}
+
+type Submit = Box<dyn FnOnce() -> corral::Result<corral::Stream> + Send>;
+
+enum State {
+    /// Submitted on the first `next()`, off the event loop (tokenizing and templating a long
+    /// prompt is not free).
+    NotStarted(Submit),
+    Running(corral::Stream),
+    Finished,
+}
+
+/// A running generation (wrapped by `CompletionStream` in the TS layer).
+#[napi]
+pub struct TokenStream {
+    state: Arc<Mutex<State>>,
+    cancel: CancelToken,
+    /// Set by `close()`: drop the core stream as soon as no `next()` holds it.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TokenStream {
+    pub(crate) fn new(submit: Submit) -> Self {
+        TokenStream {
+            state: Arc::new(Mutex::new(State::NotStarted(submit))),
+            cancel: CancelToken::default(),
+            closed: Arc::default(),
+        }
+    }
+}
+
+fn cancelled_before_start() -> Chunk {
+    Chunk {
+        text: String::new(),
+        tokens: Vec::new(),
+        finish_reason: Some(corral::FinishReason::Cancelled.as_str().to_string()),
+        usage: Some(corral::Usage::default().into()),
+        logprobs: None,
+    }
+}
+
+/// One step of a stream, on a blocking-pool thread.
+fn next_blocking(state: &Mutex<State>, cancel: &CancelToken) -> corral::Result<Option<Chunk>> {
+    let mut state = lock(state);
+    loop {
+        match std::mem::replace(&mut *state, State::Finished) {
+            State::NotStarted(submit) => {
+                if cancel.cancelled() {
+                    return Ok(Some(cancelled_before_start()));
+                }
+                let stream = submit()?;
+                cancel.register(stream.cancel_handle());
+                *state = State::Running(stream);
+            }
+            State::Running(mut stream) => {
+                return match stream.next_chunk() {
+                    Some(Ok(chunk)) => {
+                        if chunk.finish_reason.is_none() {
+                            *state = State::Running(stream);
+                        }
+                        Ok(Some(chunk.into()))
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
+                };
+            }
+            State::Finished => return Ok(None),
+        }
+    }
+}
+
+#[napi]
+impl TokenStream {
+    /// The next chunk, or `null` once the stream has ended.
+    #[napi(catch_unwind)]
+    pub async fn next(&self) -> napi::Result<Option<Chunk>> {
+        let state = self.state.clone();
+        let cancel = self.cancel.clone();
+        let closed = self.closed.clone();
+        crate::blocking(move || {
+            if closed.load(std::sync::atomic::Ordering::Acquire) {
+                *lock(&state) = State::Finished;
+                return Ok(None);
+            }
+            let chunk = next_blocking(&state, &cancel);
+            if closed.load(std::sync::atomic::Ordering::Acquire) {
+                // Closed while this call waited: release the engine sequence now.
+                *lock(&state) = State::Finished;
+            }
+            chunk
+        })
+        .await
+    }
+
+    /// Stops generating; the stream then ends with a `cancelled` chunk.
+    #[napi(catch_unwind)]
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Cancels and releases the generation; later `next()` calls return `null`.
+    #[napi(catch_unwind)]
+    pub fn close(&self) {
+        self.cancel.cancel();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Drop the core stream now unless a `next()` is using it (that call drops it).
+        match self.state.try_lock() {
+            Ok(mut state) => *state = State::Finished,
+            Err(std::sync::TryLockError::Poisoned(state)) => *state.into_inner() = State::Finished,
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+    }
+}

@@ -1,0 +1,82 @@
+// An ESM user of the public types (type-checked, never run).
+import {
+  AbortError,
+  ClosedError,
+  CompletionStream,
+  CorralError,
+  Model,
+  ModelNotFoundError,
+  Session,
+  setLogger,
+  version,
+  type Chunk,
+  type Completion,
+  type ErrorCode,
+  type FinishReason,
+  type GenerateOptions,
+  type LoadOptions,
+  type ModelInfo,
+  type Usage,
+} from 'corral'
+
+declare const bar: { update(fraction: number): void }
+
+export async function main(): Promise<string> {
+  const loadOptions: LoadOptions = { contextLength: 4096, threads: 2, onProgress: (p) => bar.update(p) }
+  const model = await Model.load('model.gguf', loadOptions)
+  const info: ModelInfo = model.info
+  console.log(info.architecture, info.parameters, info.metadata['general.name'], version)
+
+  const ids: number[] = model.tokenize('Hello', { addSpecial: false })
+  const text: string = model.detokenize(ids, { renderSpecial: true })
+
+  const options: GenerateOptions = { maxTokens: 16, temperature: 0, stop: ['\n'], timeout: 5_000 }
+  const out: Completion = await model.complete('The capital of France is', options)
+  const reason: FinishReason = out.finishReason
+  const usage: Usage = out.usage
+  console.log(out.text, reason, usage.promptTokens, usage.completionTokens, usage.timeToFirstTokenMs)
+
+  const ac = new AbortController()
+  const stream: CompletionStream = model.chatStream([{ role: 'user', content: 'Hi!' }], { maxTokens: 64, signal: ac.signal })
+  for await (const chunk of stream) {
+    const piece: Chunk = chunk
+    process.stdout.write(piece.text)
+    if (piece.finishReason !== undefined) console.log(piece.usage?.generationTokensPerS)
+  }
+
+  const session: Session = model.session()
+  const reply = await session.chat([{ role: 'user', content: 'Hi' }], { maxTokens: 8 })
+  await session.dispose()
+
+  try {
+    await model.complete('x', { signal: AbortSignal.timeout(10) })
+  } catch (error) {
+    if (error instanceof AbortError) console.log('aborted', error.code)
+    else if (error instanceof ModelNotFoundError) {
+      const code: 'model_not_found' = error.code
+      console.log(code)
+    } else if (error instanceof CorralError) {
+      const code: ErrorCode = error.code
+      console.log(code, error instanceof ClosedError)
+    }
+  }
+
+  setLogger((level, source, message) => console.log(level, source, message), 'debug')
+  setLogger(null)
+
+  // @ts-expect-error maxTokens is a number
+  await model.complete('x', { maxTokens: 'many' })
+  // @ts-expect-error a misspelt option
+  await model.complete('x', { maxToken: 1 })
+  // @ts-expect-error a message needs a role
+  await model.chat([{ content: 'x' }])
+  // @ts-expect-error not a log level
+  setLogger(null, 'loud')
+
+  {
+    await using scoped = await Model.load('other.gguf')
+    console.log(scoped.info.name)
+  }
+  await model.dispose()
+  return text + reply.text
+}

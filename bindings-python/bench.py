@@ -1,0 +1,187 @@
+"""Prompt and generation speed through corral's Python binding, next to the Rust core and,
+when installed, llama-cpp-python: same model, threads, prompt (512 tokens) and output
+(128 greedy tokens, end-of-generation ignored), interleaved round by round so machine noise
+hits every side alike; medians are reported. A benchmark, not a test.
+
+    python bindings-python/bench.py [--model PATH] [--threads N] [--rounds 3] [--llama-cpp-python] [--json]
+
+Rows:
+  corral core        `target/release/corral bench --repeats 1 --json` each round (its own process):
+                     the engine's own figures, and its plain llama-cpp-2 decode loop.
+  corral Python      this process: the figures the engine reports in `usage` (same definitions
+                     as the core), and wall-clock figures of a stream consumed from Python.
+  llama-cpp-python   wall clock around `Llama.generate` (prompt: start to first token;
+                     generation: tokens after the first over the time since it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import corral
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+CORRAL_CLI = ROOT / "target" / "release" / "corral"
+# The text `corral bench` builds its prompt from (core/src/bench.rs): identical prompts.
+PARAGRAPH = (
+    "The history of computing is a story of people, ideas and machines. Early calculating "
+    "devices gave way to programmable computers, then to personal computers and phones. "
+)
+PROMPT_TOKENS = 512
+GENERATED_TOKENS = 128
+CONTEXT_LENGTH = 2048
+
+Figures = dict[str, float]
+
+
+def bench_prompt(model: corral.Model, n: int) -> list[int]:
+    text, tokens = "", []
+    while len(tokens) < n:
+        text += PARAGRAPH
+        tokens = model.tokenize(text)
+    return tokens[:n]
+
+
+def wall_clock(prompt_tokens: int, token_times: list[float], started: float) -> Figures:
+    """Prompt: start to first token. Generation: tokens after the first over the time since it."""
+    first, last = token_times[0], token_times[-1]
+    return {
+        "prompt_tokens_per_s": prompt_tokens / (first - started),
+        "generation_tokens_per_s": (len(token_times) - 1) / max(last - first, 1e-9),
+    }
+
+
+def corral_python(model: corral.Model, prompt: list[int]) -> dict[str, Figures]:
+    options: dict[str, Any] = dict(max_tokens=GENERATED_TOKENS, temperature=0, ignore_eos=True)
+    model.clear_cache()  # nothing cached: the whole prompt is evaluated, as in the core bench
+    usage = model.complete(prompt, **options).usage
+    model.clear_cache()
+    token_times: list[float] = []
+    started = time.perf_counter()
+    for chunk in model.complete_stream(prompt, **options):
+        now = time.perf_counter()
+        token_times.extend(now for _ in chunk.tokens)
+    return {
+        "usage": {
+            "prompt_tokens_per_s": usage.prompt_tokens_per_s,
+            "generation_tokens_per_s": usage.generation_tokens_per_s,
+        },
+        "wall": wall_clock(len(prompt), token_times, started),
+    }
+
+
+def corral_core(model_path: Path, threads: int) -> dict[str, Figures]:
+    cmd = [str(CORRAL_CLI), "bench", str(model_path), "--threads", str(threads), "--repeats", "1", "--json"]
+    report = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    return {
+        "core": {
+            "prompt_tokens_per_s": report["prompt_tokens_per_s"],
+            "generation_tokens_per_s": report["generation_tokens_per_s"],
+        },
+        "plain": {
+            "prompt_tokens_per_s": report["plain_prompt_tokens_per_s"],
+            "generation_tokens_per_s": report["plain_generation_tokens_per_s"],
+        },
+    }
+
+
+def llama_cpp_python_runner(model_path: Path, threads: int) -> Callable[[list[int]], dict[str, Figures]]:
+    import llama_cpp  # type: ignore[import-not-found]
+
+    llm = llama_cpp.Llama(
+        model_path=str(model_path),
+        n_ctx=CONTEXT_LENGTH,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+
+    def run(prompt: list[int]) -> dict[str, Figures]:
+        llm.reset()  # nothing reused from the previous round
+        token_times: list[float] = []
+        started = time.perf_counter()
+        # generate() never stops at end-of-generation by itself: like ignore_eos.
+        for _ in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
+            token_times.append(time.perf_counter())
+            if len(token_times) == GENERATED_TOKENS:
+                break
+        return {"llama-cpp-python": wall_clock(len(prompt), token_times, started)}
+
+    return run
+
+
+ROWS = [
+    ("core", "corral core (Rust engine)"),
+    ("usage", "corral Python (engine usage)"),
+    ("wall", "corral Python (wall clock)"),
+    ("plain", "plain llama-cpp-2 loop"),
+    ("llama-cpp-python", "llama-cpp-python (wall clock)"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--threads", type=int, default=corral.default_threads())
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--llama-cpp-python", action="store_true", help="also measure llama-cpp-python (must be installed)")
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON")
+    args = parser.parse_args()
+    if not CORRAL_CLI.is_file():
+        sys.exit(f"{CORRAL_CLI} is missing: cargo build --release -p corral-cli")
+
+    model = corral.Model(args.model, context_length=CONTEXT_LENGTH, threads=args.threads)
+    prompt = bench_prompt(model, PROMPT_TOKENS)
+    sides: list[Callable[[], dict[str, Figures]]] = [
+        lambda: corral_python(model, prompt),
+        lambda: corral_core(args.model, args.threads),
+    ]
+    if args.llama_cpp_python:
+        run_llama_cpp_python = llama_cpp_python_runner(args.model, args.threads)
+        sides.append(lambda: run_llama_cpp_python(prompt))
+
+    samples: dict[str, list[Figures]] = {}
+    for side in sides:  # warm-up round: page in the model, start threads
+        side()
+    for round_ in range(args.rounds):
+        for side in sides:
+            for name, figures in side().items():
+                samples.setdefault(name, []).append(figures)
+        print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    model.close()
+
+    medians = {
+        name: {key: statistics.median(f[key] for f in runs) for key in runs[0]} for name, runs in samples.items()
+    }
+    if args.json:
+        print(json.dumps({"threads": args.threads, "rounds": args.rounds, "medians": medians}, indent=2))
+        return
+    core = medians["core"]
+    print(
+        f"model: {args.model.name}   threads: {args.threads}   prompt: {PROMPT_TOKENS} tokens   "
+        f"generated: {GENERATED_TOKENS} tokens   medians of {args.rounds} interleaved rounds"
+    )
+    print(f"{'':32} {'prompt tok/s':>13} {'gen tok/s':>10} {'prompt ratio':>13} {'gen ratio':>10}")
+    for key, label in ROWS:
+        if key in medians:
+            m = medians[key]
+            pp, tg = m["prompt_tokens_per_s"], m["generation_tokens_per_s"]
+            print(
+                f"{label:32} {pp:13.1f} {tg:10.1f} {pp / core['prompt_tokens_per_s']:13.3f} "
+                f"{tg / core['generation_tokens_per_s']:10.3f}"
+            )
+    print("ratios are against the corral core row")
+
+
+if __name__ == "__main__":
+    main()

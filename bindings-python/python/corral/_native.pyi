@@ -1,0 +1,374 @@
+# Stubs of the compiled module (src/*.rs), checked against it by `python -m mypy.stubtest corral._native`.
+import os
+from types import TracebackType
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union, final
+
+from typing_extensions import Self, disjoint_base
+
+__all__ = [
+    "BusyError",
+    "CancelledError",
+    "Chunk",
+    "ClosedError",
+    "Completion",
+    "ContextOverflowError",
+    "CorralError",
+    "DeadlineExceededError",
+    "DecodeFailedError",
+    "InternalError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "InvalidGrammarError",
+    "InvalidModelError",
+    "Model",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "NoChatTemplateError",
+    "Session",
+    "SpecialToken",
+    "Stream",
+    "TemplateError",
+    "UnsupportedArchitectureError",
+    "Usage",
+    "__version__",
+    "default_threads",
+    "set_log_handler",
+    "supports_gpu_offload",
+]
+
+__version__: str
+
+def supports_gpu_offload() -> bool: ...
+def default_threads() -> int: ...
+def set_log_handler(handler: Optional[Callable[[int, str, str], object]], level: int = 30) -> None: ...
+
+class CorralError(Exception):
+    code: str
+
+class ModelNotFoundError(CorralError, FileNotFoundError): ...
+class InvalidModelError(CorralError, ValueError): ...
+class UnsupportedArchitectureError(CorralError, ValueError): ...
+class InvalidArgumentError(CorralError, ValueError): ...
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError): ...
+class ContextOverflowError(CorralError, ValueError): ...
+class CancelledError(CorralError): ...
+class DecodeFailedError(CorralError, RuntimeError): ...
+class NoChatTemplateError(CorralError, ValueError): ...
+class TemplateError(CorralError, ValueError): ...
+class ClosedError(CorralError, RuntimeError): ...
+class BusyError(CorralError, RuntimeError): ...
+class DeadlineExceededError(CorralError, TimeoutError): ...
+class InvalidGrammarError(CorralError, ValueError): ...
+class InternalError(CorralError, RuntimeError): ...
+
+@final
+class SpecialToken:
+    @property
+    def id(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+
+@final
+class ModelInfo:
+    @property
+    def architecture(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def parameters(self) -> int: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def quantization(self) -> str: ...
+    @property
+    def context_length_trained(self) -> int: ...
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def embedding_length(self) -> int: ...
+    @property
+    def layers(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def bos_token(self) -> Optional[SpecialToken]: ...
+    @property
+    def eos_token(self) -> Optional[SpecialToken]: ...
+    @property
+    def eot_token(self) -> Optional[SpecialToken]: ...
+    @property
+    def add_bos_token(self) -> bool: ...
+    @property
+    def chat_template(self) -> Optional[str]: ...
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+
+@final
+class Usage:
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+    @property
+    def queue_ms(self) -> float: ...
+    @property
+    def time_to_first_token_ms(self) -> float: ...
+    @property
+    def prompt_ms(self) -> float: ...
+    @property
+    def generation_ms(self) -> float: ...
+    @property
+    def prompt_tokens_per_s(self) -> float: ...
+    @property
+    def generation_tokens_per_s(self) -> float: ...
+    def to_dict(self) -> dict[str, Union[int, float]]: ...
+
+@final
+class Completion:
+    @property
+    def text(self) -> str: ...
+    @property
+    def tokens(self) -> list[int]: ...
+    @property
+    def finish_reason(self) -> str: ...
+    @property
+    def usage(self) -> Usage: ...
+    def to_openai(self) -> dict[str, Any]: ...
+
+@final
+class Chunk:
+    @property
+    def text(self) -> str: ...
+    @property
+    def tokens(self) -> list[int]: ...
+    @property
+    def finish_reason(self) -> Optional[str]: ...
+    @property
+    def usage(self) -> Optional[Usage]: ...
+    def to_openai(self) -> dict[str, Any]: ...
+
+@final
+class Stream:
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Chunk: ...
+    def collect(self) -> Completion: ...
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc_value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+        /,
+    ) -> bool: ...
+
+_Messages = Sequence[Mapping[str, Any]]
+_Stop = Union[str, Sequence[str], None]
+
+@disjoint_base
+class Model:
+    def __new__(
+        cls,
+        path: Union[str, os.PathLike[str]],
+        *,
+        context_length: Optional[int] = None,
+        threads: Optional[int] = None,
+        gpu_layers: Optional[int] = None,
+        use_mmap: Optional[bool] = None,
+        use_mlock: Optional[bool] = None,
+        max_sequences: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        flash_attention: Optional[bool] = None,
+        chat_template: Optional[str] = None,
+        on_progress: Optional[Callable[[float], object]] = None,
+    ) -> Self: ...
+    @property
+    def info(self) -> ModelInfo: ...
+    @property
+    def closed(self) -> bool: ...
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
+    def detokenize(self, ids: Sequence[int], *, render_special: bool = False) -> str: ...
+    def apply_chat_template(self, messages: _Messages, add_generation_prompt: bool = True) -> str: ...
+    def score(self, tokens: Sequence[int]) -> list[float]: ...
+    def complete(
+        self,
+        prompt: Union[str, Sequence[int]],
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Completion: ...
+    def complete_stream(
+        self,
+        prompt: Union[str, Sequence[int]],
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Stream: ...
+    def chat(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Completion: ...
+    def chat_stream(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Stream: ...
+    def session(self) -> Session: ...
+    def clear_cache(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc_value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+        /,
+    ) -> bool: ...
+
+@disjoint_base
+class Session:
+    def __new__(cls, model: Model) -> Self: ...
+    @property
+    def closed(self) -> bool: ...
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Completion: ...
+    def complete_stream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Stream: ...
+    def chat(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Completion: ...
+    def chat_stream(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+    ) -> Stream: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc_value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+        /,
+    ) -> bool: ...

@@ -1,0 +1,438 @@
+//! `Model`: loading, metadata, tokenizer, chat template and generation.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pyo3::exceptions::PyKeyboardInterrupt;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyList};
+use serde_json::Value;
+
+use corral::{ErrorKind, ModelOptions};
+
+use crate::chat::{self, Prompt};
+use crate::error::{invalid_type, to_py_err, type_name, OrRaise};
+use crate::options::{bool_arg, generate_options, u32_arg};
+use crate::session::PySession;
+use crate::stream::{Kind, Origin, PyCompletion, PyStream};
+
+/// A special token (BOS, EOS, EOT): its id and text.
+#[pyclass(module = "corral", name = "SpecialToken", frozen, get_all)]
+pub struct PySpecialToken {
+    id: i32,
+    text: String,
+}
+
+#[pymethods]
+impl PySpecialToken {
+    fn __repr__(&self) -> String {
+        format!("SpecialToken(id={}, text={:?})", self.id, self.text)
+    }
+}
+
+/// What a model is, from its GGUF metadata and llama.cpp.
+#[pyclass(module = "corral", name = "ModelInfo", frozen)]
+pub struct PyModelInfo {
+    #[pyo3(get)]
+    architecture: String,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    parameters: u64,
+    #[pyo3(get)]
+    size_bytes: u64,
+    #[pyo3(get)]
+    quantization: String,
+    #[pyo3(get)]
+    context_length_trained: u32,
+    #[pyo3(get)]
+    context_length: u32,
+    #[pyo3(get)]
+    embedding_length: u32,
+    #[pyo3(get)]
+    layers: u32,
+    #[pyo3(get)]
+    vocab_size: u32,
+    #[pyo3(get)]
+    bos_token: Option<Py<PySpecialToken>>,
+    #[pyo3(get)]
+    eos_token: Option<Py<PySpecialToken>>,
+    #[pyo3(get)]
+    eot_token: Option<Py<PySpecialToken>>,
+    #[pyo3(get)]
+    add_bos_token: bool,
+    #[pyo3(get)]
+    chat_template: Option<String>,
+    metadata: Py<PyDict>,
+}
+
+#[pymethods]
+impl PyModelInfo {
+    /// Every GGUF metadata key with its typed value (arrays as lists). A fresh (shallow) copy
+    /// each time, so callers cannot alter what others see.
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.metadata.bind(py).copy()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ModelInfo(name={:?}, architecture={:?}, parameters={}, quantization={:?}, context_length={})",
+            self.name, self.architecture, self.parameters, self.quantization, self.context_length
+        )
+    }
+}
+
+fn json_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, json_to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+fn special_token(py: Python<'_>, token: &Option<corral::SpecialToken>) -> PyResult<Option<Py<PySpecialToken>>> {
+    token.as_ref().map(|t| Py::new(py, PySpecialToken { id: t.id, text: t.text.clone() })).transpose()
+}
+
+fn model_info(py: Python<'_>, info: &corral::ModelInfo) -> PyResult<PyModelInfo> {
+    let metadata = PyDict::new(py);
+    for (key, value) in &info.metadata {
+        metadata.set_item(key, json_to_py(py, value)?)?;
+    }
+    Ok(PyModelInfo {
+        architecture: info.architecture.clone(),
+        name: info.name.clone(),
+        parameters: info.parameters,
+        size_bytes: info.size_bytes,
+        quantization: info.quantization.clone(),
+        context_length_trained: info.context_length_trained,
+        context_length: info.context_length,
+        embedding_length: info.embedding_length,
+        layers: info.layers,
+        vocab_size: info.vocab_size,
+        bos_token: special_token(py, &info.bos_token)?,
+        eos_token: special_token(py, &info.eos_token)?,
+        eot_token: special_token(py, &info.eot_token)?,
+        add_bos_token: info.add_bos_token,
+        chat_template: info.chat_template.clone(),
+        metadata: metadata.unbind(),
+    })
+}
+
+/// A loaded GGUF model. Thread-safe: share one between threads; their requests are batched.
+#[pyclass(module = "corral", name = "Model", frozen, subclass)]
+pub struct PyModel {
+    pub(crate) model: corral::Model,
+    pub(crate) name: Arc<str>,
+    info: PyOnceLock<Py<PyModelInfo>>,
+}
+
+impl PyModel {
+    pub(crate) fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.model.is_closed() {
+            return Err(to_py_err(py, corral::Error::new(ErrorKind::Closed, "the model has been closed")));
+        }
+        Ok(())
+    }
+
+    fn stream(
+        &self,
+        py: Python<'_>,
+        kind: Kind,
+        start: impl Send + FnOnce(&corral::Model) -> corral::Result<corral::Stream>,
+    ) -> PyResult<PyStream> {
+        let model = &self.model;
+        let stream = py.detach(|| start(model)).or_raise(py)?;
+        Ok(PyStream::new(stream, Origin::new(kind, self.name.clone())))
+    }
+
+    fn prompt_stream(
+        &self,
+        py: Python<'_>,
+        prompt: &Bound<'_, PyAny>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyStream> {
+        let prompt = chat::prompt(py, prompt)?;
+        let options = generate_options(py, kwargs)?;
+        self.stream(py, Kind::Text, move |model| match &prompt {
+            Prompt::Text(text) => model.complete_stream(text, &options),
+            Prompt::Tokens(tokens) => model.complete_tokens_stream(tokens, &options),
+        })
+    }
+
+    fn chat_stream_inner(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyStream> {
+        let messages = chat::messages(py, messages)?;
+        let options = generate_options(py, kwargs)?;
+        self.stream(py, Kind::Chat, move |model| model.chat_stream(&messages, &options))
+    }
+}
+
+/// Loads a model, routing llama.cpp's progress to the Python callback. The callback runs on
+/// this (loading) thread with the GIL re-acquired; Ctrl-C is checked there too.
+fn load(
+    py: Python<'_>,
+    path: PathBuf,
+    mut options: ModelOptions,
+    on_progress: Option<Py<PyAny>>,
+) -> PyResult<corral::Model> {
+    let failure: Arc<Mutex<Option<PyErr>>> = Arc::default();
+    let callback_failure = failure.clone();
+    options.on_progress = Some(Arc::new(move |progress: f32| -> bool {
+        Python::attach(|py| {
+            let outcome = py.check_signals().and_then(|()| match &on_progress {
+                // Only an explicit False cancels: `bar.update` style callbacks return None.
+                Some(callback) => {
+                    callback.call1(py, (f64::from(progress),)).map(|r| !r.bind(py).is(PyBool::new(py, false)))
+                }
+                None => Ok(true),
+            });
+            outcome.unwrap_or_else(|e| {
+                *callback_failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                false
+            })
+        })
+    }));
+    let loaded = py.detach(move || corral::Model::load(path, options));
+    let callback_error = failure.lock().unwrap_or_else(PoisonError::into_inner).take();
+    match (loaded, callback_error) {
+        (Ok(model), _) => Ok(model),
+        // Ctrl-C during loading stays a KeyboardInterrupt.
+        (Err(_), Some(e)) if e.is_instance_of::<PyKeyboardInterrupt>(py) => Err(e),
+        (Err(e), Some(cause)) if e.kind() == ErrorKind::Cancelled => {
+            let message = format!("model loading was cancelled: the progress callback raised {}", cause.value(py));
+            let error = to_py_err(py, corral::Error::new(ErrorKind::Cancelled, message));
+            error.set_cause(py, Some(cause));
+            Err(error)
+        }
+        (Err(e), _) => Err(to_py_err(py, e)),
+    }
+}
+
+#[pymethods]
+impl PyModel {
+    /// Loads a GGUF model. Options left as None take corral's defaults: context_length = the
+    /// trained context capped at 4096, threads = physical cores, gpu_layers = 0, use_mmap = True,
+    /// use_mlock = False, max_sequences = 8, batch_size = 512, flash_attention = auto.
+    /// `on_progress(fraction)` is called while loading; returning False cancels (CancelledError).
+    #[new]
+    #[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, chat_template=None, on_progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        context_length: Option<Bound<'_, PyAny>>,
+        threads: Option<Bound<'_, PyAny>>,
+        gpu_layers: Option<Bound<'_, PyAny>>,
+        use_mmap: Option<Bound<'_, PyAny>>,
+        use_mlock: Option<Bound<'_, PyAny>>,
+        max_sequences: Option<Bound<'_, PyAny>>,
+        batch_size: Option<Bound<'_, PyAny>>,
+        flash_attention: Option<Bound<'_, PyAny>>,
+        chat_template: Option<Bound<'_, PyAny>>,
+        on_progress: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let path: PathBuf = path
+            .extract()
+            .map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
+        let int = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| u32_arg(py, name, &v)).transpose();
+        let flag = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| bool_arg(py, name, &v)).transpose();
+        let chat_template = chat_template
+            .map(|t| {
+                t.extract::<String>()
+                    .map_err(|_| invalid_type(py, format!("chat_template must be a str, got {}", type_name(&t))))
+            })
+            .transpose()?;
+        let defaults = ModelOptions::default();
+        let options = ModelOptions {
+            context_length: int("context_length", context_length)?.or(defaults.context_length),
+            threads: int("threads", threads)?.or(defaults.threads),
+            gpu_layers: int("gpu_layers", gpu_layers)?.unwrap_or(defaults.gpu_layers),
+            use_mmap: flag("use_mmap", use_mmap)?.unwrap_or(defaults.use_mmap),
+            use_mlock: flag("use_mlock", use_mlock)?.unwrap_or(defaults.use_mlock),
+            max_sequences: int("max_sequences", max_sequences)?.unwrap_or(defaults.max_sequences),
+            batch_size: int("batch_size", batch_size)?.unwrap_or(defaults.batch_size),
+            flash_attention: flag("flash_attention", flash_attention)?.or(defaults.flash_attention),
+            chat_template: chat_template.or(defaults.chat_template),
+            on_progress: None,
+            // Options this binding does not expose keep core's defaults.
+            ..defaults
+        };
+        let on_progress = match on_progress {
+            Some(callback) if !callback.is_callable() => {
+                return Err(invalid_type(py, format!("on_progress must be callable, got {}", type_name(&callback))));
+            }
+            callback => callback.map(Bound::unbind),
+        };
+        let model = load(py, path, options, on_progress)?;
+        let name: Arc<str> = model.info().name.as_str().into();
+        Ok(PyModel { model, name, info: PyOnceLock::new() })
+    }
+
+    /// Metadata: architecture, parameters, quantization, context sizes, special tokens, and
+    /// `metadata`, a dict of every GGUF key.
+    #[getter]
+    fn info(&self, py: Python<'_>) -> PyResult<Py<PyModelInfo>> {
+        self.check_open(py)?;
+        let info = self.info.get_or_try_init(py, || Py::new(py, model_info(py, self.model.info())?))?;
+        Ok(info.clone_ref(py))
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.model.is_closed()
+    }
+
+    /// Text to token ids. `add_special` adds BOS/EOS as the model asks; `parse_special` reads
+    /// special-token text such as `<|im_start|>` as control tokens.
+    #[pyo3(signature = (text, *, add_special=true, parse_special=false))]
+    fn tokenize(
+        &self,
+        py: Python<'_>,
+        text: &Bound<'_, PyAny>,
+        add_special: bool,
+        parse_special: bool,
+    ) -> PyResult<Vec<i32>> {
+        let text: String =
+            text.extract().map_err(|_| invalid_type(py, format!("text must be a str, got {}", type_name(text))))?;
+        let model = &self.model;
+        py.detach(|| model.tokenize(&text, add_special, parse_special)).or_raise(py)
+    }
+
+    /// Token ids to text. Control tokens render as nothing unless `render_special`.
+    #[pyo3(signature = (ids, *, render_special=false))]
+    fn detokenize(&self, py: Python<'_>, ids: &Bound<'_, PyAny>, render_special: bool) -> PyResult<String> {
+        let ids = chat::token_ids(py, ids, "ids")?;
+        let model = &self.model;
+        py.detach(|| model.detokenize(&ids, render_special)).or_raise(py)
+    }
+
+    /// Renders messages with the chat template into a prompt string.
+    #[pyo3(signature = (messages, add_generation_prompt=true))]
+    fn apply_chat_template(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        add_generation_prompt: bool,
+    ) -> PyResult<String> {
+        let messages = chat::messages(py, messages)?;
+        let model = &self.model;
+        py.detach(|| model.apply_chat_template(&messages, add_generation_prompt)).or_raise(py)
+    }
+
+    /// Log-probability of each token given the ones before it (`len(tokens) - 1` values).
+    fn score(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
+        let tokens = chat::token_ids(py, tokens, "tokens")?;
+        let model = &self.model;
+        py.detach(|| model.score(&tokens)).or_raise(py)
+    }
+
+    /// Completes a prompt (a str, or a list of token ids used as given).
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        prompt: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyCompletion> {
+        self.prompt_stream(py, prompt, options)?.collect_completion(py)
+    }
+
+    /// Streams the completion of a prompt: iterate the returned Stream for Chunks.
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    fn complete_stream(
+        &self,
+        py: Python<'_>,
+        prompt: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyStream> {
+        self.prompt_stream(py, prompt, options)
+    }
+
+    /// The assistant's reply to a conversation (`[{"role": ..., "content": ...}, ...]`).
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    fn chat(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyCompletion> {
+        self.chat_stream_inner(py, messages, options)?.collect_completion(py)
+    }
+
+    /// Streams the assistant's reply to a conversation.
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    fn chat_stream(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyStream> {
+        self.chat_stream_inner(py, messages, options)
+    }
+
+    /// A conversation that keeps its KV cache between calls.
+    fn session(slf: &Bound<'_, Self>) -> PyResult<PySession> {
+        PySession::open(slf.py(), slf.get())
+    }
+
+    /// Drops the cached KV of idle sequences (prefix cache and idle sessions' history).
+    fn clear_cache(&self, py: Python<'_>) -> PyResult<()> {
+        let model = &self.model;
+        py.detach(|| model.clear_cache()).or_raise(py)
+    }
+
+    /// Stops the engine and frees the model. Running requests end with ClosedError; later
+    /// calls raise ClosedError. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let model = &self.model;
+        py.detach(|| model.close());
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<Bound<'_, PyAny>>,
+        _exc_value: Option<Bound<'_, PyAny>>,
+        _traceback: Option<Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let info = self.model.info();
+        let state = if self.model.is_closed() { " closed" } else { "" };
+        format!("<corral.Model {:?} ({}, {}){state}>", info.name, info.architecture, info.quantization)
+    }
+}

@@ -1,0 +1,66 @@
+"""Stubs match the compiled module; the examples run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import corral
+from conftest import REPO
+
+EXAMPLES = REPO / "examples" / "python"
+
+
+def test_stubs_match_the_native_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "corral._native"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("target", [["-p", "corral"], [str(EXAMPLES)]], ids=["package", "examples"])
+def test_strict_type_check(target: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", *target],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_typed_package() -> None:
+    package = Path(corral.__file__).parent
+    assert (package / "py.typed").is_file()
+    assert (package / "_native.pyi").is_file()
+
+
+def _run_example(name: str, model_path: Path, *args: str) -> str:
+    env = dict(os.environ, PYTHONWARNINGS="error")
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), str(model_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.timeout(180)
+def test_chat_example(model_path: Path) -> None:
+    out = _run_example("chat.py", model_path, "--threads", "1", "--max-tokens", "12", "--prompt", "Hi!", "--prompt", "What did I say?")
+    assert out.count("assistant>") == 2
+
+
+@pytest.mark.timeout(180)
+def test_async_chat_example(model_path: Path) -> None:
+    out = _run_example("async_chat.py", model_path, "--threads", "1", "--max-tokens", "12")
+    assert "gathered 3 answers" in out

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Benchmarks the Python binding against the Rust core (and llama-cpp-python with
+# --with-llama-cpp-python) on the default model: bindings-python/bench.py in its own venv
+# (target/py-bench-venv). Other arguments go to bench.py (--threads N, --rounds N, --json).
+#
+# llama-cpp-python is built from source (several minutes on 2 cores) with GGML_NATIVE=OFF,
+# the same instruction-set baseline as corral's llama.cpp build; override with CMAKE_ARGS.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/target/py-bench-venv"
+LLAMA_CPP_PYTHON="${LLAMA_CPP_PYTHON:-llama-cpp-python==0.3.36}"
+
+with_llama_cpp_python=0
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --with-llama-cpp-python) with_llama_cpp_python=1 ;;
+    *) args+=("$arg") ;;
+  esac
+done
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+"$VENV/bin/python" -m pip install --quiet "$ROOT/bindings-python" >&2
+if [ "$with_llama_cpp_python" = 1 ]; then
+  if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
+    echo "building $LLAMA_CPP_PYTHON from source (this takes a while)..." >&2
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$VENV/bin/python" -m pip install --quiet "$LLAMA_CPP_PYTHON" >&2
+  fi
+  args+=(--llama-cpp-python)
+fi
+(cd "$ROOT" && cargo build --release --locked -p corral-cli >&2)
+MODEL="$("$ROOT/scripts/fetch-model.sh")"
+exec "$VENV/bin/python" "$ROOT/bindings-python/bench.py" --model "$MODEL" ${args[@]+"${args[@]}"}
