@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llama-cpp-python", action="store_true", help="also measure llama-cpp-python (must be installed)")
     parser.add_argument("--json", action="store_true", help="print the medians as JSON")
+    parser.add_argument("--verbose", action="store_true", help="print every round's figures to stderr")
     args = parser.parse_args()
     if not CORRAL_CLI.is_file():
         sys.exit(f"{CORRAL_CLI} is missing: cargo build --release -p corral-cli")
@@ -157,6 +158,8 @@ def main() -> None:
         for side in sides:
             for name, figures in side().items():
                 samples.setdefault(name, []).append(figures)
+                if args.verbose:
+                    print(f"  {name:18} {figures['prompt_tokens_per_s']:8.1f} {figures['generation_tokens_per_s']:8.1f}", file=sys.stderr)
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     model.close()
 

@@ -73,11 +73,11 @@ function checkSignal(signal: unknown): AbortSignal | undefined {
 /** Splits generation options into the native part and the signal. */
 function generateOptions(options: GenerateOptions | undefined | null): [native.GenerateOptions, AbortSignal | undefined] {
   const { signal, jsonSchema, ...rest } = checkOptions(options, GENERATE_KEYS, 'generation')
-  const native: native.GenerateOptions = rest
+  const nativeOptions: native.GenerateOptions = rest
   if (jsonSchema !== undefined && jsonSchema !== null) {
-    native.jsonSchema = typeof jsonSchema === 'object' ? JSON.stringify(jsonSchema) : jsonSchema
+    nativeOptions.jsonSchema = typeof jsonSchema === 'object' ? JSON.stringify(jsonSchema) : jsonSchema
   }
-  return [native, checkSignal(signal)]
+  return [nativeOptions, checkSignal(signal)]
 }
 
 /**
