@@ -8,10 +8,12 @@ hits every side alike; medians are reported. A benchmark, not a test.
 Rows:
   corral core        `target/release/corral bench --repeats 1 --json` each round (its own process):
                      the engine's own figures, and its plain llama-cpp-2 decode loop.
-  corral Python      this process: the figures the engine reports in `usage` (same definitions
-                     as the core), and wall-clock figures of a stream consumed from Python.
+  corral Python      this process: a stream consumed from Python; the figures the engine reports
+                     in its `usage` (same definitions as the core) and wall-clock figures.
   llama-cpp-python   wall clock around `Llama.generate` (prompt: start to first token;
                      generation: tokens after the first over the time since it).
+Every side loads the model afresh each round and measures its first request, as the core's
+`--repeats 1` does (later requests on one model can run at a different speed).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import corral
 
@@ -43,7 +45,8 @@ Figures = dict[str, float]
 
 
 def bench_prompt(model: corral.Model, n: int) -> list[int]:
-    text, tokens = "", []
+    text = ""
+    tokens: list[int] = []
     while len(tokens) < n:
         text += PARAGRAPH
         tokens = model.tokenize(text)
@@ -59,16 +62,18 @@ def wall_clock(prompt_tokens: int, token_times: list[float], started: float) -> 
     }
 
 
-def corral_python(model: corral.Model, prompt: list[int]) -> dict[str, Figures]:
-    options: dict[str, Any] = dict(max_tokens=GENERATED_TOKENS, temperature=0, ignore_eos=True)
-    model.clear_cache()  # nothing cached: the whole prompt is evaluated, as in the core bench
-    usage = model.complete(prompt, **options).usage
-    model.clear_cache()
-    token_times: list[float] = []
-    started = time.perf_counter()
-    for chunk in model.complete_stream(prompt, **options):
-        now = time.perf_counter()
-        token_times.extend(now for _ in chunk.tokens)
+def corral_python(model_path: Path, threads: int, prompt: list[int]) -> dict[str, Figures]:
+    # A fresh model each round, like `corral bench --repeats 1`: every side measures the first
+    # request after loading.
+    with corral.Model(model_path, context_length=CONTEXT_LENGTH, threads=threads) as model:
+        token_times: list[float] = []
+        usage = None
+        started = time.perf_counter()
+        for chunk in model.complete_stream(prompt, max_tokens=GENERATED_TOKENS, temperature=0, ignore_eos=True):
+            now = time.perf_counter()
+            token_times.extend(now for _ in chunk.tokens)
+            usage = chunk.usage or usage
+    assert usage is not None
     return {
         "usage": {
             "prompt_tokens_per_s": usage.prompt_tokens_per_s,
@@ -93,7 +98,7 @@ def corral_core(model_path: Path, threads: int) -> dict[str, Figures]:
     }
 
 
-def llama_cpp_python_runner(model_path: Path, threads: int) -> Callable[[list[int]], dict[str, Figures]]:
+def llama_cpp_python(model_path: Path, threads: int, prompt: list[int]) -> dict[str, Figures]:
     import llama_cpp  # type: ignore[import-not-found]
 
     llm = llama_cpp.Llama(
@@ -105,19 +110,15 @@ def llama_cpp_python_runner(model_path: Path, threads: int) -> Callable[[list[in
         n_threads_batch=threads,
         verbose=False,
     )
-
-    def run(prompt: list[int]) -> dict[str, Figures]:
-        llm.reset()  # nothing reused from the previous round
-        token_times: list[float] = []
-        started = time.perf_counter()
-        # generate() never stops at end-of-generation by itself: like ignore_eos.
-        for _ in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
-            token_times.append(time.perf_counter())
-            if len(token_times) == GENERATED_TOKENS:
-                break
-        return {"llama-cpp-python": wall_clock(len(prompt), token_times, started)}
-
-    return run
+    token_times: list[float] = []
+    started = time.perf_counter()
+    # generate() never stops at end-of-generation by itself: like ignore_eos.
+    for _ in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
+        token_times.append(time.perf_counter())
+        if len(token_times) == GENERATED_TOKENS:
+            break
+    llm.close()
+    return {"llama-cpp-python": wall_clock(len(prompt), token_times, started)}
 
 
 ROWS = [
@@ -141,15 +142,14 @@ def main() -> None:
     if not CORRAL_CLI.is_file():
         sys.exit(f"{CORRAL_CLI} is missing: cargo build --release -p corral-cli")
 
-    model = corral.Model(args.model, context_length=CONTEXT_LENGTH, threads=args.threads)
-    prompt = bench_prompt(model, PROMPT_TOKENS)
+    with corral.Model(args.model, context_length=CONTEXT_LENGTH, threads=args.threads) as model:
+        prompt = bench_prompt(model, PROMPT_TOKENS)
     sides: list[Callable[[], dict[str, Figures]]] = [
-        lambda: corral_python(model, prompt),
+        lambda: corral_python(args.model, args.threads, prompt),
         lambda: corral_core(args.model, args.threads),
     ]
     if args.llama_cpp_python:
-        run_llama_cpp_python = llama_cpp_python_runner(args.model, args.threads)
-        sides.append(lambda: run_llama_cpp_python(prompt))
+        sides.append(lambda: llama_cpp_python(args.model, args.threads, prompt))
 
     samples: dict[str, list[Figures]] = {}
     for side in sides:  # warm-up round: page in the model, start threads
@@ -161,7 +161,6 @@ def main() -> None:
                 if args.verbose:
                     print(f"  {name:18} {figures['prompt_tokens_per_s']:8.1f} {figures['generation_tokens_per_s']:8.1f}", file=sys.stderr)
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
-    model.close()
 
     medians = {
         name: {key: statistics.median(f[key] for f in runs) for key in runs[0]} for name, runs in samples.items()

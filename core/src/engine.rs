@@ -254,6 +254,9 @@ fn ms(d: Duration) -> f64 {
 impl<'m> Engine<'m> {
     fn serve(&mut self, commands: &Receiver<Command>) {
         loop {
+            // Hand out what the last step produced first: a sequence whose chunk was just
+            // delivered is runnable again, and must not be mistaken for a blocked one.
+            self.deliver_and_retire();
             let busy = self.slots.iter().any(|s| s.active.is_some());
             // Wait for work when idle; when every active sequence is blocked on a slow
             // consumer, wait briefly so its reader can drain.

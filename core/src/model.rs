@@ -272,8 +272,9 @@ impl Model {
     /// turns special-token text (e.g. `<|im_start|>`) into control tokens instead of plain text.
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>> {
         let llama = self.llama()?;
-        let text_len = i32::try_from(text.len()).map_err(|_| Error::invalid_argument("text is too long to tokenize"))?;
-        let _ = text_len;
+        if i32::try_from(text.len()).is_err() {
+            return Err(Error::invalid_argument("text is too long to tokenize"));
+        }
         Ok(llama.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect())
     }
 
