@@ -70,6 +70,10 @@ typedef enum {
   CORRAL_FINISH_STOP = 1,
   CORRAL_FINISH_LENGTH = 2,
   CORRAL_FINISH_CANCELLED = 3,
+  /*
+   The model called tools: see `tool_calls_json`.
+   */
+  CORRAL_FINISH_TOOL_CALLS = 4,
 } corral_finish_reason;
 
 /*
@@ -208,6 +212,25 @@ typedef struct {
    Constrain the output to any JSON object.
    */
   bool json_object;
+  /*
+   Report log-probabilities: -1 = off, 0..20 = with that many most likely alternatives
+   (in `logprobs_json` of results and chunks).
+   */
+  int32_t logprobs;
+  /*
+   Chat only: tools the model may call, as a JSON array in OpenAI's function format
+   (`[{"type": "function", "function": {"name", "description", "parameters"}}]`); NULL = none.
+   */
+  const char *tools_json;
+  /*
+   Chat only: "auto" (NULL), "none", "required", or the name of the one function to call.
+   */
+  const char *tool_choice;
+  /*
+   Chat only: one of the model's named templates (e.g. "tool_use") or Jinja source for
+   this call; NULL = the model's template.
+   */
+  const char *chat_template;
 } corral_generate_params;
 
 /*
@@ -237,7 +260,8 @@ typedef struct {
 } corral_model_info;
 
 /*
- One chat message (UTF-8, NUL-terminated; copied by the call).
+ One chat message (UTF-8, NUL-terminated; copied by the call). Conversations with tool calls
+ and tool results go through the `_json` functions (OpenAI-shaped messages as JSON text).
  */
 typedef struct {
   const char *role;
@@ -270,6 +294,15 @@ typedef struct {
   uintptr_t text_len;
   corral_finish_reason finish_reason;
   corral_usage usage;
+  /*
+   The tools called, as a JSON array in OpenAI's shape; NULL when none. Owned like `text`.
+   */
+  char *tool_calls_json;
+  /*
+   With `logprobs` requested: a JSON array of OpenAI `logprobs.content` entries
+   (`{"token", "logprob", "bytes", "top_logprobs"}`); NULL otherwise. Owned like `text`.
+   */
+  char *logprobs_json;
 } corral_result;
 
 /*
@@ -296,6 +329,16 @@ typedef struct {
    Valid when finish_reason is not CORRAL_FINISH_NONE.
    */
   corral_usage usage;
+  /*
+   Tool-call deltas of this chunk as a JSON array in OpenAI's streaming shape
+   (`[{"index", "id", "type", "function": {"name", "arguments"}}]`); NULL when none.
+   Borrowed like `text`.
+   */
+  const char *tool_calls_json;
+  /*
+   With `logprobs` requested: this chunk's tokens as in corral_result; NULL otherwise.
+   */
+  const char *logprobs_json;
 } corral_chunk;
 
 #ifdef __cplusplus
@@ -337,6 +380,13 @@ corral_model_params corral_model_default_params(void);
 corral_generate_params corral_generate_default_params(void);
 
 /*
+ The ggml CPU library this process uses ("sapphirerapids", "zen4", "haswell", "x64", ...),
+ loading it if needed. Static string; NULL when no CPU backend can be loaded (see
+ corral_last_error_message).
+ */
+const char *corral_cpu_variant(void);
+
+/*
  Loads a GGUF model. `params` may be NULL (defaults). On CORRAL_OK, `*out_model` owns the
  model: release it with corral_model_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
  CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_MODEL_NOT_FOUND, CORRAL_ERR_INVALID_MODEL,
@@ -415,6 +465,22 @@ corral_status corral_model_apply_chat_template(const corral_model *model,
                                                char **out_prompt);
 
 /*
+ corral_model_apply_chat_template for an OpenAI-shaped conversation (`messages_json`: a JSON
+ array of `{"role", "content", "tool_calls", "tool_call_id", "name"}`), with tools and a
+ template choice: `tools_json` (NULL = none) is a JSON array of tools in OpenAI's function
+ format, given to the template; `chat_template` (NULL = the model's) is one of the model's
+ named templates (e.g. "tool_use") or Jinja source. Errors: those of
+ corral_model_apply_chat_template, and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON.
+ Thread-safe.
+ */
+corral_status corral_model_apply_chat_template_json(const corral_model *model,
+                                                    const char *messages_json,
+                                                    bool add_generation_prompt,
+                                                    const char *tools_json,
+                                                    const char *chat_template,
+                                                    char **out_prompt);
+
+/*
  Log-probability of each token given the ones before it: `*out_len = len - 1` floats, owned
  by the caller (corral_floats_free). Errors: CORRAL_ERR_NULL_ARGUMENT,
  CORRAL_ERR_INVALID_ARGUMENT (fewer than 2 tokens, id out of range),
@@ -488,6 +554,27 @@ corral_status corral_model_chat_stream(const corral_model *model,
                                        corral_stream **out_stream);
 
 /*
+ corral_model_chat for an OpenAI-shaped conversation: `messages_json` is a JSON array of
+ `{"role", "content", "tool_calls", "tool_call_id", "name"}` objects, so an assistant's tool
+ calls and the `tool` messages answering them can be sent back. Errors as corral_model_chat,
+ and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON. Thread-safe.
+ */
+corral_status corral_model_chat_json(const corral_model *model,
+                                     const char *messages_json,
+                                     const corral_generate_params *params,
+                                     corral_chunk_callback callback,
+                                     void *user_data,
+                                     corral_result *out_result);
+
+/*
+ corral_model_chat_stream for an OpenAI-shaped conversation (see corral_model_chat_json).
+ */
+corral_status corral_model_chat_stream_json(const corral_model *model,
+                                            const char *messages_json,
+                                            const corral_generate_params *params,
+                                            corral_stream **out_stream);
+
+/*
  Waits for the next chunk. On CORRAL_OK `*out_chunk` is filled; its text is borrowed until
  the next call on this stream. The last chunk has finish_reason != CORRAL_FINISH_NONE and
  carries usage; calls after it return that final state again with empty text. Errors:
@@ -557,6 +644,24 @@ corral_status corral_session_chat_stream(const corral_session *session,
                                          uintptr_t n_messages,
                                          const corral_generate_params *params,
                                          corral_stream **out_stream);
+
+/*
+ corral_model_chat_json on a session.
+ */
+corral_status corral_session_chat_json(const corral_session *session,
+                                       const char *messages_json,
+                                       const corral_generate_params *params,
+                                       corral_chunk_callback callback,
+                                       void *user_data,
+                                       corral_result *out_result);
+
+/*
+ corral_model_chat_stream_json on a session.
+ */
+corral_status corral_session_chat_stream_json(const corral_session *session,
+                                              const char *messages_json,
+                                              const corral_generate_params *params,
+                                              corral_stream **out_stream);
 
 /*
  corral's version as "MAJOR.MINOR.PATCH". Static string; never free it.
@@ -593,6 +698,13 @@ corral_model_params corral_model_default_params(void);
 corral_generate_params corral_generate_default_params(void);
 
 /*
+ The ggml CPU library this process uses ("sapphirerapids", "zen4", "haswell", "x64", ...),
+ loading it if needed. Static string; NULL when no CPU backend can be loaded (see
+ corral_last_error_message).
+ */
+const char *corral_cpu_variant(void);
+
+/*
  Loads a GGUF model. `params` may be NULL (defaults). On CORRAL_OK, `*out_model` owns the
  model: release it with corral_model_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
  CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_MODEL_NOT_FOUND, CORRAL_ERR_INVALID_MODEL,
@@ -671,6 +783,22 @@ corral_status corral_model_apply_chat_template(const corral_model *model,
                                                char **out_prompt);
 
 /*
+ corral_model_apply_chat_template for an OpenAI-shaped conversation (`messages_json`: a JSON
+ array of `{"role", "content", "tool_calls", "tool_call_id", "name"}`), with tools and a
+ template choice: `tools_json` (NULL = none) is a JSON array of tools in OpenAI's function
+ format, given to the template; `chat_template` (NULL = the model's) is one of the model's
+ named templates (e.g. "tool_use") or Jinja source. Errors: those of
+ corral_model_apply_chat_template, and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON.
+ Thread-safe.
+ */
+corral_status corral_model_apply_chat_template_json(const corral_model *model,
+                                                    const char *messages_json,
+                                                    bool add_generation_prompt,
+                                                    const char *tools_json,
+                                                    const char *chat_template,
+                                                    char **out_prompt);
+
+/*
  Log-probability of each token given the ones before it: `*out_len = len - 1` floats, owned
  by the caller (corral_floats_free). Errors: CORRAL_ERR_NULL_ARGUMENT,
  CORRAL_ERR_INVALID_ARGUMENT (fewer than 2 tokens, id out of range),
@@ -744,6 +872,27 @@ corral_status corral_model_chat_stream(const corral_model *model,
                                        corral_stream **out_stream);
 
 /*
+ corral_model_chat for an OpenAI-shaped conversation: `messages_json` is a JSON array of
+ `{"role", "content", "tool_calls", "tool_call_id", "name"}` objects, so an assistant's tool
+ calls and the `tool` messages answering them can be sent back. Errors as corral_model_chat,
+ and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON. Thread-safe.
+ */
+corral_status corral_model_chat_json(const corral_model *model,
+                                     const char *messages_json,
+                                     const corral_generate_params *params,
+                                     corral_chunk_callback callback,
+                                     void *user_data,
+                                     corral_result *out_result);
+
+/*
+ corral_model_chat_stream for an OpenAI-shaped conversation (see corral_model_chat_json).
+ */
+corral_status corral_model_chat_stream_json(const corral_model *model,
+                                            const char *messages_json,
+                                            const corral_generate_params *params,
+                                            corral_stream **out_stream);
+
+/*
  Waits for the next chunk. On CORRAL_OK `*out_chunk` is filled; its text is borrowed until
  the next call on this stream. The last chunk has finish_reason != CORRAL_FINISH_NONE and
  carries usage; calls after it return that final state again with empty text. Errors:
@@ -813,6 +962,24 @@ corral_status corral_session_chat_stream(const corral_session *session,
                                          uintptr_t n_messages,
                                          const corral_generate_params *params,
                                          corral_stream **out_stream);
+
+/*
+ corral_model_chat_json on a session.
+ */
+corral_status corral_session_chat_json(const corral_session *session,
+                                       const char *messages_json,
+                                       const corral_generate_params *params,
+                                       corral_chunk_callback callback,
+                                       void *user_data,
+                                       corral_result *out_result);
+
+/*
+ corral_model_chat_stream_json on a session.
+ */
+corral_status corral_session_chat_stream_json(const corral_session *session,
+                                              const char *messages_json,
+                                              const corral_generate_params *params,
+                                              corral_stream **out_stream);
 
 #ifdef __cplusplus
 }  // extern "C"

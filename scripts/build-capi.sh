@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the C library: libcorral.so (soname libcorral.so.0), libcorral.a, include/corral.h and
 # pkg-config files (corral.pc for the shared library, corral-static.pc for the static one),
-# laid out under PREFIX (default: target/capi).
+# laid out under PREFIX (default: target/capi). llama.cpp's shared libraries and ggml's CPU
+# variant libraries go into PREFIX/lib beside libcorral, which finds them there at run time
+# (libcorral.so through its $ORIGIN run path; programs linking libcorral.a through theirs).
 #   scripts/build-capi.sh [--prefix DIR]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +17,7 @@ MAJOR="${VERSION%%.*}"
 # needs are printed by rustc, and go into corral-static.pc.
 NATIVE_LOG="$(mktemp)"; trap 'rm -f "$NATIVE_LOG"' EXIT
 cargo rustc --release --locked -p corral-core --features capi --crate-type cdylib --crate-type staticlib -- \
-  -C link-arg=-Wl,-soname,libcorral.so.$MAJOR --print native-static-libs 2> >(tee "$NATIVE_LOG" >&2)
+  -C link-arg=-Wl,-soname,libcorral.so.$MAJOR -C 'link-arg=-Wl,-rpath,$ORIGIN' --print native-static-libs 2> >(tee "$NATIVE_LOG" >&2)
 NATIVE_LIBS="$(sed -n 's/.*native-static-libs: //p' "$NATIVE_LOG" | tail -1)"
 
 mkdir -p "$PREFIX/lib/pkgconfig" "$PREFIX/include"
@@ -24,6 +26,15 @@ install -m 0755 target/release/libcorral.so "$PREFIX/lib/libcorral.so.$VERSION"
 ln -sf "libcorral.so.$VERSION" "$PREFIX/lib/libcorral.so.$MAJOR"
 ln -sf "libcorral.so.$MAJOR" "$PREFIX/lib/libcorral.so"
 install -m 0644 target/release/libcorral.a "$PREFIX/lib/libcorral.a"
+# The runtime staged by corral-core's build script (the same files in every build of it).
+RUNTIME="$(ls -dt target/release/build/corral-core-*/out/runtime | head -1)"
+rm -f "$PREFIX"/lib/libllama*.so* "$PREFIX"/lib/libggml*.so*
+install -m 0755 "$RUNTIME"/lib*.so* "$PREFIX/lib/"
+# Link-time names (-lllama) for programs linking the static library.
+for soname in "$RUNTIME"/lib*.so.*; do
+  name="$(basename "$soname")"
+  ln -sf "$name" "$PREFIX/lib/${name%.so.*}.so"
+done
 cat > "$PREFIX/lib/pkgconfig/corral.pc" <<PC
 prefix=$PREFIX
 libdir=\${prefix}/lib
@@ -44,6 +55,6 @@ Name: corral-static
 Description: Run GGUF language models in-process (static library)
 Version: $VERSION
 Cflags: -I\${includedir}
-Libs: \${libdir}/libcorral.a $NATIVE_LIBS
+Libs: \${libdir}/libcorral.a -L\${libdir} -Wl,-rpath,\${libdir} $NATIVE_LIBS
 PC
 echo "libcorral $VERSION installed under $PREFIX" >&2

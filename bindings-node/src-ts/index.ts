@@ -37,6 +37,7 @@ export {
 export type {
   ChatMessage,
   ChatTemplateOptions,
+  ChatToolCall,
   Chunk,
   Completion,
   DetokenizeOptions,
@@ -47,9 +48,14 @@ export type {
   Logprob,
   LogLevel,
   ModelInfo,
+  ResponseFormat,
   SpecialToken,
   TokenLogprob,
   TokenizeOptions,
+  Tool,
+  ToolCall,
+  ToolCallDelta,
+  ToolChoice,
   Usage,
 } from './types.js'
 

@@ -1,11 +1,46 @@
 // Public option and result types. Fields left `undefined` take corral-core's defaults.
 import type * as native from './native.js'
 
-export type { ChatMessage, EngineStats, Logprob, SpecialToken, TokenLogprob, Usage } from './native.js'
+export type { EngineStats, Logprob, SpecialToken, TokenLogprob, ToolCall, ToolCallDelta, Usage } from './native.js'
 
 /** Why a generation ended: an end-of-generation token or stop string, `maxTokens` (or a full
- * context), or cancellation. */
-export type FinishReason = 'stop' | 'length' | 'cancelled'
+ * context), the model calling tools, or cancellation. */
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'cancelled'
+
+/** A tool call inside an assistant message, in OpenAI's shape (`arguments`: JSON text or an
+ * object). `Completion.toolCalls` entries are accepted too. */
+export type ChatToolCall =
+  | { id?: string; type?: 'function'; function: { name: string; arguments?: string | Record<string, unknown> } }
+  | native.ToolCall
+
+/** One chat message, in OpenAI's shape (camelCase). */
+export interface ChatMessage {
+  /** `system`, `user`, `assistant`, `tool`, ... (whatever the model's template knows). */
+  role: string
+  /** May be `null` in an assistant message that only calls tools. */
+  content?: string | null
+  /** The tools an assistant message called. */
+  toolCalls?: ChatToolCall[]
+  /** A `tool` message: the id of the call it answers. */
+  toolCallId?: string
+  /** A `tool` message: the tool's name. */
+  name?: string
+}
+
+/** A tool the model may call, in OpenAI's function format. */
+export interface Tool {
+  type: 'function'
+  function: { name: string; description?: string; parameters?: Record<string, unknown> }
+}
+
+/** Whether and which tool the model may call. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; function: { name: string } }
+
+/** OpenAI's `response_format`. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object'; schema?: Record<string, unknown> }
+  | { type: 'json_schema'; json_schema: { name?: string; schema: Record<string, unknown>; strict?: boolean } }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 
@@ -19,9 +54,20 @@ export interface LoadOptions extends native.LoadOptions {
 }
 
 /** Options of one generation request. */
-export interface GenerateOptions extends Omit<native.GenerateOptions, 'jsonSchema'> {
+export interface GenerateOptions extends Omit<native.GenerateOptions, 'jsonSchema' | 'logprobs' | 'toolsJson' | 'toolChoice'> {
   /** Constrain the output to JSON valid against this JSON schema (an object or JSON text). */
   jsonSchema?: string | Record<string, unknown>
+  /** OpenAI's `response_format` (the same constraint as `jsonSchema` / `jsonObject`). */
+  responseFormat?: ResponseFormat
+  /** Report each generated token's log-probability (`true`, with `topLogprobs` alternatives),
+   * or a number: that many alternatives (0-20). */
+  logprobs?: boolean | number
+  /** Most likely alternatives per token (0-20) with `logprobs: true`. */
+  topLogprobs?: number
+  /** Chat only: tools the model may call; calls come back in `toolCalls`. */
+  tools?: Tool[]
+  /** Chat only: whether and which tool the model may call (default `auto`). */
+  toolChoice?: ToolChoice
   /** Aborts the request (prompt processing or generation): the promise rejects, or the
    * stream throws, with an `AbortError`. */
   signal?: AbortSignal
@@ -59,4 +105,8 @@ export interface DetokenizeOptions {
 export interface ChatTemplateOptions {
   /** End with the assistant's turn header (default true). */
   addGenerationPrompt?: boolean
+  /** Tools for the template to describe. */
+  tools?: Tool[]
+  /** One of the model's named templates (e.g. `tool_use`) or Jinja source. */
+  template?: string
 }

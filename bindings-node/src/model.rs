@@ -14,19 +14,52 @@ use crate::options::{generate_options, GenerateOptions, LoadOptions};
 use crate::session::NativeSession;
 use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
 
-/// One chat message.
+/// One chat message as the native module takes it (the TS layer converts OpenAI-shaped ones).
 #[napi(object)]
-pub struct ChatMessage {
-    /// `system`, `user`, `assistant`, ... (whatever the model's template knows).
+pub struct NativeChatMessage {
+    /// `system`, `user`, `assistant`, `tool`, ... (whatever the model's template knows).
     pub role: String,
-    pub content: String,
+    /// Absent only in an assistant message that calls tools.
+    pub content: Option<String>,
+    /// An assistant message's tool calls: JSON text of OpenAI's `tool_calls` array.
+    pub tool_calls_json: Option<String>,
+    /// A `tool` message: the id of the call it answers.
+    pub tool_call_id: Option<String>,
+    /// A `tool` message: the tool's name.
+    pub name: Option<String>,
 }
 
-pub(crate) fn core_messages(messages: Vec<ChatMessage>) -> Vec<corral::Message> {
+pub(crate) fn core_messages(messages: Vec<NativeChatMessage>) -> napi::Result<Vec<corral::Message>> {
     messages
         .into_iter()
-        .map(|m| corral::Message::new(m.role, m.content))
+        .enumerate()
+        .map(|(i, m)| {
+            let tool_calls = match &m.tool_calls_json {
+                None => Vec::new(),
+                Some(text) => {
+                    let Ok(serde_json::Value::Array(calls)) = serde_json::from_str(text) else {
+                        return Err(crate::error::invalid_argument(format!("messages[{i}].toolCalls must be an array")));
+                    };
+                    calls.iter().map(corral::ToolCall::from_openai).collect::<corral::Result<Vec<_>>>().or_throw()?
+                }
+            };
+            if m.content.is_none() && tool_calls.is_empty() {
+                return Err(crate::error::invalid_argument(format!("messages[{i}] has no content")));
+            }
+            Ok(corral::Message { role: m.role, content: m.content, tool_calls, tool_call_id: m.tool_call_id, name: m.name })
+        })
         .collect()
+}
+
+/// Tools as JSON text of OpenAI's `tools` array.
+pub(crate) fn core_tools(tools_json: Option<&str>) -> napi::Result<Vec<serde_json::Value>> {
+    match tools_json {
+        None => Ok(Vec::new()),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Array(tools)) => Ok(tools),
+            _ => Err(crate::error::invalid_argument("tools must be an array of tool objects")),
+        },
+    }
 }
 
 /// A special token: its id and its text.
@@ -190,13 +223,17 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn apply_chat_template(
         &self,
-        messages: Vec<ChatMessage>,
+        messages: Vec<NativeChatMessage>,
         add_generation_prompt: Option<bool>,
+        tools_json: Option<String>,
+        template: Option<String>,
     ) -> napi::Result<String> {
         self.inner
             .apply_chat_template(
-                &core_messages(messages),
+                &core_messages(messages)?,
                 add_generation_prompt.unwrap_or(true),
+                &core_tools(tools_json.as_deref())?,
+                template.as_deref(),
             )
             .or_throw()
     }
@@ -233,12 +270,12 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub async fn chat(
         &self,
-        messages: Vec<ChatMessage>,
+        messages: Vec<NativeChatMessage>,
         options: Option<GenerateOptions>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages);
+        let messages = core_messages(messages)?;
         let (model, cancel) = (self.inner.clone(), cancel.cloned());
         blocking(move || {
             let streaming = model.clone();
@@ -273,11 +310,11 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn chat_stream(
         &self,
-        messages: Vec<ChatMessage>,
+        messages: Vec<NativeChatMessage>,
         options: Option<GenerateOptions>,
     ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages);
+        let messages = core_messages(messages)?;
         let model = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || {
             model.chat_stream(&messages, &options)

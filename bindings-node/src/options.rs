@@ -79,6 +79,12 @@ pub struct GenerateOptions {
     /// Report each generated token's log-probability with this many most likely
     /// alternatives (0-20) in `logprobs`.
     pub logprobs: Option<f64>,
+    /// Chat only: JSON text of OpenAI's `tools` array (the TS layer takes the array).
+    pub tools_json: Option<String>,
+    /// Chat only: `auto` (default), `none`, `required`, or the name of the function to call.
+    pub tool_choice: Option<String>,
+    /// Chat only: one of the model's named templates (e.g. `tool_use`) or Jinja source.
+    pub template: Option<String>,
 }
 
 /// An integer option: finite, whole and within `u32`.
@@ -184,6 +190,15 @@ impl GenerateOptions {
             timeout,
             constraint,
             logprobs: uint("logprobs", self.logprobs)?.or(d.logprobs),
+            tools: crate::model::core_tools(self.tools_json.as_deref())?,
+            tool_choice: match self.tool_choice.as_deref() {
+                None | Some("auto") => corral::ToolChoice::Auto,
+                Some("none") => corral::ToolChoice::None,
+                Some("required") => corral::ToolChoice::Required,
+                Some("") => return Err(invalid_argument("toolChoice is empty")),
+                Some(name) => corral::ToolChoice::Function(name.to_string()),
+            },
+            template: self.template.clone(),
             ..d
         };
         // Validate now so a bad option fails the call itself, before any work is queued.

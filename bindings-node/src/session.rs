@@ -5,7 +5,7 @@ use std::sync::Arc;
 use napi_derive::napi;
 
 use crate::blocking;
-use crate::model::{core_messages, ChatMessage};
+use crate::model::{core_messages, NativeChatMessage};
 use crate::options::{generate_options, GenerateOptions};
 use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
 
@@ -50,12 +50,12 @@ impl NativeSession {
     #[napi(catch_unwind)]
     pub async fn chat(
         &self,
-        messages: Vec<ChatMessage>,
+        messages: Vec<NativeChatMessage>,
         options: Option<GenerateOptions>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages);
+        let messages = core_messages(messages)?;
         let (session, cancel) = (self.inner.clone(), cancel.cloned());
         blocking(move || {
             let streaming = session.clone();
@@ -86,11 +86,11 @@ impl NativeSession {
     #[napi(catch_unwind)]
     pub fn chat_stream(
         &self,
-        messages: Vec<ChatMessage>,
+        messages: Vec<NativeChatMessage>,
         options: Option<GenerateOptions>,
     ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages);
+        let messages = core_messages(messages)?;
         let session = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || {
             session.chat_stream(&messages, &options)

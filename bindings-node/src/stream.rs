@@ -77,26 +77,55 @@ fn logprobs(list: Vec<corral::Logprob>) -> Option<Vec<Logprob>> {
     })
 }
 
+/// A tool the model called.
+#[napi(object)]
+pub struct ToolCall {
+    /// Unique id; a `tool` message answers the call with `toolCallId` set to it.
+    pub id: String,
+    pub name: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+}
+
+/// Streamed progress of a tool call: the first delta of call `index` has its `id` and `name`,
+/// later ones more `arguments` text.
+#[napi(object)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
 /// One piece of streamed output; the last one carries `finishReason` and `usage`.
 #[napi(object)]
 pub struct Chunk {
     pub text: String,
     pub tokens: Vec<i32>,
-    /// `stop`, `length` or `cancelled`, on the last chunk only.
+    /// `stop`, `length`, `tool_calls` or `cancelled`, on the last chunk only.
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
     /// One entry per token when the `logprobs` option was set.
     pub logprobs: Option<Vec<Logprob>>,
+    /// Tool-call progress in this chunk (the call's text is not in `text`).
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 impl From<corral::Chunk> for Chunk {
     fn from(c: corral::Chunk) -> Self {
+        let tool_calls = (!c.tool_calls.is_empty()).then(|| {
+            c.tool_calls
+                .into_iter()
+                .map(|d| ToolCallDelta { index: d.index, id: d.id, name: d.name, arguments: d.arguments })
+                .collect()
+        });
         Chunk {
             text: c.text,
             tokens: c.tokens,
             finish_reason: c.finish_reason.map(|r| r.as_str().to_string()),
             usage: c.usage.map(Usage::from),
             logprobs: logprobs(c.logprobs),
+            tool_calls,
         }
     }
 }
@@ -106,11 +135,13 @@ impl From<corral::Chunk> for Chunk {
 pub struct Completion {
     pub text: String,
     pub tokens: Vec<i32>,
-    /// `stop`, `length` or `cancelled`.
+    /// `stop`, `length`, `tool_calls` or `cancelled`.
     pub finish_reason: String,
     pub usage: Usage,
     /// One entry per token when the `logprobs` option was set.
     pub logprobs: Option<Vec<Logprob>>,
+    /// The tools the model called (then `finishReason` is `tool_calls`).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl From<corral::Completion> for Completion {
@@ -121,6 +152,11 @@ impl From<corral::Completion> for Completion {
             finish_reason: c.finish_reason.as_str().to_string(),
             usage: c.usage.into(),
             logprobs: logprobs(c.logprobs),
+            tool_calls: c
+                .tool_calls
+                .into_iter()
+                .map(|t| ToolCall { id: t.id, name: t.name, arguments: t.arguments })
+                .collect(),
         }
     }
 }
@@ -232,6 +268,7 @@ fn cancelled_before_start() -> Chunk {
         finish_reason: Some(corral::FinishReason::Cancelled.as_str().to_string()),
         usage: Some(corral::Usage::default().into()),
         logprobs: None,
+        tool_calls: None,
     }
 }
 

@@ -9,8 +9,9 @@ use crate::error::{invalid_argument, invalid_type, type_name};
 
 const MESSAGES_SHAPE: &str = "messages must be a list of {\"role\": str, \"content\": str} dicts";
 
-/// `[{"role": ..., "content": ...}, ...]`. `content` may also be OpenAI's list of text parts
-/// (`[{"type": "text", "text": ...}]`); other keys (`name`, ...) are ignored.
+/// `[{"role": ..., "content": ...}, ...]` in OpenAI's shape. `content` may also be a list of
+/// text parts (`[{"type": "text", "text": ...}]`), or `None` in an assistant message with
+/// `tool_calls`; a `tool` message may carry `tool_call_id` and `name`. Other keys are ignored.
 pub fn messages(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<Message>> {
     let is_text = value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>();
     let sequence = match value.cast::<PySequence>() {
@@ -23,13 +24,43 @@ pub fn messages(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<Messag
         let message = as_dict(&item)
             .map_err(|_| invalid_type(py, format!("messages[{i}] must be a dict, got {}", type_name(&item))))?;
         let role = field(py, &message, i, "role")?;
-        let content = match message.get_item("content")? {
-            None => return Err(invalid_argument(py, format!("messages[{i}] has no \"content\""))),
-            Some(content) => content_text(py, &content, i)?,
+        let tool_calls = match message.get_item("tool_calls")? {
+            Some(calls) if !calls.is_none() => tool_calls(py, &calls, i)?,
+            _ => Vec::new(),
         };
-        out.push(Message::new(role, content));
+        let content = match message.get_item("content")? {
+            Some(content) if !content.is_none() => Some(content_text(py, &content, i)?),
+            _ if !tool_calls.is_empty() => None,
+            _ => return Err(invalid_argument(py, format!("messages[{i}] has no \"content\""))),
+        };
+        let optional = |key: &str| -> PyResult<Option<String>> {
+            match message.get_item(key)? {
+                Some(v) if !v.is_none() => field(py, &message, i, key).map(Some),
+                _ => Ok(None),
+            }
+        };
+        out.push(Message { role, content, tool_calls, tool_call_id: optional("tool_call_id")?, name: optional("name")? });
     }
     Ok(out)
+}
+
+/// An assistant message's `tool_calls`: OpenAI dicts (`arguments` as JSON text or a dict), or
+/// `ToolCall` objects from an earlier result.
+fn tool_calls(py: Python<'_>, value: &Bound<'_, PyAny>, i: usize) -> PyResult<Vec<corral::ToolCall>> {
+    if !(value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>()) {
+        return Err(invalid_type(py, format!("messages[{i}][\"tool_calls\"] must be a list, got {}", type_name(value))));
+    }
+    value
+        .try_iter()?
+        .map(|call| {
+            let call = call?;
+            if let Ok(call) = call.cast::<crate::stream::PyToolCall>() {
+                return Ok(call.get().to_core());
+            }
+            let json = crate::options::json_arg(py, "tool_calls", &call)?;
+            corral::ToolCall::from_openai(&json).map_err(|e| invalid_argument(py, format!("messages[{i}]: {}", e.message())))
+        })
+        .collect()
 }
 
 /// A dict as is; any other mapping copied into one.

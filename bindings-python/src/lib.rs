@@ -38,6 +38,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::PyChunk>()?;
     m.add_class::<stream::PyCompletion>()?;
     m.add_class::<stream::PyUsage>()?;
+    m.add_class::<stream::PyToolCall>()?;
+    m.add_class::<stream::PyToolCallDelta>()?;
     m.add_function(wrap_pyfunction!(log::set_log_handler, m)?)?;
     m.add_function(wrap_pyfunction!(supports_gpu_offload, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;

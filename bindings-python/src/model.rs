@@ -160,11 +160,12 @@ impl PyModel {
         &self,
         py: Python<'_>,
         kind: Kind,
+        logprobs: bool,
         start: impl Send + FnOnce(&corral::Model) -> corral::Result<corral::Stream>,
     ) -> PyResult<PyStream> {
         let model = &self.model;
         let stream = py.detach(|| start(model)).or_raise(py)?;
-        Ok(PyStream::new(stream, Origin::new(kind, self.name.clone())))
+        Ok(PyStream::new(stream, Origin::new(kind, self.name.clone(), logprobs)))
     }
 
     fn prompt_stream(
@@ -175,7 +176,7 @@ impl PyModel {
     ) -> PyResult<PyStream> {
         let prompt = chat::prompt(py, prompt)?;
         let options = generate_options(py, kwargs)?;
-        self.stream(py, Kind::Text, move |model| match &prompt {
+        self.stream(py, Kind::Text, options.logprobs.is_some(), move |model| match &prompt {
             Prompt::Text(text) => model.complete_stream(text, &options),
             Prompt::Tokens(tokens) => model.complete_tokens_stream(tokens, &options),
         })
@@ -189,7 +190,7 @@ impl PyModel {
     ) -> PyResult<PyStream> {
         let messages = chat::messages(py, messages)?;
         let options = generate_options(py, kwargs)?;
-        self.stream(py, Kind::Chat, move |model| model.chat_stream(&messages, &options))
+        self.stream(py, Kind::Chat, options.logprobs.is_some(), move |model| model.chat_stream(&messages, &options))
     }
 }
 
@@ -333,17 +334,28 @@ impl PyModel {
         py.detach(|| model.detokenize(&ids, render_special)).or_raise(py)
     }
 
-    /// Renders messages with the chat template into a prompt string.
-    #[pyo3(signature = (messages, add_generation_prompt=true))]
+    /// Renders messages with the chat template into a prompt string. `tools` (OpenAI function
+    /// definitions) are given to the template; `template` is one of the model's named templates
+    /// (e.g. `"tool_use"`) or Jinja source used instead of the model's.
+    #[pyo3(signature = (messages, add_generation_prompt=true, tools=None, template=None))]
     fn apply_chat_template(
         &self,
         py: Python<'_>,
         messages: &Bound<'_, PyAny>,
         add_generation_prompt: bool,
+        tools: Option<&Bound<'_, PyAny>>,
+        template: Option<String>,
     ) -> PyResult<String> {
         let messages = chat::messages(py, messages)?;
+        let tools = match tools {
+            Some(tools) if !tools.is_none() => match crate::options::json_arg(py, "tools", tools)? {
+                serde_json::Value::Array(tools) => tools,
+                _ => return Err(crate::error::invalid_type(py, "tools must be a list of tool dicts")),
+            },
+            _ => Vec::new(),
+        };
         let model = &self.model;
-        py.detach(|| model.apply_chat_template(&messages, add_generation_prompt)).or_raise(py)
+        py.detach(|| model.apply_chat_template(&messages, add_generation_prompt, &tools, template.as_deref())).or_raise(py)
     }
 
     /// Log-probability of each token given the ones before it (`len(tokens) - 1` values).
@@ -354,7 +366,7 @@ impl PyModel {
     }
 
     /// Completes a prompt (a str, or a list of token ids used as given).
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn complete(
         &self,
         py: Python<'_>,
@@ -365,7 +377,7 @@ impl PyModel {
     }
 
     /// Streams the completion of a prompt: iterate the returned Stream for Chunks.
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn complete_stream(
         &self,
         py: Python<'_>,
@@ -376,7 +388,7 @@ impl PyModel {
     }
 
     /// The assistant's reply to a conversation (`[{"role": ..., "content": ...}, ...]`).
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn chat(
         &self,
         py: Python<'_>,
@@ -387,7 +399,7 @@ impl PyModel {
     }
 
     /// Streams the assistant's reply to a conversation.
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn chat_stream(
         &self,
         py: Python<'_>,

@@ -31,11 +31,12 @@ impl PySession {
         &self,
         py: Python<'_>,
         kind: Kind,
+        logprobs: bool,
         start: impl Send + FnOnce(&corral::Session) -> corral::Result<corral::Stream>,
     ) -> PyResult<PyStream> {
         let session = &self.session;
         let stream = py.detach(|| start(session)).or_raise(py)?;
-        Ok(PyStream::new(stream, Origin::new(kind, self.model_name.clone())))
+        Ok(PyStream::new(stream, Origin::new(kind, self.model_name.clone(), logprobs)))
     }
 
     fn prompt_stream(
@@ -48,7 +49,7 @@ impl PySession {
             .extract()
             .map_err(|_| invalid_type(py, format!("prompt must be a str, got {}", type_name(prompt))))?;
         let options = generate_options(py, kwargs)?;
-        self.stream(py, Kind::Text, move |session| session.complete_stream(&prompt, &options))
+        self.stream(py, Kind::Text, options.logprobs.is_some(), move |session| session.complete_stream(&prompt, &options))
     }
 
     fn chat_stream_inner(
@@ -59,7 +60,7 @@ impl PySession {
     ) -> PyResult<PyStream> {
         let messages = chat::messages(py, messages)?;
         let options = generate_options(py, kwargs)?;
-        self.stream(py, Kind::Chat, move |session| session.chat_stream(&messages, &options))
+        self.stream(py, Kind::Chat, options.logprobs.is_some(), move |session| session.chat_stream(&messages, &options))
     }
 }
 
@@ -76,7 +77,7 @@ impl PySession {
         self.session.is_closed()
     }
 
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn complete(
         &self,
         py: Python<'_>,
@@ -86,7 +87,7 @@ impl PySession {
         self.prompt_stream(py, prompt, options)?.collect_completion(py)
     }
 
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn complete_stream(
         &self,
         py: Python<'_>,
@@ -96,7 +97,7 @@ impl PySession {
         self.prompt_stream(py, prompt, options)
     }
 
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn chat(
         &self,
         py: Python<'_>,
@@ -106,7 +107,7 @@ impl PySession {
         self.chat_stream_inner(py, messages, options)?.collect_completion(py)
     }
 
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
     fn chat_stream(
         &self,
         py: Python<'_>,

@@ -49,7 +49,102 @@ impl Origin {
 fn openai_finish_reason(reason: FinishReason) -> &'static str {
     match reason {
         FinishReason::Length => "length",
-        FinishReason::Stop | FinishReason::Cancelled => "stop",
+        FinishReason::ToolCalls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// A JSON value as the Python value `json.loads` would give.
+pub fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    Ok(match value {
+        serde_json::Value::Null => py.None().into_bound(py),
+        serde_json::Value::Bool(b) => b.into_bound_py_any(py)?,
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into_bound_py_any(py)?,
+            None => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?,
+        },
+        serde_json::Value::String(text) => text.into_bound_py_any(py)?,
+        serde_json::Value::Array(items) => {
+            PyList::new(py, items.iter().map(|v| json_to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
+        }
+        serde_json::Value::Object(map) => {
+            let d = PyDict::new(py);
+            for (k, v) in map {
+                d.set_item(k, json_to_py(py, v)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// A tool the model called.
+#[pyclass(module = "corral", name = "ToolCall", frozen, get_all)]
+#[derive(Clone)]
+pub struct PyToolCall {
+    /// Unique id; a `tool` message answers the call with `tool_call_id` set to it.
+    pub id: String,
+    pub name: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+}
+
+impl PyToolCall {
+    pub fn to_core(&self) -> corral::ToolCall {
+        corral::ToolCall { id: self.id.clone(), name: self.name.clone(), arguments: self.arguments.clone() }
+    }
+}
+
+#[pymethods]
+impl PyToolCall {
+    /// OpenAI's `{"id", "type": "function", "function": {"name", "arguments"}}` dict.
+    fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &self.to_core().to_openai())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ToolCall(id={:?}, name={:?}, arguments={:?})", self.id, self.name, self.arguments)
+    }
+}
+
+/// Streamed progress of a tool call: the first delta of call `index` has its `id` and `name`,
+/// later ones more `arguments` text.
+#[pyclass(module = "corral", name = "ToolCallDelta", frozen, get_all)]
+#[derive(Clone)]
+pub struct PyToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+#[pymethods]
+impl PyToolCallDelta {
+    fn __repr__(&self) -> String {
+        format!("ToolCallDelta(index={}, id={:?}, name={:?}, arguments={:?})", self.index, self.id, self.name, self.arguments)
+    }
+}
+
+fn to_openai_deltas<'py>(py: Python<'py>, deltas: &[corral::ToolCallDelta]) -> PyResult<Bound<'py, PyAny>> {
+    json_to_py(py, &serde_json::Value::Array(deltas.iter().map(corral::ToolCallDelta::to_openai).collect()))
+}
+
+/// OpenAI `logprobs.content` entries, or None when not requested.
+fn logprob_entries<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logprob>>) -> PyResult<Bound<'py, PyAny>> {
+    match logprobs {
+        None => Ok(py.None().into_bound(py)),
+        Some(entries) => json_to_py(py, &serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect())),
+    }
+}
+
+/// OpenAI's `logprobs` of a choice: `{"content": [...]}`, or None when not requested.
+fn to_openai_logprobs<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logprob>>) -> PyResult<Bound<'py, PyAny>> {
+    match logprobs {
+        None => Ok(py.None().into_bound(py)),
+        Some(entries) => {
+            let content = serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect());
+            json_to_py(py, &serde_json::json!({ "content": content }))
+        }
     }
 }
 
@@ -148,6 +243,9 @@ pub struct PyCompletion {
     #[pyo3(get)]
     usage: Py<PyUsage>,
     origin: Origin,
+    tool_calls: Vec<PyToolCall>,
+    /// `None` unless logprobs were requested.
+    logprobs: Option<Vec<corral::Logprob>>,
 }
 
 #[pymethods]
@@ -157,10 +255,37 @@ impl PyCompletion {
         PyList::new(py, &self.tokens)
     }
 
-    /// `"stop"` (end of generation or a stop string), `"length"` or `"cancelled"`.
+    /// `"stop"` (end of generation or a stop string), `"length"`, `"tool_calls"` or `"cancelled"`.
     #[getter]
     fn finish_reason(&self) -> &'static str {
         self.reason.as_str()
+    }
+
+    /// The tools the model called (empty unless the request offered `tools`).
+    #[getter]
+    fn tool_calls(&self) -> Vec<PyToolCall> {
+        self.tool_calls.clone()
+    }
+
+    /// With `logprobs=True`: one OpenAI entry per generated token,
+    /// `{"token", "logprob", "bytes", "top_logprobs": [...]}`; else `None`.
+    #[getter]
+    fn logprobs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        logprob_entries(py, &self.logprobs)
+    }
+
+    /// The assistant message to append to the conversation for the next turn (OpenAI shape).
+    fn message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let message = PyDict::new(py);
+        message.set_item("role", "assistant")?;
+        if self.tool_calls.is_empty() {
+            message.set_item("content", &self.text)?;
+        } else {
+            message.set_item("content", if self.text.trim().is_empty() { None } else { Some(&self.text) })?;
+            let calls = self.tool_calls.iter().map(|c| c.to_openai(py)).collect::<PyResult<Vec<_>>>()?;
+            message.set_item("tool_calls", PyList::new(py, calls)?)?;
+        }
+        Ok(message)
     }
 
     /// An OpenAI `ChatCompletion` dict (from chat calls) or `Completion` dict (from complete calls).
@@ -168,13 +293,10 @@ impl PyCompletion {
         let choice = PyDict::new(py);
         choice.set_item("index", 0)?;
         choice.set_item("finish_reason", openai_finish_reason(self.reason))?;
-        choice.set_item("logprobs", py.None())?;
+        choice.set_item("logprobs", to_openai_logprobs(py, &self.logprobs)?)?;
         let object = match self.origin.kind {
             Kind::Chat => {
-                let message = PyDict::new(py);
-                message.set_item("role", "assistant")?;
-                message.set_item("content", &self.text)?;
-                choice.set_item("message", message)?;
+                choice.set_item("message", self.message(py)?)?;
                 "chat.completion"
             }
             Kind::Text => {
@@ -210,6 +332,8 @@ pub struct PyChunk {
     origin: Origin,
     /// The first chunk of a chat stream announces the assistant role (OpenAI's delta).
     first: bool,
+    tool_calls: Vec<corral::ToolCallDelta>,
+    logprobs: Option<Vec<corral::Logprob>>,
 }
 
 #[pymethods]
@@ -219,10 +343,25 @@ impl PyChunk {
         PyList::new(py, &self.tokens)
     }
 
-    /// `None` until the last chunk, then `"stop"`, `"length"` or `"cancelled"`.
+    /// `None` until the last chunk, then `"stop"`, `"length"`, `"tool_calls"` or `"cancelled"`.
     #[getter]
     fn finish_reason(&self) -> Option<&'static str> {
         self.reason.map(FinishReason::as_str)
+    }
+
+    /// Tool-call progress in this chunk (the call's text is not in `text`).
+    #[getter]
+    fn tool_calls(&self) -> Vec<PyToolCallDelta> {
+        self.tool_calls
+            .iter()
+            .map(|d| PyToolCallDelta { index: d.index, id: d.id.clone(), name: d.name.clone(), arguments: d.arguments.clone() })
+            .collect()
+    }
+
+    /// With `logprobs=True`: this chunk's tokens as in `Completion.logprobs`; else `None`.
+    #[getter]
+    fn logprobs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        logprob_entries(py, &self.logprobs)
     }
 
     /// An OpenAI `ChatCompletionChunk` dict (chat streams) or streamed `Completion` dict.
@@ -230,12 +369,15 @@ impl PyChunk {
         let choice = PyDict::new(py);
         choice.set_item("index", 0)?;
         choice.set_item("finish_reason", self.reason.map(openai_finish_reason))?;
-        choice.set_item("logprobs", py.None())?;
+        choice.set_item("logprobs", to_openai_logprobs(py, &self.logprobs)?)?;
         let object = match self.origin.kind {
             Kind::Chat => {
                 let delta = PyDict::new(py);
                 if self.first {
                     delta.set_item("role", "assistant")?;
+                }
+                if !self.tool_calls.is_empty() {
+                    delta.set_item("tool_calls", to_openai_deltas(py, &self.tool_calls)?)?;
                 }
                 delta.set_item("content", &self.text)?;
                 choice.set_item("delta", delta)?;
@@ -272,12 +414,14 @@ pub struct PyStream {
     cancel: CancelHandle,
     origin: Origin,
     started: AtomicBool,
+    /// Whether the request asked for logprobs (`None` vs a list in results).
+    logprobs: bool,
 }
 
 impl PyStream {
-    pub fn new(stream: corral::Stream, origin: Origin) -> Self {
+    pub fn new(stream: corral::Stream, origin: Origin, logprobs: bool) -> Self {
         let cancel = stream.cancel_handle();
-        PyStream { stream: Mutex::new(stream), cancel, origin, started: AtomicBool::new(false) }
+        PyStream { stream: Mutex::new(stream), cancel, origin, started: AtomicBool::new(false), logprobs }
     }
 
     /// Waits for the next core chunk, GIL released, staying responsive to signals.
@@ -308,6 +452,8 @@ impl PyStream {
             usage,
             origin: self.origin.clone(),
             first,
+            tool_calls: chunk.tool_calls,
+            logprobs: self.logprobs.then_some(chunk.logprobs),
         })
     }
 
@@ -315,12 +461,28 @@ impl PyStream {
     pub fn collect_completion(&self, py: Python<'_>) -> PyResult<PyCompletion> {
         let mut text = String::new();
         let mut tokens = Vec::new();
+        let mut logprobs = Vec::new();
         while let Some(chunk) = self.next_core_chunk(py)? {
             text.push_str(&chunk.text);
             tokens.extend_from_slice(&chunk.tokens);
+            logprobs.extend(chunk.logprobs);
             if let Some(reason) = chunk.finish_reason {
                 let usage = Py::new(py, PyUsage::from(chunk.usage.unwrap_or_default()))?;
-                return Ok(PyCompletion { text, tokens, reason, usage, origin: self.origin.clone() });
+                let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+                let tool_calls = stream
+                    .tool_calls()
+                    .iter()
+                    .map(|c| PyToolCall { id: c.id.clone(), name: c.name.clone(), arguments: c.arguments.clone() })
+                    .collect();
+                return Ok(PyCompletion {
+                    text,
+                    tokens,
+                    reason,
+                    usage,
+                    origin: self.origin.clone(),
+                    tool_calls,
+                    logprobs: self.logprobs.then_some(logprobs),
+                });
             }
         }
         Err(crate::error::to_py_err(

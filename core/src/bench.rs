@@ -40,6 +40,8 @@ pub struct BenchReport {
     pub plain_generation_tokens_per_s: f64,
     pub threads: u32,
     pub peak_rss_mb: f64,
+    /// The ggml CPU library in use (`sapphirerapids`, `haswell`, ...).
+    pub cpu_variant: String,
 }
 
 /// Peak resident memory of this process so far, in MB (Linux; 0 elsewhere).
@@ -160,6 +162,7 @@ pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
         plain_generation_tokens_per_s: median(plain_tg),
         threads: config.threads,
         peak_rss_mb: peak_rss_mb(),
+        cpu_variant: crate::backend::cpu_variant()?.name,
     })
 }
 

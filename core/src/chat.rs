@@ -7,22 +7,142 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One chat message, in the OpenAI shape: `role` (`system`, `user`, `assistant`, `tool`), its
+/// text, and for tool use the assistant's `tool_calls` and a `tool` reply's `tool_call_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
     pub role: String,
-    pub content: String,
+    /// `None` renders as the template's `none` (an assistant message that only calls tools).
+    pub content: Option<String>,
+    /// Tool calls an assistant message made.
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the id of the call it answers.
+    pub tool_call_id: Option<String>,
+    /// For a `tool` message: the tool's name (some templates print it).
+    pub name: Option<String>,
 }
 
 impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Message { role: role.into(), content: content.into() }
+        Message { role: role.into(), content: Some(content.into()), ..Default::default() }
+    }
+
+    /// Reads OpenAI's shape: `{"role", "content", "tool_calls", "tool_call_id", "name"}`, where
+    /// `content` is text, a list of `{"type": "text", "text": ...}` parts, or null in an
+    /// assistant message that calls tools.
+    pub fn from_openai(value: &serde_json::Value) -> Result<Message> {
+        let field = |key: &str| -> Result<Option<String>> {
+            match value.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
+                Some(_) => Err(Error::invalid_argument(format!("a message's {key:?} must be a string"))),
+            }
+        };
+        if !value.is_object() {
+            return Err(Error::invalid_argument("a message must be an object"));
+        }
+        let role = field("role")?.ok_or_else(|| Error::invalid_argument("a message has no \"role\""))?;
+        let tool_calls = match value.get("tool_calls") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(calls)) => calls.iter().map(ToolCall::from_openai).collect::<Result<_>>()?,
+            Some(_) => return Err(Error::invalid_argument("a message's \"tool_calls\" must be an array")),
+        };
+        let content = match value.get("content") {
+            None | Some(serde_json::Value::Null) if !tool_calls.is_empty() => None,
+            None | Some(serde_json::Value::Null) => return Err(Error::invalid_argument("a message has no \"content\"")),
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(serde_json::Value::Array(parts)) => Some(
+                parts
+                    .iter()
+                    .map(|part| match (part.get("type").and_then(|t| t.as_str()), part.get("text").and_then(|t| t.as_str())) {
+                        (Some("text"), Some(text)) => Ok(text),
+                        _ => Err(Error::invalid_argument("only {\"type\": \"text\", \"text\": ...} content parts are supported")),
+                    })
+                    .collect::<Result<String>>()?,
+            ),
+            Some(_) => return Err(Error::invalid_argument("a message's \"content\" must be a string or a list of text parts")),
+        };
+        Ok(Message { role, content, tool_calls, tool_call_id: field("tool_call_id")?, name: field("name")? })
+    }
+
+    /// The message as templates see it (the dict Hugging Face's `apply_chat_template` gets).
+    fn to_template_value(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("role".into(), self.role.clone().into());
+        m.insert("content".into(), self.content.clone().map_or(serde_json::Value::Null, Into::into));
+        if !self.tool_calls.is_empty() {
+            let calls = self.tool_calls.iter().map(ToolCall::to_template_value).collect();
+            m.insert("tool_calls".into(), serde_json::Value::Array(calls));
+        }
+        if let Some(id) = &self.tool_call_id {
+            m.insert("tool_call_id".into(), id.clone().into());
+        }
+        if let Some(name) = &self.name {
+            m.insert("name".into(), name.clone().into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// A call of one tool (function) by the model.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToolCall {
+    /// Unique within the conversation; a `tool` message answers it by this id.
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// The arguments as JSON text (an object).
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// Reads OpenAI's shape (`{"id", "type": "function", "function": {"name", "arguments"}}`);
+    /// `arguments` may be JSON text or a JSON object.
+    pub fn from_openai(value: &serde_json::Value) -> Result<ToolCall> {
+        let bad = || {
+            Error::invalid_argument(
+                "a tool call must look like {\"id\": ..., \"function\": {\"name\": ..., \"arguments\": ...}}",
+            )
+        };
+        let function = value.get("function").filter(|f| f.is_object()).ok_or_else(bad)?;
+        let name = function.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
+        let arguments = match function.get("arguments") {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            None | Some(serde_json::Value::Null) => "{}".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let id = value.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+        Ok(ToolCall { id: id.to_string(), name: name.to_string(), arguments })
+    }
+
+    /// OpenAI's shape: `{"id", "type": "function", "function": {"name", "arguments"}}` with
+    /// the arguments as JSON text.
+    pub fn to_openai(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        })
+    }
+
+    /// OpenAI's shape, with the arguments parsed: templates print them with `tojson` or
+    /// iterate them, as in Hugging Face's tool-use convention.
+    fn to_template_value(&self) -> serde_json::Value {
+        let arguments: serde_json::Value =
+            serde_json::from_str(&self.arguments).unwrap_or_else(|_| serde_json::Value::String(self.arguments.clone()));
+        serde_json::json!({
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": arguments},
+        })
     }
 }
 
 /// A compiled chat template plus the special-token strings templates refer to.
-pub(crate) struct ChatTemplate {
+#[derive(Clone)]
+pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     pub bos_token: String,
     pub eos_token: String,
 }
@@ -135,6 +255,7 @@ impl serde_json::ser::Formatter for PyJsonFormatter {
 }
 
 impl ChatTemplate {
+    /// Compiles a template; `bos_token`/`eos_token` are the strings templates print for them.
     pub fn new(source: &str, bos_token: String, eos_token: String) -> Result<Self> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
@@ -142,6 +263,7 @@ impl ChatTemplate {
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_filter("tojson", tojson);
+        env.add_filter("indent", py_indent);
         env.add_function("raise_exception", |message: String| -> std::result::Result<Value, minijinja::Error> {
             Err(minijinja::Error::new(JinjaErrorKind::InvalidOperation, message))
         });
@@ -154,20 +276,105 @@ impl ChatTemplate {
             format_date(secs, &format)
         });
         env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(template_error)?;
-        Ok(ChatTemplate { env, bos_token, eos_token })
+        Ok(ChatTemplate { env, source: source.to_string(), bos_token, eos_token })
     }
 
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders `messages` (and `tools`: OpenAI function definitions, `None` for the template
+    /// when empty, as Hugging Face passes them).
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, tools: &[serde_json::Value]) -> Result<String> {
         let template = self.env.get_template(TEMPLATE_NAME).map_err(template_error)?;
+        let messages: Vec<serde_json::Value> = messages.iter().map(Message::to_template_value).collect();
+        let tools = (!tools.is_empty()).then_some(tools);
         template
             .render(minijinja::context! {
                 messages => messages,
+                tools => tools,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
             })
             .map_err(template_error)
     }
+}
+
+/// Python's `str.splitlines()`.
+fn py_splitlines(s: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let end = match c {
+            '\r' => {
+                if let Some(&(_, '\n')) = chars.peek() {
+                    chars.next();
+                    i + 2
+                } else {
+                    i + 1
+                }
+            }
+            '\n' | '\x0b' | '\x0c' | '\x1c' | '\x1d' | '\x1e' | '\u{85}' | '\u{2028}' | '\u{2029}' => i + c.len_utf8(),
+            _ => continue,
+        };
+        lines.push(&s[start..i]);
+        start = end;
+    }
+    if start < s.len() {
+        lines.push(&s[start..]);
+    }
+    lines
+}
+
+/// jinja2's `indent(s, width=4, first=False, blank=False)`: unlike minijinja's, it keeps a
+/// trailing newline (`"{\n"|indent(4, first=true)` is `"    {\n"`).
+fn py_indent(
+    value: Value,
+    width: Option<Value>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: minijinja::value::Kwargs,
+) -> std::result::Result<Value, minijinja::Error> {
+    let width = match width {
+        Some(w) => Some(w),
+        None => kwargs.get::<Option<Value>>("width")?,
+    };
+    let first = match first {
+        Some(f) => f,
+        None => kwargs.get::<Option<bool>>("first")?.unwrap_or(false),
+    };
+    let blank = match blank {
+        Some(b) => b,
+        None => kwargs.get::<Option<bool>>("blank")?.unwrap_or(false),
+    };
+    kwargs.assert_all_used()?;
+    let indention = match &width {
+        None => "    ".to_string(),
+        Some(w) => match w.as_str() {
+            Some(s) => s.to_string(),
+            None => " ".repeat(usize::try_from(w.clone()).map_err(|_| minijinja::Error::new(JinjaErrorKind::InvalidOperation, "indent: width must be a number or a string"))?),
+        },
+    };
+    let s = format!("{}\n", value);
+    let lines = py_splitlines(&s);
+    let mut rv = String::new();
+    if blank {
+        rv = lines.join(&format!("\n{indention}"));
+    } else if let Some((head, rest)) = lines.split_first() {
+        rv.push_str(head);
+        if !rest.is_empty() {
+            rv.push('\n');
+            let body: Vec<String> = rest.iter().map(|l| if l.is_empty() { String::new() } else { format!("{indention}{l}") }).collect();
+            rv.push_str(&body.join("\n"));
+        }
+    }
+    if first {
+        rv.insert_str(0, &indention);
+    }
+    Ok(if value.is_safe() { Value::from_safe_string(rv) } else { Value::from(rv) })
 }
 
 /// `strftime` for the few directives chat templates use (%d %m %Y %b %B %y %H %M %S %%).
@@ -229,14 +436,14 @@ mod tests {
             String::new(),
         )
         .unwrap();
-        let out = t.render(&[Message::new("user", " hi ")], true).unwrap();
+        let out = t.render(&[Message::new("user", " hi ")], true, &[]).unwrap();
         assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]
     fn raise_exception_is_a_template_error_with_its_message() {
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", String::new(), String::new()).unwrap();
-        let e = t.render(&[], true).unwrap_err();
+        let e = t.render(&[], true, &[]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TemplateError);
         assert!(e.message().contains("roles must alternate"), "{}", e.message());
     }

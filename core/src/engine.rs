@@ -368,6 +368,7 @@ impl<'m> Engine<'m> {
                     finish_reason: Some(FinishReason::Cancelled),
                     usage: Some(Usage { prompt_tokens: req.prompt.len() as u32, ..Usage::default() }),
                     logprobs: Vec::new(),
+                    tool_calls: Vec::new(),
                 }));
                 continue;
             }
@@ -778,7 +779,7 @@ fn on_token(
     let piece = model.vocab().token_to_piece(token, false, None);
     let text = active.decoder.push(&piece);
     let (text, stopped) = active.stop.push(&text);
-    push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None, logprobs });
+    push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None, logprobs, tool_calls: Vec::new() });
     if stopped {
         return finish(active, FinishReason::Stop);
     }
@@ -849,7 +850,7 @@ fn finish(active: &mut Active, reason: FinishReason) {
     active.finished = true;
     active.next_token = None;
     let usage = usage(active);
-    push_chunk(active, Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage), logprobs: Vec::new() });
+    push_chunk(active, Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage), logprobs: Vec::new(), tool_calls: Vec::new() });
 }
 
 fn fail(active: &mut Active, error: Error) {

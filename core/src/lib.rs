@@ -23,15 +23,17 @@ mod model;
 mod options;
 mod session;
 mod stream;
+mod tools;
 
-pub use backend::supports_gpu_offload;
-pub use chat::Message;
+pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
+pub use chat::{ChatTemplate, Message, ToolCall};
 pub use error::{Error, ErrorKind, Result};
 pub use model::{default_threads, Model, ModelInfo, SpecialToken};
 pub use engine::EngineStats;
 pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};
 pub use session::Session;
 pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Logprob, Poll, Stream, TokenLogprob, Usage};
+pub use tools::{ToolCallDelta, ToolChoice, ToolFormat};
 
 /// corral's version (from Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,5 +1,6 @@
 //! A loaded model: metadata, tokenizer, chat template, and the handle to its engine.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use crate::options::{Constraint, GenerateOptions, ModelOptions};
 use llama_cpp_2::sampling::LlamaSampler;
 use crate::session::Session;
 use crate::stream::{CancelHandle, Completion, Stream};
+use crate::tools::{ToolCallParser, ToolChoice, ToolFormat};
 
 /// A special token: its id and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,12 +296,40 @@ impl Model {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Renders messages with the chat template into a prompt string.
-    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+    /// Renders messages with the chat template into a prompt string. `tools` (OpenAI function
+    /// definitions) are given to the template; `template` picks one of the model's named
+    /// templates (`tokenizer.chat_template.<name>`) or is Jinja source for this call.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        tools: &[Value],
+        template: Option<&str>,
+    ) -> Result<String> {
         if self.is_closed() {
             return Err(Error::closed());
         }
-        let template = self.inner.template.as_ref().ok_or_else(|| {
+        check_messages(messages)?;
+        crate::tools::tool_specs(tools)?;
+        let template = self.chat_template_for(template, !tools.is_empty())?;
+        template.render(&messages_for(&template, messages), add_generation_prompt, tools)
+    }
+
+    /// The template a chat call uses: the one asked for, else the model's `tool_use` template
+    /// when tools are given and it has one (as Hugging Face does), else its default.
+    fn chat_template_for(&self, template: Option<&str>, with_tools: bool) -> Result<Cow<'_, ChatTemplate>> {
+        let named = |name: &str| self.inner.info.metadata.get(&format!("tokenizer.chat_template.{name}")).and_then(Value::as_str);
+        let source = match template {
+            Some(t) if t.trim().is_empty() => return Err(Error::invalid_argument("template is empty")),
+            Some(t) => Some(named(t).unwrap_or(t)),
+            None if with_tools => named("tool_use"),
+            None => None,
+        };
+        if let Some(source) = source {
+            let (bos, eos) = self.special_token_texts();
+            return Ok(Cow::Owned(ChatTemplate::new(source, bos, eos)?));
+        }
+        self.inner.template.as_ref().map(Cow::Borrowed).ok_or_else(|| {
             Error::new(
                 ErrorKind::NoChatTemplate,
                 format!(
@@ -307,8 +337,12 @@ impl Model {
                     self.inner.info.name
                 ),
             )
-        })?;
-        template.render(messages, add_generation_prompt)
+        })
+    }
+
+    fn special_token_texts(&self) -> (String, String) {
+        let text = |t: &Option<SpecialToken>| t.as_ref().map(|t| t.text.clone()).unwrap_or_default();
+        (text(&self.inner.info.bos_token), text(&self.inner.info.eos_token))
     }
 
     /// Tokenizes a completion prompt the way llama.cpp does by default.
@@ -316,18 +350,48 @@ impl Model {
         Ok(self.tokenize(prompt, true, parse_special)?.into_iter().map(LlamaToken).collect())
     }
 
-    /// Tokenizes a rendered chat prompt: special tokens parsed, BOS added once.
-    pub(crate) fn chat_tokens(&self, messages: &[Message]) -> Result<Vec<LlamaToken>> {
-        for (i, m) in messages.iter().enumerate() {
-            if m.role.is_empty() {
-                return Err(Error::invalid_argument(format!("messages[{i}].role is empty")));
-            }
+    /// Renders and tokenizes a chat request. With tools it also picks the model's tool-call
+    /// format, the grammar that enforces `tool_choice`, and the parser for the reply.
+    pub(crate) fn prepare_chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<PreparedChat> {
+        if self.is_closed() {
+            return Err(Error::closed());
         }
-        let rendered = self.apply_chat_template(messages, true)?;
+        check_messages(messages)?;
+        options.validate()?;
+        let specs = crate::tools::tool_specs(&options.tools)?;
+        let template = self.chat_template_for(options.template.as_deref(), !specs.is_empty())?;
+        let mut options = options.clone();
+        let messages = messages_for(&template, messages);
+        let messages = messages.as_ref();
+        let (rendered, parser) = if specs.is_empty() || options.tool_choice == ToolChoice::None {
+            (template.render(messages, true, &options.tools)?, None)
+        } else {
+            let mut format = ToolFormat::detect(template.source());
+            // A template that never looks at `tools` cannot show them to the model.
+            if !template.source().contains("tools") {
+                format = ToolFormat::Generic;
+            }
+            let rendered = if format == ToolFormat::Generic {
+                let prompt = crate::tools::generic_tool_prompt(&options.tools, &options.tool_choice);
+                template.render(&crate::tools::with_generic_tool_prompt(messages, &prompt), true, &[])?
+            } else {
+                template.render(messages, true, &options.tools)?
+            };
+            if let Some(grammar) = crate::tools::tool_grammar(format, &specs, &options.tool_choice)? {
+                if options.constraint.is_some() {
+                    return Err(Error::invalid_argument(
+                        "tool_choice forces a tool call, which cannot be combined with a grammar or response format",
+                    ));
+                }
+                options.constraint = Some(Constraint::Grammar(grammar));
+            }
+            (rendered, Some(ToolCallParser::new(format)))
+        };
         let bos_text = self.inner.info.bos_token.as_ref().map(|t| t.text.as_str()).unwrap_or("");
         let template_adds_bos = !bos_text.is_empty() && rendered.starts_with(bos_text);
         let add_bos = self.inner.info.add_bos_token && !template_adds_bos;
-        Ok(self.tokenize(&rendered, add_bos, true)?.into_iter().map(LlamaToken).collect())
+        let tokens = self.tokenize(&rendered, add_bos, true)?.into_iter().map(LlamaToken).collect();
+        Ok(PreparedChat { tokens, options, parser })
     }
 
     pub(crate) fn submit(&self, prompt: Vec<LlamaToken>, options: &GenerateOptions, session: Option<u64>, stream: bool) -> Result<Stream> {
@@ -387,17 +451,20 @@ impl Model {
 
     /// Streams a completion of a raw prompt.
     pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
+        options.check_for_completion()?;
         let tokens = self.prompt_tokens(prompt, options.parse_special)?;
         self.submit(tokens, options, None, true)
     }
 
     /// Streams a completion of a prompt given as token ids (no BOS is added).
     pub fn complete_tokens_stream(&self, tokens: &[i32], options: &GenerateOptions) -> Result<Stream> {
+        options.check_for_completion()?;
         self.submit(self.checked_tokens(tokens)?, options, None, true)
     }
 
     /// Completes a prompt given as token ids (no BOS is added).
     pub fn complete_tokens(&self, tokens: &[i32], options: &GenerateOptions) -> Result<Completion> {
+        options.check_for_completion()?;
         self.submit(self.checked_tokens(tokens)?, options, None, false)?.collect_completion()
     }
 
@@ -416,13 +483,16 @@ impl Model {
 
     /// Streams the assistant's reply to a conversation, using the model's chat template.
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
-        let tokens = self.chat_tokens(messages)?;
-        self.submit(tokens, options, None, true)
+        self.submit_chat(messages, options, None, true)
     }
 
     pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
-        let tokens = self.chat_tokens(messages)?;
-        self.submit(tokens, options, None, false)?.collect_completion()
+        self.submit_chat(messages, options, None, false)?.collect_completion()
+    }
+
+    pub(crate) fn submit_chat(&self, messages: &[Message], options: &GenerateOptions, session: Option<u64>, stream: bool) -> Result<Stream> {
+        let chat = self.prepare_chat(messages, options)?;
+        Ok(self.submit(chat.tokens, &chat.options, session, stream)?.with_tool_parser(chat.parser))
     }
 
     /// A session: a conversation whose KV cache is kept between calls, so each call only
@@ -468,6 +538,33 @@ impl Model {
     pub fn close(&self) {
         self.inner.close();
     }
+}
+
+/// The messages as `template` can render them: tool calls spelled out as text when the
+/// template has no notion of them.
+fn messages_for<'a>(template: &ChatTemplate, messages: &'a [Message]) -> Cow<'a, [Message]> {
+    let uses_tools = messages.iter().any(|m| !m.tool_calls.is_empty() || m.content.is_none());
+    if uses_tools && !template.source().contains("tool_calls") {
+        Cow::Owned(crate::tools::without_tool_calls(messages))
+    } else {
+        Cow::Borrowed(messages)
+    }
+}
+
+/// A chat request ready for the engine.
+pub(crate) struct PreparedChat {
+    tokens: Vec<LlamaToken>,
+    options: GenerateOptions,
+    parser: Option<ToolCallParser>,
+}
+
+fn check_messages(messages: &[Message]) -> Result<()> {
+    for (i, m) in messages.iter().enumerate() {
+        if m.role.is_empty() {
+            return Err(Error::invalid_argument(format!("messages[{i}].role is empty")));
+        }
+    }
+    Ok(())
 }
 
 /// Compiles a JSON schema (JSON text) to GBNF with llama.cpp's json-schema-to-grammar.

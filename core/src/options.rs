@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+pub use crate::tools::ToolChoice;
 
 /// How to load a model and size its engine.
 #[derive(Clone)]
@@ -141,6 +142,14 @@ pub struct GenerateOptions {
     /// Report each generated token's log-probability and this many most likely alternatives
     /// (0-20) in `Chunk::logprobs`.
     pub logprobs: Option<u32>,
+    /// Chat only: tools the model may call (OpenAI's function format, as JSON values). The
+    /// template renders them and calls come back parsed in `tool_calls`.
+    pub tools: Vec<serde_json::Value>,
+    /// Chat only: whether and which tool the model may call.
+    pub tool_choice: ToolChoice,
+    /// Chat only: the chat template for this call: the name of one of the model's named
+    /// templates (`tokenizer.chat_template.<name>`, e.g. `tool_use`) or Jinja source.
+    pub template: Option<String>,
 }
 
 /// A constraint on generated text.
@@ -177,6 +186,9 @@ impl Default for GenerateOptions {
             timeout: None,
             constraint: None,
             logprobs: None,
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            template: None,
         }
     }
 }
@@ -216,6 +228,17 @@ impl GenerateOptions {
         }
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::invalid_argument("timeout must be positive"));
+        }
+        crate::tools::tool_specs(&self.tools)?;
+        Ok(())
+    }
+}
+
+impl GenerateOptions {
+    /// Tools and templates shape a chat prompt: a raw completion has none.
+    pub(crate) fn check_for_completion(&self) -> Result<()> {
+        if !self.tools.is_empty() || self.template.is_some() {
+            return Err(Error::invalid_argument("tools and template apply to chat, not to completion of a raw prompt"));
         }
         Ok(())
     }

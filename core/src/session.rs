@@ -44,14 +44,14 @@ impl Session {
 
     fn submit_prompt(&self, prompt: &str, options: &GenerateOptions, stream: bool) -> Result<Stream> {
         self.check()?;
+        options.check_for_completion()?;
         let tokens = self.model.prompt_tokens(prompt, options.parse_special)?;
         self.model.submit(tokens, options, Some(self.id), stream)
     }
 
     fn submit_chat(&self, messages: &[Message], options: &GenerateOptions, stream: bool) -> Result<Stream> {
         self.check()?;
-        let tokens = self.model.chat_tokens(messages)?;
-        self.model.submit(tokens, options, Some(self.id), stream)
+        self.model.submit_chat(messages, options, Some(self.id), stream)
     }
 
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {

@@ -6,7 +6,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::chat::ToolCall;
 use crate::error::{Error, Result};
+use crate::tools::{ToolCallDelta, ToolCallParser};
 
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,6 +19,8 @@ pub enum FinishReason {
     Length,
     /// Cancelled by the caller.
     Cancelled,
+    /// The model called tools (see `Completion::tool_calls`).
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -25,6 +29,7 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => "cancelled",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }
@@ -67,6 +72,21 @@ pub struct Logprob {
     pub top: Vec<TokenLogprob>,
 }
 
+impl TokenLogprob {
+    fn to_openai(&self) -> serde_json::Value {
+        serde_json::json!({"token": self.text, "logprob": self.logprob, "bytes": self.text.as_bytes()})
+    }
+}
+
+impl Logprob {
+    /// OpenAI's shape (an entry of `choices[].logprobs.content`).
+    pub fn to_openai(&self) -> serde_json::Value {
+        let mut entry = self.token.to_openai();
+        entry["top_logprobs"] = self.top.iter().map(TokenLogprob::to_openai).collect();
+        entry
+    }
+}
+
 /// One piece of streamed output. The last chunk of a stream carries `finish_reason` and `usage`
 /// (its text may be empty).
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +99,8 @@ pub struct Chunk {
     pub usage: Option<Usage>,
     /// One entry per token of `tokens` when `logprobs` was requested.
     pub logprobs: Vec<Logprob>,
+    /// Tool-call progress when the request offered tools (the call's text is not in `text`).
+    pub tool_calls: Vec<ToolCallDelta>,
 }
 
 /// A whole generation.
@@ -89,6 +111,8 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     pub usage: Usage,
     pub logprobs: Vec<Logprob>,
+    /// The tools the model called (then `finish_reason` is `ToolCalls`).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 pub(crate) enum Event {
@@ -115,6 +139,10 @@ pub struct Stream {
     events: Receiver<Event>,
     cancel: CancelHandle,
     done: bool,
+    /// Separates tool calls from text when the request offered tools.
+    tool_parser: Option<ToolCallParser>,
+    /// Complete tool calls, handed out with the final chunk.
+    tool_calls: Vec<ToolCall>,
     /// Keeps the model (and its engine) alive while the stream is.
     _model: Arc<dyn Send + Sync>,
 }
@@ -129,7 +157,17 @@ pub enum Poll {
 
 impl Stream {
     pub(crate) fn new(events: Receiver<Event>, cancel: CancelHandle, model: Arc<dyn Send + Sync>) -> Self {
-        Stream { events, cancel, done: false, _model: model }
+        Stream { events, cancel, done: false, tool_parser: None, tool_calls: Vec::new(), _model: model }
+    }
+
+    pub(crate) fn with_tool_parser(mut self, parser: Option<ToolCallParser>) -> Self {
+        self.tool_parser = parser;
+        self
+    }
+
+    /// Complete tool calls so far: all of them once the stream has ended.
+    pub fn tool_calls(&self) -> &[ToolCall] {
+        &self.tool_calls
     }
 
     /// Asks the engine to stop; the stream then ends with `FinishReason::Cancelled`.
@@ -159,9 +197,23 @@ impl Stream {
             return Ok(Poll::Finished);
         }
         match self.events.recv_timeout(timeout) {
-            Ok(Event::Chunk(chunk)) => {
+            Ok(Event::Chunk(mut chunk)) => {
                 if chunk.finish_reason.is_some() {
                     self.done = true;
+                }
+                if let Some(parser) = &mut self.tool_parser {
+                    let (text, mut deltas) = parser.push(&chunk.text);
+                    chunk.text = text;
+                    if chunk.finish_reason.is_some() {
+                        let (rest, more, calls) = parser.finish();
+                        chunk.text.push_str(&rest);
+                        deltas.extend(more);
+                        if !calls.is_empty() && chunk.finish_reason == Some(FinishReason::Stop) {
+                            chunk.finish_reason = Some(FinishReason::ToolCalls);
+                        }
+                        self.tool_calls = calls;
+                    }
+                    chunk.tool_calls = deltas;
                 }
                 Ok(Poll::Chunk(chunk))
             }
@@ -188,7 +240,8 @@ impl Stream {
             tokens.extend_from_slice(&chunk.tokens);
             logprobs.extend(chunk.logprobs);
             if let Some(finish_reason) = chunk.finish_reason {
-                return Ok(Completion { text, tokens, finish_reason, usage: chunk.usage.unwrap_or_default(), logprobs });
+                let tool_calls = std::mem::take(&mut self.tool_calls);
+                return Ok(Completion { text, tokens, finish_reason, usage: chunk.usage.unwrap_or_default(), logprobs, tool_calls });
             }
         }
         Err(Error::internal("the stream ended without a final chunk"))

@@ -166,11 +166,11 @@ fn streamed_chunks_are_complete_utf8_and_add_up() {
 #[test]
 fn chat_uses_the_template_and_stops_at_end_of_turn() {
     let out = private_model()
-        .chat(&[Message::new("system", "Answer briefly."), Message::new("user", "What is 2+2?")], &greedy(64))
+        .chat(&[Message::new("user", "What is 2+2? Answer with just the number.")], &greedy(64))
         .unwrap();
     assert!(!out.text.contains("<|im_end|>"));
     assert_eq!(out.finish_reason, FinishReason::Stop, "{:?}", out.text);
-    let rendered = model().apply_chat_template(&[Message::new("user", "Hi")], true).unwrap();
+    let rendered = model().apply_chat_template(&[Message::new("user", "Hi")], true, &[], None).unwrap();
     assert!(rendered.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"), "{rendered:?}");
 }
 
@@ -303,7 +303,7 @@ fn model_without_chat_template_refuses_chat() {
     let m = Model::load(&path, ModelOptions { context_length: Some(256), ..Default::default() }).unwrap();
     let e = m.chat(&[Message::new("user", "Hi")], &greedy(4)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoChatTemplate);
-    assert_eq!(m.apply_chat_template(&[], true).unwrap_err().kind(), ErrorKind::NoChatTemplate);
+    assert_eq!(m.apply_chat_template(&[], true, &[], None).unwrap_err().kind(), ErrorKind::NoChatTemplate);
     // A template given at load time works.
     let with = Model::load(
         &path,

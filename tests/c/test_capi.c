@@ -437,6 +437,85 @@ static void test_free_with_live_handles(void) {
     corral_model_free(NULL);
 }
 
+static const char *WEATHER_TOOLS =
+    "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather in a city\", "
+    "\"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, "
+    "\"required\": [\"city\"]}}}]";
+
+static void test_tools_and_json_messages(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 48;
+    p.temperature = 0.0f;
+    p.tools_json = WEATHER_TOOLS;
+    p.tool_choice = "required";
+    corral_message ask[] = {{"user", "What is the weather in Paris?"}};
+    corral_result r = {0};
+    CHECK_STATUS(corral_model_chat(m, ask, 1, &p, NULL, NULL, &r), CORRAL_OK);
+    CHECK(r.finish_reason == CORRAL_FINISH_TOOL_CALLS);
+    CHECK(r.tool_calls_json && strstr(r.tool_calls_json, "\"name\":\"get_weather\"") != NULL);
+    CHECK(r.tool_calls_json && strstr(r.tool_calls_json, "\"id\":\"call_") != NULL);
+    CHECK(r.logprobs_json == NULL);
+    corral_result_free(&r);
+    CHECK(r.tool_calls_json == NULL);
+
+    /* Streamed: tool-call deltas arrive in chunks, the text stays empty. */
+    corral_stream *s = NULL;
+    CHECK_STATUS(corral_model_chat_stream(m, ask, 1, &p, &s), CORRAL_OK);
+    corral_chunk chunk;
+    int deltas = 0;
+    do {
+        CHECK_STATUS(corral_stream_next(s, &chunk), CORRAL_OK);
+        if (chunk.tool_calls_json) deltas++;
+        CHECK(chunk.text_len == 0);
+    } while (chunk.finish_reason == CORRAL_FINISH_NONE);
+    CHECK(chunk.finish_reason == CORRAL_FINISH_TOOL_CALLS);
+    CHECK(deltas >= 2);
+    corral_stream_free(s);
+
+    /* The tool result goes back as OpenAI-shaped JSON messages. */
+    const char *conversation =
+        "[{\"role\": \"user\", \"content\": \"What is the weather in Paris?\"},"
+        " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"call_1\", \"type\": \"function\","
+        "   \"function\": {\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}]},"
+        " {\"role\": \"tool\", \"tool_call_id\": \"call_1\", \"content\": \"18 C and sunny\"}]";
+    char *prompt = NULL;
+    CHECK_STATUS(corral_model_apply_chat_template_json(m, conversation, true, WEATHER_TOOLS, NULL, &prompt), CORRAL_OK);
+    CHECK(prompt && strstr(prompt, "18 C and sunny") != NULL);
+    corral_string_free(prompt);
+    p.tool_choice = "none";
+    p.max_tokens = 8;
+    p.logprobs = 2;
+    CHECK_STATUS(corral_model_chat_json(m, conversation, &p, NULL, NULL, &r), CORRAL_OK);
+    CHECK(r.finish_reason != CORRAL_FINISH_TOOL_CALLS && r.tool_calls_json == NULL);
+    CHECK(r.logprobs_json && strstr(r.logprobs_json, "\"top_logprobs\"") != NULL);
+    corral_result_free(&r);
+    corral_session *session = NULL;
+    CHECK_STATUS(corral_model_session(m, &session), CORRAL_OK);
+    CHECK_STATUS(corral_session_chat_json(session, conversation, &p, NULL, NULL, &r), CORRAL_OK);
+    corral_result_free(&r);
+    s = NULL;
+    CHECK_STATUS(corral_session_chat_stream_json(session, conversation, &p, &s), CORRAL_OK);
+    corral_stream_free(s);
+    corral_session_free(session);
+
+    /* Bad input: typed errors, nothing generated. */
+    CHECK_STATUS(corral_model_chat_json(m, NULL, &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_chat_json(m, "{\"role\": \"user\"}", &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_chat_json(m, "[{\"role\": \"user\"}]", &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    p.tools_json = "not json";
+    CHECK_STATUS(corral_model_chat(m, ask, 1, &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    p.tools_json = WEATHER_TOOLS;
+    p.tool_choice = "no_such_tool";
+    CHECK_STATUS(corral_model_chat(m, ask, 1, &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    p.tool_choice = NULL;
+    p.logprobs = 21;
+    CHECK_STATUS(corral_model_chat(m, ask, 1, &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    p = corral_generate_default_params();
+    p.tools_json = WEATHER_TOOLS;
+    CHECK_STATUS(corral_model_complete(m, "Hi", &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK(corral_cpu_variant() != NULL && strlen(corral_cpu_variant()) > 0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s MODEL.gguf [--quick]\n", argv[0]);
@@ -458,6 +537,7 @@ int main(int argc, char **argv) {
         test_complete(m);
         test_chat_and_sessions(m);
         test_score(m);
+        test_tools_and_json_messages(m);
     }
     corral_model_free(m);
     test_logging();

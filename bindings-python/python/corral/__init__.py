@@ -48,6 +48,8 @@ from ._native import (
     SpecialToken,
     Stream,
     TemplateError,
+    ToolCall,
+    ToolCallDelta,
     UnsupportedArchitectureError,
     Usage,
     __version__,
@@ -85,6 +87,8 @@ __all__ = [
     "SpecialToken",
     "Stream",
     "TemplateError",
+    "ToolCall",
+    "ToolCallDelta",
     "UnsupportedArchitectureError",
     "Usage",
     "__version__",
@@ -95,11 +99,16 @@ __all__ = [
 ]
 
 
-class Message(TypedDict):
-    """One chat message. ``content`` may also be a list of ``{"type": "text", "text": ...}`` parts."""
+class Message(TypedDict, total=False):
+    """One chat message (OpenAI's shape). ``content`` may also be a list of
+    ``{"type": "text", "text": ...}`` parts, or ``None`` in an assistant message with
+    ``tool_calls``; a ``tool`` message answers a call through ``tool_call_id``."""
 
     role: str
-    content: str
+    content: Union[str, Sequence[Mapping[str, Any]], None]
+    tool_calls: Sequence[Union[Mapping[str, Any], ToolCall]]
+    tool_call_id: str
+    name: str
 
 
 class GenerateOptions(TypedDict, total=False):
@@ -119,6 +128,13 @@ class GenerateOptions(TypedDict, total=False):
     timeout: Optional[float]
     ignore_eos: Optional[bool]
     parse_special: Optional[bool]
+    grammar: Optional[str]
+    response_format: Optional[Mapping[str, Any]]
+    logprobs: Optional[bool]
+    top_logprobs: Optional[int]
+    tools: Optional[Sequence[Mapping[str, Any]]]
+    tool_choice: Union[str, Mapping[str, Any], None]
+    template: Optional[str]
 
 
 _Messages = Sequence[Mapping[str, Any]]

@@ -28,6 +28,8 @@ __all__ = [
     "SpecialToken",
     "Stream",
     "TemplateError",
+    "ToolCall",
+    "ToolCallDelta",
     "UnsupportedArchitectureError",
     "Usage",
     "__version__",
@@ -126,6 +128,27 @@ class Usage:
     def to_dict(self) -> dict[str, Union[int, float]]: ...
 
 @final
+class ToolCall:
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def arguments(self) -> str: ...
+    def to_openai(self) -> dict[str, Any]: ...
+
+@final
+class ToolCallDelta:
+    @property
+    def index(self) -> int: ...
+    @property
+    def id(self) -> Optional[str]: ...
+    @property
+    def name(self) -> Optional[str]: ...
+    @property
+    def arguments(self) -> str: ...
+
+@final
 class Completion:
     @property
     def text(self) -> str: ...
@@ -135,6 +158,11 @@ class Completion:
     def finish_reason(self) -> str: ...
     @property
     def usage(self) -> Usage: ...
+    @property
+    def tool_calls(self) -> list[ToolCall]: ...
+    @property
+    def logprobs(self) -> Optional[list[dict[str, Any]]]: ...
+    def message(self) -> dict[str, Any]: ...
     def to_openai(self) -> dict[str, Any]: ...
 
 @final
@@ -147,6 +175,10 @@ class Chunk:
     def finish_reason(self) -> Optional[str]: ...
     @property
     def usage(self) -> Optional[Usage]: ...
+    @property
+    def tool_calls(self) -> list[ToolCallDelta]: ...
+    @property
+    def logprobs(self) -> Optional[list[dict[str, Any]]]: ...
     def to_openai(self) -> dict[str, Any]: ...
 
 @final
@@ -192,7 +224,13 @@ class Model:
     def closed(self) -> bool: ...
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
     def detokenize(self, ids: Sequence[int], *, render_special: bool = False) -> str: ...
-    def apply_chat_template(self, messages: _Messages, add_generation_prompt: bool = True) -> str: ...
+    def apply_chat_template(
+        self,
+        messages: _Messages,
+        add_generation_prompt: bool = True,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        template: Optional[str] = None,
+    ) -> str: ...
     def score(self, tokens: Sequence[int]) -> list[float]: ...
     def complete(
         self,
@@ -212,6 +250,13 @@ class Model:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Completion: ...
     def complete_stream(
         self,
@@ -231,6 +276,13 @@ class Model:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Stream: ...
     def chat(
         self,
@@ -250,6 +302,13 @@ class Model:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Completion: ...
     def chat_stream(
         self,
@@ -269,6 +328,13 @@ class Model:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Stream: ...
     def session(self) -> Session: ...
     def clear_cache(self) -> None: ...
@@ -305,6 +371,13 @@ class Session:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Completion: ...
     def complete_stream(
         self,
@@ -324,6 +397,13 @@ class Session:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Stream: ...
     def chat(
         self,
@@ -343,6 +423,13 @@ class Session:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Completion: ...
     def chat_stream(
         self,
@@ -362,6 +449,13 @@ class Session:
         timeout: Optional[float] = None,
         ignore_eos: Optional[bool] = None,
         parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
     ) -> Stream: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...

@@ -50,6 +50,10 @@ fn guard_void(body: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(body));
 }
 
+fn invalid(message: String) -> corral_status {
+    set_error(CORRAL_ERR_INVALID_ARGUMENT, &message)
+}
+
 fn null(name: &str) -> corral_status {
     set_error(CORRAL_ERR_NULL_ARGUMENT, &format!("argument `{name}` is NULL"))
 }
@@ -74,6 +78,44 @@ unsafe fn str_arg<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, corral_
         .map_err(|_| set_error(CORRAL_ERR_INVALID_UTF8, &format!("argument `{name}` is not valid UTF-8")))
 }
 
+/// A string argument that may be NULL.
+unsafe fn opt_str<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>, corral_status> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        unsafe { str_arg(ptr, name) }.map(Some)
+    }
+}
+
+/// An OpenAI-shaped conversation: a JSON array of `{"role", "content", "tool_calls",
+/// "tool_call_id", "name"}` objects.
+unsafe fn messages_json(text: *const c_char) -> Result<Vec<Message>, corral_status> {
+    let text = unsafe { str_arg(text, "messages_json") }?;
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str(text) else {
+        return Err(invalid("messages_json must be a JSON array of message objects".into()));
+    };
+    items.iter().map(|item| Message::from_openai(item).map_err(fail)).collect()
+}
+
+/// Tool definitions: a JSON array in OpenAI's function format; NULL = none.
+unsafe fn tools(text: *const c_char, name: &str) -> Result<Vec<serde_json::Value>, corral_status> {
+    match unsafe { opt_str(text, name) }? {
+        None => Ok(Vec::new()),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Array(tools)) => Ok(tools),
+            _ => Err(invalid(format!("{name} must be a JSON array of tools"))),
+        },
+    }
+}
+
+/// JSON text of OpenAI-shaped values, or NULL when there are none.
+fn json_array_or_null<T>(items: &[T], to_json: impl Fn(&T) -> serde_json::Value) -> Option<CString> {
+    (!items.is_empty()).then(|| {
+        let array = serde_json::Value::Array(items.iter().map(to_json).collect());
+        CString::new(array.to_string()).unwrap_or_default()
+    })
+}
+
 fn owned_string(s: &str) -> *mut c_char {
     // Interior NULs cannot be represented in a C string: they are dropped.
     CString::new(s.replace('\0', "")).unwrap_or_default().into_raw()
@@ -83,7 +125,6 @@ unsafe fn generate_options(params: *const corral_generate_params) -> Result<Gene
     let defaults = GenerateOptions::default();
     // SAFETY: NULL means defaults; otherwise the caller passes a valid struct.
     let Some(p) = (unsafe { params.as_ref() }) else { return Ok(defaults) };
-    let invalid = |m: String| set_error(CORRAL_ERR_INVALID_ARGUMENT, &m);
     let max_tokens = match p.max_tokens {
         -1 => None,
         n if n >= 0 => Some(n as u32),
@@ -120,9 +161,26 @@ unsafe fn generate_options(params: *const corral_generate_params) -> Result<Gene
         (true, true, true) => Some(crate::Constraint::JsonObject),
         _ => return Err(invalid("set at most one of grammar, json_schema and json_object".into())),
     };
+    let logprobs = match p.logprobs {
+        -1 => None,
+        n if (0..=crate::MAX_TOP_LOGPROBS as i32).contains(&n) => Some(n as u32),
+        n => return Err(invalid(format!("logprobs must be -1 or 0..={}, got {n}", crate::MAX_TOP_LOGPROBS))),
+    };
+    let tools = unsafe { tools(p.tools_json, "params.tools_json") }?;
+    let tool_choice = match unsafe { opt_str(p.tool_choice, "params.tool_choice") }? {
+        None | Some("auto") => crate::ToolChoice::Auto,
+        Some("none") => crate::ToolChoice::None,
+        Some("required") => crate::ToolChoice::Required,
+        Some("") => return Err(invalid("params.tool_choice is empty".into())),
+        Some(name) => crate::ToolChoice::Function(name.to_string()),
+    };
+    let template = unsafe { opt_str(p.chat_template, "params.chat_template") }?.map(str::to_string);
     let options = GenerateOptions {
         constraint,
-        logprobs: None,
+        logprobs,
+        tools,
+        tool_choice,
+        template,
         max_tokens,
         temperature: p.temperature,
         top_k: p.top_k as u32,
@@ -182,9 +240,31 @@ pub struct corral_session {
 pub struct corral_stream {
     stream: Mutex<Stream>,
     cancel: CancelHandle,
-    /// Text of the last chunk handed out (borrowed by the caller until the next call).
-    current: Mutex<CString>,
+    /// The last chunk handed out (borrowed by the caller until the next call).
+    current: Mutex<BorrowedChunk>,
     finished: Mutex<Option<(corral_finish_reason, corral_usage)>>,
+}
+
+/// The strings a `corral_chunk` points into.
+#[derive(Default)]
+struct BorrowedChunk {
+    text: CString,
+    tool_calls_json: Option<CString>,
+    logprobs_json: Option<CString>,
+}
+
+impl BorrowedChunk {
+    fn to_c(&self, finish_reason: corral_finish_reason, usage: corral_usage) -> corral_chunk {
+        let ptr = |json: &Option<CString>| json.as_ref().map_or(std::ptr::null(), |j| j.as_ptr());
+        corral_chunk {
+            text: self.text.as_ptr(),
+            text_len: self.text.as_bytes().len(),
+            finish_reason,
+            usage,
+            tool_calls_json: ptr(&self.tool_calls_json),
+            logprobs_json: ptr(&self.logprobs_json),
+        }
+    }
 }
 
 fn into_stream_handle(stream: Stream) -> *mut corral_stream {
@@ -192,7 +272,7 @@ fn into_stream_handle(stream: Stream) -> *mut corral_stream {
     Box::into_raw(Box::new(corral_stream {
         stream: Mutex::new(stream),
         cancel,
-        current: Mutex::new(CString::default()),
+        current: Mutex::new(BorrowedChunk::default()),
         finished: Mutex::new(None),
     }))
 }
@@ -318,7 +398,26 @@ pub extern "C" fn corral_generate_default_params() -> corral_generate_params {
         grammar: std::ptr::null(),
         json_schema: std::ptr::null(),
         json_object: false,
+        logprobs: -1,
+        tools_json: std::ptr::null(),
+        tool_choice: std::ptr::null(),
+        chat_template: std::ptr::null(),
     }
+}
+
+/// The ggml CPU library this process uses ("sapphirerapids", "zen4", "haswell", "x64", ...),
+/// loading it if needed. Static string; NULL when no CPU backend can be loaded (see
+/// corral_last_error_message).
+#[no_mangle]
+pub extern "C" fn corral_cpu_variant() -> *const c_char {
+    static NAME: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+    let mut name = std::ptr::null();
+    guard(|| {
+        let variant = crate::cpu_variant().map_err(fail)?;
+        name = NAME.get_or_init(|| CString::new(variant.name).unwrap_or_default()).as_ptr();
+        Ok(())
+    });
+    name
 }
 
 /// Loads a GGUF model. `params` may be NULL (defaults). On CORRAL_OK, `*out_model` owns the
@@ -549,7 +648,35 @@ pub unsafe extern "C" fn corral_model_apply_chat_template(
         let m = unsafe { arg(model, "model") }?;
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
         let out_prompt = unsafe { out(out_prompt, "out_prompt") }?;
-        let text = m.model.apply_chat_template(&msgs, add_generation_prompt).map_err(fail)?;
+        let text = m.model.apply_chat_template(&msgs, add_generation_prompt, &[], None).map_err(fail)?;
+        *out_prompt = owned_string(&text);
+        Ok(())
+    })
+}
+
+/// corral_model_apply_chat_template for an OpenAI-shaped conversation (`messages_json`: a JSON
+/// array of `{"role", "content", "tool_calls", "tool_call_id", "name"}`), with tools and a
+/// template choice: `tools_json` (NULL = none) is a JSON array of tools in OpenAI's function
+/// format, given to the template; `chat_template` (NULL = the model's) is one of the model's
+/// named templates (e.g. "tool_use") or Jinja source. Errors: those of
+/// corral_model_apply_chat_template, and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON.
+/// Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_apply_chat_template_json(
+    model: *const corral_model,
+    messages_json: *const c_char,
+    add_generation_prompt: bool,
+    tools_json: *const c_char,
+    chat_template: *const c_char,
+    out_prompt: *mut *mut c_char,
+) -> corral_status {
+    guard(|| {
+        let m = unsafe { arg(model, "model") }?;
+        let msgs = unsafe { self::messages_json(messages_json) }?;
+        let out_prompt = unsafe { out(out_prompt, "out_prompt") }?;
+        let tools = unsafe { tools(tools_json, "tools_json") }?;
+        let template = unsafe { opt_str(chat_template, "chat_template") }?;
+        let text = m.model.apply_chat_template(&msgs, add_generation_prompt, &tools, template).map_err(fail)?;
         *out_prompt = owned_string(&text);
         Ok(())
     })
@@ -611,10 +738,12 @@ pub unsafe extern "C" fn corral_result_free(result: *mut corral_result) {
     guard_void(|| {
         // SAFETY: a result filled by corral (or zeroed by the caller).
         if let Some(r) = unsafe { result.as_mut() } {
-            if !r.text.is_null() {
-                drop(unsafe { CString::from_raw(r.text) });
+            for owned in [&mut r.text, &mut r.tool_calls_json, &mut r.logprobs_json] {
+                if !owned.is_null() {
+                    drop(unsafe { CString::from_raw(*owned) });
+                }
+                *owned = std::ptr::null_mut();
             }
-            r.text = std::ptr::null_mut();
             r.text_len = 0;
         }
     });
@@ -651,6 +780,7 @@ fn run_blocking(
 ) -> Result<(), corral_status> {
     let mut stream = stream;
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     while let Some(chunk) = stream.next_chunk() {
         let chunk = chunk.map_err(fail)?;
         if let Some(callback) = callback {
@@ -663,13 +793,22 @@ fn run_blocking(
             }
         }
         text.push_str(&chunk.text);
+        logprobs.extend(chunk.logprobs);
         if let Some(reason) = chunk.finish_reason {
             if let Some(out) = out_result {
                 let usage = chunk.usage.as_ref().map(corral_usage::from).unwrap_or_default();
                 let owned = owned_string(&text);
                 // SAFETY: just allocated, NUL-terminated.
                 let len = unsafe { CStr::from_ptr(owned) }.to_bytes().len();
-                *out = corral_result { text: owned, text_len: len, finish_reason: reason.into(), usage };
+                let into_raw = |json: Option<CString>| json.map_or(std::ptr::null_mut(), CString::into_raw);
+                *out = corral_result {
+                    text: owned,
+                    text_len: len,
+                    finish_reason: reason.into(),
+                    usage,
+                    tool_calls_json: into_raw(json_array_or_null(stream.tool_calls(), crate::ToolCall::to_openai)),
+                    logprobs_json: into_raw(json_array_or_null(&logprobs, crate::Logprob::to_openai)),
+                };
             }
             return Ok(());
         }
@@ -767,6 +906,47 @@ pub unsafe extern "C" fn corral_model_chat_stream(
     })
 }
 
+/// corral_model_chat for an OpenAI-shaped conversation: `messages_json` is a JSON array of
+/// `{"role", "content", "tool_calls", "tool_call_id", "name"}` objects, so an assistant's tool
+/// calls and the `tool` messages answering them can be sent back. Errors as corral_model_chat,
+/// and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_chat_json(
+    model: *const corral_model,
+    messages_json: *const c_char,
+    params: *const corral_generate_params,
+    callback: corral_chunk_callback,
+    user_data: *mut c_void,
+    out_result: *mut corral_result,
+) -> corral_status {
+    guard(|| {
+        let m = unsafe { arg(model, "model") }?;
+        let msgs = unsafe { self::messages_json(messages_json) }?;
+        let options = unsafe { generate_options(params) }?;
+        let stream = start(Target::Model(&m.model), Prompt::Chat(msgs), &options).map_err(fail)?;
+        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+    })
+}
+
+/// corral_model_chat_stream for an OpenAI-shaped conversation (see corral_model_chat_json).
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_chat_stream_json(
+    model: *const corral_model,
+    messages_json: *const c_char,
+    params: *const corral_generate_params,
+    out_stream: *mut *mut corral_stream,
+) -> corral_status {
+    guard(|| {
+        let m = unsafe { arg(model, "model") }?;
+        let msgs = unsafe { self::messages_json(messages_json) }?;
+        let out_stream = unsafe { out(out_stream, "out_stream") }?;
+        let options = unsafe { generate_options(params) }?;
+        let stream = start(Target::Model(&m.model), Prompt::Chat(msgs), &options).map_err(fail)?;
+        *out_stream = into_stream_handle(stream);
+        Ok(())
+    })
+}
+
 /// Waits for the next chunk. On CORRAL_OK `*out_chunk` is filled; its text is borrowed until
 /// the next call on this stream. The last chunk has finish_reason != CORRAL_FINISH_NONE and
 /// carries usage; calls after it return that final state again with empty text. Errors:
@@ -780,8 +960,8 @@ pub unsafe extern "C" fn corral_stream_next(stream: *const corral_stream, out_ch
         let mut current = s.current.lock().unwrap_or_else(|e| e.into_inner());
         let mut finished = s.finished.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((finish_reason, usage)) = *finished {
-            *current = CString::default();
-            *out_chunk = corral_chunk { text: current.as_ptr(), text_len: 0, finish_reason, usage };
+            *current = BorrowedChunk::default();
+            *out_chunk = current.to_c(finish_reason, usage);
             return Ok(());
         }
         let next = s.stream.lock().unwrap_or_else(|e| e.into_inner()).next_chunk();
@@ -794,13 +974,12 @@ pub unsafe extern "C" fn corral_stream_next(stream: *const corral_stream, out_ch
         if chunk.finish_reason.is_some() {
             *finished = Some((finish_reason, usage));
         }
-        *current = CString::new(chunk.text.replace('\0', "")).unwrap_or_default();
-        *out_chunk = corral_chunk {
-            text: current.as_ptr(),
-            text_len: current.as_bytes().len(),
-            finish_reason,
-            usage,
+        *current = BorrowedChunk {
+            text: CString::new(chunk.text.replace('\0', "")).unwrap_or_default(),
+            tool_calls_json: json_array_or_null(&chunk.tool_calls, crate::ToolCallDelta::to_openai),
+            logprobs_json: json_array_or_null(&chunk.logprobs, crate::Logprob::to_openai),
         };
+        *out_chunk = current.to_c(finish_reason, usage);
         Ok(())
     })
 }
@@ -927,6 +1106,44 @@ pub unsafe extern "C" fn corral_session_chat_stream(
     guard(|| {
         let s = unsafe { arg(session, "session") }?;
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
+        let out_stream = unsafe { out(out_stream, "out_stream") }?;
+        let options = unsafe { generate_options(params) }?;
+        let stream = start(Target::Session(&s.session), Prompt::Chat(msgs), &options).map_err(fail)?;
+        *out_stream = into_stream_handle(stream);
+        Ok(())
+    })
+}
+
+/// corral_model_chat_json on a session.
+#[no_mangle]
+pub unsafe extern "C" fn corral_session_chat_json(
+    session: *const corral_session,
+    messages_json: *const c_char,
+    params: *const corral_generate_params,
+    callback: corral_chunk_callback,
+    user_data: *mut c_void,
+    out_result: *mut corral_result,
+) -> corral_status {
+    guard(|| {
+        let s = unsafe { arg(session, "session") }?;
+        let msgs = unsafe { self::messages_json(messages_json) }?;
+        let options = unsafe { generate_options(params) }?;
+        let stream = start(Target::Session(&s.session), Prompt::Chat(msgs), &options).map_err(fail)?;
+        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+    })
+}
+
+/// corral_model_chat_stream_json on a session.
+#[no_mangle]
+pub unsafe extern "C" fn corral_session_chat_stream_json(
+    session: *const corral_session,
+    messages_json: *const c_char,
+    params: *const corral_generate_params,
+    out_stream: *mut *mut corral_stream,
+) -> corral_status {
+    guard(|| {
+        let s = unsafe { arg(session, "session") }?;
+        let msgs = unsafe { self::messages_json(messages_json) }?;
         let out_stream = unsafe { out(out_stream, "out_stream") }?;
         let options = unsafe { generate_options(params) }?;
         let stream = start(Target::Session(&s.session), Prompt::Chat(msgs), &options).map_err(fail)?;

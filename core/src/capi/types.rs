@@ -61,6 +61,8 @@ pub enum corral_finish_reason {
     CORRAL_FINISH_STOP = 1,
     CORRAL_FINISH_LENGTH = 2,
     CORRAL_FINISH_CANCELLED = 3,
+    /// The model called tools: see `tool_calls_json`.
+    CORRAL_FINISH_TOOL_CALLS = 4,
 }
 
 impl From<crate::FinishReason> for corral_finish_reason {
@@ -69,6 +71,7 @@ impl From<crate::FinishReason> for corral_finish_reason {
             crate::FinishReason::Stop => corral_finish_reason::CORRAL_FINISH_STOP,
             crate::FinishReason::Length => corral_finish_reason::CORRAL_FINISH_LENGTH,
             crate::FinishReason::Cancelled => corral_finish_reason::CORRAL_FINISH_CANCELLED,
+            crate::FinishReason::ToolCalls => corral_finish_reason::CORRAL_FINISH_TOOL_CALLS,
         }
     }
 }
@@ -149,9 +152,21 @@ pub struct corral_generate_params {
     pub json_schema: *const c_char,
     /// Constrain the output to any JSON object.
     pub json_object: bool,
+    /// Report log-probabilities: -1 = off, 0..20 = with that many most likely alternatives
+    /// (in `logprobs_json` of results and chunks).
+    pub logprobs: i32,
+    /// Chat only: tools the model may call, as a JSON array in OpenAI's function format
+    /// (`[{"type": "function", "function": {"name", "description", "parameters"}}]`); NULL = none.
+    pub tools_json: *const c_char,
+    /// Chat only: "auto" (NULL), "none", "required", or the name of the one function to call.
+    pub tool_choice: *const c_char,
+    /// Chat only: one of the model's named templates (e.g. "tool_use") or Jinja source for
+    /// this call; NULL = the model's template.
+    pub chat_template: *const c_char,
 }
 
-/// One chat message (UTF-8, NUL-terminated; copied by the call).
+/// One chat message (UTF-8, NUL-terminated; copied by the call). Conversations with tool calls
+/// and tool results go through the `_json` functions (OpenAI-shaped messages as JSON text).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct corral_message {
@@ -199,6 +214,11 @@ pub struct corral_result {
     pub text_len: usize,
     pub finish_reason: corral_finish_reason,
     pub usage: corral_usage,
+    /// The tools called, as a JSON array in OpenAI's shape; NULL when none. Owned like `text`.
+    pub tool_calls_json: *mut c_char,
+    /// With `logprobs` requested: a JSON array of OpenAI `logprobs.content` entries
+    /// (`{"token", "logprob", "bytes", "top_logprobs"}`); NULL otherwise. Owned like `text`.
+    pub logprobs_json: *mut c_char,
 }
 
 /// One pulled chunk. `text` is borrowed from the stream: valid until the next
@@ -213,6 +233,12 @@ pub struct corral_chunk {
     pub finish_reason: corral_finish_reason,
     /// Valid when finish_reason is not CORRAL_FINISH_NONE.
     pub usage: corral_usage,
+    /// Tool-call deltas of this chunk as a JSON array in OpenAI's streaming shape
+    /// (`[{"index", "id", "type", "function": {"name", "arguments"}}]`); NULL when none.
+    /// Borrowed like `text`.
+    pub tool_calls_json: *const c_char,
+    /// With `logprobs` requested: this chunk's tokens as in corral_result; NULL otherwise.
+    pub logprobs_json: *const c_char,
 }
 
 /// What a model is. Strings are borrowed from the model: valid until corral_model_free.

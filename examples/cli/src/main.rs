@@ -179,6 +179,7 @@ fn info_json(model: &Model) -> serde_json::Value {
         "eos_token": i.eos_token.as_ref().map(|t| json!({"id": t.id, "text": t.text})),
         "chat_template": i.chat_template,
         "metadata": i.metadata,
+        "cpu_variant": corral::cpu_variant().ok().map(|v| v.name),
     })
 }
 
@@ -201,6 +202,7 @@ fn run(cli: Cli) -> corral::Result<()> {
                 println!("vocab_size:      {}", i.vocab_size);
                 println!("chat_template:   {}", if i.chat_template.is_some() { "yes" } else { "none" });
                 println!("metadata keys:   {}", i.metadata.len());
+                println!("CPU variant:     {}", corral::cpu_variant()?.name);
             }
             Ok(())
         }
@@ -254,11 +256,15 @@ fn run(cli: Cli) -> corral::Result<()> {
                         "prompt_ratio": r.prompt_tokens_per_s / r.plain_prompt_tokens_per_s,
                         "generation_ratio": r.generation_tokens_per_s / r.plain_generation_tokens_per_s,
                         "threads": r.threads,
+                        "cpu_variant": r.cpu_variant,
                         "peak_rss_mb": r.peak_rss_mb,
                     })
                 );
             } else {
-                println!("threads: {}   load: {:.2} s   peak RSS: {:.0} MB", r.threads, r.load_s, r.peak_rss_mb);
+                println!(
+                    "threads: {}   CPU variant: {}   load: {:.2} s   peak RSS: {:.0} MB",
+                    r.threads, r.cpu_variant, r.load_s, r.peak_rss_mb
+                );
                 println!("{:<12} {:>14} {:>14} {:>8}", "", "corral", "plain", "ratio");
                 println!(
                     "{:<12} {:>14.1} {:>14.1} {:>8.3}",
