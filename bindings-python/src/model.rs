@@ -165,7 +165,7 @@ impl PyModel {
     ) -> PyResult<PyStream> {
         let model = &self.model;
         let stream = py.detach(|| start(model)).or_raise(py)?;
-        Ok(PyStream::new(stream, Origin::new(kind, self.name.clone(), logprobs)))
+        Ok(PyStream::new(stream, Origin::new(kind, self.name.clone()), logprobs))
     }
 
     fn prompt_stream(

@@ -36,7 +36,7 @@ impl PySession {
     ) -> PyResult<PyStream> {
         let session = &self.session;
         let stream = py.detach(|| start(session)).or_raise(py)?;
-        Ok(PyStream::new(stream, Origin::new(kind, self.model_name.clone(), logprobs)))
+        Ok(PyStream::new(stream, Origin::new(kind, self.model_name.clone()), logprobs))
     }
 
     fn prompt_stream(
