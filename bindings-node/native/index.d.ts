@@ -32,16 +32,16 @@ export declare class NativeModel {
   /** Tokenizes text (cheap: runs on the calling thread). */
   tokenize(text: string, addSpecial?: boolean | undefined | null, parseSpecial?: boolean | undefined | null): Array<number>
   detokenize(tokens: Array<number>, renderSpecial?: boolean | undefined | null): string
-  applyChatTemplate(messages: Array<ChatMessage>, addGenerationPrompt?: boolean | undefined | null): string
+  applyChatTemplate(messages: Array<NativeChatMessage>, addGenerationPrompt?: boolean | undefined | null, toolsJson?: string | undefined | null, template?: string | undefined | null): string
   /** Completes a raw prompt: text, or token ids used as they are (no BOS added). */
   complete(prompt: string | Array<number>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  chat(messages: Array<ChatMessage>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  chat(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
   /**
    * A stream of a raw prompt's completion (text or token ids); options are checked now,
    * the request starts on the first `next()`.
    */
   completeStream(prompt: string | Array<number>, options?: GenerateOptions | undefined | null): TokenStream
-  chatStream(messages: Array<ChatMessage>, options?: GenerateOptions | undefined | null): TokenStream
+  chatStream(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null): TokenStream
   /** A conversation that keeps its KV cache between calls. */
   session(): NativeSession
   /** Log-probability of each token given those before it. */
@@ -59,9 +59,9 @@ export declare class NativeModel {
 /** A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence. */
 export declare class NativeSession {
   complete(prompt: string, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  chat(messages: Array<ChatMessage>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  chat(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
   completeStream(prompt: string, options?: GenerateOptions | undefined | null): TokenStream
-  chatStream(messages: Array<ChatMessage>, options?: GenerateOptions | undefined | null): TokenStream
+  chatStream(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null): TokenStream
   get closed(): boolean
   /** Releases the session's sequence for other requests. Idempotent. */
   close(): void
@@ -77,34 +77,37 @@ export declare class TokenStream {
   close(): void
 }
 
-/** One chat message. */
-export interface ChatMessage {
-  /** `system`, `user`, `assistant`, ... (whatever the model's template knows). */
-  role: string
-  content: string
-}
-
 /** One piece of streamed output; the last one carries `finishReason` and `usage`. */
 export interface Chunk {
   text: string
   tokens: Array<number>
-  /** `stop`, `length` or `cancelled`, on the last chunk only. */
+  /** `stop`, `length`, `tool_calls` or `cancelled`, on the last chunk only. */
   finishReason?: string
   usage?: Usage
   /** One entry per token when the `logprobs` option was set. */
   logprobs?: Array<Logprob>
+  /** Tool-call progress in this chunk (the call's text is not in `text`). */
+  toolCalls?: Array<ToolCallDelta>
 }
 
 /** A whole generation. */
 export interface Completion {
   text: string
   tokens: Array<number>
-  /** `stop`, `length` or `cancelled`. */
+  /** `stop`, `length`, `tool_calls` or `cancelled`. */
   finishReason: string
   usage: Usage
   /** One entry per token when the `logprobs` option was set. */
   logprobs?: Array<Logprob>
+  /** The tools the model called (then `finishReason` is `tool_calls`). */
+  toolCalls: Array<ToolCall>
 }
+
+/**
+ * The ggml CPU library in use (`sapphirerapids`, `zen4`, `haswell`, ...): the best of those
+ * shipped in the package for this CPU.
+ */
+export declare function cpuVariant(): string
 
 /** The default thread count (physical cores). */
 export declare function defaultThreads(): number
@@ -164,6 +167,12 @@ export interface GenerateOptions {
    * alternatives (0-20) in `logprobs`.
    */
   logprobs?: number
+  /** Chat only: JSON text of OpenAI's `tools` array (the TS layer takes the array). */
+  toolsJson?: string
+  /** Chat only: `auto` (default), `none`, `required`, or the name of the function to call. */
+  toolChoice?: string
+  /** Chat only: one of the model's named templates (e.g. `tool_use`) or Jinja source. */
+  template?: string
 }
 
 /** How to load a model (see `ModelOptions` in corral-core for each field). */
@@ -226,6 +235,20 @@ export interface ModelInfo {
   metadata: Record<string, any>
 }
 
+/** One chat message as the native module takes it (the TS layer converts OpenAI-shaped ones). */
+export interface NativeChatMessage {
+  /** `system`, `user`, `assistant`, `tool`, ... (whatever the model's template knows). */
+  role: string
+  /** Absent only in an assistant message that calls tools. */
+  content?: string
+  /** An assistant message's tool calls: JSON text of OpenAI's `tool_calls` array. */
+  toolCallsJson?: string
+  /** A `tool` message: the id of the call it answers. */
+  toolCallId?: string
+  /** A `tool` message: the tool's name. */
+  name?: string
+}
+
 /**
  * Sends log lines at `level` (`debug`, `info`, `warn`, `error`; default `info`) and above to
  * `callback(level, source, message)`, where `source` is `llama.cpp` or `corral`. `null`
@@ -247,6 +270,26 @@ export interface TokenLogprob {
   token: number
   text: string
   logprob: number
+}
+
+/** A tool the model called. */
+export interface ToolCall {
+  /** Unique id; a `tool` message answers the call with `toolCallId` set to it. */
+  id: string
+  name: string
+  /** The arguments as JSON text. */
+  arguments: string
+}
+
+/**
+ * Streamed progress of a tool call: the first delta of call `index` has its `id` and `name`,
+ * later ones more `arguments` text.
+ */
+export interface ToolCallDelta {
+  index: number
+  id?: string
+  name?: string
+  arguments: string
 }
 
 /** Token counts and timings of one request. */

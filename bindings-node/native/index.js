@@ -839,6 +839,7 @@ module.exports.CancelToken = nativeBinding.CancelToken
 module.exports.NativeModel = nativeBinding.NativeModel
 module.exports.NativeSession = nativeBinding.NativeSession
 module.exports.TokenStream = nativeBinding.TokenStream
+module.exports.cpuVariant = nativeBinding.cpuVariant
 module.exports.defaultThreads = nativeBinding.defaultThreads
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.setLogCallback = nativeBinding.setLogCallback

@@ -24,6 +24,7 @@ export {
   errorClass,
   setLogger,
   supportsGpuOffload,
+  cpuVariant,
   version,
 } from './index.js'
 export type * from './index.js'

@@ -9,6 +9,7 @@
  * ```
  * @packageDocumentation
  */
+import { call } from './errors.js'
 import native = require('./native.js')
 
 export { Model, Session } from './model.js'
@@ -65,6 +66,12 @@ export const version: string = native.version()
 /** Whether this build can offload layers to a GPU. */
 export function supportsGpuOffload(): boolean {
   return native.supportsGpuOffload()
+}
+
+/** The ggml CPU library in use (`sapphirerapids`, `zen4`, `haswell`, ...): the best of those
+ * shipped in the package for this CPU. */
+export function cpuVariant(): string {
+  return call(() => native.cpuVariant())
 }
 
 /** The default thread count (physical cores). */

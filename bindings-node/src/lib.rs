@@ -37,6 +37,14 @@ pub fn supports_gpu_offload() -> bool {
     corral::supports_gpu_offload()
 }
 
+/// The ggml CPU library in use (`sapphirerapids`, `zen4`, `haswell`, ...): the best of those
+/// shipped in the package for this CPU.
+#[napi(catch_unwind)]
+pub fn cpu_variant() -> napi::Result<String> {
+    use crate::error::OrThrow;
+    corral::cpu_variant().map(|v| v.name).or_throw()
+}
+
 /// The default thread count (physical cores).
 #[napi(catch_unwind)]
 pub fn default_threads() -> u32 {

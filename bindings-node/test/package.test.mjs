@@ -29,6 +29,16 @@ describe('package', () => {
     assert.equal(typeof cjs.Model.load, 'function')
   })
 
+  test('the packed package ships llama.cpp and the CPU variants beside the addon', () => {
+    const [packed] = JSON.parse(run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']).stdout)
+    const files = packed.files.map((f) => f.path)
+    for (const lib of ['native/libllama.so.0', 'native/libggml.so.0', 'native/libggml-base.so.0', 'native/libggml-cpu-x64.so']) {
+      assert.ok(files.includes(lib), `${lib} missing from the package`)
+    }
+    assert.ok(files.filter((f) => f.startsWith('native/libggml-cpu-')).length >= 3)
+    assert.match(esm.cpuVariant(), /^[a-z0-9]+$/)
+  })
+
   test('the public types check (tsc --noEmit on the examples)', () => {
     run(process.execPath, [join(PKG_DIR, 'node_modules/typescript/bin/tsc'), '-p', 'test/types/tsconfig.json'])
   })

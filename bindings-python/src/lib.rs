@@ -21,6 +21,14 @@ fn supports_gpu_offload(py: Python<'_>) -> bool {
     py.detach(corral::supports_gpu_offload)
 }
 
+/// The ggml CPU library in use (`"sapphirerapids"`, `"zen4"`, `"haswell"`, ...): the best of
+/// those shipped in the package for this CPU.
+#[pyfunction]
+fn cpu_variant(py: Python<'_>) -> PyResult<String> {
+    use crate::error::OrRaise;
+    py.detach(corral::cpu_variant).or_raise(py).map(|v| v.name)
+}
+
 /// Number of physical cores: the default of `Model(threads=...)`.
 #[pyfunction]
 fn default_threads() -> u32 {
@@ -42,6 +50,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::PyToolCallDelta>()?;
     m.add_function(wrap_pyfunction!(log::set_log_handler, m)?)?;
     m.add_function(wrap_pyfunction!(supports_gpu_offload, m)?)?;
+    m.add_function(wrap_pyfunction!(cpu_variant, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     error::register(m)?;
     Ok(())

@@ -64,3 +64,12 @@ def test_chat_example(model_path: Path) -> None:
 def test_async_chat_example(model_path: Path) -> None:
     out = _run_example("async_chat.py", model_path, "--threads", "1", "--max-tokens", "12")
     assert "gathered 3 answers" in out
+
+
+def test_llama_cpp_and_cpu_variants_ship_in_the_package() -> None:
+    package = Path(corral.__file__).parent
+    for lib in ("libllama.so.0", "libggml.so.0", "libggml-base.so.0", "libggml-cpu-x64.so"):
+        assert (package / lib).is_file(), f"{lib} missing from the installed package"
+    variants = sorted(p.name for p in package.glob("libggml-cpu-*.so"))
+    assert len(variants) >= 3, variants
+    assert f"libggml-cpu-{corral.cpu_variant()}.so" in variants

@@ -55,6 +55,7 @@ from ._native import (
     __version__,
     default_threads,
     supports_gpu_offload,
+    cpu_variant,
 )
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ __all__ = [
     "disable_logging",
     "enable_logging",
     "supports_gpu_offload",
+    "cpu_variant",
 ]
 
 

@@ -36,11 +36,13 @@ __all__ = [
     "default_threads",
     "set_log_handler",
     "supports_gpu_offload",
+    "cpu_variant",
 ]
 
 __version__: str
 
 def supports_gpu_offload() -> bool: ...
+def cpu_variant() -> str: ...
 def default_threads() -> int: ...
 def set_log_handler(handler: Optional[Callable[[int, str, str], object]], level: int = 30) -> None: ...
 
