@@ -21,6 +21,7 @@ mod gguf;
 pub mod log;
 mod model;
 mod options;
+mod schema;
 mod session;
 mod stream;
 mod tools;

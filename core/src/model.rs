@@ -432,8 +432,8 @@ impl Model {
         let grammar = match &options.constraint {
             None => return Ok(None),
             Some(Constraint::Grammar(g)) => g.clone(),
-            Some(Constraint::JsonSchema(schema)) => json_schema_grammar(schema)?,
-            Some(Constraint::JsonObject) => json_schema_grammar(r#"{"type": "object"}"#)?,
+            Some(Constraint::JsonSchema(schema)) => crate::schema::json_schema_grammar(schema)?,
+            Some(Constraint::JsonObject) => crate::schema::json_schema_grammar(r#"{"type": "object"}"#)?,
         };
         let llama = self.llama()?;
         crate::log::clear_last_llama_error();
@@ -565,20 +565,6 @@ fn check_messages(messages: &[Message]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Compiles a JSON schema (JSON text) to GBNF with llama.cpp's json-schema-to-grammar.
-pub(crate) fn json_schema_grammar(schema: &str) -> Result<String> {
-    let parsed: Value = serde_json::from_str(schema)
-        .map_err(|e| Error::new(ErrorKind::InvalidGrammar, format!("the JSON schema is not valid JSON: {e}")))?;
-    if !parsed.is_object() && !parsed.is_boolean() {
-        return Err(Error::new(ErrorKind::InvalidGrammar, "a JSON schema must be an object"));
-    }
-    crate::log::clear_last_llama_error();
-    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
-        let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
-        Error::new(ErrorKind::InvalidGrammar, format!("unsupported JSON schema: {detail}"))
-    })
 }
 
 impl ModelInner {
