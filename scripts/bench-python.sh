@@ -3,8 +3,9 @@
 # --with-llama-cpp-python) on the default model: bindings-python/bench.py in its own venv
 # (target/py-bench-venv). Other arguments go to bench.py (--threads N, --rounds N, --json).
 #
-# llama-cpp-python is built from source (several minutes on 2 cores) with GGML_NATIVE=OFF,
-# the same instruction-set baseline as corral's llama.cpp build; override with CMAKE_ARGS.
+# llama-cpp-python is built from source (several minutes on 2 cores) at its best for this
+# machine: clang (GCC 12 miscompiles ggml's AMX kernels) and GGML_NATIVE=ON, so it uses every
+# instruction set this CPU has, as corral's run-time CPU variant does. Override with CMAKE_ARGS.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/target/py-bench-venv"
@@ -25,7 +26,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [ "$with_llama_cpp_python" = 1 ]; then
   if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     echo "building $LLAMA_CPP_PYTHON from source (this takes a while)..." >&2
-    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" "$VENV/bin/python" -m pip install --quiet "$LLAMA_CPP_PYTHON" >&2
+    CC="$ROOT/scripts/cc/clang" CXX="$ROOT/scripts/cc/clang++" CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}" \
+      "$VENV/bin/python" -m pip install --quiet --no-cache-dir "$LLAMA_CPP_PYTHON" >&2
   fi
   args+=(--llama-cpp-python)
 fi
