@@ -258,3 +258,64 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>) -> 
     }
     Ok(report)
 }
+
+/// Figures of the structured-output benchmark (`corral bench-structured`).
+#[derive(Debug, Clone, Default)]
+pub struct StructuredReport {
+    /// Generation speed of the same chat request, free and constrained by a JSON schema.
+    pub free_tokens_per_s: f64,
+    pub constrained_tokens_per_s: f64,
+    /// One-time cost of turning a 20-property schema into a grammar llama.cpp has checked.
+    pub compile_20_properties_ms: f64,
+    pub threads: u32,
+}
+
+/// A 20-property object schema with every common kind of field.
+pub fn twenty_property_schema() -> serde_json::Value {
+    let mut properties = serde_json::Map::new();
+    for i in 0..20 {
+        let field = match i % 5 {
+            0 => serde_json::json!({"type": "string", "maxLength": 24}),
+            1 => serde_json::json!({"type": "integer", "minimum": 0, "maximum": 1000}),
+            2 => serde_json::json!({"enum": ["red", "green", "blue"]}),
+            3 => serde_json::json!({"type": "boolean"}),
+            _ => serde_json::json!({"type": "number", "minimum": -10, "maximum": 10}),
+        };
+        properties.insert(format!("field_{i:02}"), field);
+    }
+    let required: Vec<&String> = properties.keys().collect();
+    serde_json::json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+/// Constrained vs free generation on the same prompt (interleaved, medians), and the schema
+/// compile time.
+pub fn structured(path: &Path, threads: u32, repeats: usize) -> Result<StructuredReport> {
+    let model = Model::load(path, ModelOptions { context_length: Some(2048), threads: Some(threads), ..Default::default() })?;
+    let schema = twenty_property_schema().to_string();
+    let messages = [crate::Message::new("user", "Describe a fictional product as JSON with twenty fields.")];
+    let free = GenerateOptions { max_tokens: Some(160), temperature: 0.0, ignore_eos: true, ..Default::default() };
+    let constrained = GenerateOptions {
+        max_tokens: Some(160),
+        temperature: 0.0,
+        constraint: Some(crate::Constraint::JsonSchema(schema)),
+        ..Default::default()
+    };
+    let mut compile_ms = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        model.compile_constraint(&constrained)?;
+        compile_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (mut free_tg, mut constrained_tg) = (Vec::new(), Vec::new());
+    model.chat(&messages, &free)?; // warm-up
+    for _ in 0..repeats {
+        free_tg.push(model.chat(&messages, &free)?.usage.generation_tokens_per_s);
+        constrained_tg.push(model.chat(&messages, &constrained)?.usage.generation_tokens_per_s);
+    }
+    Ok(StructuredReport {
+        free_tokens_per_s: median(free_tg),
+        constrained_tokens_per_s: median(constrained_tg),
+        compile_20_properties_ms: median(compile_ms),
+        threads,
+    })
+}

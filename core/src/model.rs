@@ -428,7 +428,7 @@ impl Model {
 
     /// Turns the request's constraint into GBNF and checks that llama.cpp accepts it, so a bad
     /// grammar or schema fails here, before generation starts.
-    fn compile_constraint(&self, options: &GenerateOptions) -> Result<Option<String>> {
+    pub(crate) fn compile_constraint(&self, options: &GenerateOptions) -> Result<Option<String>> {
         let grammar = match &options.constraint {
             None => return Ok(None),
             Some(Constraint::Grammar(g)) => g.clone(),

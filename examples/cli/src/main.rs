@@ -67,6 +67,16 @@ enum Command {
     },
     /// Aggregate throughput of 1-16 concurrent requests on one model, vs one at a time, and
     /// time to first token with a cached 1,000-token prefix.
+    /// Generation constrained by a 20-property JSON schema vs free, and the schema's compile time
+    BenchStructured {
+        model: PathBuf,
+        #[arg(long)]
+        threads: Option<u32>,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(long)]
+        json: bool,
+    },
     BenchConcurrency {
         model: PathBuf,
         #[arg(long)]
@@ -276,6 +286,28 @@ fn run(cli: Cli) -> corral::Result<()> {
                     "gen t/s", r.generation_tokens_per_s, r.plain_generation_tokens_per_s,
                     r.generation_tokens_per_s / r.plain_generation_tokens_per_s
                 );
+            }
+            Ok(())
+        }
+        Command::BenchStructured { model, threads, repeats, json } => {
+            let r = corral::bench::structured(&model, threads.unwrap_or_else(corral::default_threads), repeats.max(1))?;
+            let ratio = r.constrained_tokens_per_s / r.free_tokens_per_s;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "threads": r.threads,
+                        "free_tokens_per_s": r.free_tokens_per_s,
+                        "constrained_tokens_per_s": r.constrained_tokens_per_s,
+                        "constrained_vs_free": ratio,
+                        "compile_20_properties_ms": r.compile_20_properties_ms,
+                    })
+                );
+            } else {
+                println!("threads: {}", r.threads);
+                println!("gen t/s free:                {:8.1}", r.free_tokens_per_s);
+                println!("gen t/s JSON schema:         {:8.1}   ratio {ratio:.3}", r.constrained_tokens_per_s);
+                println!("compile 20-property schema:  {:8.1} ms", r.compile_20_properties_ms);
             }
             Ok(())
         }
