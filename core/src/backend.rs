@@ -210,7 +210,8 @@ impl Library {
             } else {
                 unsafe { CStr::from_ptr(reason) }.to_string_lossy().into_owned()
             };
-            return Err(format!("{}: {reason}", path.display()));
+            // The loader's message names the file.
+            return Err(reason);
         }
         Ok(Library(handle))
     }
@@ -227,5 +228,20 @@ impl Drop for Library {
     fn drop(&mut self) {
         // SAFETY: the handle came from dlopen and is closed once.
         unsafe { libc::dlclose(self.0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_variant_that_cannot_load_is_reported_with_the_loader_error() {
+        let dir = std::env::temp_dir().join(format!("corral-broken-backend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("libggml-cpu-broken.so"), b"not a library").unwrap();
+        let message = best_cpu_variant(&dir).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(message.contains("libggml-cpu-broken.so") && message.contains("could be loaded"), "{message}");
     }
 }
