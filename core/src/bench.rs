@@ -22,11 +22,20 @@ pub struct BenchConfig {
     pub generated_tokens: u32,
     pub context_length: u32,
     pub repeats: usize,
+    /// `None`: llama.cpp decides (on for CPU), as corral's default does.
+    pub flash_attention: Option<bool>,
 }
 
 impl Default for BenchConfig {
     fn default() -> Self {
-        BenchConfig { threads: crate::default_threads(), prompt_tokens: 512, generated_tokens: 128, context_length: 2048, repeats: 3 }
+        BenchConfig {
+            threads: crate::default_threads(),
+            prompt_tokens: 512,
+            generated_tokens: 128,
+            context_length: 2048,
+            repeats: 3,
+            flash_attention: None,
+        }
     }
 }
 
@@ -89,7 +98,8 @@ fn plain_run(llama: &LlamaModel, prompt: &[i32], config: &BenchConfig) -> Result
         .with_n_batch(512)
         .with_n_ubatch(512)
         .with_n_threads(config.threads as i32)
-        .with_n_threads_batch(config.threads as i32);
+        .with_n_threads_batch(config.threads as i32)
+        .with_flash_attention_policy(crate::engine::flash_attention_policy(config.flash_attention));
     let mut ctx = {
         let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
         llama.new_context(backend, params).map_err(|e| Error::internal(format!("plain context: {e}")))?
@@ -131,7 +141,12 @@ pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
     let started = Instant::now();
     let model = Model::load(
         path,
-        ModelOptions { context_length: Some(config.context_length), threads: Some(config.threads), ..Default::default() },
+        ModelOptions {
+            context_length: Some(config.context_length),
+            threads: Some(config.threads),
+            flash_attention: config.flash_attention,
+            ..Default::default()
+        },
     )?;
     let load_s = started.elapsed().as_secs_f64();
     let prompt = bench_prompt(&model, config.prompt_tokens)?;

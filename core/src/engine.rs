@@ -171,13 +171,18 @@ pub(crate) fn spawn(
     }
 }
 
-fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<LlamaContext<'m>> {
-    let backend = crate::backend::backend()?;
-    let flash = match config.flash_attention {
+/// llama.cpp's flash-attention setting for corral's option (`None`: llama.cpp decides).
+pub(crate) fn flash_attention_policy(flash_attention: Option<bool>) -> llama_cpp_sys_2::llama_flash_attn_type {
+    match flash_attention {
         None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
         Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-    };
+    }
+}
+
+fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<LlamaContext<'m>> {
+    let backend = crate::backend::backend()?;
+    let flash = flash_attention_policy(config.flash_attention);
     let params = LlamaContextParams::default()
         .with_n_ctx(std::num::NonZeroU32::new(config.n_ctx))
         .with_n_batch(config.batch_size)

@@ -62,11 +62,12 @@ enum Command {
         /// Rounds per side (medians are reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Force flash attention on or off (default: llama.cpp decides).
+        #[arg(long)]
+        flash_attention: Option<bool>,
         #[arg(long)]
         json: bool,
     },
-    /// Aggregate throughput of 1-16 concurrent requests on one model, vs one at a time, and
-    /// time to first token with a cached 1,000-token prefix.
     /// Generation constrained by a 20-property JSON schema vs free, and the schema's compile time
     BenchStructured {
         model: PathBuf,
@@ -77,6 +78,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Aggregate throughput of 1-16 concurrent requests on one model, vs one at a time, and
+    /// time to first token with a cached 1,000-token prefix.
     BenchConcurrency {
         model: PathBuf,
         #[arg(long)]
@@ -244,13 +247,14 @@ fn run(cli: Cli) -> corral::Result<()> {
             eprintln!("tokens: {}", tokens.len());
             Ok(())
         }
-        Command::Bench { model, threads, repeats, json } => {
+        Command::Bench { model, threads, repeats, flash_attention, json } => {
             if repeats == 0 {
                 return Err(Error::new(ErrorKind::InvalidArgument, "--repeats must be at least 1"));
             }
             let config = corral::bench::BenchConfig {
                 threads: threads.unwrap_or_else(corral::default_threads),
                 repeats,
+                flash_attention,
                 ..Default::default()
             };
             let r = corral::bench::run(&model, &config)?;
