@@ -498,14 +498,32 @@ impl<'m> Engine<'m> {
     }
 
     /// One engine step: build one batch from every runnable sequence, decode, sample.
+    /// One engine step. Prompts go first, in a decode of their own, when sequences are also
+    /// generating: a request joining a busy engine then gets its first token after its
+    /// prompt's decode, not after one that also carries every other sequence's next token.
+    /// The generating sequences lose nothing: their tokens take one decode either way.
     fn step(&mut self) {
+        let runnable = |a: &&Active| !a.finished && !a.paused();
+        let active = || self.slots.iter().filter_map(|s| s.active.as_ref()).filter(runnable);
+        let generating = active().any(|a| a.next_token.is_some());
+        let prefilling = active().any(|a| a.next_token.is_none() && a.prompt_done < a.request.prompt.len());
+        if generating && prefilling {
+            self.decode_round(false, true);
+            self.decode_round(true, false);
+        } else {
+            self.decode_round(true, true);
+        }
+    }
+
+    /// Decodes the next token of generating sequences and/or chunks of pending prompts.
+    fn decode_round(&mut self, generation: bool, prompts: bool) {
         self.batch.clear();
         // (slot index, batch index of its logits, tokens added)
         let mut plan: Vec<(usize, Option<i32>, usize)> = Vec::new();
         let mut n = 0usize;
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(active) = slot.active.as_ref() else { continue };
-            if active.finished || active.paused() {
+            if !generation || active.finished || active.paused() {
                 continue;
             }
             if let Some(token) = active.next_token {
@@ -517,7 +535,7 @@ impl<'m> Engine<'m> {
             }
         }
         // Prompt chunks share what is left of the batch, round-robin across sequences.
-        let count = self.slots.len();
+        let count = if prompts { self.slots.len() } else { 0 };
         for k in 0..count {
             let i = (self.prefill_cursor + k) % count;
             let budget = self.batch_size.saturating_sub(n);
@@ -544,7 +562,9 @@ impl<'m> Engine<'m> {
             }
             plan.push((i, logits_at, end - active.prompt_done));
         }
-        self.prefill_cursor = (self.prefill_cursor + 1) % count.max(1);
+        if prompts {
+            self.prefill_cursor = (self.prefill_cursor + 1) % self.slots.len().max(1);
+        }
         if n == 0 {
             return;
         }
