@@ -3,7 +3,7 @@ when installed, llama-cpp-python: same model, threads, prompt (512 tokens) and o
 (128 greedy tokens, end-of-generation ignored), interleaved round by round so machine noise
 hits every side alike; medians and best rounds are reported. A benchmark, not a test.
 
-    python bindings-python/bench.py [--model PATH] [--threads N] [--rounds 3] [--llama-cpp-python] [--json]
+    python bindings-python/bench.py [--model PATH] [--threads N] [--rounds 3] [--llama-cpp-python] [--concurrency] [--json]
 
 Rows:
   corral core        `target/release/corral bench --repeats 1 --json` each round (its own process):
@@ -140,6 +140,54 @@ ROWS = [
 ]
 
 
+# Raw-text continuations (llama-cpp-python's generate() loop stops nowhere by itself, but the
+# prompts match the Node bench): both sides count the tokens they generated.
+TOPICS = ["the ocean", "a mountain village", "the first computer", "a lost cat", "the history of bread",
+          "a journey to Mars", "an old lighthouse", "the city at night"]
+STORY_PROMPTS = [f"The story of {t} begins on a cold morning, when" for t in TOPICS]
+
+
+def concurrency(model_path: Path, threads: int, with_llama_cpp_python: bool) -> dict[str, dict[str, float]]:
+    """8 requests on one model: concurrent (asyncio.gather) and one after another. llama-cpp-python
+    serves them the way its server does, one at a time behind a lock (one `Llama` object is not
+    safe to use from several threads), so its concurrent figure is its sequential one."""
+    import asyncio
+
+    results: dict[str, dict[str, float]] = {}
+    with corral.Model(model_path, context_length=4096, threads=threads, max_sequences=8) as model:
+        options = dict(max_tokens=GENERATED_TOKENS, temperature=0, ignore_eos=True)
+        model.complete("Hello", max_tokens=4)  # warm-up
+
+        async def together() -> int:
+            done = await asyncio.gather(*(model.complete_async(p, **options) for p in STORY_PROMPTS))
+            return sum(c.usage.completion_tokens for c in done)
+
+        model.clear_cache()
+        started = time.perf_counter()
+        concurrent = asyncio.run(together()) / (time.perf_counter() - started)
+        model.clear_cache()
+        started = time.perf_counter()
+        sequential = sum(model.complete(p, **options).usage.completion_tokens for p in STORY_PROMPTS)
+        sequential /= time.perf_counter() - started
+        results["corral Python"] = {"concurrent": concurrent, "sequential": sequential}
+    if with_llama_cpp_python:
+        import llama_cpp  # type: ignore[import-not-found]
+
+        llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=4096, n_batch=512, n_threads=threads,
+                              n_threads_batch=threads, verbose=False)
+        started = time.perf_counter()
+        generated = 0
+        for prompt in STORY_PROMPTS:
+            for _ in llm.generate(llm.tokenize(prompt.encode()), top_k=1, temp=0.0, reset=True):
+                generated += 1
+                if generated % GENERATED_TOKENS == 0:
+                    break
+        sequential = generated / (time.perf_counter() - started)
+        llm.close()
+        results["llama-cpp-python"] = {"concurrent": sequential, "sequential": sequential}
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -148,7 +196,21 @@ def main() -> None:
     parser.add_argument("--llama-cpp-python", action="store_true", help="also measure llama-cpp-python (must be installed)")
     parser.add_argument("--json", action="store_true", help="print the medians as JSON")
     parser.add_argument("--verbose", action="store_true", help="print every round's figures to stderr")
+    parser.add_argument("--concurrency", action="store_true", help="8 requests on one model instead (see concurrency())")
     args = parser.parse_args()
+    if args.concurrency:
+        results = concurrency(args.model, args.threads, args.llama_cpp_python)
+        if args.json:
+            print(json.dumps({"threads": args.threads, "results": results}, indent=2))
+            return
+        print(f"8 requests x {GENERATED_TOKENS} tokens, threads: {args.threads}   aggregate generated tok/s")
+        print(f"{'':24} {'concurrent':>11} {'sequential':>11} {'ratio':>7}")
+        for name, r in results.items():
+            print(f"{name:24} {r['concurrent']:11.1f} {r['sequential']:11.1f} {r['concurrent'] / r['sequential']:7.2f}")
+        if "llama-cpp-python" in results:
+            ratio = results["corral Python"]["concurrent"] / results["llama-cpp-python"]["concurrent"]
+            print(f"corral / llama-cpp-python, 8 requests: {ratio:.2f}x")
+        return
     if not CORRAL_CLI.is_file():
         sys.exit(f"{CORRAL_CLI} is missing: cargo build --release -p corral-cli")
 

@@ -3,7 +3,8 @@
 # bindings-node/bench/bench.mjs (see its header for what each row measures). node-llama-cpp
 # 3.21.1 comes from npm with its prebuilt CPU binaries only (no download or compile of
 # llama.cpp), into target/node-bench. Arguments go to bench.mjs (--threads N, --rounds N,
-# --json).
+# --json); with --concurrency first, to bench/concurrency.mjs instead (8 requests on one
+# model, concurrent and one after another, next to node-llama-cpp's 8-sequence context).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODE_LLAMA_CPP_VERSION=3.21.1
@@ -25,4 +26,9 @@ if [ "$installed" != "$NODE_LLAMA_CPP_VERSION" ]; then
 fi
 
 MODEL="$("$ROOT/scripts/fetch-model.sh")"
-exec node "$ROOT/bindings-node/bench/bench.mjs" --model "$MODEL" --node-llama-cpp "$BENCH_DIR" "$@"
+script=bench.mjs
+if [ "${1:-}" = "--concurrency" ]; then
+  script=concurrency.mjs
+  shift
+fi
+exec node "$ROOT/bindings-node/bench/$script" --model "$MODEL" --node-llama-cpp "$BENCH_DIR" "$@"
