@@ -187,3 +187,16 @@ def test_templates_per_call(model: corral.Model) -> None:
     assert out.usage.prompt_tokens == len(model.tokenize("<user>hi<assistant>", parse_special=True))
     with pytest.raises(corral.TemplateError):
         model.apply_chat_template(user("hi"), template="{{ raise_exception('no system role') }}")
+
+
+def test_template_corpus_expectations_match_jinja2() -> None:
+    """The expected renderings core/tests/chat_templates.rs compares corral against are what
+    jinja2 renders today (scripts/render-chat-templates.py --check)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = REPO / "scripts" / "render-chat-templates.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
