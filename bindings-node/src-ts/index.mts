@@ -22,8 +22,11 @@ export {
   UnsupportedArchitectureError,
   defaultThreads,
   errorClass,
+  openAIId,
   setLogger,
   supportsGpuOffload,
+  toOpenAIChatCompletion,
+  toOpenAIChatCompletionChunk,
   cpuVariant,
   version,
 } from './index.js'

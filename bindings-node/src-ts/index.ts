@@ -14,6 +14,7 @@ import native = require('./native.js')
 
 export { Model, Session } from './model.js'
 export { CompletionStream } from './stream.js'
+export { openAIId, toOpenAIChatCompletion, toOpenAIChatCompletionChunk, type OpenAIOptions } from './openai.js'
 export { setLogger, type Logger } from './log.js'
 export {
   AbortError,

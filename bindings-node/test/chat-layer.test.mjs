@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
-import { InvalidArgumentError, InvalidGrammarError, TemplateError } from 'corral'
+import { InvalidArgumentError, InvalidGrammarError, TemplateError, openAIId, toOpenAIChatCompletion, toOpenAIChatCompletionChunk } from 'corral'
 
 import { loadModel, rejectsWith } from './helpers.mjs'
 
@@ -121,4 +121,36 @@ test('per-call templates', async () => {
   assert.throws(() => model.applyChatTemplate(ASK, { template: "{{ raise_exception('nope') }}" }), TemplateError)
   const out = await model.chat(ASK, { template, maxTokens: 2 })
   assert.ok(out.usage.completionTokens > 0)
+})
+
+test('OpenAI shapes, with tool calls and logprobs', async () => {
+  const out = await model.chat(ASK, { tools: TOOLS, toolChoice: 'required', maxTokens: 64, temperature: 0, logprobs: true, topLogprobs: 2 })
+  const openai = toOpenAIChatCompletion(out, { model: model.info.name })
+  assert.equal(openai.object, 'chat.completion')
+  assert.match(openai.id, /^chatcmpl-/)
+  const [choice] = openai.choices
+  assert.equal(choice.finish_reason, 'tool_calls')
+  assert.equal(choice.message.content, null)
+  assert.deepEqual(choice.message.tool_calls[0], {
+    id: out.toolCalls[0].id,
+    type: 'function',
+    function: { name: out.toolCalls[0].name, arguments: out.toolCalls[0].arguments },
+  })
+  assert.equal(choice.logprobs.content.length, out.usage.completionTokens)
+  assert.equal(choice.logprobs.content[0].top_logprobs.length, 2)
+  assert.equal(openai.usage.total_tokens, out.usage.promptTokens + out.usage.completionTokens)
+  const id = openAIId()
+  const chunks = []
+  let first = true
+  for await (const chunk of model.chatStream(ASK, { tools: TOOLS, toolChoice: 'required', maxTokens: 64, temperature: 0 })) {
+    chunks.push(toOpenAIChatCompletionChunk(chunk, { model: model.info.name, id, first }))
+    first = false
+  }
+  assert.ok(chunks.every((c) => c.id === id && c.object === 'chat.completion.chunk'))
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant')
+  const deltas = chunks.flatMap((c) => c.choices[0].delta.tool_calls ?? [])
+  assert.equal(deltas[0].type, 'function')
+  assert.ok(deltas[0].function.name)
+  assert.equal(chunks.at(-1).choices[0].finish_reason, 'tool_calls')
+  assert.ok(chunks.at(-1).usage.completion_tokens > 0)
 })
