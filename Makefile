@@ -19,7 +19,7 @@ build: setup
 	$(CARGO) build --release --locked -p corral-cli
 
 demo: build model
-	./target/release/corral chat $(MODEL) "$(PROMPT)" --max-tokens 200 --temperature 0.7 --seed 1
+	./target/release/corral chat $(MODEL) "$(PROMPT)" --max-tokens 200 --temperature 0.7 --seed 3
 
 test: setup model test-rust test-c test-python test-node
 
