@@ -21,6 +21,8 @@ fn main() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_string();
             if wanted(&name) {
+                // Staged again whenever llama-cpp-sys-2 rebuilds one of them.
+                println!("cargo:rerun-if-changed={}", path.display());
                 // Follow the version symlinks: packages hold real files named by soname.
                 std::fs::copy(&path, runtime.join(&name))
                     .unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));

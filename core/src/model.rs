@@ -357,7 +357,7 @@ impl Model {
             return Err(Error::closed());
         }
         check_messages(messages)?;
-        options.validate()?;
+        // The rest of the options are checked by `submit`.
         let specs = crate::tools::tool_specs(&options.tools)?;
         let template = self.chat_template_for(options.template.as_deref(), !specs.is_empty())?;
         let mut options = options.clone();

@@ -229,7 +229,6 @@ impl GenerateOptions {
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::invalid_argument("timeout must be positive"));
         }
-        crate::tools::tool_specs(&self.tools)?;
         Ok(())
     }
 }

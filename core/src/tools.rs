@@ -393,40 +393,9 @@ impl ToolCallParser {
 
     /// Makes progress on the buffer; `false` when it needs more input.
     fn step(&mut self, visible: &mut String, deltas: &mut Vec<ToolCallDelta>, at_end: bool) -> bool {
-        match self.state.clone() {
+        match self.state {
             ParseState::Text => self.step_text(visible, at_end),
-            ParseState::InCall { mut text, mut name_sent, mut arguments_sent } => {
-                let Some(c) = self.buffer.chars().next() else { return false };
-                // Calls are separated by `,` inside Mistral's list and by `;` after Llama's.
-                if text.is_empty() && c != '{' {
-                    self.buffer.drain(..c.len_utf8());
-                    if !(c.is_whitespace() || c == ',' || c == ';' || c == '[' || c == ']') {
-                        self.state = ParseState::Text;
-                        self.buffer.insert(0, c);
-                    }
-                    return true;
-                }
-                let end = json_value_end(&(text.clone() + &self.buffer));
-                let take = match end {
-                    Some(end) => end - text.len(),
-                    None => self.buffer.len(),
-                };
-                text.push_str(&self.buffer[..take]);
-                self.buffer.drain(..take);
-                self.emit_call_progress(&text, &mut name_sent, &mut arguments_sent, deltas);
-                if end.is_some() {
-                    // Hermes closes each call with a tag; the others may list more calls.
-                    self.state = if self.format == ToolFormat::Hermes {
-                        ParseState::AfterCall
-                    } else {
-                        ParseState::InCall { text: String::new(), name_sent: false, arguments_sent: 0 }
-                    };
-                    true
-                } else {
-                    self.state = ParseState::InCall { text, name_sent, arguments_sent };
-                    false
-                }
-            }
+            ParseState::InCall { .. } => self.step_call(deltas),
             ParseState::AfterCall => {
                 let trimmed = self.buffer.trim_start();
                 if let Some(rest) = trimmed.strip_prefix(HERMES_CLOSE) {
@@ -442,6 +411,39 @@ impl ToolCallParser {
                 }
             }
         }
+    }
+
+    /// Inside a call's JSON object: takes what belongs to it and reports the progress.
+    fn step_call(&mut self, deltas: &mut Vec<ToolCallDelta>) -> bool {
+        let ParseState::InCall { mut text, mut name_sent, mut arguments_sent } =
+            std::mem::replace(&mut self.state, ParseState::Text)
+        else {
+            return false;
+        };
+        let Some(c) = self.buffer.chars().next() else {
+            self.state = ParseState::InCall { text, name_sent, arguments_sent };
+            return false;
+        };
+        if text.is_empty() && c != '{' {
+            // Calls are separated by `,` inside Mistral's list and by `;` after Llama's;
+            // anything else ends the calls (the state stays Text).
+            if c.is_whitespace() || matches!(c, ',' | ';' | '[' | ']') {
+                self.buffer.drain(..c.len_utf8());
+                self.state = ParseState::InCall { text, name_sent, arguments_sent };
+            }
+            return true;
+        }
+        let end = json_value_end(&(text.clone() + &self.buffer));
+        let take = end.map_or(self.buffer.len(), |end| end - text.len());
+        text.extend(self.buffer.drain(..take));
+        self.emit_call_progress(&text, &mut name_sent, &mut arguments_sent, deltas);
+        self.state = match end {
+            // Hermes closes each call with a tag; the others may list more calls.
+            Some(_) if self.format == ToolFormat::Hermes => ParseState::AfterCall,
+            Some(_) => ParseState::InCall { text: String::new(), name_sent: false, arguments_sent: 0 },
+            None => ParseState::InCall { text, name_sent, arguments_sent },
+        };
+        end.is_some()
     }
 
     fn step_text(&mut self, visible: &mut String, at_end: bool) -> bool {

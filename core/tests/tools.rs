@@ -194,6 +194,15 @@ fn bad_tool_requests_fail_before_generation() {
     assert_eq!(model().chat(&ask(), &both).unwrap_err().kind(), ErrorKind::InvalidArgument);
     let completion = GenerateOptions { tools: weather_tools(), ..Default::default() };
     assert_eq!(model().complete("Hi", &completion).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let empty_template = GenerateOptions { template: Some("  ".into()), ..Default::default() };
+    assert_eq!(model().chat(&ask(), &empty_template).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let impossible = json!({"type": "number", "minimum": 5, "maximum": 4.5});
+    let impossible = GenerateOptions { constraint: Some(Constraint::JsonSchema(impossible.to_string())), ..Default::default() };
+    assert_eq!(model().chat(&ask(), &impossible).unwrap_err().kind(), ErrorKind::InvalidGrammar);
+    let no_name = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]});
+    assert_eq!(Message::from_openai(&no_name).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let no_content = json!({"role": "user"});
+    assert_eq!(Message::from_openai(&no_content).unwrap_err().kind(), ErrorKind::InvalidArgument);
     // The model is fine afterwards.
     assert!(model().chat(&ask(), &GenerateOptions { max_tokens: Some(4), ..Default::default() }).is_ok());
 }

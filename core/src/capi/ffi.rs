@@ -647,11 +647,25 @@ pub unsafe extern "C" fn corral_model_apply_chat_template(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        let out_prompt = unsafe { out(out_prompt, "out_prompt") }?;
-        let text = m.model.apply_chat_template(&msgs, add_generation_prompt, &[], None).map_err(fail)?;
-        *out_prompt = owned_string(&text);
-        Ok(())
+        unsafe { render_chat(m, &msgs, add_generation_prompt, std::ptr::null(), std::ptr::null(), out_prompt) }
     })
+}
+
+/// The body of both template functions.
+unsafe fn render_chat(
+    m: &corral_model,
+    messages: &[Message],
+    add_generation_prompt: bool,
+    tools_json: *const c_char,
+    chat_template: *const c_char,
+    out_prompt: *mut *mut c_char,
+) -> Result<(), corral_status> {
+    let out_prompt = unsafe { out(out_prompt, "out_prompt") }?;
+    let tools = unsafe { tools(tools_json, "tools_json") }?;
+    let template = unsafe { opt_str(chat_template, "chat_template") }?;
+    let text = m.model.apply_chat_template(messages, add_generation_prompt, &tools, template).map_err(fail)?;
+    *out_prompt = owned_string(&text);
+    Ok(())
 }
 
 /// corral_model_apply_chat_template for an OpenAI-shaped conversation (`messages_json`: a JSON
@@ -673,12 +687,7 @@ pub unsafe extern "C" fn corral_model_apply_chat_template_json(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let msgs = unsafe { self::messages_json(messages_json) }?;
-        let out_prompt = unsafe { out(out_prompt, "out_prompt") }?;
-        let tools = unsafe { tools(tools_json, "tools_json") }?;
-        let template = unsafe { opt_str(chat_template, "chat_template") }?;
-        let text = m.model.apply_chat_template(&msgs, add_generation_prompt, &tools, template).map_err(fail)?;
-        *out_prompt = owned_string(&text);
-        Ok(())
+        unsafe { render_chat(m, &msgs, add_generation_prompt, tools_json, chat_template, out_prompt) }
     })
 }
 
@@ -771,6 +780,34 @@ fn start(target: Target<'_>, prompt: Prompt<'_>, options: &GenerateOptions) -> c
     }
 }
 
+/// The body of every blocking generation function: the options, the request, the run.
+unsafe fn generate(
+    target: Target<'_>,
+    prompt: Prompt<'_>,
+    params: *const corral_generate_params,
+    callback: corral_chunk_callback,
+    user_data: *mut c_void,
+    out_result: *mut corral_result,
+) -> Result<(), corral_status> {
+    let options = unsafe { generate_options(params) }?;
+    let stream = start(target, prompt, &options).map_err(fail)?;
+    run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+}
+
+/// The body of every function that starts a stream to pull.
+unsafe fn generate_stream(
+    target: Target<'_>,
+    prompt: Prompt<'_>,
+    params: *const corral_generate_params,
+    out_stream: *mut *mut corral_stream,
+) -> Result<(), corral_status> {
+    let out_stream = unsafe { out(out_stream, "out_stream") }?;
+    let options = unsafe { generate_options(params) }?;
+    let stream = start(target, prompt, &options).map_err(fail)?;
+    *out_stream = into_stream_handle(stream);
+    Ok(())
+}
+
 /// Runs a generation on the calling thread, feeding `callback` and filling `out`.
 fn run_blocking(
     stream: Stream,
@@ -839,9 +876,7 @@ pub unsafe extern "C" fn corral_model_complete(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let prompt = unsafe { str_arg(prompt, "prompt") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Model(&m.model), Prompt::Text(prompt), &options).map_err(fail)?;
-        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+        unsafe { generate(Target::Model(&m.model), Prompt::Text(prompt), params, callback, user_data, out_result) }
     })
 }
 
@@ -860,9 +895,7 @@ pub unsafe extern "C" fn corral_model_chat(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Model(&m.model), Prompt::Chat(msgs), &options).map_err(fail)?;
-        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+        unsafe { generate(Target::Model(&m.model), Prompt::Chat(msgs), params, callback, user_data, out_result) }
     })
 }
 
@@ -878,11 +911,7 @@ pub unsafe extern "C" fn corral_model_complete_stream(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let prompt = unsafe { str_arg(prompt, "prompt") }?;
-        let out_stream = unsafe { out(out_stream, "out_stream") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Model(&m.model), Prompt::Text(prompt), &options).map_err(fail)?;
-        *out_stream = into_stream_handle(stream);
-        Ok(())
+        unsafe { generate_stream(Target::Model(&m.model), Prompt::Text(prompt), params, out_stream) }
     })
 }
 
@@ -898,11 +927,7 @@ pub unsafe extern "C" fn corral_model_chat_stream(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        let out_stream = unsafe { out(out_stream, "out_stream") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Model(&m.model), Prompt::Chat(msgs), &options).map_err(fail)?;
-        *out_stream = into_stream_handle(stream);
-        Ok(())
+        unsafe { generate_stream(Target::Model(&m.model), Prompt::Chat(msgs), params, out_stream) }
     })
 }
 
@@ -922,9 +947,7 @@ pub unsafe extern "C" fn corral_model_chat_json(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let msgs = unsafe { self::messages_json(messages_json) }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Model(&m.model), Prompt::Chat(msgs), &options).map_err(fail)?;
-        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+        unsafe { generate(Target::Model(&m.model), Prompt::Chat(msgs), params, callback, user_data, out_result) }
     })
 }
 
@@ -939,11 +962,7 @@ pub unsafe extern "C" fn corral_model_chat_stream_json(
     guard(|| {
         let m = unsafe { arg(model, "model") }?;
         let msgs = unsafe { self::messages_json(messages_json) }?;
-        let out_stream = unsafe { out(out_stream, "out_stream") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Model(&m.model), Prompt::Chat(msgs), &options).map_err(fail)?;
-        *out_stream = into_stream_handle(stream);
-        Ok(())
+        unsafe { generate_stream(Target::Model(&m.model), Prompt::Chat(msgs), params, out_stream) }
     })
 }
 
@@ -1048,9 +1067,7 @@ pub unsafe extern "C" fn corral_session_complete(
     guard(|| {
         let s = unsafe { arg(session, "session") }?;
         let prompt = unsafe { str_arg(prompt, "prompt") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Session(&s.session), Prompt::Text(prompt), &options).map_err(fail)?;
-        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+        unsafe { generate(Target::Session(&s.session), Prompt::Text(prompt), params, callback, user_data, out_result) }
     })
 }
 
@@ -1069,9 +1086,7 @@ pub unsafe extern "C" fn corral_session_chat(
     guard(|| {
         let s = unsafe { arg(session, "session") }?;
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Session(&s.session), Prompt::Chat(msgs), &options).map_err(fail)?;
-        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+        unsafe { generate(Target::Session(&s.session), Prompt::Chat(msgs), params, callback, user_data, out_result) }
     })
 }
 
@@ -1086,11 +1101,7 @@ pub unsafe extern "C" fn corral_session_complete_stream(
     guard(|| {
         let s = unsafe { arg(session, "session") }?;
         let prompt = unsafe { str_arg(prompt, "prompt") }?;
-        let out_stream = unsafe { out(out_stream, "out_stream") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Session(&s.session), Prompt::Text(prompt), &options).map_err(fail)?;
-        *out_stream = into_stream_handle(stream);
-        Ok(())
+        unsafe { generate_stream(Target::Session(&s.session), Prompt::Text(prompt), params, out_stream) }
     })
 }
 
@@ -1106,11 +1117,7 @@ pub unsafe extern "C" fn corral_session_chat_stream(
     guard(|| {
         let s = unsafe { arg(session, "session") }?;
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        let out_stream = unsafe { out(out_stream, "out_stream") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Session(&s.session), Prompt::Chat(msgs), &options).map_err(fail)?;
-        *out_stream = into_stream_handle(stream);
-        Ok(())
+        unsafe { generate_stream(Target::Session(&s.session), Prompt::Chat(msgs), params, out_stream) }
     })
 }
 
@@ -1127,9 +1134,7 @@ pub unsafe extern "C" fn corral_session_chat_json(
     guard(|| {
         let s = unsafe { arg(session, "session") }?;
         let msgs = unsafe { self::messages_json(messages_json) }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Session(&s.session), Prompt::Chat(msgs), &options).map_err(fail)?;
-        run_blocking(stream, callback, user_data, unsafe { out_result.as_mut() })
+        unsafe { generate(Target::Session(&s.session), Prompt::Chat(msgs), params, callback, user_data, out_result) }
     })
 }
 
@@ -1144,10 +1149,6 @@ pub unsafe extern "C" fn corral_session_chat_stream_json(
     guard(|| {
         let s = unsafe { arg(session, "session") }?;
         let msgs = unsafe { self::messages_json(messages_json) }?;
-        let out_stream = unsafe { out(out_stream, "out_stream") }?;
-        let options = unsafe { generate_options(params) }?;
-        let stream = start(Target::Session(&s.session), Prompt::Chat(msgs), &options).map_err(fail)?;
-        *out_stream = into_stream_handle(stream);
-        Ok(())
+        unsafe { generate_stream(Target::Session(&s.session), Prompt::Chat(msgs), params, out_stream) }
     })
 }
