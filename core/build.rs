@@ -3,7 +3,8 @@
 //! read it as `DEP_CORRAL_RUNTIME_DIR` (the Python and Node bindings copy it into their
 //! packages); scripts/build-capi.sh finds it in cargo's build-script output.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -31,7 +32,12 @@ fn main() {
         }
     }
     assert!(staged > 0, "no llama.cpp libraries found in {} or {}", libs.display(), backends.display());
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        let cmake_build = backends.parent().expect("backends folder has a parent").join("build");
+        relink_cpu_variants(&cmake_build, &runtime);
+    }
     println!("cargo:rustc-env=CORRAL_BUILD_BACKEND_DIR={}", backends.display());
+    println!("cargo:rustc-env=CORRAL_BUILD_RUNTIME_DIR={}", runtime.display());
     println!("cargo:runtime_dir={}", runtime.display());
 }
 
@@ -44,4 +50,106 @@ fn is_soname(name: &str) -> bool {
 /// `libggml-cpu-haswell.so`: backend modules, which ggml opens by path.
 fn is_module(name: &str) -> bool {
     name.starts_with("lib") && name.ends_with(".so")
+}
+
+const KERNEL: &str = "kernels/q4_1_gemm.cpp";
+
+/// Replaces each staged `libggml-cpu-<variant>.so` built with AVX2 by the same objects plus
+/// corral's Q4_1 GEMM, ggml's `llamafile_sgemm` renamed so that corral's wraps it.
+fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
+    println!("cargo:rerun-if-changed={KERNEL}");
+    let kernel = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(KERNEL);
+    let work = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("relink");
+    let _ = std::fs::remove_dir_all(&work);
+    let Ok(commands) = std::fs::read_to_string(cmake_build.join("compile_commands.json")) else {
+        println!("cargo:warning=no compile_commands.json in {}: CPU variants ship without corral's Q4_1 GEMM", cmake_build.display());
+        return;
+    };
+    let Ok(commands) = serde_json::from_str::<Vec<serde_json::Value>>(&commands) else {
+        println!("cargo:warning=unreadable compile_commands.json: CPU variants ship without corral's Q4_1 GEMM");
+        return;
+    };
+    for entry in &commands {
+        let (Some(command), Some(dir), Some(file)) =
+            (entry["command"].as_str(), entry["directory"].as_str(), entry["file"].as_str())
+        else {
+            continue;
+        };
+        if !file.ends_with("llamafile/sgemm.cpp") || !command.contains("-DGGML_AVX2") {
+            continue;
+        }
+        let Some(variant) = variant_of(command) else { continue };
+        let library = runtime.join(format!("libggml-cpu-{variant}.so"));
+        if !library.exists() {
+            continue;
+        }
+        if let Err(e) = relink_variant(variant, command, Path::new(dir), &kernel, &work.join(variant), &library) {
+            println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's Q4_1 GEMM: {e}");
+        }
+    }
+}
+
+/// `ggml-cpu-haswell` from `... CMakeFiles/ggml-cpu-haswell.dir/...`.
+fn variant_of(command: &str) -> Option<&str> {
+    let start = command.find("CMakeFiles/ggml-cpu-")? + "CMakeFiles/ggml-cpu-".len();
+    let len = command[start..].find(".dir/")?;
+    Some(&command[start..start + len])
+}
+
+fn relink_variant(variant: &str, command: &str, dir: &Path, kernel: &Path, work: &Path, library: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
+    // The variant's compile command for sgemm.cpp, aimed at corral's kernel instead.
+    let flags = &command[..command.rfind(" -o ").ok_or("unexpected compile command")?];
+    let kernel_object = work.join("q4_1_gemm.o");
+    run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(kernel)), dir)?;
+    let original = dir.join(format!("CMakeFiles/ggml-cpu-{variant}.dir/ggml-cpu/llamafile/sgemm.cpp.o"));
+    let renamed = work.join("sgemm.o");
+    let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
+    let status = Command::new(&objcopy)
+        .args(["--redefine-sym", "llamafile_sgemm=ggml_llamafile_sgemm"])
+        .arg(&original)
+        .arg(&renamed)
+        .status()
+        .map_err(|e| format!("{objcopy}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{objcopy} failed on {}", original.display()));
+    }
+    // CMake's link command for the variant: same objects with sgemm's swapped, no build-folder
+    // run path (ggml-base is already loaded when a variant is), written to the work folder.
+    let link_file = dir.join(format!("CMakeFiles/ggml-cpu-{variant}.dir/link.txt"));
+    let link = std::fs::read_to_string(&link_file).map_err(|e| format!("{}: {e}", link_file.display()))?;
+    let relinked = work.join(library.file_name().unwrap());
+    let mut args = Vec::new();
+    let mut words = link.split_whitespace();
+    let mut swapped = false;
+    while let Some(word) = words.next() {
+        if word == "-o" {
+            words.next();
+            args.push(format!("-o {}", quote(&relinked)));
+        } else if word.trim_matches('"').ends_with("llamafile/sgemm.cpp.o") {
+            args.push(format!("{} {}", quote(&renamed), quote(&kernel_object)));
+            swapped = true;
+        } else if !word.starts_with("-Wl,-rpath,") {
+            args.push(word.to_string());
+        }
+    }
+    if !swapped {
+        return Err(format!("sgemm.cpp.o not found in {}", link_file.display()));
+    }
+    run_shell(&args.join(" "), dir)?;
+    std::fs::copy(&relinked, library).map_err(|e| format!("copy {}: {e}", relinked.display()))?;
+    Ok(())
+}
+
+fn run_shell(command: &str, dir: &Path) -> Result<(), String> {
+    let output = Command::new("sh").arg("-c").arg(command).current_dir(dir).output().map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{command}` failed: {}", String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
