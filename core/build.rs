@@ -99,10 +99,11 @@ fn variant_of(command: &str) -> Option<&str> {
 fn relink_variant(variant: &str, command: &str, dir: &Path, kernel: &Path, work: &Path, library: &Path) -> Result<(), String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     // The variant's compile command for sgemm.cpp, aimed at corral's kernel instead.
-    let flags = &command[..command.rfind(" -o ").ok_or("unexpected compile command")?];
+    let output_at = command.rfind(" -o ").ok_or("unexpected compile command")?;
+    let (flags, sgemm_object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
     let kernel_object = work.join("q4_1_gemm.o");
     run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(kernel)), dir)?;
-    let original = dir.join(format!("CMakeFiles/ggml-cpu-{variant}.dir/ggml-cpu/llamafile/sgemm.cpp.o"));
+    let original = dir.join(sgemm_object);
     let renamed = work.join("sgemm.o");
     let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
     let status = Command::new(&objcopy)
@@ -126,7 +127,7 @@ fn relink_variant(variant: &str, command: &str, dir: &Path, kernel: &Path, work:
         if word == "-o" {
             words.next();
             args.push(format!("-o {}", quote(&relinked)));
-        } else if word.trim_matches('"').ends_with("llamafile/sgemm.cpp.o") {
+        } else if word.trim_matches('"') == sgemm_object {
             args.push(format!("{} {}", quote(&renamed), quote(&kernel_object)));
             swapped = true;
         } else if !word.starts_with("-Wl,-rpath,") {
@@ -134,7 +135,7 @@ fn relink_variant(variant: &str, command: &str, dir: &Path, kernel: &Path, work:
         }
     }
     if !swapped {
-        return Err(format!("sgemm.cpp.o not found in {}", link_file.display()));
+        return Err(format!("{sgemm_object} not found in {}", link_file.display()));
     }
     run_shell(&args.join(" "), dir)?;
     std::fs::copy(&relinked, library).map_err(|e| format!("copy {}: {e}", relinked.display()))?;
