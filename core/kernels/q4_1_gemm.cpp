@@ -1,22 +1,33 @@
 // corral's Q4_1 matrix multiplication for ggml's x86 CPU backends.
 //
-// ggml multiplies a Q4_1 weight matrix by a batch of activations one (row, column) dot
-// product at a time (ggml_vec_dot_q4_1_q8_1): every 4-bit row is unpacked again for every
-// token of the batch. That is most of the time of batched decoding and prompt processing on
-// Q4_1 models, for which ggml has no GEMM (llamafile's tinyBLAS and the CPU repack cover
-// Q4_0, Q8_0, IQ4_NL and K-quants). This kernel computes 4 rows x up to 4 columns per tile,
-// unpacking each weight block once per tile and reusing each activation block for 4 rows.
+// ggml multiplies a Q4_1 weight matrix by activations one (row, column) dot product at a time
+// (ggml_vec_dot_q4_1_q8_1), and each of those converts and scales 8 partial sums per block.
+// ggml has no GEMM for Q4_1 on x86 (llamafile's tinyBLAS and the CPU repack cover Q4_0, Q8_0,
+// IQ4_NL and K-quants), so on Q4_1 models this is most of the time of generation, batched
+// decoding and prompts alike.
 //
-// Per (row, column) it performs exactly ggml_vec_dot_q4_1_q8_1's arithmetic in the same order
-// (8-lane float accumulator, scales multiplied as floats, the min term summed as a scalar, one
-// horizontal sum at the end), so results are bit-identical to ggml's, batched or not.
+// This kernel works on panels of 8 rows. Each weight block of the panel is unpacked once and
+// transposed so that one 256-bit lane holds one row: a single VNNI dot product (or maddubs on
+// plain AVX2) then advances 8 rows at once against 4 broadcast activation bytes, and each block
+// ends in one integer sum per (row, column), converted and scaled for 8 rows with 3 vector
+// operations. The unpacked panel stays in L1 and serves every column of the batch.
+//
+// Arithmetic, per (row, column), in block order (bit for bit the same in every variant, for
+// every batch size and tile: batching never changes a result):
+//     isum = sum of the block's 32 products of 4-bit weights and 8-bit activations (exact)
+//     acc  = fma(float(isum), weight_scale * activation_scale, acc)
+//     acc  = fma(weight_min, activation_scale_x_sum, acc)
+// ggml sums the same terms in another order, so results differ from ggml's in the last bits
+// (core/tests/kernel.rs checks both: this formula exactly, ggml's within rounding).
 //
 // It is linked into each AVX2-capable libggml-cpu-<variant>.so by core/build.rs: ggml's own
 // `llamafile_sgemm` is renamed to `ggml_llamafile_sgemm` in that variant's object file, and the
 // `llamafile_sgemm` below takes Q4_1 x Q8_1 and hands every other case to it.
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define GGML_COMMON_DECL_CPP
 #include "ggml-common.h"
@@ -28,111 +39,217 @@ extern "C" bool ggml_llamafile_sgemm(const struct ggml_compute_params * params, 
 
 namespace {
 
-constexpr int TILE_ROWS = 4;
-constexpr int TILE_COLS = 4;
+// The fp16 pairs read as one 32-bit word below: (scale, min) and (scale, scale x sum).
+static_assert(offsetof(block_q4_1, qs) == 4 && sizeof(ggml_half) == 2, "block_q4_1 starts with d, m");
+static_assert(offsetof(block_q8_1, qs) == 4, "block_q8_1 starts with d, s");
 
-inline float fp16_to_fp32(ggml_half h) {
-    return _cvtsh_ss(h);
+constexpr int PANEL_ROWS = 8;          // one 32-bit lane of a 256-bit register per row
+constexpr int TILE_COLS = 4;           // columns sharing each loaded panel block
+constexpr int64_t CHUNK_BLOCKS = 64;   // panel depth: 64 blocks x 320 bytes stay in L1
+constexpr int64_t BATCH_COLS = 32;     // columns whose scales are converted at once
+
+// One weight block of 8 rows, ready for the dot products.
+struct PanelBlock {
+    __m256i quants[8];  // [g]: weights 4g..4g+3 of the block (g < 4) or 16+4(g-4).. (g >= 4); lane = row
+    __m256 scales;      // lane = row
+    __m256 mins;
+};
+
+// Activation scale and scale x sum of one block, as floats.
+struct ActivationScales {
+    float scale;
+    float scale_x_sum;
+};
+
+const block_q4_1 zero_block = {};
+
+// Block l of rows row0..row0 + rows (rows <= 8; missing rows read as zero).
+inline PanelBlock unpack_block(const block_q4_1 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+    const block_q4_1 * row[PANEL_ROWS];
+    for (int r = 0; r < PANEL_ROWS; ++r) {
+        row[r] = r < rows ? &A[(row0 + r) * lda + l] : &zero_block;
+    }
+    // y[r] = 16 nibble bytes of row r | of row r + 4, then a 4x4 transpose of 32-bit words in
+    // each 128-bit lane: word c of the result is bytes 4c..4c+3 of every row.
+    __m256i y[4];
+    for (int r = 0; r < 4; ++r) {
+        y[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *) row[r]->qs)),
+                                       _mm_loadu_si128((const __m128i *) row[r + 4]->qs), 1);
+    }
+    const __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]);
+    const __m256i t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]);
+    const __m256i t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    const __m256i words[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                              _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+    PanelBlock out;
+    for (int c = 0; c < 4; ++c) {
+        // Byte j of a block holds weight j in its low nibble and weight j + 16 in its high.
+        out.quants[c] = _mm256_and_si256(words[c], low_nibbles);
+        out.quants[c + 4] = _mm256_and_si256(_mm256_srli_epi16(words[c], 4), low_nibbles);
+    }
+    int32_t pairs[PANEL_ROWS];
+    for (int r = 0; r < PANEL_ROWS; ++r) {
+        memcpy(&pairs[r], row[r], sizeof(int32_t));
+    }
+    // fp16 (scale, min) of rows 0..7; within each 128-bit lane, the four scales first.
+    const __m256i interleaved =
+        _mm256_setr_epi32(pairs[0], pairs[1], pairs[2], pairs[3], pairs[4], pairs[5], pairs[6], pairs[7]);
+    const __m256i scales_then_mins =
+        _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                         0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i halves = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(interleaved, scales_then_mins), 0xD8);
+    out.scales = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
+    out.mins = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
+    return out;
 }
 
-// 16 bytes of nibbles -> 32 bytes: low nibbles first, then high (ggml's bytes_from_nibbles_32).
-inline __m256i unpack_nibbles(const uint8_t * qs) {
-    const __m128i packed = _mm_loadu_si128((const __m128i *) qs);
-    const __m256i bytes = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-    return _mm256_and_si256(_mm256_set1_epi8(0x0F), bytes);
+inline __m256i broadcast_word(const int8_t * bytes) {
+    int32_t word;
+    memcpy(&word, bytes, sizeof(word));
+    return _mm256_set1_epi32(word);
 }
 
-// Unsigned x signed bytes, summed in groups of 4 into 8 floats (ggml's mul_sum_us8_pairs_float).
-inline __m256 dot_groups(__m256i unsigned_bytes, __m256i signed_bytes) {
+// Per lane (row): the exact integer dot product of the block's 32 weights with 32 activations.
+inline __m256i block_dot(const PanelBlock & block, const int8_t * activations) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), unsigned_bytes, signed_bytes));
+#define CORRAL_DPBUSD _mm256_dpbusd_epi32
 #elif defined(__AVXVNNI__)
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), unsigned_bytes, signed_bytes));
+#define CORRAL_DPBUSD _mm256_dpbusd_avx_epi32
+#endif
+#ifdef CORRAL_DPBUSD
+    // Two chains of 4, so that consecutive dot products do not wait on each other.
+    __m256i low = _mm256_setzero_si256();
+    __m256i high = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+        low = CORRAL_DPBUSD(low, block.quants[g], broadcast_word(activations + 4 * g));
+        high = CORRAL_DPBUSD(high, block.quants[g + 4], broadcast_word(activations + 16 + 4 * g));
+    }
+    return _mm256_add_epi32(low, high);
+#undef CORRAL_DPBUSD
 #else
-    const __m256i pairs = _mm256_maddubs_epi16(unsigned_bytes, signed_bytes);
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), pairs));
+    // |weight x activation pair| <= 2 x 15 x 128, so eight pair sums fit 16 bits exactly.
+    __m256i pairs[8];
+    for (int g = 0; g < 4; ++g) {
+        pairs[g] = _mm256_maddubs_epi16(block.quants[g], broadcast_word(activations + 4 * g));
+        pairs[g + 4] = _mm256_maddubs_epi16(block.quants[g + 4], broadcast_word(activations + 16 + 4 * g));
+    }
+    const __m256i sum = _mm256_add_epi16(
+        _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3])),
+        _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7])));
+    return _mm256_madd_epi16(sum, _mm256_set1_epi16(1));
 #endif
 }
 
-// ggml's hsum_float_8.
-inline float horizontal_sum(__m256 x) {
-    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
+// The 8 (or `rows`) floats of one column of the panel in C.
+inline __m256 load_rows(const float * c, int rows) {
+    if (rows == PANEL_ROWS) {
+        return _mm256_loadu_ps(c);
+    }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(c, mask);
 }
 
-// C[col * ldc + row] for rows row0..row0+ROWS and columns col0..col0+COLS, over k blocks.
-template <int ROWS, int COLS>
-void tile(int64_t k, const block_q4_1 * A, int64_t lda, const block_q8_1 * B, int64_t ldb, float * C, int64_t ldc,
-          int64_t row0, int64_t col0) {
-    __m256 acc[ROWS][COLS];
-    float mins[ROWS][COLS];
-    for (int i = 0; i < ROWS; ++i) {
-        for (int j = 0; j < COLS; ++j) {
-            acc[i][j] = _mm256_setzero_ps();
-            mins[i][j] = 0.0f;
-        }
+inline void store_rows(float * c, int rows, __m256 values) {
+    if (rows == PANEL_ROWS) {
+        _mm256_storeu_ps(c, values);
+        return;
     }
-    for (int64_t l = 0; l < k; ++l) {
-        __m256i weights[ROWS];
-        float weight_scale[ROWS];
-        float weight_min[ROWS];
-        for (int i = 0; i < ROWS; ++i) {
-            const block_q4_1 & block = A[(row0 + i) * lda + l];
-            weights[i] = unpack_nibbles(block.qs);
-            weight_scale[i] = fp16_to_fp32(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
-            weight_min[i] = fp16_to_fp32(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.m);
-        }
-        for (int j = 0; j < COLS; ++j) {
-            const block_q8_1 & block = B[(col0 + j) * ldb + l];
-            const __m256i activations = _mm256_loadu_si256((const __m256i *) block.qs);
-            const float activation_scale = fp16_to_fp32(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
-            const float activation_sum = fp16_to_fp32(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.s);
-            for (int i = 0; i < ROWS; ++i) {
-                const __m256 scale = _mm256_set1_ps(weight_scale[i] * activation_scale);
-                acc[i][j] = _mm256_fmadd_ps(scale, dot_groups(weights[i], activations), acc[i][j]);
-                mins[i][j] += weight_min[i] * activation_sum;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(c, mask, values);
+}
+
+// Columns col0..col0 + COLS of rows row0..row0 + rows over blocks [l0, l0 + count),
+// accumulating onto C unless this is the first chunk. UNPACK: the weight blocks are unpacked
+// here (and kept in `panel` when STORE, for the next tiles); otherwise they are read from it.
+template <int COLS, bool UNPACK, bool STORE>
+void tile(const block_q4_1 * A, int64_t lda, PanelBlock * panel, int64_t l0, int64_t count, const block_q8_1 * B,
+          int64_t ldb, const ActivationScales * scales, float * C, int64_t ldc, int64_t row0, int rows,
+          int64_t col0) {
+    __m256 acc[COLS];
+    for (int j = 0; j < COLS; ++j) {
+        acc[j] = l0 == 0 ? _mm256_setzero_ps() : load_rows(C + (col0 + j) * ldc + row0, rows);
+    }
+    for (int64_t l = 0; l < count; ++l) {
+        PanelBlock unpacked;
+        if (UNPACK) {
+            // The 8 rows are 8 interleaved streams, too many for the hardware prefetchers:
+            // fetch the same blocks of the next panel meanwhile (2.5 cache lines per block).
+            const char * next = (const char *) &A[(row0 + PANEL_ROWS) * lda + l0] + l * PANEL_ROWS * sizeof(block_q4_1);
+            for (int line = 0; line < 3; ++line) {
+                _mm_prefetch(next + 64 * line, _MM_HINT_T0);
+            }
+            unpacked = unpack_block(A, lda, row0, rows, l0 + l);
+            if (STORE) {
+                panel[l] = unpacked;
             }
         }
-    }
-    for (int i = 0; i < ROWS; ++i) {
+        const PanelBlock & block = UNPACK ? unpacked : panel[l];
         for (int j = 0; j < COLS; ++j) {
-            C[(col0 + j) * ldc + row0 + i] = horizontal_sum(acc[i][j]) + mins[i][j];
+            const __m256i isum = block_dot(block, B[(col0 + j) * ldb + l0 + l].qs);
+            const ActivationScales & s = scales[j * CHUNK_BLOCKS + l];
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc[j]);
+            acc[j] = _mm256_fmadd_ps(block.mins, _mm256_set1_ps(s.scale_x_sum), acc[j]);
         }
+    }
+    for (int j = 0; j < COLS; ++j) {
+        store_rows(C + (col0 + j) * ldc + row0, rows, acc[j]);
     }
 }
 
-template <int ROWS>
-void row_tile(int64_t k, const block_q4_1 * A, int64_t lda, const block_q8_1 * B, int64_t ldb, float * C, int64_t ldc,
-              int64_t row0, int64_t n) {
-    int64_t col = 0;
-    for (; col + TILE_COLS <= n; col += TILE_COLS) {
-        tile<ROWS, TILE_COLS>(k, A, lda, B, ldb, C, ldc, row0, col);
-    }
-    switch (n - col) {
-        case 3: tile<ROWS, 3>(k, A, lda, B, ldb, C, ldc, row0, col); break;
-        case 2: tile<ROWS, 2>(k, A, lda, B, ldb, C, ldc, row0, col); break;
-        case 1: tile<ROWS, 1>(k, A, lda, B, ldb, C, ldc, row0, col); break;
+template <bool UNPACK, bool STORE>
+void tile_any(int cols, const block_q4_1 * A, int64_t lda, PanelBlock * panel, int64_t l0, int64_t count,
+              const block_q8_1 * B, int64_t ldb, const ActivationScales * scales, float * C, int64_t ldc,
+              int64_t row0, int rows, int64_t col0) {
+    switch (cols) {
+        case 4: tile<4, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        case 3: tile<3, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        case 2: tile<2, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        case 1: tile<1, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
         default: break;
     }
 }
 
-// This thread's share of the rows, in whole tiles; every thread sees every column.
+// This thread's share of the panels; every thread sees every column.
 void gemm_q4_1(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const block_q4_1 * A, int64_t lda,
                const block_q8_1 * B, int64_t ldb, float * C, int64_t ldc) {
-    const int64_t tiles = (m + TILE_ROWS - 1) / TILE_ROWS;
-    const int64_t per_thread = (tiles + params->nth - 1) / params->nth;
+    const int64_t panels = (m + PANEL_ROWS - 1) / PANEL_ROWS;
+    const int64_t per_thread = (panels + params->nth - 1) / params->nth;
     const int64_t first = per_thread * params->ith;
-    const int64_t last = first + per_thread < tiles ? first + per_thread : tiles;
-    for (int64_t t = first; t < last; ++t) {
-        const int64_t row0 = t * TILE_ROWS;
-        switch (m - row0 < TILE_ROWS ? m - row0 : TILE_ROWS) {
-            case 4: row_tile<4>(k, A, lda, B, ldb, C, ldc, row0, n); break;
-            case 3: row_tile<3>(k, A, lda, B, ldb, C, ldc, row0, n); break;
-            case 2: row_tile<2>(k, A, lda, B, ldb, C, ldc, row0, n); break;
-            case 1: row_tile<1>(k, A, lda, B, ldb, C, ldc, row0, n); break;
-            default: break;
+    const int64_t last = first + per_thread < panels ? first + per_thread : panels;
+    if (first >= last) {
+        return;
+    }
+    PanelBlock panel[CHUNK_BLOCKS];
+    ActivationScales scales[BATCH_COLS * CHUNK_BLOCKS];
+    for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
+        const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
+        for (int64_t l0 = 0; l0 < k; l0 += CHUNK_BLOCKS) {
+            const int64_t count = k - l0 < CHUNK_BLOCKS ? k - l0 : CHUNK_BLOCKS;
+            for (int64_t j = 0; j < batch_cols; ++j) {
+                for (int64_t l = 0; l < count; ++l) {
+                    const block_q8_1 & block = B[(batch0 + j) * ldb + l0 + l];
+                    scales[j * CHUNK_BLOCKS + l] = {_cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d),
+                                                    _cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.s)};
+                }
+            }
+            for (int64_t p = first; p < last; ++p) {
+                const int64_t row0 = p * PANEL_ROWS;
+                const int rows = m - row0 < PANEL_ROWS ? (int) (m - row0) : PANEL_ROWS;
+                // The first tile unpacks the weights; later tiles of the batch reuse them.
+                const int first_cols = batch_cols < TILE_COLS ? (int) batch_cols : TILE_COLS;
+                if (batch_cols > TILE_COLS) {
+                    tile_any<true, true>(first_cols, A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, batch0);
+                } else {
+                    tile_any<true, false>(first_cols, A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, batch0);
+                }
+                for (int64_t j = first_cols; j < batch_cols; j += TILE_COLS) {
+                    const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
+                    tile_any<false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK_BLOCKS], C, ldc,
+                                           row0, rows, batch0 + j);
+                }
+            }
         }
     }
 }
