@@ -13,7 +13,8 @@ Rows:
                      and a stream consumed token by token from Python: its `usage` and
                      wall-clock figures.
   llama-cpp-python   wall clock around `Llama.generate` (prompt: start to first token;
-                     generation: tokens after the first over the time since it).
+                     generation: tokens after the first over the time since it), in its own
+                     process (bench_llama_cpp_python.py): in this one it would run on corral's ggml.
 Every side loads the model afresh each round and measures its first request, as the core's
 `--repeats 1` does (later requests on one model can run at a different speed).
 """
@@ -107,27 +108,17 @@ def corral_core(model_path: Path, threads: int) -> dict[str, Figures]:
     }
 
 
-def llama_cpp_python(model_path: Path, threads: int, prompt: list[int]) -> dict[str, Figures]:
-    import llama_cpp  # type: ignore[import-not-found]
+def llama_cpp_python_child(request: dict) -> dict[str, float]:
+    """Runs bench_llama_cpp_python.py in its own process (see there why)."""
+    script = Path(__file__).resolve().parent / "bench_llama_cpp_python.py"
+    done = subprocess.run([sys.executable, str(script)], input=json.dumps(request), check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
 
-    llm = llama_cpp.Llama(
-        model_path=str(model_path),
-        n_ctx=CONTEXT_LENGTH,
-        n_batch=512,
-        n_ubatch=512,
-        n_threads=threads,
-        n_threads_batch=threads,
-        verbose=False,
-    )
-    token_times: list[float] = []
-    started = time.perf_counter()
-    # generate() never stops at end-of-generation by itself: like ignore_eos.
-    for _ in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
-        token_times.append(time.perf_counter())
-        if len(token_times) == GENERATED_TOKENS:
-            break
-    llm.close()
-    return {"llama-cpp-python": wall_clock(len(prompt), token_times, started)}
+
+def llama_cpp_python(model_path: Path, threads: int, prompt: list[int]) -> dict[str, Figures]:
+    request = {"mode": "single", "model": str(model_path), "threads": threads, "prompt": prompt,
+               "generated": GENERATED_TOKENS, "context": CONTEXT_LENGTH}
+    return {"llama-cpp-python": llama_cpp_python_child(request)}
 
 
 ROWS = [
@@ -171,19 +162,9 @@ def concurrency(model_path: Path, threads: int, with_llama_cpp_python: bool) -> 
         sequential /= time.perf_counter() - started
         results["corral Python"] = {"concurrent": concurrent, "sequential": sequential}
     if with_llama_cpp_python:
-        import llama_cpp  # type: ignore[import-not-found]
-
-        llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=4096, n_batch=512, n_threads=threads,
-                              n_threads_batch=threads, verbose=False)
-        started = time.perf_counter()
-        generated = 0
-        for prompt in STORY_PROMPTS:
-            for _ in llm.generate(llm.tokenize(prompt.encode()), top_k=1, temp=0.0, reset=True):
-                generated += 1
-                if generated % GENERATED_TOKENS == 0:
-                    break
-        sequential = generated / (time.perf_counter() - started)
-        llm.close()
+        request = {"mode": "sequential", "model": str(model_path), "threads": threads, "prompts": STORY_PROMPTS,
+                   "generated": GENERATED_TOKENS, "context": 4096}
+        sequential = llama_cpp_python_child(request)["tokens_per_s"]
         results["llama-cpp-python"] = {"concurrent": sequential, "sequential": sequential}
     return results
 
