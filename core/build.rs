@@ -52,21 +52,21 @@ fn is_module(name: &str) -> bool {
     name.starts_with("lib") && name.ends_with(".so")
 }
 
-const KERNEL: &str = "kernels/q4_1_gemm.cpp";
+const KERNEL: &str = "kernels/quant_gemm.cpp";
 
 /// Replaces each staged `libggml-cpu-<variant>.so` built with AVX2 by the same objects plus
-/// corral's Q4_1 GEMM, ggml's `llamafile_sgemm` renamed so that corral's wraps it.
+/// corral's quantized GEMM, ggml's `llamafile_sgemm` renamed so that corral's wraps it.
 fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
     println!("cargo:rerun-if-changed={KERNEL}");
     let kernel = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(KERNEL);
     let work = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("relink");
     let _ = std::fs::remove_dir_all(&work);
     let Ok(commands) = std::fs::read_to_string(cmake_build.join("compile_commands.json")) else {
-        println!("cargo:warning=no compile_commands.json in {}: CPU variants ship without corral's Q4_1 GEMM", cmake_build.display());
+        println!("cargo:warning=no compile_commands.json in {}: CPU variants ship without corral's quantized GEMM", cmake_build.display());
         return;
     };
     let Ok(commands) = serde_json::from_str::<Vec<serde_json::Value>>(&commands) else {
-        println!("cargo:warning=unreadable compile_commands.json: CPU variants ship without corral's Q4_1 GEMM");
+        println!("cargo:warning=unreadable compile_commands.json: CPU variants ship without corral's quantized GEMM");
         return;
     };
     for entry in &commands {
@@ -84,7 +84,7 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
             continue;
         }
         if let Err(e) = relink_variant(variant, command, Path::new(dir), &kernel, &work.join(variant), &library) {
-            println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's Q4_1 GEMM: {e}");
+            println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's quantized GEMM: {e}");
         }
     }
 }
@@ -101,7 +101,7 @@ fn relink_variant(variant: &str, command: &str, dir: &Path, kernel: &Path, work:
     // The variant's compile command for sgemm.cpp, aimed at corral's kernel instead.
     let output_at = command.rfind(" -o ").ok_or("unexpected compile command")?;
     let (flags, sgemm_object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
-    let kernel_object = work.join("q4_1_gemm.o");
+    let kernel_object = work.join("quant_gemm.o");
     run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(kernel)), dir)?;
     let original = dir.join(sgemm_object);
     let renamed = work.join("sgemm.o");

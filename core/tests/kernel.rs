@@ -1,4 +1,4 @@
-//! corral's Q4_1 GEMM (core/kernels/q4_1_gemm.cpp, linked into the CPU variants that ship):
+//! corral's quantized GEMM (core/kernels/quant_gemm.cpp, linked into the CPU variants that ship):
 //! - in every shipped variant this CPU can run (VNNI or plain AVX2), computes exactly its
 //!   documented formula for every tile shape, batch size and thread split, so its results never
 //!   depend on the variant or the batch; and agrees with ggml's dot product within rounding;
@@ -119,7 +119,7 @@ fn relinked_variants_agree_with_ggml() {
         // The variant this CPU runs is one of the relinked ones, and it is not ggml's.
         let library = std::fs::read(shipped.join(format!("libggml-cpu-{}.so", ours.variant))).unwrap();
         let marker = b"ggml_llamafile_sgemm";
-        assert!(library.windows(marker.len()).any(|w| w == marker), "libggml-cpu-{}.so lacks corral's Q4_1 GEMM", ours.variant);
+        assert!(library.windows(marker.len()).any(|w| w == marker), "libggml-cpu-{}.so lacks corral's GEMM", ours.variant);
         assert_ne!(ours.scores, theirs.scores, "the relinked variant computed ggml's bits");
     }
 }
@@ -142,11 +142,14 @@ type VecDot = unsafe extern "C" fn(i32, *mut f32, usize, *const u8, usize, *cons
 
 const Q4_1_BLOCK: usize = 20; // f16 scale, f16 min, 16 bytes of nibbles
 const Q8_1_BLOCK: usize = 36; // f16 scale, f16 scale * sum, 32 signed bytes
+const Q8_0_BLOCK: usize = 34; // f16 scale, 32 signed bytes
 const GGML_TYPE_F32: i32 = 0;
 const GGML_TYPE_Q4_1: i32 = 3;
+const GGML_TYPE_Q8_0: i32 = 8;
 const GGML_TYPE_Q8_1: i32 = 9;
 
-/// Random blocks with finite f16 scales of either sign.
+/// Random blocks with finite f16 scales of either sign (for Q8_0, the second "scale" is two
+/// of its 32 values).
 fn random_blocks(count: usize, block: usize, seed: &mut u64) -> Vec<u8> {
     let mut next = || {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -161,6 +164,12 @@ fn random_blocks(count: usize, block: usize, seed: &mut u64) -> Vec<u8> {
             bytes.extend_from_slice(&(half as u16).to_le_bytes());
         }
         bytes.extend((0..block - 4).map(|_| next() as u8));
+    }
+    // Never -128: ggml's quantizers produce -127..127, and its Q8_0 dot product relies on it.
+    for byte in &mut bytes {
+        if *byte == 0x80 {
+            *byte = 0x81;
+        }
     }
     bytes
 }
@@ -183,6 +192,60 @@ fn reference_dot(a: &[u8], b: &[u8], k: usize) -> f32 {
     }
     acc
 }
+
+/// Q8_0 x Q8_0: per block, the exact integer dot product, then one fma.
+fn reference_dot_q8_0(a: &[u8], b: &[u8], k: usize) -> f32 {
+    let half = |bytes: &[u8]| half_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]));
+    let mut acc = 0f32;
+    for block in 0..k {
+        let (wa, wb) = (&a[block * Q8_0_BLOCK..], &b[block * Q8_0_BLOCK..]);
+        let isum: i32 = (0..32).map(|j| wa[2 + j] as i8 as i32 * wb[2 + j] as i8 as i32).sum();
+        acc = (isum as f32).mul_add(half(wa) * half(wb), acc);
+    }
+    acc
+}
+
+fn rounding_bound_q8_0(a: &[u8], b: &[u8], k: usize) -> f32 {
+    let half = |bytes: &[u8]| half_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])) as f64;
+    let magnitude: f64 =
+        (0..k).map(|block| (half(&a[block * Q8_0_BLOCK..]) * half(&b[block * Q8_0_BLOCK..])).abs() * 32.0 * 128.0 * 128.0).sum();
+    (magnitude * (2 * k + 8) as f64 * f32::EPSILON as f64) as f32
+}
+
+/// A weight x activation format the kernel takes.
+struct Format {
+    name: &'static str,
+    weight_type: i32,
+    activation_type: i32,
+    weight_block: usize,
+    activation_block: usize,
+    /// ggml's dot product for the pair
+    vec_dot: &'static str,
+    reference: fn(&[u8], &[u8], usize) -> f32,
+    rounding_bound: fn(&[u8], &[u8], usize) -> f32,
+}
+
+const Q4_1_X_Q8_1: Format = Format {
+    name: "Q4_1 x Q8_1",
+    weight_type: GGML_TYPE_Q4_1,
+    activation_type: GGML_TYPE_Q8_1,
+    weight_block: Q4_1_BLOCK,
+    activation_block: Q8_1_BLOCK,
+    vec_dot: "ggml_vec_dot_q4_1_q8_1",
+    reference: reference_dot,
+    rounding_bound,
+};
+
+const Q8_0_X_Q8_0: Format = Format {
+    name: "Q8_0 x Q8_0",
+    weight_type: GGML_TYPE_Q8_0,
+    activation_type: GGML_TYPE_Q8_0,
+    weight_block: Q8_0_BLOCK,
+    activation_block: Q8_0_BLOCK,
+    vec_dot: "ggml_vec_dot_q8_0_q8_0",
+    reference: reference_dot_q8_0,
+    rounding_bound: rounding_bound_q8_0,
+};
 
 /// Bound on the rounding of either summation order: a few ulps of the largest partial sum.
 fn rounding_bound(a: &[u8], b: &[u8], k: usize) -> f32 {
@@ -218,7 +281,7 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
     }
     // Every shipped variant that carries the kernel and that this CPU can run.
     let runtime = PathBuf::from(env!("CORRAL_BUILD_RUNTIME_DIR"));
-    let mut tested = vec![];
+    let (mut tested, mut with_q8_0) = (vec![], vec![]);
     for entry in std::fs::read_dir(&runtime).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
@@ -242,25 +305,34 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
         // SAFETY: `void ggml_cpu_init(void)` fills the fp16 tables ggml's dot product reads.
         let cpu_init: unsafe extern "C" fn() = unsafe { std::mem::transmute(symbol("ggml_cpu_init")) };
         unsafe { cpu_init() };
-        // SAFETY: both symbols have these C signatures (ggml-cpu's sgemm.h and quants.h).
+        // SAFETY: these symbols have these C signatures (ggml-cpu's sgemm.h and quants.h).
         let sgemm: Sgemm = unsafe { std::mem::transmute(symbol("llamafile_sgemm")) };
-        let vec_dot: VecDot = unsafe { std::mem::transmute(symbol("ggml_vec_dot_q4_1_q8_1")) };
-        check_every_tile_shape(variant, sgemm, vec_dot);
+        check_every_tile_shape(variant, &Q4_1_X_Q8_1, sgemm, unsafe { std::mem::transmute(symbol(Q4_1_X_Q8_1.vec_dot)) });
+        // Q8_0 only where the variant has VNNI (the kernel marks it so).
+        if !symbol("corral_gemm_q8_0").is_null() {
+            check_every_tile_shape(variant, &Q8_0_X_Q8_0, sgemm, unsafe { std::mem::transmute(symbol(Q8_0_X_Q8_0.vec_dot)) });
+            with_q8_0.push(variant.to_string());
+        }
         tested.push(variant.to_string());
     }
-    eprintln!("formula checked in {tested:?}");
+    eprintln!("formula checked in {tested:?}, Q8_0 in {with_q8_0:?}");
     // The variant corral runs here is among them, and so is the plain AVX2 one (no VNNI).
     let running = corral::cpu_variant().unwrap().name;
     assert!(tested.contains(&running) && tested.contains(&"haswell".to_string()), "tested {tested:?}, running {running}");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl") {
+        assert!(with_q8_0.contains(&running), "{running} lacks the Q8_0 GEMM");
+    }
 }
 
-fn check_every_tile_shape(variant: &str, sgemm: Sgemm, vec_dot: VecDot) {
+fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot: VecDot) {
+    let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
     for k in [1usize, 3, 18, 70] {
         for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17] {
             for n in (1usize..=9).chain([33, 38]) {
-                let a = random_blocks(m * k, Q4_1_BLOCK, &mut seed);
-                let b = random_blocks(n * k, Q8_1_BLOCK, &mut seed);
+                let a = random_blocks(m * k, wb, &mut seed);
+                let b = random_blocks(n * k, ab, &mut seed);
                 // One spare float after each column and at the end must stay untouched.
                 let ldc = m + 1;
                 let mut c = vec![f32::NAN; ldc * n + 8];
@@ -274,27 +346,27 @@ fn check_every_tile_shape(variant: &str, sgemm: Sgemm, vec_dot: VecDot) {
                         use_ref: false,
                     };
                     let (k, m, n) = (k as i64, m as i64, n as i64);
-                    // SAFETY: a is m x k Q4_1 blocks, b is n x k Q8_1 blocks, c holds n columns of ldc floats.
+                    // SAFETY: a is m x k weight blocks, b is n x k activation blocks, c holds n columns of ldc floats.
                     let handled = unsafe {
-                        sgemm(&params, m, n, k, a.as_ptr(), k, b.as_ptr(), k, c.as_mut_ptr(), ldc as i64, GGML_TYPE_Q4_1, GGML_TYPE_Q8_1, GGML_TYPE_F32)
+                        sgemm(&params, m, n, k, a.as_ptr(), k, b.as_ptr(), k, c.as_mut_ptr(), ldc as i64, format.weight_type, format.activation_type, GGML_TYPE_F32)
                     };
-                    assert!(handled, "{variant}: Q4_1 x Q8_1 must be taken by corral's GEMM");
+                    assert!(handled, "{variant}: {name} must be taken by corral's GEMM");
                 }
                 for col in 0..n {
-                    let (row_a, col_b) = (|row: usize| &a[row * k * Q4_1_BLOCK..], &b[col * k * Q8_1_BLOCK..]);
+                    let (row_a, col_b) = (|row: usize| &a[row * k * wb..], &b[col * k * ab..]);
                     for row in 0..m {
                         let got = c[col * ldc + row];
-                        let expected = reference_dot(row_a(row), col_b, k);
-                        assert_eq!(got.to_bits(), expected.to_bits(), "{variant} k={k} m={m} n={n} row={row} col={col}: {got} vs {expected}");
+                        let expected = (format.reference)(row_a(row), col_b, k);
+                        assert_eq!(got.to_bits(), expected.to_bits(), "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs {expected}");
                         let mut ggml = 0f32;
-                        // SAFETY: one row of k Q4_1 blocks and one column of k Q8_1 blocks.
+                        // SAFETY: one row of k weight blocks and one column of k activation blocks.
                         unsafe { vec_dot((k * 32) as i32, &mut ggml, 0, row_a(row).as_ptr(), 0, col_b.as_ptr(), 0, 1) };
-                        let bound = rounding_bound(row_a(row), col_b, k);
-                        assert!((got - ggml).abs() <= bound, "{variant} k={k} m={m} n={n} row={row} col={col}: {got} vs ggml's {ggml} (bound {bound})");
+                        let bound = (format.rounding_bound)(row_a(row), col_b, k);
+                        assert!((got - ggml).abs() <= bound, "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs ggml's {ggml} (bound {bound})");
                     }
-                    assert!(c[col * ldc + m].is_nan(), "{variant} k={k} m={m} n={n}: written past column {col}");
+                    assert!(c[col * ldc + m].is_nan(), "{variant} {name} k={k} m={m} n={n}: written past column {col}");
                 }
-                assert!(c[ldc * n..].iter().all(|x| x.is_nan()), "{variant} k={k} m={m} n={n}: written past the result");
+                assert!(c[ldc * n..].iter().all(|x| x.is_nan()), "{variant} {name} k={k} m={m} n={n}: written past the result");
             }
         }
     }

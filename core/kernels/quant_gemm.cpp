@@ -1,0 +1,370 @@
+// corral's quantized matrix multiplication for ggml's x86 CPU backends: Q4_1 weights (any
+// AVX2 variant) and Q8_0 weights (VNNI variants).
+//
+// ggml multiplies Q4_1 weights by activations one (row, column) dot product at a time
+// (ggml_vec_dot_q4_1_q8_1), and each of those converts and scales 8 partial sums per block;
+// it has no GEMM for Q4_1 on x86 (llamafile's tinyBLAS and the CPU repack cover Q4_0, Q8_0,
+// IQ4_NL and K-quants). tinyBLAS's Q8_0 tiles, used for the output layer of many models, also
+// convert and scale per (row, column, block). On Q4_1 models that is most of the time of
+// generation, batched decoding and prompts alike.
+//
+// This kernel works on panels of 8 rows. Each weight block of the panel is unpacked once and
+// transposed so that one 256-bit lane holds one row: a single VNNI dot product (or maddubs on
+// plain AVX2) then advances 8 rows at once against 4 broadcast activation bytes, and each block
+// ends in one integer sum per (row, column), converted and scaled for 8 rows with 2-3 vector
+// operations. The unpacked panel stays in L1 and serves every column of the batch; the next
+// panel is prefetched meanwhile.
+//
+// Arithmetic, per (row, column), in block order (bit for bit the same in every variant, for
+// every batch size and tile: batching never changes a result):
+//     isum = sum of the block's 32 products of weights and activations (exact, integer)
+//     acc  = fma(float(isum), weight_scale * activation_scale, acc)
+//     acc  = fma(weight_min, activation_scale_x_sum, acc)          (Q4_1 only)
+// ggml sums the same terms in another order, so results differ from ggml's in the last bits
+// (core/tests/kernel.rs checks both: this formula exactly, ggml's within rounding).
+//
+// It is linked into each AVX2-capable libggml-cpu-<variant>.so by core/build.rs: ggml's own
+// `llamafile_sgemm` is renamed to `ggml_llamafile_sgemm` in that variant's object file, and the
+// `llamafile_sgemm` below takes Q4_1 x Q8_1 (and Q8_0 x Q8_0 with VNNI) and hands every other
+// case to it.
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define GGML_COMMON_DECL_CPP
+#include "ggml-common.h"
+#include "ggml-cpu-impl.h"
+
+extern "C" bool ggml_llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
+                                     const void * A, int64_t lda, const void * B, int64_t ldb, void * C,
+                                     int64_t ldc, int Atype, int Btype, int Ctype);
+
+namespace {
+
+// The fp16 pairs read as one 32-bit word below: (scale, min) and (scale, scale x sum).
+static_assert(offsetof(block_q4_1, qs) == 4 && sizeof(ggml_half) == 2, "block_q4_1 starts with d, m");
+static_assert(offsetof(block_q8_1, qs) == 4, "block_q8_1 starts with d, s");
+
+constexpr int PANEL_ROWS = 8;          // one 32-bit lane of a 256-bit register per row
+constexpr int TILE_COLS = 4;           // columns sharing each loaded panel block
+constexpr int64_t CHUNK_BLOCKS = 64;   // panel depth: 64 blocks x 320 bytes stay in L1
+constexpr int64_t BATCH_COLS = 32;     // columns whose scales are converted at once
+
+// One weight block of 8 rows, ready for the dot products.
+struct PanelBlock {
+    __m256i quants[8];  // [g]: weights 4g..4g+3 of the block (g < 4) or 16+4(g-4).. (g >= 4); lane = row
+    __m256 scales;      // lane = row
+    __m256 mins;
+};
+
+// What the dot products need of one activation block.
+struct ActivationScales {
+    float scale;
+    float scale_x_sum;   // Q8_1: ggml's precomputed scale x sum of the block's values
+    int32_t sum_x128;    // Q8_0: 128 x the sum of the block's values (see Q8_0::accumulate)
+};
+
+// Block l of rows row0..row0 + rows (rows <= 8); missing rows point at a zero block.
+template <typename Block>
+inline void block_rows(const Block * A, int64_t lda, int64_t row0, int rows, int64_t l, const Block * (&row)[PANEL_ROWS]) {
+    static const Block zero_block = {};
+    for (int r = 0; r < PANEL_ROWS; ++r) {
+        row[r] = r < rows ? &A[(row0 + r) * lda + l] : &zero_block;
+    }
+}
+
+// Q4_1 weights (scale, min, 32 x 4 bits) against Q8_1 activations (scale, scale x sum, 32 x 8 bits).
+struct Q4_1 {
+    using Weights = block_q4_1;
+    using Activations = block_q8_1;
+    static PanelBlock unpack(const block_q4_1 * A, int64_t lda, int64_t row0, int rows, int64_t l);
+    static ActivationScales activation_scales(const block_q8_1 & block) {
+        return {_cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d),
+                _cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.s), 0};
+    }
+    static __m256 accumulate(const PanelBlock & block, const block_q8_1 & activations, const ActivationScales & s, __m256 acc);
+};
+
+inline PanelBlock Q4_1::unpack(const block_q4_1 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+    const block_q4_1 * row[PANEL_ROWS];
+    block_rows(A, lda, row0, rows, l, row);
+    // y[r] = 16 nibble bytes of row r | of row r + 4, then a 4x4 transpose of 32-bit words in
+    // each 128-bit lane: word c of the result is bytes 4c..4c+3 of every row.
+    __m256i y[4];
+    for (int r = 0; r < 4; ++r) {
+        y[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *) row[r]->qs)),
+                                       _mm_loadu_si128((const __m128i *) row[r + 4]->qs), 1);
+    }
+    const __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]);
+    const __m256i t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(y[2], y[3]);
+    const __m256i t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+    const __m256i words[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                              _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+    PanelBlock out;
+    for (int c = 0; c < 4; ++c) {
+        // Byte j of a block holds weight j in its low nibble and weight j + 16 in its high.
+        out.quants[c] = _mm256_and_si256(words[c], low_nibbles);
+        out.quants[c + 4] = _mm256_and_si256(_mm256_srli_epi16(words[c], 4), low_nibbles);
+    }
+    int32_t pairs[PANEL_ROWS];
+    for (int r = 0; r < PANEL_ROWS; ++r) {
+        memcpy(&pairs[r], row[r], sizeof(int32_t));
+    }
+    // fp16 (scale, min) of rows 0..7; within each 128-bit lane, the four scales first.
+    const __m256i interleaved =
+        _mm256_setr_epi32(pairs[0], pairs[1], pairs[2], pairs[3], pairs[4], pairs[5], pairs[6], pairs[7]);
+    const __m256i scales_then_mins =
+        _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                         0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+    const __m256i halves = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(interleaved, scales_then_mins), 0xD8);
+    out.scales = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
+    out.mins = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
+    return out;
+}
+
+inline __m256i broadcast_word(const int8_t * bytes) {
+    int32_t word;
+    memcpy(&word, bytes, sizeof(word));
+    return _mm256_set1_epi32(word);
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define CORRAL_DPBUSD _mm256_dpbusd_epi32
+#elif defined(__AVXVNNI__)
+#define CORRAL_DPBUSD _mm256_dpbusd_avx_epi32
+#endif
+
+// Per lane (row): the exact integer dot product of 32 unsigned weights (at most 15 without
+// VNNI) with 32 signed activations; weight group g pairs with activation bytes offset[g]..+3.
+inline __m256i block_dot(const PanelBlock & block, const int8_t * activations, const int (&offset)[8]) {
+#ifdef CORRAL_DPBUSD
+    // Two chains of 4, so that consecutive dot products do not wait on each other.
+    __m256i low = _mm256_setzero_si256();
+    __m256i high = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+        low = CORRAL_DPBUSD(low, block.quants[g], broadcast_word(activations + offset[g]));
+        high = CORRAL_DPBUSD(high, block.quants[g + 4], broadcast_word(activations + offset[g + 4]));
+    }
+    return _mm256_add_epi32(low, high);
+#else
+    // |weight x activation pair| <= 2 x 15 x 128, so eight pair sums fit 16 bits exactly.
+    __m256i pairs[8];
+    for (int g = 0; g < 8; ++g) {
+        pairs[g] = _mm256_maddubs_epi16(block.quants[g], broadcast_word(activations + offset[g]));
+    }
+    const __m256i sum = _mm256_add_epi16(
+        _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3])),
+        _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7])));
+    return _mm256_madd_epi16(sum, _mm256_set1_epi16(1));
+#endif
+}
+
+// acc = fma(isum, weight scale x activation scale, acc); acc = fma(weight min, scale x sum, acc)
+inline __m256 Q4_1::accumulate(const PanelBlock & block, const block_q8_1 & activations, const ActivationScales & s,
+                               __m256 acc) {
+    // Group g < 4 holds weights 4g..4g+3, group g >= 4 weights 16 + 4(g - 4)..
+    static constexpr int offset[8] = {0, 4, 8, 12, 16, 20, 24, 28};
+    const __m256i isum = block_dot(block, activations.qs, offset);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
+    return _mm256_fmadd_ps(block.mins, _mm256_set1_ps(s.scale_x_sum), acc);
+}
+
+#ifdef CORRAL_DPBUSD
+// Q8_0 weights (scale, 32 x 8 bits) against Q8_0 activations, on VNNI only: without it the
+// signed x signed products need ggml's sign trick, and tinyBLAS already does that well.
+struct Q8_0 {
+    using Weights = block_q8_0;
+    using Activations = block_q8_0;
+    static PanelBlock unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l);
+    static ActivationScales activation_scales(const block_q8_0 & block) {
+        int32_t sum = 0;
+        for (int i = 0; i < 32; ++i) {
+            sum += block.qs[i];
+        }
+        return {_cvtsh_ss(block.d), 0.0f, 128 * sum};
+    }
+    // VNNI multiplies unsigned by signed bytes: the weights are stored + 128 (as unsigned), and
+    // the dot product then exceeds the signed one by exactly 128 x the sum of the activations.
+    static __m256 accumulate(const PanelBlock & block, const block_q8_0 & activations, const ActivationScales & s,
+                             __m256 acc) {
+        static constexpr int offset[8] = {0, 4, 8, 12, 16, 20, 24, 28};
+        const __m256i isum = _mm256_sub_epi32(block_dot(block, activations.qs, offset), _mm256_set1_epi32(s.sum_x128));
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
+    }
+};
+
+inline PanelBlock Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+    const block_q8_0 * row[PANEL_ROWS];
+    block_rows(A, lda, row0, rows, l, row);
+    // An 8 x 8 transpose of 32-bit words: group g = bytes 4g..4g+3 of every row.
+    __m256i r[8];
+    for (int i = 0; i < 8; ++i) {
+        r[i] = _mm256_loadu_si256((const __m256i *) row[i]->qs);
+    }
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);      // words 0, 4 of rows i..i+3
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);  // words 1, 5
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);  // words 2, 6
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);  // words 3, 7
+    }
+    const __m256i to_unsigned = _mm256_set1_epi8((char) 0x80);
+    PanelBlock out;
+    for (int w = 0; w < 4; ++w) {
+        out.quants[w] = _mm256_xor_si256(_mm256_permute2x128_si256(u[w], u[w + 4], 0x20), to_unsigned);
+        out.quants[w + 4] = _mm256_xor_si256(_mm256_permute2x128_si256(u[w], u[w + 4], 0x31), to_unsigned);
+    }
+    ggml_half scales[PANEL_ROWS];
+    for (int i = 0; i < PANEL_ROWS; ++i) {
+        scales[i] = row[i]->d;
+    }
+    out.scales = _mm256_cvtph_ps(_mm_setr_epi16(scales[0], scales[1], scales[2], scales[3], scales[4], scales[5],
+                                                scales[6], scales[7]));
+    out.mins = _mm256_setzero_ps();
+    return out;
+}
+#endif
+
+// The 8 (or `rows`) floats of one column of the panel in C.
+inline __m256 load_rows(const float * c, int rows) {
+    if (rows == PANEL_ROWS) {
+        return _mm256_loadu_ps(c);
+    }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(c, mask);
+}
+
+inline void store_rows(float * c, int rows, __m256 values) {
+    if (rows == PANEL_ROWS) {
+        _mm256_storeu_ps(c, values);
+        return;
+    }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(c, mask, values);
+}
+
+// Columns col0..col0 + COLS of rows row0..row0 + rows over blocks [l0, l0 + count),
+// accumulating onto C unless this is the first chunk. UNPACK: the weight blocks are unpacked
+// here (and kept in `panel` when STORE, for the next tiles); otherwise they are read from it.
+template <typename Format, int COLS, bool UNPACK, bool STORE>
+void tile(const typename Format::Weights * A, int64_t lda, PanelBlock * panel, int64_t l0, int64_t count,
+          const typename Format::Activations * B, int64_t ldb, const ActivationScales * scales, float * C, int64_t ldc,
+          int64_t row0, int rows, int64_t col0) {
+    __m256 acc[COLS];
+    for (int j = 0; j < COLS; ++j) {
+        acc[j] = l0 == 0 ? _mm256_setzero_ps() : load_rows(C + (col0 + j) * ldc + row0, rows);
+    }
+    for (int64_t l = 0; l < count; ++l) {
+        PanelBlock unpacked;
+        if (UNPACK) {
+            // The 8 rows are 8 interleaved streams, too many for the hardware prefetchers:
+            // fetch the same blocks of the next panel meanwhile.
+            constexpr int lines = (PANEL_ROWS * sizeof(typename Format::Weights) + 63) / 64 + 1;
+            const char * next = (const char *) &A[(row0 + PANEL_ROWS) * lda + l0] + l * PANEL_ROWS * sizeof(typename Format::Weights);
+            for (int line = 0; line < lines; ++line) {
+                _mm_prefetch(next + 64 * line, _MM_HINT_T0);
+            }
+            unpacked = Format::unpack(A, lda, row0, rows, l0 + l);
+            if (STORE) {
+                panel[l] = unpacked;
+            }
+        }
+        const PanelBlock & block = UNPACK ? unpacked : panel[l];
+        for (int j = 0; j < COLS; ++j) {
+            acc[j] = Format::accumulate(block, B[(col0 + j) * ldb + l0 + l], scales[j * CHUNK_BLOCKS + l], acc[j]);
+        }
+    }
+    for (int j = 0; j < COLS; ++j) {
+        store_rows(C + (col0 + j) * ldc + row0, rows, acc[j]);
+    }
+}
+
+template <typename Format, bool UNPACK, bool STORE>
+void tile_any(int cols, const typename Format::Weights * A, int64_t lda, PanelBlock * panel, int64_t l0, int64_t count,
+              const typename Format::Activations * B, int64_t ldb, const ActivationScales * scales, float * C,
+              int64_t ldc, int64_t row0, int rows, int64_t col0) {
+    switch (cols) {
+        case 4: tile<Format, 4, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        case 3: tile<Format, 3, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        case 2: tile<Format, 2, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        case 1: tile<Format, 1, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        default: break;
+    }
+}
+
+// This thread's share of the panels; every thread sees every column.
+template <typename Format>
+void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const void * weights, int64_t lda,
+          const void * activations, int64_t ldb, float * C, int64_t ldc) {
+    const auto * A = (const typename Format::Weights *) weights;
+    const auto * B = (const typename Format::Activations *) activations;
+    const int64_t panels = (m + PANEL_ROWS - 1) / PANEL_ROWS;
+    const int64_t per_thread = (panels + params->nth - 1) / params->nth;
+    const int64_t first = per_thread * params->ith;
+    const int64_t last = first + per_thread < panels ? first + per_thread : panels;
+    if (first >= last) {
+        return;
+    }
+    PanelBlock panel[CHUNK_BLOCKS];
+    ActivationScales scales[BATCH_COLS * CHUNK_BLOCKS];
+    for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
+        const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
+        for (int64_t l0 = 0; l0 < k; l0 += CHUNK_BLOCKS) {
+            const int64_t count = k - l0 < CHUNK_BLOCKS ? k - l0 : CHUNK_BLOCKS;
+            for (int64_t j = 0; j < batch_cols; ++j) {
+                for (int64_t l = 0; l < count; ++l) {
+                    scales[j * CHUNK_BLOCKS + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
+                }
+            }
+            for (int64_t p = first; p < last; ++p) {
+                const int64_t row0 = p * PANEL_ROWS;
+                const int rows = m - row0 < PANEL_ROWS ? (int) (m - row0) : PANEL_ROWS;
+                // The first tile unpacks the weights; later tiles of the batch reuse them.
+                const int first_cols = batch_cols < TILE_COLS ? (int) batch_cols : TILE_COLS;
+                if (batch_cols > TILE_COLS) {
+                    tile_any<Format, true, true>(first_cols, A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, batch0);
+                } else {
+                    tile_any<Format, true, false>(first_cols, A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, batch0);
+                }
+                for (int64_t j = first_cols; j < batch_cols; j += TILE_COLS) {
+                    const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
+                    tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK_BLOCKS], C,
+                                                   ldc, row0, rows, batch0 + j);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+#ifdef CORRAL_DPBUSD
+// Marks the variants that take Q8_0 (core/tests/kernel.rs looks for it).
+extern "C" const int corral_gemm_q8_0 = 1;
+#endif
+
+extern "C" bool llamafile_sgemm(const struct ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
+                                const void * A, int64_t lda, const void * B, int64_t ldb, void * C, int64_t ldc,
+                                int Atype, int Btype, int Ctype) {
+    if (Ctype == GGML_TYPE_F32 && !params->use_ref) {
+        if (Atype == GGML_TYPE_Q4_1 && Btype == GGML_TYPE_Q8_1) {
+            gemm<Q4_1>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
+            return true;
+        }
+#ifdef CORRAL_DPBUSD
+        if (Atype == GGML_TYPE_Q8_0 && Btype == GGML_TYPE_Q8_0) {
+            gemm<Q8_0>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
+            return true;
+        }
+#endif
+    }
+    return ggml_llamafile_sgemm(params, m, n, k, A, lda, B, ldb, C, ldc, Atype, Btype, Ctype);
+}
