@@ -73,3 +73,27 @@ def test_llama_cpp_and_cpu_variants_ship_in_the_package() -> None:
     variants = sorted(p.name for p in package.glob("libggml-cpu-*.so"))
     assert len(variants) >= 3, variants
     assert f"libggml-cpu-{corral.cpu_variant()}.so" in variants
+
+
+def test_another_llama_cpp_in_the_process_is_a_clear_import_error(tmp_path: Path) -> None:
+    # Another package's copy of llama.cpp (here: corral's own libraries from another folder,
+    # as llama-cpp-python ships them under the same names) loaded before corral.
+    package = Path(corral.__file__).parent
+    for lib in ("libggml-base.so.0", "libggml.so.0"):
+        (tmp_path / lib).write_bytes((package / lib).read_bytes())
+    script = (
+        "import ctypes, sys\n"
+        f"ctypes.CDLL({str(tmp_path / 'libggml-base.so.0')!r}, mode=ctypes.RTLD_GLOBAL)\n"
+        "try:\n"
+        "    import corral\n"
+        "except ImportError as e:\n"
+        "    print('refused:', e)\n"
+        "    sys.exit(0)\n"
+        "sys.exit('imported')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "another build of llama.cpp" in done.stdout and "libggml-base.so.0" in done.stdout, done.stdout
+    # And alone, corral imports and runs.
+    alone = subprocess.run([sys.executable, "-c", "import corral; print(corral.cpu_variant())"], capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 0 and alone.stdout.strip(), alone.stderr

@@ -26,6 +26,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, AsyncGenerator, Mapping, Optional, Sequence, Union, cast
 
+from ._foreign import refuse_foreign_llama_cpp
+
+refuse_foreign_llama_cpp()  # before the native module binds to whatever libllama is loaded
+
 from . import _native
 from ._native import (
     BusyError,
