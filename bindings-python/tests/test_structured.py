@@ -49,9 +49,11 @@ def test_json_schema_output_validates(model: corral.Model, schema: dict[str, Any
 
 
 def test_json_object_and_grammar(model: corral.Model) -> None:
-    # Any object may be long: every reply that ended by itself is a complete object.
+    # Any object may be long: every reply that ended by itself is a complete object. (An
+    # open-ended "a JSON object about cats" lets this small model ramble past any limit.)
+    prompt = "Give me a short JSON object describing a cat, with its name and age."
     outs = [
-        model.chat(user("Give me a JSON object about cats."), response_format={"type": "json_object"}, max_tokens=300, seed=seed)
+        model.chat(user(prompt), response_format={"type": "json_object"}, max_tokens=300, seed=seed)
         for seed in range(1, 5)
     ]
     finished = [o for o in outs if o.finish_reason == "stop"]
