@@ -177,7 +177,6 @@ fn random_blocks(count: usize, block: usize, seed: &mut u64) -> Vec<u8> {
 /// The kernel's formula for one (row, column), step by step in f32: per block, the exact
 /// integer dot product, then two fmas.
 fn reference_dot(a: &[u8], b: &[u8], k: usize) -> f32 {
-    let half = |bytes: &[u8]| half_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]));
     let mut acc = 0f32;
     for block in 0..k {
         let (wa, wb) = (&a[block * Q4_1_BLOCK..], &b[block * Q8_1_BLOCK..]);
@@ -195,7 +194,6 @@ fn reference_dot(a: &[u8], b: &[u8], k: usize) -> f32 {
 
 /// Q8_0 x Q8_0: per block, the exact integer dot product, then one fma.
 fn reference_dot_q8_0(a: &[u8], b: &[u8], k: usize) -> f32 {
-    let half = |bytes: &[u8]| half_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]));
     let mut acc = 0f32;
     for block in 0..k {
         let (wa, wb) = (&a[block * Q8_0_BLOCK..], &b[block * Q8_0_BLOCK..]);
@@ -206,10 +204,8 @@ fn reference_dot_q8_0(a: &[u8], b: &[u8], k: usize) -> f32 {
 }
 
 fn rounding_bound_q8_0(a: &[u8], b: &[u8], k: usize) -> f32 {
-    let half = |bytes: &[u8]| half_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])) as f64;
-    let magnitude: f64 =
-        (0..k).map(|block| (half(&a[block * Q8_0_BLOCK..]) * half(&b[block * Q8_0_BLOCK..])).abs() * 32.0 * 128.0 * 128.0).sum();
-    (magnitude * (2 * k + 8) as f64 * f32::EPSILON as f64) as f32
+    let scales = |block: usize| half(&a[block * Q8_0_BLOCK..]) as f64 * half(&b[block * Q8_0_BLOCK..]) as f64;
+    rounding_bound_of((0..k).map(|block| scales(block).abs() * 32.0 * 128.0 * 128.0).sum(), k)
 }
 
 /// A weight x activation format the kernel takes.
@@ -249,14 +245,24 @@ const Q8_0_X_Q8_0: Format = Format {
 
 /// Bound on the rounding of either summation order: a few ulps of the largest partial sum.
 fn rounding_bound(a: &[u8], b: &[u8], k: usize) -> f32 {
-    let half = |bytes: &[u8]| half_to_f32(u16::from_le_bytes([bytes[0], bytes[1]])) as f64;
-    let magnitude: f64 = (0..k)
+    let magnitude = (0..k)
         .map(|block| {
             let (wa, wb) = (&a[block * Q4_1_BLOCK..], &b[block * Q8_1_BLOCK..]);
-            (half(wa) * half(wb)).abs() * 32.0 * 15.0 * 128.0 + (half(&wa[2..]) * half(&wb[2..])).abs()
+            let (scales, mins) = (half(wa) as f64 * half(wb) as f64, half(&wa[2..]) as f64 * half(&wb[2..]) as f64);
+            scales.abs() * 32.0 * 15.0 * 128.0 + mins.abs()
         })
         .sum();
+    rounding_bound_of(magnitude, k)
+}
+
+/// `magnitude`: the sum of the absolute values of every term of a k-block dot product.
+fn rounding_bound_of(magnitude: f64, k: usize) -> f32 {
     (magnitude * (2 * k + 8) as f64 * f32::EPSILON as f64) as f32
+}
+
+/// The little-endian f16 at the start of `bytes`.
+fn half(bytes: &[u8]) -> f32 {
+    half_to_f32(u16::from_le_bytes([bytes[0], bytes[1]]))
 }
 
 fn half_to_f32(h: u16) -> f32 {
