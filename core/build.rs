@@ -52,39 +52,79 @@ fn is_module(name: &str) -> bool {
     name.starts_with("lib") && name.ends_with(".so")
 }
 
-const KERNEL: &str = "kernels/quant_gemm.cpp";
+/// One of corral's kernels: it defines `symbol`, and ggml's own definition (in the variant's
+/// object of `ggml_source`) is renamed to `renamed` so that corral's can hand cases back to it.
+struct Kernel {
+    source: &'static str,
+    ggml_source: &'static str,
+    symbol: &'static str,
+    renamed: &'static str,
+}
+
+const KERNELS: [Kernel; 2] = [
+    Kernel {
+        source: "kernels/quant_gemm.cpp",
+        ggml_source: "ggml-cpu/llamafile/sgemm.cpp",
+        symbol: "llamafile_sgemm",
+        renamed: "ggml_llamafile_sgemm",
+    },
+    Kernel {
+        source: "kernels/flash_attention.cpp",
+        ggml_source: "ggml-cpu/ops.cpp",
+        symbol: "ggml_compute_forward_flash_attn_ext",
+        renamed: "ggml_compute_forward_flash_attn_ext_ggml",
+    },
+];
+
+/// How one variant compiled one of the ggml sources a kernel replaces.
+struct Compiled<'a> {
+    kernel: &'a Kernel,
+    command: &'a str,
+    dir: &'a Path,
+}
 
 /// Replaces each staged `libggml-cpu-<variant>.so` built with AVX2 by the same objects plus
-/// corral's quantized GEMM, ggml's `llamafile_sgemm` renamed so that corral's wraps it.
+/// corral's kernels, ggml's versions of their functions renamed so that corral's wrap them.
 fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
-    println!("cargo:rerun-if-changed={KERNEL}");
-    let kernel = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(KERNEL);
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    for kernel in &KERNELS {
+        println!("cargo:rerun-if-changed={}", kernel.source);
+    }
     let work = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("relink");
     let _ = std::fs::remove_dir_all(&work);
     let Ok(commands) = std::fs::read_to_string(cmake_build.join("compile_commands.json")) else {
-        println!("cargo:warning=no compile_commands.json in {}: CPU variants ship without corral's quantized GEMM", cmake_build.display());
+        println!("cargo:warning=no compile_commands.json in {}: CPU variants ship without corral's kernels", cmake_build.display());
         return;
     };
     let Ok(commands) = serde_json::from_str::<Vec<serde_json::Value>>(&commands) else {
-        println!("cargo:warning=unreadable compile_commands.json: CPU variants ship without corral's quantized GEMM");
+        println!("cargo:warning=unreadable compile_commands.json: CPU variants ship without corral's kernels");
         return;
     };
+    let mut variants: std::collections::BTreeMap<&str, Vec<Compiled>> = Default::default();
     for entry in &commands {
         let (Some(command), Some(dir), Some(file)) =
             (entry["command"].as_str(), entry["directory"].as_str(), entry["file"].as_str())
         else {
             continue;
         };
-        if !file.ends_with("llamafile/sgemm.cpp") || !command.contains("-DGGML_AVX2") {
+        let Some(kernel) = KERNELS.iter().find(|k| file.ends_with(k.ggml_source)) else { continue };
+        if !command.contains("-DGGML_AVX2") {
             continue;
         }
         let Some(variant) = variant_of(command) else { continue };
+        variants.entry(variant).or_default().push(Compiled { kernel, command, dir: Path::new(dir) });
+    }
+    for (variant, compiled) in &variants {
         let library = runtime.join(format!("libggml-cpu-{variant}.so"));
         if !library.exists() {
             continue;
         }
-        if let Err(e) = relink_variant(variant, command, Path::new(dir), &kernel, &work.join(variant), &library) {
-            println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's quantized GEMM: {e}");
+        if compiled.len() != KERNELS.len() {
+            println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's kernels: its sources were not all found");
+            continue;
+        }
+        if let Err(e) = relink_variant(variant, compiled, &manifest, &work.join(variant), &library) {
+            println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's kernels: {e}");
         }
     }
 }
@@ -96,46 +136,52 @@ fn variant_of(command: &str) -> Option<&str> {
     Some(&command[start..start + len])
 }
 
-fn relink_variant(variant: &str, command: &str, dir: &Path, kernel: &Path, work: &Path, library: &Path) -> Result<(), String> {
+fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &Path, library: &Path) -> Result<(), String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
-    // The variant's compile command for sgemm.cpp, aimed at corral's kernel instead.
-    let output_at = command.rfind(" -o ").ok_or("unexpected compile command")?;
-    let (flags, sgemm_object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
-    let kernel_object = work.join("quant_gemm.o");
-    run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(kernel)), dir)?;
-    let original = dir.join(sgemm_object);
-    let renamed = work.join("sgemm.o");
-    let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
-    let status = Command::new(&objcopy)
-        .args(["--redefine-sym", "llamafile_sgemm=ggml_llamafile_sgemm"])
-        .arg(&original)
-        .arg(&renamed)
-        .status()
-        .map_err(|e| format!("{objcopy}: {e}"))?;
-    if !status.success() {
-        return Err(format!("{objcopy} failed on {}", original.display()));
+    let dir = compiled[0].dir;
+    // ggml object (as the link command names it) -> the renamed copy and corral's kernel object.
+    let mut swaps = Vec::new();
+    for Compiled { kernel, command, dir } in compiled {
+        // The variant's compile command for ggml's source, aimed at corral's kernel instead.
+        let output_at = command.rfind(" -o ").ok_or("unexpected compile command")?;
+        let (flags, ggml_object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
+        let stem = Path::new(kernel.source).file_stem().unwrap().to_str().unwrap();
+        let kernel_object = work.join(format!("{stem}.o"));
+        run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(&manifest.join(kernel.source))), dir)?;
+        let renamed = work.join(format!("ggml-{stem}.o"));
+        let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
+        let status = Command::new(&objcopy)
+            .args(["--redefine-sym", &format!("{}={}", kernel.symbol, kernel.renamed)])
+            .arg(dir.join(ggml_object))
+            .arg(&renamed)
+            .status()
+            .map_err(|e| format!("{objcopy}: {e}"))?;
+        if !status.success() {
+            return Err(format!("{objcopy} failed on {ggml_object}"));
+        }
+        swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), quote(&kernel_object))));
     }
-    // CMake's link command for the variant: same objects with sgemm's swapped, no build-folder
-    // run path (ggml-base is already loaded when a variant is), written to the work folder.
+    // CMake's link command for the variant: same objects with the swapped ones replaced, no
+    // build-folder run path (ggml-base is already loaded when a variant is), written to the work folder.
     let link_file = dir.join(format!("CMakeFiles/ggml-cpu-{variant}.dir/link.txt"));
     let link = std::fs::read_to_string(&link_file).map_err(|e| format!("{}: {e}", link_file.display()))?;
     let relinked = work.join(library.file_name().unwrap());
     let mut args = Vec::new();
     let mut words = link.split_whitespace();
-    let mut swapped = false;
+    let mut swapped = 0;
     while let Some(word) = words.next() {
         if word == "-o" {
             words.next();
             args.push(format!("-o {}", quote(&relinked)));
-        } else if word.trim_matches('"') == sgemm_object {
-            args.push(format!("{} {}", quote(&renamed), quote(&kernel_object)));
-            swapped = true;
+        } else if let Some((_, replacement)) = swaps.iter().find(|(object, _)| word.trim_matches('"') == object) {
+            args.push(replacement.clone());
+            swapped += 1;
         } else if !word.starts_with("-Wl,-rpath,") {
             args.push(word.to_string());
         }
     }
-    if !swapped {
-        return Err(format!("{sgemm_object} not found in {}", link_file.display()));
+    if swapped != swaps.len() {
+        return Err(format!("not every replaced object was found in {}", link_file.display()));
     }
     run_shell(&args.join(" "), dir)?;
     std::fs::copy(&relinked, library).map_err(|e| format!("copy {}: {e}", relinked.display()))?;

@@ -1,0 +1,360 @@
+// corral's attention for ggml's x86 CPU backends (AVX2 variants): GGML_OP_FLASH_ATTN_EXT for
+// small query batches (decoding one or many sequences, short prompt tails) over an F16 KV cache.
+//
+// For fewer than GGML_FA_TILE_Q query tokens ggml walks the cache one cell at a time per query
+// row: an f16 dot product (Q rounded to f16), a scalar exp, and a multiply-add into an f16
+// accumulator, converted both ways at every cell. With a long shared prefix (1,000 cached tokens
+// and a few new question tokens) that was most of the time to first token, and with many
+// sequences in one unified cache each row also tests every other sequence's cells.
+//
+// Here one unit of work is one query token with the (up to 4) query heads that share a K/V head:
+// - the token's mask row is scanned 16 cells at a time for the visible cells, so other
+//   sequences' cells cost one compare;
+// - each K and V row of a visible cell is converted from f16 once and serves every head of the
+//   group; scores and the softmax (ggml's vectorised exp) are computed 32 cells at a time;
+// - the accumulator stays in f32.
+//
+// Arithmetic, per query row (bit for bit the same in every variant, batch, thread split and
+// head grouping, and wherever the visible cells sit in the cache: a row's result depends only
+// on its own sequence of visible cells):
+//     in steps of 32 visible cells (the last step may be shorter):
+//         s_c = dot(q * scale, k_c) + mask_c           (f32, 8 lanes, lanes summed pairwise)
+//         M'  = max(M, max_c s_c);  A *= exp(M - M');  S *= exp(M - M')
+//         p_c = exp(s_c - M');  S += sum_c p_c;  A += sum_c p_c v_c      (in cell order)
+//     out = A * (1 / S)   (0 when no cell is visible)
+// ggml rounds Q and the accumulator to f16, so results differ from ggml's in the low bits
+// (core/tests/attention.rs checks this kernel against exact attention and for batch
+// independence).
+//
+// Linked into each AVX2-capable libggml-cpu-<variant>.so by core/build.rs, like the quantized
+// GEMM: ggml's own `ggml_compute_forward_flash_attn_ext` is renamed with a `_ggml` suffix in the
+// variant's ops.cpp object, and every case this kernel does not take (other cache types, ALiBi,
+// logit soft-capping, attention sinks, larger query batches, ggml's reference mode, too few
+// units of work for the threads) goes to it unchanged.
+
+#include <immintrin.h>
+#include <algorithm>
+#include <vector>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common.h"
+#include "ops.h"
+
+extern "C" void ggml_compute_forward_flash_attn_ext_ggml(const struct ggml_compute_params * params, struct ggml_tensor * dst);
+
+// Lets tests find the variants that carry this kernel.
+extern "C" const int corral_flash_attention = 1;
+
+namespace {
+
+constexpr int MAX_GROUP = 4;        // query heads sharing each converted K/V row (registers)
+constexpr int STEP_CELLS = 32;      // visible cells per online-softmax step
+constexpr int64_t MAX_HEAD_DIM = 512;
+constexpr uint16_t F16_MINUS_INFINITY = 0xFC00;
+
+struct Shape {
+    const ggml_tensor * q, * k, * v, * mask;
+    ggml_tensor * dst;
+    float scale;
+    int64_t heads_per_kv;   // query heads per K/V head
+    int64_t group;          // query heads per unit of work
+    int64_t groups_per_kv;
+    int64_t units;
+};
+
+inline float horizontal_sum(__m256 x) {
+    __m128 sum = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+    sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+    return _mm_cvtss_f32(sum);
+}
+
+// exp of 8 floats: ggml's AVX2 ggml_v_expf (vec.h; its AVX-512 variants compile a 16-lane one
+// instead). Maximum error 1.45 ulp; below -103.97 it flushes to 0.
+inline __m256 exp_ps(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256i c = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(126), _CMP_GT_OQ));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(_mm256_castsi256_ps(c))) {
+        return _mm256_fmadd_ps(j, k, k);
+    }
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)), _mm256_set1_epi32(0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000u)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256i d = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(192), _CMP_GT_OQ));
+    return _mm256_or_ps(
+        _mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+        _mm256_andnot_ps(_mm256_castsi256_ps(d),
+                         _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                      _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
+}
+
+inline float horizontal_max(__m256 x) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+inline __m256 load_f16(const ggml_fp16_t * p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+}
+
+// One query token with G query heads that share one K/V head.
+template <int G>
+class Unit {
+public:
+    Unit(const Shape & shape, int64_t unit) : shape_(shape) {
+        const ggml_tensor * q = shape.q;
+        int64_t per_token = q->ne[2] / shape.heads_per_kv * shape.groups_per_kv;
+        int64_t group_index = unit % per_token;
+        token_ = unit / per_token % q->ne[1];
+        batch_ = unit / per_token / q->ne[1];
+        kv_head_ = group_index / shape.groups_per_kv;
+        first_head_ = kv_head_ * shape.heads_per_kv + group_index % shape.groups_per_kv * shape.group;
+        heads_ = (int) std::min<int64_t>(G, kv_head_ * shape.heads_per_kv + shape.heads_per_kv - first_head_);
+        dk_ = shape.k->ne[0];
+        dv_ = shape.v->ne[0];
+        for (int h = 0; h < G; ++h) {
+            int64_t head = first_head_ + std::min(h, heads_ - 1);
+            const float * row = (const float *) ((const char *) q->data + token_ * q->nb[1] + head * q->nb[2] + batch_ * q->nb[3]);
+            for (int64_t d = 0; d < dk_; ++d) {
+                q_[h][d] = row[d] * shape.scale;
+            }
+            memset(acc_[h], 0, dv_ * sizeof(float));
+            max_[h] = -INFINITY;
+            sum_[h] = 0.0f;
+        }
+        const int64_t k_batch = batch_ / (q->ne[3] / shape.k->ne[3]);
+        const int64_t v_batch = batch_ / (q->ne[3] / shape.v->ne[3]);
+        k_base_ = (const char *) shape.k->data + kv_head_ * shape.k->nb[2] + k_batch * shape.k->nb[3];
+        v_base_ = (const char *) shape.v->data + kv_head_ * shape.v->nb[2] + v_batch * shape.v->nb[3];
+    }
+
+    void run() {
+        // The cells this token sees, in cache order, with their mask values.
+        thread_local std::vector<int64_t> cells;
+        thread_local std::vector<float> masks;
+        cells.clear();
+        masks.clear();
+        const ggml_tensor * mask = shape_.mask;
+        const int64_t cache_cells = shape_.k->ne[1];
+        if (!mask) {
+            for (int64_t c = 0; c < cache_cells; ++c) {
+                cells.push_back(c);
+                masks.push_back(0.0f);
+            }
+        } else {
+            const ggml_fp16_t * row = (const ggml_fp16_t *) ((const char *) mask->data + token_ * mask->nb[1] +
+                                                             (first_head_ % mask->ne[2]) * mask->nb[2] +
+                                                             (batch_ % mask->ne[3]) * mask->nb[3]);
+            const __m256i hidden = _mm256_set1_epi16((short) F16_MINUS_INFINITY);
+            int64_t c = 0;
+            for (; c + 16 <= cache_cells; c += 16) {
+                __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row + c));
+                // Two mask bits per cell; the even ones mark visible cells.
+                uint32_t visible = ~(uint32_t) _mm256_movemask_epi8(_mm256_cmpeq_epi16(m, hidden)) & 0x55555555u;
+                while (visible) {
+                    int64_t cell = c + __builtin_ctz(visible) / 2;
+                    cells.push_back(cell);
+                    masks.push_back(GGML_CPU_FP16_TO_FP32(row[cell]));
+                    visible &= visible - 1;
+                }
+            }
+            for (; c < cache_cells; ++c) {
+                if (row[c] != F16_MINUS_INFINITY) {
+                    cells.push_back(c);
+                    masks.push_back(GGML_CPU_FP16_TO_FP32(row[c]));
+                }
+            }
+        }
+        const int64_t total = (int64_t) cells.size();
+        for (int64_t start = 0; start < total; start += STEP_CELLS) {
+            step(cells.data() + start, masks.data() + start, (int) std::min<int64_t>(STEP_CELLS, total - start));
+        }
+        write();
+    }
+
+private:
+    // One online-softmax step over n (<= STEP_CELLS) visible cells.
+    void step(const int64_t * cells, const float * masks, int n) {
+        const ggml_tensor * k = shape_.k, * v = shape_.v;
+        for (int c = 0; c < n; ++c) {
+            const ggml_fp16_t * k_row = (const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1]);
+            __m256 dot[G];
+            for (int h = 0; h < G; ++h) {
+                dot[h] = _mm256_setzero_ps();
+            }
+            for (int64_t d = 0; d < dk_; d += 8) {
+                const __m256 kv = load_f16(k_row + d);
+                for (int h = 0; h < G; ++h) {
+                    dot[h] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q_[h] + d), dot[h]);
+                }
+            }
+            for (int h = 0; h < G; ++h) {
+                score_[h][c] = horizontal_sum(dot[h]) + masks[c];
+            }
+        }
+        for (int h = 0; h < G; ++h) {
+            for (int c = n; c < STEP_CELLS; ++c) {
+                score_[h][c] = -INFINITY;
+            }
+            __m256 step_max = _mm256_loadu_ps(score_[h]);
+            for (int c = 8; c < STEP_CELLS; c += 8) {
+                step_max = _mm256_max_ps(step_max, _mm256_loadu_ps(score_[h] + c));
+            }
+            const float new_max = std::max(max_[h], horizontal_max(step_max));
+            if (new_max == -INFINITY) {
+                // Every score is -inf (mask values of -inf in another encoding): nothing to add.
+                for (int c = 0; c < STEP_CELLS; ++c) {
+                    score_[h][c] = 0.0f;
+                }
+                continue;
+            }
+            if (new_max > max_[h]) {
+                const float rescale = expf(max_[h] - new_max);
+                const __m256 r = _mm256_set1_ps(rescale);
+                for (int64_t d = 0; d < dv_; d += 8) {
+                    _mm256_storeu_ps(acc_[h] + d, _mm256_mul_ps(_mm256_loadu_ps(acc_[h] + d), r));
+                }
+                sum_[h] *= rescale;
+                max_[h] = new_max;
+            }
+            const __m256 m = _mm256_set1_ps(new_max);
+            __m256 step_sum = _mm256_setzero_ps();
+            for (int c = 0; c < STEP_CELLS; c += 8) {
+                const __m256 s = _mm256_loadu_ps(score_[h] + c);
+                // exp(-inf) is 0 in ggml's approximation too, but padding must add exactly nothing.
+                const __m256 p = _mm256_and_ps(exp_ps(_mm256_sub_ps(s, m)), _mm256_cmp_ps(s, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+                _mm256_storeu_ps(score_[h] + c, p);
+                step_sum = _mm256_add_ps(step_sum, p);
+            }
+            sum_[h] += horizontal_sum(step_sum);
+        }
+        const ggml_fp16_t * v_rows[STEP_CELLS];
+        for (int c = 0; c < n; ++c) {
+            v_rows[c] = (const ggml_fp16_t *) (v_base_ + cells[c] * v->nb[1]);
+        }
+        for (int64_t d = 0; d < dv_; d += 8) {
+            __m256 a[G];
+            for (int h = 0; h < G; ++h) {
+                a[h] = _mm256_loadu_ps(acc_[h] + d);
+            }
+            for (int c = 0; c < n; ++c) {
+                const __m256 vv = load_f16(v_rows[c] + d);
+                for (int h = 0; h < G; ++h) {
+                    a[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(&score_[h][c]), vv, a[h]);
+                }
+            }
+            for (int h = 0; h < G; ++h) {
+                _mm256_storeu_ps(acc_[h] + d, a[h]);
+            }
+        }
+    }
+
+    void write() {
+        ggml_tensor * dst = shape_.dst;
+        for (int h = 0; h < heads_; ++h) {
+            const float inverse = sum_[h] == 0.0f ? 0.0f : 1.0f / sum_[h];
+            const int64_t head = first_head_ + h;
+            // ggml's layout: the result is permuted (0, 2, 1, 3).
+            float * out = (float *) ((char *) dst->data + (batch_ * dst->ne[2] * dst->ne[1] + head + token_ * dst->ne[1]) * dst->nb[1]);
+            const __m256 r = _mm256_set1_ps(inverse);
+            for (int64_t d = 0; d < dv_; d += 8) {
+                _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(acc_[h] + d), r));
+            }
+        }
+    }
+
+    const Shape & shape_;
+    int64_t token_, batch_, kv_head_, first_head_, dk_, dv_;
+    int heads_;
+    const char * k_base_, * v_base_;
+    alignas(32) float q_[G][MAX_HEAD_DIM];
+    alignas(32) float acc_[G][MAX_HEAD_DIM];
+    alignas(32) float score_[G][STEP_CELLS];
+    float max_[G], sum_[G];
+};
+
+template <int G>
+void run_units(const Shape & shape, int ith, int nth) {
+    for (int64_t unit = ith; unit < shape.units; unit += nth) {
+        Unit<G>(shape, unit).run();
+    }
+}
+
+// The shape when this kernel takes the operation, else false.
+bool take(const ggml_compute_params * params, ggml_tensor * dst, Shape & shape) {
+    const ggml_tensor * q = dst->src[0], * k = dst->src[1], * v = dst->src[2], * mask = dst->src[3];
+    float scale, max_bias, logit_softcap;
+    memcpy(&scale, (const float *) dst->op_params + 0, sizeof(float));
+    memcpy(&max_bias, (const float *) dst->op_params + 1, sizeof(float));
+    memcpy(&logit_softcap, (const float *) dst->op_params + 2, sizeof(float));
+    const int32_t precision = dst->op_params[3];
+    if (params->use_ref || dst->src[4] || max_bias != 0.0f || logit_softcap != 0.0f ||
+        (precision != GGML_PREC_DEFAULT && precision != GGML_PREC_F32)) {
+        return false;
+    }
+    if (q->type != GGML_TYPE_F32 || k->type != GGML_TYPE_F16 || v->type != GGML_TYPE_F16 || dst->type != GGML_TYPE_F32 ||
+        (mask && mask->type != GGML_TYPE_F16)) {
+        return false;
+    }
+    const int64_t dk = k->ne[0], dv = v->ne[0];
+    if (dk % 8 || dv % 8 || dk > MAX_HEAD_DIM || dv > MAX_HEAD_DIM || q->ne[0] != dk || dst->ne[0] != dv) {
+        return false;
+    }
+    if (q->ne[1] >= GGML_FA_TILE_Q) {
+        return false;  // ggml's tiled path
+    }
+    if (q->nb[0] != sizeof(float) || k->nb[0] != sizeof(ggml_fp16_t) || v->nb[0] != sizeof(ggml_fp16_t) ||
+        dst->nb[0] != sizeof(float) || (mask && mask->nb[0] != sizeof(ggml_fp16_t))) {
+        return false;
+    }
+    if (k->ne[1] != v->ne[1] || k->ne[2] != v->ne[2] || q->ne[2] % k->ne[2] || q->ne[3] % k->ne[3] || q->ne[3] % v->ne[3]) {
+        return false;
+    }
+    if (mask && (mask->ne[0] < k->ne[1] || mask->ne[1] < q->ne[1])) {
+        return false;
+    }
+    shape = Shape{q, k, v, mask, dst, scale, q->ne[2] / k->ne[2], 1, 0, 0};
+    // Heads share one mask row unless the mask differs per head.
+    int64_t group = (mask && mask->ne[2] > 1) ? 1 : std::min<int64_t>(shape.heads_per_kv, MAX_GROUP);
+    auto units_of = [&](int64_t g) { return q->ne[3] * q->ne[1] * k->ne[2] * ((shape.heads_per_kv + g - 1) / g); };
+    if (units_of(group) < 2 * params->nth) {
+        group = 1;  // fewer heads per unit, more units to share between threads
+    }
+    if (units_of(group) < params->nth) {
+        return false;  // ggml splits the cache between threads instead
+    }
+    shape.group = group;
+    shape.groups_per_kv = (shape.heads_per_kv + group - 1) / group;
+    shape.units = units_of(group);
+    return true;
+}
+
+}  // namespace
+
+extern "C" void ggml_compute_forward_flash_attn_ext(const struct ggml_compute_params * params, struct ggml_tensor * dst) {
+    Shape shape;
+    if (!take(params, dst, shape)) {
+        ggml_compute_forward_flash_attn_ext_ggml(params, dst);
+        return;
+    }
+    switch (shape.group) {
+        case 1: run_units<1>(shape, params->ith, params->nth); break;
+        case 2: run_units<2>(shape, params->ith, params->nth); break;
+        case 3: run_units<3>(shape, params->ith, params->nth); break;
+        default: run_units<4>(shape, params->ith, params->nth); break;
+    }
+}
