@@ -11,6 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod variants;
+use variants::{relinked, ComputeParams};
+
 const CHILD: &str = "CORRAL_KERNEL_TEST_CHILD";
 
 fn model_path() -> PathBuf {
@@ -77,12 +80,6 @@ fn child_fingerprint() {
     }
 }
 
-fn relinked() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
-}
 
 /// How far log-probabilities may drift from ggml's through 30 layers when only the order of
 /// float sums differs. Measured on this prompt: mean 0.011, worst token 0.25; ggml's own AVX2
@@ -123,17 +120,6 @@ fn relinked_variants_agree_with_ggml() {
         assert!(library.windows(marker.len()).any(|w| w == marker), "libggml-cpu-{}.so lacks corral's GEMM", ours.variant);
         assert_ne!(ours.scores, theirs.scores, "the relinked variant computed ggml's bits");
     }
-}
-
-/// ggml's `struct ggml_compute_params` (ggml-cpu-impl.h): the kernel reads ith, nth, use_ref.
-#[repr(C)]
-struct ComputeParams {
-    ith: i32,
-    nth: i32,
-    wsize: usize,
-    wdata: *mut libc::c_void,
-    threadpool: *mut libc::c_void,
-    use_ref: bool,
 }
 
 type Sgemm = unsafe extern "C" fn(
@@ -286,41 +272,19 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
     if std::env::var_os(CHILD).is_some() || !relinked() {
         return; // only AVX2 variants carry corral's GEMM
     }
-    // Every shipped variant that carries the kernel and that this CPU can run.
-    let runtime = PathBuf::from(env!("CORRAL_BUILD_RUNTIME_DIR"));
     let (mut tested, mut with_q8_0) = (vec![], vec![]);
-    for entry in std::fs::read_dir(&runtime).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let Some(variant) = name.strip_prefix("libggml-cpu-").and_then(|n| n.strip_suffix(".so")) else {
-            continue;
-        };
-        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: a CPU variant of ggml: loading it registers nothing until its backend is initialised.
-        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        assert!(!handle.is_null(), "{name} does not load");
-        let symbol = |name: &str| {
-            let name = std::ffi::CString::new(name).unwrap();
-            // SAFETY: a symbol lookup in a loaded library.
-            unsafe { libc::dlsym(handle, name.as_ptr()) }
-        };
-        // SAFETY: ggml's backend score function, `int ggml_backend_score(void)`: 0 when this CPU lacks the variant's features.
-        let score: unsafe extern "C" fn() -> i32 = unsafe { std::mem::transmute(symbol("ggml_backend_score")) };
-        if symbol("ggml_llamafile_sgemm").is_null() || unsafe { score() } == 0 {
-            continue;
-        }
-        // SAFETY: `void ggml_cpu_init(void)` fills the fp16 tables ggml's dot product reads.
-        let cpu_init: unsafe extern "C" fn() = unsafe { std::mem::transmute(symbol("ggml_cpu_init")) };
-        unsafe { cpu_init() };
+    for variant in variants::with_symbol("ggml_llamafile_sgemm") {
+        let name = variant.name.as_str();
+        let symbol = |s: &str| variant.symbol(s);
         // SAFETY: these symbols have these C signatures (ggml-cpu's sgemm.h and quants.h).
         let sgemm: Sgemm = unsafe { std::mem::transmute(symbol("llamafile_sgemm")) };
-        check_every_tile_shape(variant, &Q4_1_X_Q8_1, sgemm, unsafe { std::mem::transmute(symbol(Q4_1_X_Q8_1.vec_dot)) });
+        check_every_tile_shape(name, &Q4_1_X_Q8_1, sgemm, unsafe { std::mem::transmute(symbol(Q4_1_X_Q8_1.vec_dot)) });
         // Q8_0 only where the variant has VNNI (the kernel marks it so).
         if !symbol("corral_gemm_q8_0").is_null() {
-            check_every_tile_shape(variant, &Q8_0_X_Q8_0, sgemm, unsafe { std::mem::transmute(symbol(Q8_0_X_Q8_0.vec_dot)) });
-            with_q8_0.push(variant.to_string());
+            check_every_tile_shape(name, &Q8_0_X_Q8_0, sgemm, unsafe { std::mem::transmute(symbol(Q8_0_X_Q8_0.vec_dot)) });
+            with_q8_0.push(name.to_string());
         }
-        tested.push(variant.to_string());
+        tested.push(name.to_string());
     }
     eprintln!("formula checked in {tested:?}, Q8_0 in {with_q8_0:?}");
     // The variant corral runs here is among them, and so is the plain AVX2 one (no VNNI).
@@ -344,14 +308,7 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
                 let ldc = m + 1;
                 let mut c = vec![f32::NAN; ldc * n + 8];
                 for ith in 0..2 {
-                    let params = ComputeParams {
-                        ith,
-                        nth: 2,
-                        wsize: 0,
-                        wdata: std::ptr::null_mut(),
-                        threadpool: std::ptr::null_mut(),
-                        use_ref: false,
-                    };
+                    let params = ComputeParams::thread(ith, 2);
                     let (k, m, n) = (k as i64, m as i64, n as i64);
                     // SAFETY: a is m x k weight blocks, b is n x k activation blocks, c holds n columns of ldc floats.
                     let handled = unsafe {
