@@ -186,14 +186,51 @@ pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
 pub struct ConcurrencyReport {
     /// (concurrent streams, aggregate generated tokens per second)
     pub aggregate_tokens_per_s: Vec<(usize, f64)>,
-    /// The 8 requests one after another: generated tokens per second over the whole run.
-    pub sequential_8_tokens_per_s: f64,
-    /// Time to first token with a 1,000-token prefix cold vs already cached (alone, then while
-    /// 7 other requests generate).
-    pub cold_ttft_ms: f64,
-    pub cached_ttft_ms: f64,
-    pub cached_ttft_busy_ms: f64,
+    /// Per round, the same 8 requests at once and one after another (tokens per second).
+    pub rounds_8: Vec<ConcurrentVsSequential>,
+    /// Per round, time to first token with a 1,000-token prefix cold and cached.
+    pub rounds_ttft: Vec<PrefixTtft>,
     pub threads: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConcurrentVsSequential {
+    pub concurrent_tokens_per_s: f64,
+    pub sequential_tokens_per_s: f64,
+}
+
+impl ConcurrentVsSequential {
+    pub fn ratio(&self) -> f64 {
+        self.concurrent_tokens_per_s / self.sequential_tokens_per_s
+    }
+}
+
+/// Time to first token of a question about a 1,000-token document: nothing cached (cold), the
+/// document cached by an earlier request, and the same while 7 other requests generate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PrefixTtft {
+    pub cold_ms: f64,
+    pub cached_ms: f64,
+    pub cached_busy_ms: f64,
+}
+
+impl PrefixTtft {
+    pub fn cached_speedup(&self) -> f64 {
+        self.cold_ms / self.cached_ms
+    }
+    pub fn cached_busy_speedup(&self) -> f64 {
+        self.cold_ms / self.cached_busy_ms
+    }
+}
+
+impl ConcurrencyReport {
+    /// Median over the rounds of `figure`.
+    pub fn median_8(&self, figure: impl Fn(&ConcurrentVsSequential) -> f64) -> f64 {
+        median(self.rounds_8.iter().map(figure).collect())
+    }
+    pub fn median_ttft(&self, figure: impl Fn(&PrefixTtft) -> f64) -> f64 {
+        median(self.rounds_ttft.iter().map(figure).collect())
+    }
 }
 
 fn distinct_prompt(i: usize) -> String {
@@ -225,9 +262,10 @@ fn concurrent_round(model: &Model, n: usize, tokens: u32) -> Result<f64> {
     Ok(generated as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The concurrency benchmark: aggregate throughput at 1..16 streams, 8 sequential requests,
-/// and cached-prefix time to first token.
-pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>) -> Result<ConcurrencyReport> {
+/// The concurrency benchmark: aggregate throughput at 1..16 streams, then `rounds` rounds of
+/// 8 requests concurrent vs sequential and of cached-prefix time to first token. Rounds
+/// interleave the two sides of each ratio, so that a slow spell on a shared machine hits both.
+pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>, rounds: usize) -> Result<ConcurrencyReport> {
     let model = Model::load(
         path,
         ModelOptions { context_length: Some(8192), threads: Some(threads), max_sequences: 16, flash_attention, ..Default::default() },
@@ -238,40 +276,49 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>) -> 
         model.clear_cache()?;
         report.aggregate_tokens_per_s.push((n, concurrent_round(&model, n, tokens)?));
     }
-    // The same 8 requests one after another.
-    model.clear_cache()?;
     let options = GenerateOptions { max_tokens: Some(tokens), temperature: 0.0, ignore_eos: true, ..Default::default() };
-    let started = Instant::now();
-    let mut generated = 0u64;
-    for i in 0..8 {
-        generated += model.complete(&distinct_prompt(i), &options)?.usage.completion_tokens as u64;
-    }
-    report.sequential_8_tokens_per_s = generated as f64 / started.elapsed().as_secs_f64();
-
-    // A 1,000-token shared document, then a question about it.
-    model.clear_cache()?;
     let document = bench_prompt(&model, 1000)?;
-    let question = model.tokenize(" Question: what is this text about? Answer:", false, false)?;
-    let with_question = |q: &[i32]| [document.as_slice(), q].concat();
-    let one = GenerateOptions { max_tokens: Some(1), temperature: 0.0, ..Default::default() };
-    report.cold_ttft_ms = model.complete_tokens(&with_question(&question), &one)?.usage.time_to_first_token_ms;
-    let other_question = model.tokenize(" Question: who wrote it? Answer:", false, false)?;
-    report.cached_ttft_ms = model.complete_tokens(&with_question(&other_question), &one)?.usage.time_to_first_token_ms;
+    for _ in 0..rounds.max(1) {
+        model.clear_cache()?;
+        let concurrent_tokens_per_s = concurrent_round(&model, 8, tokens)?;
+        // The same 8 requests one after another.
+        model.clear_cache()?;
+        let started = Instant::now();
+        let mut generated = 0u64;
+        for i in 0..8 {
+            generated += model.complete(&distinct_prompt(i), &options)?.usage.completion_tokens as u64;
+        }
+        let sequential_tokens_per_s = generated as f64 / started.elapsed().as_secs_f64();
+        report.rounds_8.push(ConcurrentVsSequential { concurrent_tokens_per_s, sequential_tokens_per_s });
+        model.clear_cache()?;
+        report.rounds_ttft.push(prefix_ttft(&model, &document, &options)?);
+    }
+    Ok(report)
+}
+
+/// A 1,000-token shared document, then questions about it: cold, cached, cached while busy.
+fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) -> Result<PrefixTtft> {
+    let ask = |question: &str| -> Result<f64> {
+        let question = model.tokenize(question, false, false)?;
+        let one = GenerateOptions { max_tokens: Some(1), temperature: 0.0, ..Default::default() };
+        Ok(model.complete_tokens(&[document, question.as_slice()].concat(), &one)?.usage.time_to_first_token_ms)
+    };
+    let cold_ms = ask(" Question: what is this text about? Answer:")?;
+    let cached_ms = ask(" Question: who wrote it? Answer:")?;
     // Again, while 7 other requests are generating.
     let busy: Vec<_> = (0..7)
         .map(|i| {
             let model = model.clone();
-            let options = options.clone();
+            let options = busy_options.clone();
             std::thread::spawn(move || model.complete(&distinct_prompt(i + 3), &options))
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let third = model.tokenize(" Question: when was it written? Answer:", false, false)?;
-    report.cached_ttft_busy_ms = model.complete_tokens(&with_question(&third), &one)?.usage.time_to_first_token_ms;
+    let cached_busy_ms = ask(" Question: when was it written? Answer:")?;
     for h in busy {
         h.join().map_err(|_| Error::internal("bench thread panicked"))??;
     }
-    Ok(report)
+    Ok(PrefixTtft { cold_ms, cached_ms, cached_busy_ms })
 }
 
 /// Figures of the structured-output benchmark (`corral bench-structured`).

@@ -87,6 +87,9 @@ enum Command {
         /// Force flash attention on or off (default: llama.cpp decides).
         #[arg(long)]
         flash_attention: Option<bool>,
+        /// Rounds of the 8-request and cached-prefix measurements (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -315,9 +318,16 @@ fn run(cli: Cli) -> corral::Result<()> {
             }
             Ok(())
         }
-        Command::BenchConcurrency { model, threads, flash_attention, json } => {
-            let r = corral::bench::concurrency(&model, threads.unwrap_or_else(corral::default_threads), flash_attention)?;
-            let at = |n: usize| r.aggregate_tokens_per_s.iter().find(|(k, _)| *k == n).map_or(0.0, |(_, v)| *v);
+        Command::BenchConcurrency { model, threads, flash_attention, rounds, json } => {
+            let r = corral::bench::concurrency(&model, threads.unwrap_or_else(corral::default_threads), flash_attention, rounds)?;
+            let (concurrent, sequential, ratio) = (
+                r.median_8(|p| p.concurrent_tokens_per_s),
+                r.median_8(|p| p.sequential_tokens_per_s),
+                r.median_8(|p| p.ratio()),
+            );
+            let best_ratio = r.rounds_8.iter().map(|p| p.ratio()).fold(0.0, f64::max);
+            let (cold, cached, busy) = (r.median_ttft(|t| t.cold_ms), r.median_ttft(|t| t.cached_ms), r.median_ttft(|t| t.cached_busy_ms));
+            let (speedup, busy_speedup) = (r.median_ttft(|t| t.cached_speedup()), r.median_ttft(|t| t.cached_busy_speedup()));
             if json {
                 let aggregate: serde_json::Map<String, serde_json::Value> =
                     r.aggregate_tokens_per_s.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
@@ -325,14 +335,17 @@ fn run(cli: Cli) -> corral::Result<()> {
                     "{}",
                     json!({
                         "threads": r.threads,
+                        "rounds": r.rounds_8.len(),
                         "aggregate_tokens_per_s": aggregate,
-                        "sequential_8_tokens_per_s": r.sequential_8_tokens_per_s,
-                        "concurrent_8_vs_sequential": at(8) / r.sequential_8_tokens_per_s,
-                        "cold_ttft_ms": r.cold_ttft_ms,
-                        "cached_ttft_ms": r.cached_ttft_ms,
-                        "cached_ttft_busy_ms": r.cached_ttft_busy_ms,
-                        "cached_speedup": r.cold_ttft_ms / r.cached_ttft_ms,
-                        "cached_busy_speedup": r.cold_ttft_ms / r.cached_ttft_busy_ms,
+                        "concurrent_8_tokens_per_s": concurrent,
+                        "sequential_8_tokens_per_s": sequential,
+                        "concurrent_8_vs_sequential": ratio,
+                        "concurrent_8_vs_sequential_best": best_ratio,
+                        "cold_ttft_ms": cold,
+                        "cached_ttft_ms": cached,
+                        "cached_ttft_busy_ms": busy,
+                        "cached_speedup": speedup,
+                        "cached_busy_speedup": busy_speedup,
                     })
                 );
             } else {
@@ -341,10 +354,16 @@ fn run(cli: Cli) -> corral::Result<()> {
                 for (n, v) in &r.aggregate_tokens_per_s {
                     println!("{n:>8} {v:>16.1}");
                 }
-                println!("8 sequential: {:.1} t/s   8 concurrent / sequential: {:.2}x", r.sequential_8_tokens_per_s, at(8) / r.sequential_8_tokens_per_s);
+                println!("medians of {} interleaved rounds:", r.rounds_8.len());
+                for (i, (p, t)) in r.rounds_8.iter().zip(&r.rounds_ttft).enumerate() {
+                    println!(
+                        "  round {}: 8 concurrent {:.1} / sequential {:.1} t/s = {:.2}x; TTFT cold {:.1} ms, cached {:.1} ms ({:.0}x), busy {:.1} ms ({:.0}x)",
+                        i + 1, p.concurrent_tokens_per_s, p.sequential_tokens_per_s, p.ratio(), t.cold_ms, t.cached_ms, t.cached_speedup(), t.cached_busy_ms, t.cached_busy_speedup()
+                    );
+                }
+                println!("8 concurrent: {concurrent:.1} t/s   8 sequential: {sequential:.1} t/s   concurrent / sequential: {ratio:.2}x (best round {best_ratio:.2}x)");
                 println!(
-                    "TTFT 1000-token prefix: cold {:.1} ms, cached {:.1} ms ({:.0}x), cached while 7 others run {:.1} ms ({:.0}x)",
-                    r.cold_ttft_ms, r.cached_ttft_ms, r.cold_ttft_ms / r.cached_ttft_ms, r.cached_ttft_busy_ms, r.cold_ttft_ms / r.cached_ttft_busy_ms
+                    "TTFT 1000-token prefix: cold {cold:.1} ms, cached {cached:.1} ms ({speedup:.0}x), cached while 7 others run {busy:.1} ms ({busy_speedup:.0}x)"
                 );
             }
             Ok(())
