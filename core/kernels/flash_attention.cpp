@@ -100,6 +100,13 @@ inline __m256 exp_ps(__m256 x) {
                                       _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
 }
 
+// The lane sums of a and b (one pairwise order for both, whichever cell is paired with which).
+inline __m128 horizontal_sums(__m256 a, __m256 b) {
+    const __m256 pairs = _mm256_hadd_ps(a, b);
+    const __m128 quads = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps(pairs, 1));
+    return _mm_hadd_ps(quads, quads);  // [sum a, sum b, sum a, sum b]
+}
+
 inline float horizontal_max(__m256 x) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -146,14 +153,17 @@ public:
         // The cells this token sees, in cache order, with their mask values.
         thread_local std::vector<int64_t> cells;
         thread_local std::vector<float> masks;
-        cells.clear();
-        masks.clear();
         const ggml_tensor * mask = shape_.mask;
         const int64_t cache_cells = shape_.k->ne[1];
+        if ((int64_t) cells.size() < cache_cells) {
+            cells.resize(cache_cells);
+            masks.resize(cache_cells);
+        }
+        int64_t total = 0;
         if (!mask) {
             for (int64_t c = 0; c < cache_cells; ++c) {
-                cells.push_back(c);
-                masks.push_back(0.0f);
+                cells[total] = c;
+                masks[total++] = 0.0f;
             }
         } else {
             const ggml_fp16_t * row = (const ggml_fp16_t *) ((const char *) mask->data + token_ * mask->nb[1] +
@@ -162,24 +172,33 @@ public:
             const __m256i hidden = _mm256_set1_epi16((short) F16_MINUS_INFINITY);
             int64_t c = 0;
             for (; c + 16 <= cache_cells; c += 16) {
-                __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row + c));
+                const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row + c));
                 // Two mask bits per cell; the even ones mark visible cells.
                 uint32_t visible = ~(uint32_t) _mm256_movemask_epi8(_mm256_cmpeq_epi16(m, hidden)) & 0x55555555u;
+                if (visible == 0x55555555u) {
+                    // All 16 visible, as in a sequence's own contiguous cells.
+                    _mm256_storeu_ps(&masks[total], _mm256_cvtph_ps(_mm256_castsi256_si128(m)));
+                    _mm256_storeu_ps(&masks[total + 8], _mm256_cvtph_ps(_mm256_extracti128_si256(m, 1)));
+                    for (int i = 0; i < 16; ++i) {
+                        cells[total + i] = c + i;
+                    }
+                    total += 16;
+                    continue;
+                }
                 while (visible) {
-                    int64_t cell = c + __builtin_ctz(visible) / 2;
-                    cells.push_back(cell);
-                    masks.push_back(GGML_CPU_FP16_TO_FP32(row[cell]));
+                    const int64_t cell = c + __builtin_ctz(visible) / 2;
+                    cells[total] = cell;
+                    masks[total++] = GGML_CPU_FP16_TO_FP32(row[cell]);
                     visible &= visible - 1;
                 }
             }
             for (; c < cache_cells; ++c) {
                 if (row[c] != F16_MINUS_INFINITY) {
-                    cells.push_back(c);
-                    masks.push_back(GGML_CPU_FP16_TO_FP32(row[c]));
+                    cells[total] = c;
+                    masks[total++] = GGML_CPU_FP16_TO_FP32(row[c]);
                 }
             }
         }
-        const int64_t total = (int64_t) cells.size();
         for (int64_t start = 0; start < total; start += STEP_CELLS) {
             step(cells.data() + start, masks.data() + start, (int) std::min<int64_t>(STEP_CELLS, total - start));
         }
@@ -190,20 +209,44 @@ private:
     // One online-softmax step over n (<= STEP_CELLS) visible cells.
     void step(const int64_t * cells, const float * masks, int n) {
         const ggml_tensor * k = shape_.k, * v = shape_.v;
-        for (int c = 0; c < n; ++c) {
-            const ggml_fp16_t * k_row = (const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1]);
-            __m256 dot[G];
+        // Two cells at a time: 2 x G independent dot products.
+        int c = 0;
+        for (; c + 2 <= n; c += 2) {
+            const ggml_fp16_t * k0 = (const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1]);
+            const ggml_fp16_t * k1 = (const ggml_fp16_t *) (k_base_ + cells[c + 1] * k->nb[1]);
+            __m256 dot0[G], dot1[G];
             for (int h = 0; h < G; ++h) {
-                dot[h] = _mm256_setzero_ps();
+                dot0[h] = _mm256_setzero_ps();
+                dot1[h] = _mm256_setzero_ps();
             }
             for (int64_t d = 0; d < dk_; d += 8) {
-                const __m256 kv = load_f16(k_row + d);
+                const __m256 kv0 = load_f16(k0 + d), kv1 = load_f16(k1 + d);
                 for (int h = 0; h < G; ++h) {
-                    dot[h] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q_[h] + d), dot[h]);
+                    const __m256 qv = _mm256_loadu_ps(q_[h] + d);
+                    dot0[h] = _mm256_fmadd_ps(kv0, qv, dot0[h]);
+                    dot1[h] = _mm256_fmadd_ps(kv1, qv, dot1[h]);
                 }
             }
             for (int h = 0; h < G; ++h) {
-                score_[h][c] = horizontal_sum(dot[h]) + masks[c];
+                const __m128 sums = horizontal_sums(dot0[h], dot1[h]);
+                score_[h][c] = _mm_cvtss_f32(sums) + masks[c];
+                score_[h][c + 1] = _mm_cvtss_f32(_mm_movehdup_ps(sums)) + masks[c + 1];
+            }
+        }
+        if (c < n) {
+            const ggml_fp16_t * k0 = (const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1]);
+            __m256 dot0[G];
+            for (int h = 0; h < G; ++h) {
+                dot0[h] = _mm256_setzero_ps();
+            }
+            for (int64_t d = 0; d < dk_; d += 8) {
+                const __m256 kv0 = load_f16(k0 + d);
+                for (int h = 0; h < G; ++h) {
+                    dot0[h] = _mm256_fmadd_ps(kv0, _mm256_loadu_ps(q_[h] + d), dot0[h]);
+                }
+            }
+            for (int h = 0; h < G; ++h) {
+                score_[h][c] = _mm_cvtss_f32(horizontal_sums(dot0[h], dot0[h])) + masks[c];
             }
         }
         for (int h = 0; h < G; ++h) {
@@ -246,22 +289,42 @@ private:
         for (int c = 0; c < n; ++c) {
             v_rows[c] = (const ggml_fp16_t *) (v_base_ + cells[c] * v->nb[1]);
         }
-        for (int64_t d = 0; d < dv_; d += 8) {
-            __m256 a[G];
-            for (int h = 0; h < G; ++h) {
-                a[h] = _mm256_loadu_ps(acc_[h] + d);
+        int64_t d = 0;
+        for (; d + 8 * V_BLOCKS <= dv_; d += 8 * V_BLOCKS) {
+            accumulate_v<V_BLOCKS>(v_rows, n, d);
+        }
+        for (; d < dv_; d += 8) {
+            accumulate_v<1>(v_rows, n, d);
+        }
+    }
+
+    // acc[h][d, d + 8 * B) += sum over the step's cells of p[h][c] * v_c: G x B independent
+    // chains of fmas (one chain per head and 8 dimensions would wait on fma latency).
+    template <int B>
+    void accumulate_v(const ggml_fp16_t * const * v_rows, int n, int64_t d) {
+        __m256 a[G][B];
+        for (int h = 0; h < G; ++h) {
+            for (int b = 0; b < B; ++b) {
+                a[h][b] = _mm256_loadu_ps(acc_[h] + d + 8 * b);
             }
-            for (int c = 0; c < n; ++c) {
-                const __m256 vv = load_f16(v_rows[c] + d);
+        }
+        for (int c = 0; c < n; ++c) {
+            for (int b = 0; b < B; ++b) {
+                const __m256 vv = load_f16(v_rows[c] + d + 8 * b);
                 for (int h = 0; h < G; ++h) {
-                    a[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(&score_[h][c]), vv, a[h]);
+                    a[h][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(&score_[h][c]), vv, a[h][b]);
                 }
             }
-            for (int h = 0; h < G; ++h) {
-                _mm256_storeu_ps(acc_[h] + d, a[h]);
+        }
+        for (int h = 0; h < G; ++h) {
+            for (int b = 0; b < B; ++b) {
+                _mm256_storeu_ps(acc_[h] + d + 8 * b, a[h][b]);
             }
         }
     }
+
+    // 8-float blocks of V per pass: as many accumulators as the 16 registers of AVX2 hold.
+    static constexpr int V_BLOCKS = G <= 3 ? 4 : 2;
 
     void write() {
         ggml_tensor * dst = shape_.dst;
