@@ -159,6 +159,14 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
         if !status.success() {
             return Err(format!("{objcopy} failed on {ggml_object}"));
         }
+        // objcopy renames nothing, silently, when the object lacks the symbol: then the variant
+        // would link with corral's kernel calling an undefined ggml function.
+        let nm = std::env::var("NM").unwrap_or_else(|_| "nm".into());
+        let symbols = Command::new(&nm).arg("--defined-only").arg(&renamed).output().map_err(|e| format!("{nm}: {e}"))?;
+        let defined = String::from_utf8_lossy(&symbols.stdout).lines().any(|l| l.split_whitespace().last() == Some(kernel.renamed));
+        if !defined {
+            return Err(format!("{ggml_object} does not define {}", kernel.symbol));
+        }
         swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), quote(&kernel_object))));
     }
     // CMake's link command for the variant: same objects with the swapped ones replaced, no

@@ -259,7 +259,7 @@ private:
             }
             const float new_max = std::max(max_[h], horizontal_max(step_max));
             if (new_max == -INFINITY) {
-                // Every score is -inf (mask values of -inf in another encoding): nothing to add.
+                // Every score is -inf (an infinite dot product): nothing to add.
                 for (int c = 0; c < STEP_CELLS; ++c) {
                     score_[h][c] = 0.0f;
                 }

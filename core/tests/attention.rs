@@ -165,7 +165,7 @@ fn attention_matches_exact_attention_in_every_variant() {
         // queries, more query heads per K/V head than one unit takes, plain multi-head, K wider than V.
         for (dk, dv, heads, kv_heads) in [(64, 64, 9, 3), (128, 128, 8, 2), (64, 64, 10, 2), (96, 96, 4, 4), (256, 256, 2, 1), (192, 128, 4, 2)] {
             for tokens in [1, 2, 5, 8, 63] {
-                for cells in [1, 7, 33, 100, 300] {
+                for cells in [1, 7, 33, 100, 600] {
                     seed += 1;
                     let problem = Problem::random(dk, dv, heads, kv_heads, tokens, cells, seed);
                     for threads in [1, 2] {
@@ -175,7 +175,7 @@ fn attention_matches_exact_attention_in_every_variant() {
                                 let expected = problem.reference(token, head);
                                 let got = &out[(token * heads + head) * dv..][..dv];
                                 for (d, (&g, &e)) in got.iter().zip(&expected).enumerate() {
-                                    // Values are below 1: f32 rounding over 300 cells stays far below this.
+                                    // Values are below 1: f32 rounding over 600 cells stays far below this.
                                     assert!(
                                         (g as f64 - e).abs() <= 5e-5,
                                         "{variant} dk={dk} dv={dv} heads={heads}/{kv_heads} tokens={tokens} cells={cells} threads={threads}: \
