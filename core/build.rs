@@ -138,7 +138,8 @@ fn variant_of(command: &str) -> Option<&str> {
 
 fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &Path, library: &Path) -> Result<(), String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
-    let dir = compiled[0].dir;
+    let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
+    let nm = std::env::var("NM").unwrap_or_else(|_| "nm".into());
     // ggml object (as the link command names it) -> the renamed copy and corral's kernel object.
     let mut swaps = Vec::new();
     for Compiled { kernel, command, dir } in compiled {
@@ -149,7 +150,6 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
         let kernel_object = work.join(format!("{stem}.o"));
         run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(&manifest.join(kernel.source))), dir)?;
         let renamed = work.join(format!("ggml-{stem}.o"));
-        let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
         let status = Command::new(&objcopy)
             .args(["--redefine-sym", &format!("{}={}", kernel.symbol, kernel.renamed)])
             .arg(dir.join(ggml_object))
@@ -161,7 +161,6 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
         }
         // objcopy renames nothing, silently, when the object lacks the symbol: then the variant
         // would link with corral's kernel calling an undefined ggml function.
-        let nm = std::env::var("NM").unwrap_or_else(|_| "nm".into());
         let symbols = Command::new(&nm).arg("--defined-only").arg(&renamed).output().map_err(|e| format!("{nm}: {e}"))?;
         let defined = String::from_utf8_lossy(&symbols.stdout).lines().any(|l| l.split_whitespace().last() == Some(kernel.renamed));
         if !defined {
@@ -169,8 +168,10 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
         }
         swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), quote(&kernel_object))));
     }
-    // CMake's link command for the variant: same objects with the swapped ones replaced, no
-    // build-folder run path (ggml-base is already loaded when a variant is), written to the work folder.
+    // CMake's link command for the variant (in the folder its compile commands ran in): same
+    // objects with the swapped ones replaced, no build-folder run path (ggml-base is already
+    // loaded when a variant is), written to the work folder.
+    let dir = compiled[0].dir;
     let link_file = dir.join(format!("CMakeFiles/ggml-cpu-{variant}.dir/link.txt"));
     let link = std::fs::read_to_string(&link_file).map_err(|e| format!("{}: {e}", link_file.display()))?;
     let relinked = work.join(library.file_name().unwrap());

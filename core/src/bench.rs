@@ -186,50 +186,40 @@ pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
 pub struct ConcurrencyReport {
     /// (concurrent streams, aggregate generated tokens per second)
     pub aggregate_tokens_per_s: Vec<(usize, f64)>,
-    /// Per round, the same 8 requests at once and one after another (tokens per second).
-    pub rounds_8: Vec<ConcurrentVsSequential>,
-    /// Per round, time to first token with a 1,000-token prefix cold and cached.
-    pub rounds_ttft: Vec<PrefixTtft>,
+    /// The interleaved rounds of the 8-request and cached-prefix measurements.
+    pub rounds: Vec<ConcurrencyRound>,
     pub threads: u32,
 }
 
+/// One round: the same 8 requests at once, then one after another (generated tokens per
+/// second); then the time to first token of a question about a 1,000-token document with
+/// nothing cached (cold), with the document cached by an earlier request, and the same while
+/// 7 other requests generate.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ConcurrentVsSequential {
+pub struct ConcurrencyRound {
     pub concurrent_tokens_per_s: f64,
     pub sequential_tokens_per_s: f64,
+    pub cold_ttft_ms: f64,
+    pub cached_ttft_ms: f64,
+    pub cached_busy_ttft_ms: f64,
 }
 
-impl ConcurrentVsSequential {
-    pub fn ratio(&self) -> f64 {
+impl ConcurrencyRound {
+    pub fn concurrent_vs_sequential(&self) -> f64 {
         self.concurrent_tokens_per_s / self.sequential_tokens_per_s
     }
-}
-
-/// Time to first token of a question about a 1,000-token document: nothing cached (cold), the
-/// document cached by an earlier request, and the same while 7 other requests generate.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PrefixTtft {
-    pub cold_ms: f64,
-    pub cached_ms: f64,
-    pub cached_busy_ms: f64,
-}
-
-impl PrefixTtft {
     pub fn cached_speedup(&self) -> f64 {
-        self.cold_ms / self.cached_ms
+        self.cold_ttft_ms / self.cached_ttft_ms
     }
     pub fn cached_busy_speedup(&self) -> f64 {
-        self.cold_ms / self.cached_busy_ms
+        self.cold_ttft_ms / self.cached_busy_ttft_ms
     }
 }
 
 impl ConcurrencyReport {
     /// Median over the rounds of `figure`.
-    pub fn median_8(&self, figure: impl Fn(&ConcurrentVsSequential) -> f64) -> f64 {
-        median(self.rounds_8.iter().map(figure).collect())
-    }
-    pub fn median_ttft(&self, figure: impl Fn(&PrefixTtft) -> f64) -> f64 {
-        median(self.rounds_ttft.iter().map(figure).collect())
+    pub fn median(&self, figure: impl Fn(&ConcurrencyRound) -> f64) -> f64 {
+        median(self.rounds.iter().map(figure).collect())
     }
 }
 
@@ -289,23 +279,29 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>, rou
             generated += model.complete(&distinct_prompt(i), &options)?.usage.completion_tokens as u64;
         }
         let sequential_tokens_per_s = generated as f64 / started.elapsed().as_secs_f64();
-        report.rounds_8.push(ConcurrentVsSequential { concurrent_tokens_per_s, sequential_tokens_per_s });
         model.clear_cache()?;
-        report.rounds_ttft.push(prefix_ttft(&model, &document, &options)?);
+        let (cold_ttft_ms, cached_ttft_ms, cached_busy_ttft_ms) = prefix_ttft(&model, &document, &options)?;
+        report.rounds.push(ConcurrencyRound {
+            concurrent_tokens_per_s,
+            sequential_tokens_per_s,
+            cold_ttft_ms,
+            cached_ttft_ms,
+            cached_busy_ttft_ms,
+        });
     }
     Ok(report)
 }
 
-/// A 1,000-token shared document, then questions about it: cold, cached, cached while busy.
-fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) -> Result<PrefixTtft> {
+/// Questions about a 1,000-token shared document: time to first token cold, cached, and
+/// cached while 7 other requests generate (milliseconds).
+fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) -> Result<(f64, f64, f64)> {
+    let one = GenerateOptions { max_tokens: Some(1), temperature: 0.0, ..Default::default() };
     let ask = |question: &str| -> Result<f64> {
         let question = model.tokenize(question, false, false)?;
-        let one = GenerateOptions { max_tokens: Some(1), temperature: 0.0, ..Default::default() };
         Ok(model.complete_tokens(&[document, question.as_slice()].concat(), &one)?.usage.time_to_first_token_ms)
     };
-    let cold_ms = ask(" Question: what is this text about? Answer:")?;
-    let cached_ms = ask(" Question: who wrote it? Answer:")?;
-    // Again, while 7 other requests are generating.
+    let cold = ask(" Question: what is this text about? Answer:")?;
+    let cached = ask(" Question: who wrote it? Answer:")?;
     let busy: Vec<_> = (0..7)
         .map(|i| {
             let model = model.clone();
@@ -314,11 +310,11 @@ fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) 
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let cached_busy_ms = ask(" Question: when was it written? Answer:")?;
+    let cached_busy = ask(" Question: when was it written? Answer:")?;
     for h in busy {
         h.join().map_err(|_| Error::internal("bench thread panicked"))??;
     }
-    Ok(PrefixTtft { cold_ms, cached_ms, cached_busy_ms })
+    Ok((cold, cached, cached_busy))
 }
 
 /// Figures of the structured-output benchmark (`corral bench-structured`).

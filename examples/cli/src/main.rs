@@ -320,14 +320,13 @@ fn run(cli: Cli) -> corral::Result<()> {
         }
         Command::BenchConcurrency { model, threads, flash_attention, rounds, json } => {
             let r = corral::bench::concurrency(&model, threads.unwrap_or_else(corral::default_threads), flash_attention, rounds)?;
-            let (concurrent, sequential, ratio) = (
-                r.median_8(|p| p.concurrent_tokens_per_s),
-                r.median_8(|p| p.sequential_tokens_per_s),
-                r.median_8(|p| p.ratio()),
-            );
-            let best_ratio = r.rounds_8.iter().map(|p| p.ratio()).fold(0.0, f64::max);
-            let (cold, cached, busy) = (r.median_ttft(|t| t.cold_ms), r.median_ttft(|t| t.cached_ms), r.median_ttft(|t| t.cached_busy_ms));
-            let (speedup, busy_speedup) = (r.median_ttft(|t| t.cached_speedup()), r.median_ttft(|t| t.cached_busy_speedup()));
+            let concurrent = r.median(|round| round.concurrent_tokens_per_s);
+            let sequential = r.median(|round| round.sequential_tokens_per_s);
+            let ratio = r.median(|round| round.concurrent_vs_sequential());
+            let best_ratio = r.rounds.iter().map(|round| round.concurrent_vs_sequential()).fold(0.0, f64::max);
+            let (cold, cached, busy) =
+                (r.median(|round| round.cold_ttft_ms), r.median(|round| round.cached_ttft_ms), r.median(|round| round.cached_busy_ttft_ms));
+            let (speedup, busy_speedup) = (r.median(|round| round.cached_speedup()), r.median(|round| round.cached_busy_speedup()));
             if json {
                 let aggregate: serde_json::Map<String, serde_json::Value> =
                     r.aggregate_tokens_per_s.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
@@ -335,7 +334,7 @@ fn run(cli: Cli) -> corral::Result<()> {
                     "{}",
                     json!({
                         "threads": r.threads,
-                        "rounds": r.rounds_8.len(),
+                        "rounds": r.rounds.len(),
                         "aggregate_tokens_per_s": aggregate,
                         "concurrent_8_tokens_per_s": concurrent,
                         "sequential_8_tokens_per_s": sequential,
@@ -354,11 +353,19 @@ fn run(cli: Cli) -> corral::Result<()> {
                 for (n, v) in &r.aggregate_tokens_per_s {
                     println!("{n:>8} {v:>16.1}");
                 }
-                println!("medians of {} interleaved rounds:", r.rounds_8.len());
-                for (i, (p, t)) in r.rounds_8.iter().zip(&r.rounds_ttft).enumerate() {
+                println!("medians of {} interleaved rounds:", r.rounds.len());
+                for (i, round) in r.rounds.iter().enumerate() {
                     println!(
                         "  round {}: 8 concurrent {:.1} / sequential {:.1} t/s = {:.2}x; TTFT cold {:.1} ms, cached {:.1} ms ({:.0}x), busy {:.1} ms ({:.0}x)",
-                        i + 1, p.concurrent_tokens_per_s, p.sequential_tokens_per_s, p.ratio(), t.cold_ms, t.cached_ms, t.cached_speedup(), t.cached_busy_ms, t.cached_busy_speedup()
+                        i + 1,
+                        round.concurrent_tokens_per_s,
+                        round.sequential_tokens_per_s,
+                        round.concurrent_vs_sequential(),
+                        round.cold_ttft_ms,
+                        round.cached_ttft_ms,
+                        round.cached_speedup(),
+                        round.cached_busy_ttft_ms,
+                        round.cached_busy_speedup()
                     );
                 }
                 println!("8 concurrent: {concurrent:.1} t/s   8 sequential: {sequential:.1} t/s   concurrent / sequential: {ratio:.2}x (best round {best_ratio:.2}x)");
