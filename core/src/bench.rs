@@ -66,6 +66,10 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+fn ms_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -293,12 +297,20 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>, rou
 }
 
 /// Questions about a 1,000-token shared document: time to first token cold, cached, and
-/// cached while 7 other requests generate (milliseconds).
+/// cached while 7 other requests generate (milliseconds), as a streaming client sees it: from
+/// the call until the first token is in its hands.
 fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) -> Result<(f64, f64, f64)> {
     let one = GenerateOptions { max_tokens: Some(1), temperature: 0.0, ..Default::default() };
     let ask = |question: &str| -> Result<f64> {
-        let question = model.tokenize(question, false, false)?;
-        Ok(model.complete_tokens(&[document, question.as_slice()].concat(), &one)?.usage.time_to_first_token_ms)
+        let prompt = [document, model.tokenize(question, false, false)?.as_slice()].concat();
+        let started = Instant::now();
+        let mut stream = model.complete_tokens_stream(&prompt, &one)?;
+        while let Some(chunk) = stream.next_chunk() {
+            if !chunk?.tokens.is_empty() {
+                return Ok(ms_since(started));
+            }
+        }
+        Err(Error::internal("the request ended without a token"))
     };
     let cold = ask(" Question: what is this text about? Answer:")?;
     let cached = ask(" Question: who wrote it? Answer:")?;
@@ -362,7 +374,7 @@ pub fn structured(path: &Path, threads: u32, repeats: usize) -> Result<Structure
     for _ in 0..5 {
         let started = Instant::now();
         model.compile_constraint(&constrained)?;
-        compile_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        compile_ms.push(ms_since(started));
     }
     let (mut free_tg, mut constrained_tg) = (Vec::new(), Vec::new());
     model.chat(&messages, &free)?; // warm-up

@@ -497,7 +497,6 @@ impl<'m> Engine<'m> {
         }
     }
 
-    /// One engine step: build one batch from every runnable sequence, decode, sample.
     /// One engine step. Prompts go first, in a decode of their own, when sequences are also
     /// generating: a request joining a busy engine then gets its first token after its
     /// prompt's decode, not after one that also carries every other sequence's next token.
@@ -509,6 +508,8 @@ impl<'m> Engine<'m> {
         let prefilling = active().any(|a| a.next_token.is_none() && a.prompt_done < a.request.prompt.len());
         if generating && prefilling {
             self.decode_round(false, true);
+            // First tokens go out now, not after the generation round.
+            self.deliver_and_retire();
             self.decode_round(true, false);
         } else {
             self.decode_round(true, true);
