@@ -109,6 +109,8 @@ pub(crate) enum Command {
 struct Active {
     request: GenerateRequest,
     sampler: LlamaSampler,
+    /// The sampler is plain greedy: the engine takes the most likely token itself.
+    greedy: bool,
     grammar: Option<LlamaSampler>,
     /// Prompt tokens already in the KV cache.
     prompt_done: usize,
@@ -476,6 +478,7 @@ impl<'m> Engine<'m> {
         let stop = StopMatcher::new(req.options.stop.clone());
         slot.active = Some(Active {
             sampler,
+            greedy: is_plain_greedy(&req.options),
             grammar,
             prompt_done: reuse,
             cached_tokens: reuse,
@@ -698,6 +701,11 @@ impl<'m> Engine<'m> {
 /// if the grammar accepts it, otherwise mask the whole vocabulary with the grammar and resample.
 fn sample(model: &LlamaModel, ctx: &LlamaContext<'_>, index: i32, active: &mut Active) -> LlamaToken {
     let Some(grammar) = active.grammar.as_mut() else {
+        if active.greedy {
+            // What llama.cpp's greedy sampler picks, without first copying the whole vocabulary
+            // into a candidate array: with many sequences that copy is a visible part of a step.
+            return LlamaToken(first_max_index(ctx.get_logits_ith(index)) as i32);
+        }
         return active.sampler.sample(ctx, index);
     };
     let candidates = || {
@@ -755,9 +763,52 @@ fn log_softmax_at(logits: &[f32], index: usize) -> f32 {
     ((target - max) as f64 - sum.ln()) as f32
 }
 
+/// The index of the first largest value, as llama.cpp's greedy sampler chooses (a NaN is never
+/// chosen unless it comes first). Eight running maxima, so that the compiler vectorises it.
+fn first_max_index(values: &[f32]) -> usize {
+    const LANES: usize = 8;
+    if values.first().is_none_or(|v| v.is_nan()) {
+        return 0;
+    }
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut at = [0usize; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        for lane in 0..LANES {
+            if chunk[lane] > best[lane] {
+                best[lane] = chunk[lane];
+                at[lane] = c * LANES + lane;
+            }
+        }
+    }
+    let (mut best_value, mut best_at) = (f32::NEG_INFINITY, 0);
+    for lane in 0..LANES {
+        if best[lane] > best_value || (best[lane] == best_value && at[lane] < best_at) {
+            (best_value, best_at) = (best[lane], at[lane]);
+        }
+    }
+    let tail_start = values.len() - tail.len();
+    for (i, &v) in tail.iter().enumerate() {
+        if v > best_value {
+            (best_value, best_at) = (v, tail_start + i);
+        }
+    }
+    best_at
+}
+
+fn has_penalties(o: &GenerateOptions) -> bool {
+    o.repeat_penalty != 1.0 || o.frequency_penalty != 0.0 || o.presence_penalty != 0.0
+}
+
+/// Sampling that always takes the most likely token, whatever came before.
+fn is_plain_greedy(o: &GenerateOptions) -> bool {
+    o.temperature <= 0.0 && !has_penalties(o)
+}
+
 pub(crate) fn build_sampler(model: &LlamaModel, o: &GenerateOptions) -> LlamaSampler {
     let mut chain = Vec::new();
-    if o.repeat_penalty != 1.0 || o.frequency_penalty != 0.0 || o.presence_penalty != 0.0 {
+    if has_penalties(o) {
         chain.push(LlamaSampler::penalties(
             model.n_vocab(),
             o.repeat_last_n as i32,
@@ -883,4 +934,47 @@ fn fail(active: &mut Active, error: Error) {
     active.finished = true;
     active.next_token = None;
     active.undelivered = Some(Event::Error(error));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_max_index;
+
+    /// llama.cpp's greedy choice: the first index whose value no later one exceeds.
+    fn sequential(values: &[f32]) -> usize {
+        let mut best = 0;
+        for (i, &v) in values.iter().enumerate().skip(1) {
+            if v > values[best] {
+                best = i;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn first_max_index_chooses_as_llama_cpps_greedy_sampler() {
+        let inf = f32::INFINITY;
+        let cases: Vec<Vec<f32>> = vec![
+            vec![1.0],
+            vec![3.0, 1.0, 3.0],
+            vec![-inf, -inf, -inf],
+            vec![f32::NAN, 5.0, 7.0],
+            vec![1.0, f32::NAN, 7.0, 7.0],
+            vec![0.5; 21],
+            (0..37).map(|i| ((i * 7919) % 13) as f32).collect(),
+            (0..49152).map(|i| ((i as u64 * 2654435761) % 100_003) as f32 * if i % 3 == 0 { -1.0 } else { 1.0 }).collect(),
+        ];
+        for values in &cases {
+            assert_eq!(first_max_index(values), sequential(values), "{:?}", &values[..values.len().min(8)]);
+        }
+        // The largest value in the tail, and ties across lanes resolved to the first.
+        let mut values = vec![0.0f32; 19];
+        values[18] = 1.0;
+        assert_eq!(first_max_index(&values), 18);
+        values[18] = 0.0;
+        values[9] = 2.0;
+        values[3] = 2.0;
+        assert_eq!(first_max_index(&values), 3);
+        assert_eq!(first_max_index(&[]), 0);
+    }
 }
