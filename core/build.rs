@@ -36,8 +36,10 @@ fn main() {
         let cmake_build = backends.parent().expect("backends folder has a parent").join("build");
         relink_cpu_variants(&cmake_build, &runtime);
     }
-    println!("cargo:rustc-env=CORRAL_BUILD_BACKEND_DIR={}", backends.display());
+    // What packages ship (corral's kernels linked in), and ggml's variants as built, which
+    // core/tests/kernel.rs compares them with.
     println!("cargo:rustc-env=CORRAL_BUILD_RUNTIME_DIR={}", runtime.display());
+    println!("cargo:rustc-env=CORRAL_GGML_BACKEND_DIR={}", backends.display());
     println!("cargo:runtime_dir={}", runtime.display());
 }
 

@@ -9,7 +9,8 @@
 //! 1. `CORRAL_BACKEND_DIR`, when set (then only that folder);
 //! 2. the folder of the loaded `libllama` (packages ship the variants beside it);
 //! 3. the folder of the library or program that contains corral;
-//! 4. the folder the build wrote them to (a `cargo` build or test on the build machine).
+//! 4. the folder the build staged them in, as packages ship them (a `cargo` build or test on the
+//!    build machine).
 
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
@@ -104,7 +105,7 @@ fn backend_dir_candidates() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     dirs.extend(object_dir_of(llama_cpp_sys_2::llama_backend_init as *const libc::c_void));
     dirs.extend(object_dir_of(load_backend_libraries as *const libc::c_void));
-    if let Some(dir) = option_env!("CORRAL_BUILD_BACKEND_DIR") {
+    if let Some(dir) = option_env!("CORRAL_BUILD_RUNTIME_DIR") {
         dirs.push(PathBuf::from(dir));
     }
     dirs.dedup();

@@ -92,7 +92,7 @@ const TOKEN_LOGPROB_DRIFT: f32 = 0.6;
 fn relinked_variants_agree_with_ggml() {
     let shipped = PathBuf::from(env!("CORRAL_BUILD_RUNTIME_DIR"));
     let ours = fingerprint_with(&shipped);
-    let theirs = fingerprint_with(Path::new(env!("CORRAL_BUILD_BACKEND_DIR")));
+    let theirs = fingerprint_with(Path::new(env!("CORRAL_GGML_BACKEND_DIR")));
     assert_eq!(ours.scores.len(), 279); // one per token after the first
     assert_eq!(ours.generated.len(), 24);
     let drift: Vec<f32> = ours.scores.iter().zip(&theirs.scores).map(|(a, b)| (a - b).abs()).collect();
