@@ -221,6 +221,7 @@ fn run(
         // llama.cpp rounds the KV size up; the requested length is the limit callers see.
         n_ctx: (config.n_ctx as usize).min(ctx.n_ctx() as usize),
         batch_size: config.batch_size as usize,
+        threads: config.threads as usize,
         ctx,
         slots: (0..config.max_sequences as i32)
             .map(|seq_id| Slot { seq_id, cached: Vec::new(), owner: None, active: None, last_used: Instant::now() })
@@ -240,6 +241,8 @@ struct Engine<'m> {
     ctx: LlamaContext<'m>,
     n_ctx: usize,
     batch_size: usize,
+    /// ggml threads per decode: the cores each decode takes (crate::cores).
+    threads: usize,
     slots: Vec<Slot>,
     queue: VecDeque<GenerateRequest>,
     max_queued: usize,
@@ -572,7 +575,11 @@ impl<'m> Engine<'m> {
         if n == 0 {
             return;
         }
-        match self.ctx.decode(&mut self.batch) {
+        let decoded = {
+            let _cores = crate::cores::take(self.threads);
+            self.ctx.decode(&mut self.batch)
+        };
+        match decoded {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => return self.relieve_kv_pressure(&plan),
             Err(e) => {
@@ -681,7 +688,11 @@ impl<'m> Engine<'m> {
                     .add(t, p as i32, &[seq], true)
                     .map_err(|e| Error::internal(format!("batch: {e}")))?;
             }
-            if let Err(e) = self.ctx.decode(&mut self.batch) {
+            let decoded = {
+                let _cores = crate::cores::take(self.threads);
+                self.ctx.decode(&mut self.batch)
+            };
+            if let Err(e) = decoded {
                 let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
                 let kind = if matches!(e, DecodeError::NoKvCacheSlot) { ErrorKind::ContextOverflow } else { ErrorKind::DecodeFailed };
                 return Err(Error::new(kind, format!("llama_decode failed: {e}")));

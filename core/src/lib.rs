@@ -15,6 +15,7 @@ pub mod bench;
 #[cfg(feature = "capi")]
 pub mod capi;
 mod chat;
+mod cores;
 mod engine;
 mod error;
 mod gguf;

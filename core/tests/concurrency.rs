@@ -1,5 +1,5 @@
 //! Many requests on one model at once: continuous batching, prefix cache, cancellation,
-//! deadlines, queue limits, KV pressure and memory stability.
+//! deadlines, queue limits, KV pressure and memory stability; and two models at once.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -185,5 +185,38 @@ fn a_request_joining_busy_generation_gets_its_first_token_without_waiting_for_th
     assert!(
         best < interval / 2.0,
         "first tokens reached the client {gaps:?} ms after the engine sampled them; the others took {interval:.1} ms a token"
+    );
+}
+
+/// Two models generating at once in one process, each with a thread per core, share the cores
+/// decode by decode: together they take about as long as one after the other. (ggml's threads
+/// spin at every barrier: without sharing, two decodes that oversubscribe the cores wait out each
+/// other's time slices, tens of times slower.)
+#[test]
+fn two_models_generating_at_once_take_turns_on_the_cores() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let options = ModelOptions { context_length: Some(1024), threads: Some(cores), ..Default::default() };
+    let models = [load(options.clone()), load(options)];
+    let generate = GenerateOptions { ignore_eos: true, ..greedy(48) };
+    let run = |model: &Model, i: usize| model.complete(&format!("Write a long story about {i} dragons."), &generate).unwrap();
+    for model in &models {
+        run(model, 0); // warm-up
+    }
+    let started = std::time::Instant::now();
+    for (i, model) in models.iter().enumerate() {
+        assert_eq!(run(model, i).usage.completion_tokens, 48);
+    }
+    let one_after_the_other = started.elapsed();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = models.iter().enumerate().map(|(i, model)| scope.spawn(move || run(model, i))).collect();
+        for r in runs {
+            assert_eq!(r.join().unwrap().usage.completion_tokens, 48);
+        }
+    });
+    let at_once = started.elapsed();
+    assert!(
+        at_once < one_after_the_other * 3,
+        "at once {at_once:?}, one after the other {one_after_the_other:?}"
     );
 }
