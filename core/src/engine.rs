@@ -575,11 +575,7 @@ impl<'m> Engine<'m> {
         if n == 0 {
             return;
         }
-        let decoded = {
-            let _cores = crate::cores::take(self.threads);
-            self.ctx.decode(&mut self.batch)
-        };
-        match decoded {
+        match self.decode_batch() {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => return self.relieve_kv_pressure(&plan),
             Err(e) => {
@@ -621,6 +617,12 @@ impl<'m> Engine<'m> {
                 .unwrap_or_default();
             on_token(self.model, active, token, logprobs, slot.cached.len(), n_ctx, now);
         }
+    }
+
+    /// Decodes the batch once this engine's share of the cores is free (crate::cores).
+    fn decode_batch(&mut self) -> std::result::Result<(), DecodeError> {
+        let _cores = crate::cores::take(self.threads);
+        self.ctx.decode(&mut self.batch)
     }
 
     /// The unified KV cache is full: drop cached prefixes nobody is using; if that frees
@@ -688,11 +690,7 @@ impl<'m> Engine<'m> {
                     .add(t, p as i32, &[seq], true)
                     .map_err(|e| Error::internal(format!("batch: {e}")))?;
             }
-            let decoded = {
-                let _cores = crate::cores::take(self.threads);
-                self.ctx.decode(&mut self.batch)
-            };
-            if let Err(e) = decoded {
+            if let Err(e) = self.decode_batch() {
                 let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
                 let kind = if matches!(e, DecodeError::NoKvCacheSlot) { ErrorKind::ContextOverflow } else { ErrorKind::DecodeFailed };
                 return Err(Error::new(kind, format!("llama_decode failed: {e}")));
