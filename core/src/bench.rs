@@ -12,6 +12,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::engine::ms;
 use crate::{GenerateOptions, Model, ModelOptions};
 
 /// Settings of one benchmark run.
@@ -64,10 +65,6 @@ pub fn peak_rss_mb() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
-}
-
-fn ms_since(started: Instant) -> f64 {
-    started.elapsed().as_secs_f64() * 1000.0
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -307,7 +304,7 @@ fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) 
         let mut stream = model.complete_tokens_stream(&prompt, &one)?;
         while let Some(chunk) = stream.next_chunk() {
             if !chunk?.tokens.is_empty() {
-                return Ok(ms_since(started));
+                return Ok(ms(started.elapsed()));
             }
         }
         Err(Error::internal("the request ended without a token"))
@@ -374,7 +371,7 @@ pub fn structured(path: &Path, threads: u32, repeats: usize) -> Result<Structure
     for _ in 0..5 {
         let started = Instant::now();
         model.compile_constraint(&constrained)?;
-        compile_ms.push(ms_since(started));
+        compile_ms.push(ms(started.elapsed()));
     }
     let (mut free_tg, mut constrained_tg) = (Vec::new(), Vec::new());
     model.chat(&messages, &free)?; // warm-up

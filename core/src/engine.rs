@@ -109,8 +109,6 @@ pub(crate) enum Command {
 struct Active {
     request: GenerateRequest,
     sampler: LlamaSampler,
-    /// The sampler is plain greedy: the engine takes the most likely token itself.
-    greedy: bool,
     grammar: Option<LlamaSampler>,
     /// Prompt tokens already in the KV cache.
     prompt_done: usize,
@@ -257,7 +255,7 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -481,7 +479,6 @@ impl<'m> Engine<'m> {
         let stop = StopMatcher::new(req.options.stop.clone());
         slot.active = Some(Active {
             sampler,
-            greedy: is_plain_greedy(&req.options),
             grammar,
             prompt_done: reuse,
             cached_tokens: reuse,
@@ -710,7 +707,7 @@ impl<'m> Engine<'m> {
 /// if the grammar accepts it, otherwise mask the whole vocabulary with the grammar and resample.
 fn sample(model: &LlamaModel, ctx: &LlamaContext<'_>, index: i32, active: &mut Active) -> LlamaToken {
     let Some(grammar) = active.grammar.as_mut() else {
-        if active.greedy {
+        if is_plain_greedy(&active.request.options) {
             // What llama.cpp's greedy sampler picks, without first copying the whole vocabulary
             // into a candidate array: with many sequences that copy is a visible part of a step.
             return LlamaToken(first_max_index(ctx.get_logits_ith(index)) as i32);
