@@ -190,6 +190,10 @@ pub struct ConcurrencyReport {
     /// The interleaved rounds of the 8-request and cached-prefix measurements.
     pub rounds: Vec<ConcurrencyRound>,
     pub threads: u32,
+    /// Seconds for two models loaded side by side to generate 128 tokens each, one after the
+    /// other and at once (they take turns on the cores, so at once should take about as long).
+    pub two_models_one_after_the_other_s: f64,
+    pub two_models_at_once_s: f64,
 }
 
 /// One round: the same 8 requests at once, then one after another (generated tokens per
@@ -268,6 +272,7 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>, rou
         report.aggregate_tokens_per_s.push((n, concurrent_round(&model, n, tokens)?));
     }
     let options = GenerateOptions { max_tokens: Some(tokens), temperature: 0.0, ignore_eos: true, ..Default::default() };
+    (report.two_models_one_after_the_other_s, report.two_models_at_once_s) = two_models(&model, path, threads, &options)?;
     let document = bench_prompt(&model, 1000)?;
     for _ in 0..rounds.max(1) {
         model.clear_cache()?;
@@ -291,6 +296,31 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>, rou
         });
     }
     Ok(report)
+}
+
+/// A second model next to `model`: both generate one request, one after the other, then at once
+/// (seconds, best of three each).
+fn two_models(model: &Model, path: &Path, threads: u32, options: &GenerateOptions) -> Result<(f64, f64)> {
+    let other = Model::load(path, ModelOptions { context_length: Some(1024), threads: Some(threads), ..Default::default() })?;
+    let models = [model, &other];
+    let (mut one_after_the_other, mut at_once) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let started = Instant::now();
+        for (i, m) in models.iter().enumerate() {
+            m.complete(&distinct_prompt(i), options)?;
+        }
+        one_after_the_other = one_after_the_other.min(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            let runs: Vec<_> = models.iter().enumerate().map(|(i, m)| scope.spawn(move || m.complete(&distinct_prompt(i), options))).collect();
+            for run in runs {
+                run.join().map_err(|_| Error::internal("bench thread panicked"))??;
+            }
+            Ok(())
+        })?;
+        at_once = at_once.min(started.elapsed().as_secs_f64());
+    }
+    Ok((one_after_the_other, at_once))
 }
 
 /// Questions about a 1,000-token shared document: time to first token cold, cached, and

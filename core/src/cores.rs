@@ -3,13 +3,17 @@
 //! A decode runs ggml's threads for its duration, and they spin at every operation's barrier.
 //! Two decodes that together run more threads than there are cores therefore wait out each
 //! other's time slices at every barrier: two models generating at once on a 2-core machine ran
-//! about 35 times slower than the same work one after the other. So a decode first takes as
-//! many cores as it runs threads (all of them at most) and gives them back when it ends;
-//! decodes that do not fit wait, in the order they asked. One model, or models whose threads
-//! fit the machine together, never wait.
+//! about 7 times slower than the same work one after the other (35 times with other load). So a
+//! decode first takes as many cores as it runs threads (all of them at most); decodes that do not
+//! fit wait, in the order they asked. One model, or models whose threads fit the machine
+//! together, never wait. An engine keeps its share after the decode, while it samples and hands
+//! out tokens, until it asks for its next decode or waits for work: with the share given back at
+//! the end of the decode, the other model's decode ran beside that work, one thread too many,
+//! and two models at once still took 3 times as long as one after the other (now about as long).
 
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
+/// A budget of cores; the process has one (`take`), tests make their own.
 struct Cores {
     total: usize,
     state: Mutex<State>,
@@ -24,44 +28,140 @@ struct State {
 }
 
 /// Cores held by one decode, given back on drop.
-pub(crate) struct CoreShare {
+pub(crate) struct CoreShare<'a> {
+    cores: &'a Cores,
     taken: usize,
 }
 
-fn cores() -> &'static Cores {
-    static CORES: OnceLock<Cores> = OnceLock::new();
-    CORES.get_or_init(|| {
-        let total = std::thread::available_parallelism().map_or(1, |n| n.get());
+impl Cores {
+    fn new(total: usize) -> Cores {
         Cores { total, state: Mutex::new(State { free: total, next_ticket: 0, serving: 0 }), changed: Condvar::new() }
-    })
-}
+    }
 
-fn lock(cores: &Cores) -> MutexGuard<'_, State> {
-    // The state stays consistent under every lock (plain counters), so a poisoned lock is usable.
-    cores.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent under every lock (plain counters), so a poisoned lock is usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, threads: usize) -> CoreShare<'_> {
+        let wanted = threads.clamp(1, self.total);
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        while state.serving != ticket || state.free < wanted {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.serving += 1;
+        state.free -= wanted;
+        // The next ticket may fit in what is left.
+        self.changed.notify_all();
+        CoreShare { cores: self, taken: wanted }
+    }
 }
 
 /// Waits until `threads` cores (all of them at most) are free, and takes them.
-pub(crate) fn take(threads: usize) -> CoreShare {
-    let cores = cores();
-    let wanted = threads.clamp(1, cores.total);
-    let mut state = lock(cores);
-    let ticket = state.next_ticket;
-    state.next_ticket += 1;
-    while state.serving != ticket || state.free < wanted {
-        state = cores.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-    }
-    state.serving += 1;
-    state.free -= wanted;
-    // The next ticket may fit in what is left.
-    cores.changed.notify_all();
-    CoreShare { taken: wanted }
+pub(crate) fn take(threads: usize) -> CoreShare<'static> {
+    static CORES: OnceLock<Cores> = OnceLock::new();
+    CORES.get_or_init(|| Cores::new(std::thread::available_parallelism().map_or(1, |n| n.get()))).take(threads)
 }
 
-impl Drop for CoreShare {
+impl Drop for CoreShare<'_> {
     fn drop(&mut self) {
-        let cores = cores();
-        lock(cores).free += self.taken;
-        cores.changed.notify_all();
+        self.cores.lock().free += self.taken;
+        self.cores.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Waits until `count` decodes have asked for cores (so each one asking holds its ticket).
+    fn wait_for_tickets(cores: &Cores, count: u64) {
+        while cores.lock().next_ticket < count {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_decode_that_does_not_fit_waits_until_cores_are_given_back() {
+        let cores = Arc::new(Cores::new(2));
+        let first = cores.take(2);
+        let second_took = Arc::new(AtomicUsize::new(0));
+        let second = {
+            let (cores, second_took) = (cores.clone(), second_took.clone());
+            std::thread::spawn(move || {
+                let _share = cores.take(1);
+                second_took.store(1, Ordering::SeqCst);
+            })
+        };
+        wait_for_tickets(&cores, 2);
+        // No core is free, so the second decode cannot have taken one.
+        assert_eq!(second_took.load(Ordering::SeqCst), 0);
+        drop(first);
+        second.join().unwrap();
+        assert_eq!(second_took.load(Ordering::SeqCst), 1);
+        assert_eq!(cores.lock().free, 2);
+    }
+
+    #[test]
+    fn waiting_decodes_are_served_in_asking_order_even_when_a_later_one_would_fit() {
+        let cores = Arc::new(Cores::new(2));
+        let held = cores.take(1);
+        let order = Arc::new(Mutex::new(vec![]));
+        let mut waiters = vec![];
+        // "big" wants both cores and must wait for `held`; "small" fits in the free core at
+        // once, but asked later, so it waits for "big".
+        for (asked, (name, threads)) in [("big", 2), ("small", 1)].into_iter().enumerate() {
+            let (shared, order) = (cores.clone(), order.clone());
+            waiters.push(std::thread::spawn(move || {
+                let _share = shared.take(threads);
+                order.lock().unwrap().push(name);
+            }));
+            wait_for_tickets(&cores, asked as u64 + 2);
+        }
+        assert!(order.lock().unwrap().is_empty());
+        drop(held);
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["big", "small"]);
+    }
+
+    #[test]
+    fn more_threads_than_cores_takes_them_all_and_decodes_that_fit_share() {
+        let cores = Cores::new(4);
+        let all = cores.take(64);
+        assert_eq!((all.taken, cores.lock().free), (4, 0));
+        drop(all);
+        let (a, b) = (cores.take(2), cores.take(0));
+        assert_eq!((a.taken, b.taken, cores.lock().free), (2, 1, 1));
+    }
+
+    #[test]
+    fn cores_in_use_never_exceed_the_machine() {
+        let cores = Arc::new(Cores::new(3));
+        let (in_use, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let workers: Vec<_> = (1..=6)
+            .map(|threads| {
+                let (cores, in_use, peak) = (cores.clone(), in_use.clone(), peak.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let share = cores.take(threads);
+                        let now = in_use.fetch_add(share.taken, Ordering::SeqCst) + share.taken;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        in_use.fetch_sub(share.taken, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
+        assert_eq!(cores.lock().free, 3);
     }
 }

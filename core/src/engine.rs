@@ -230,6 +230,7 @@ fn run(
         stats: config.stats.clone(),
         batch: LlamaBatch::new(config.batch_size as usize + config.max_sequences as usize, 1),
         prefill_cursor: 0,
+        cores: None,
     };
     engine.serve(commands);
 }
@@ -249,6 +250,10 @@ struct Engine<'m> {
     batch: LlamaBatch<'static>,
     /// Round-robin start for prompt chunks, so no long prompt starves another.
     prefill_cursor: usize,
+    /// The cores this engine took for its last decode. It keeps them until its next decode or
+    /// until it waits: the sampling and hand-out after a decode use a core too, and another
+    /// model's decode running meanwhile would oversubscribe the cores (crate::cores).
+    cores: Option<crate::cores::CoreShare<'static>>,
 }
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
@@ -268,8 +273,13 @@ impl<'m> Engine<'m> {
             let busy = self.slots.iter().any(|s| s.active.is_some());
             // Wait for work when idle; when every active sequence is blocked on a slow
             // consumer, wait briefly so its reader can drain.
+            let idle = !busy && self.queue.is_empty();
             let blocked = busy && !self.has_runnable_work();
-            let first = if !busy && self.queue.is_empty() {
+            if idle || blocked {
+                // Another model may decode while this one waits.
+                self.cores = None;
+            }
+            let first = if idle {
                 match commands.recv() {
                     Ok(cmd) => Some(cmd),
                     Err(_) => return self.shutdown(),
@@ -618,7 +628,9 @@ impl<'m> Engine<'m> {
 
     /// Decodes the batch once this engine's share of the cores is free (crate::cores).
     fn decode_batch(&mut self) -> std::result::Result<(), DecodeError> {
-        let _cores = crate::cores::take(self.threads);
+        // Give the cores back before asking again, so that another model waiting has its turn.
+        self.cores = None;
+        self.cores = Some(crate::cores::take(self.threads));
         self.ctx.decode(&mut self.batch)
     }
 

@@ -188,10 +188,9 @@ fn a_request_joining_busy_generation_gets_its_first_token_without_waiting_for_th
     );
 }
 
-/// Two models generating at once in one process, each with a thread per core, share the cores
-/// decode by decode: together they take about as long as one after the other. (ggml's threads
-/// spin at every barrier: without sharing, two decodes that oversubscribe the cores wait out each
-/// other's time slices, tens of times slower.)
+/// Two models generating at once in one process, each with a thread per core, take turns on the
+/// cores decode by decode (see `cores.rs`, whose unit tests check the turns): both finish, with
+/// the tokens each gives alone. How long it takes is a figure of `corral bench-concurrency`.
 #[test]
 fn two_models_generating_at_once_take_turns_on_the_cores() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -199,24 +198,15 @@ fn two_models_generating_at_once_take_turns_on_the_cores() {
     let models = [load(options.clone()), load(options)];
     let generate = GenerateOptions { ignore_eos: true, ..greedy(48) };
     let run = |model: &Model, i: usize| model.complete(&format!("Write a long story about {i} dragons."), &generate).unwrap();
-    for model in &models {
-        run(model, 0); // warm-up
+    let alone: Vec<_> = models.iter().enumerate().map(|(i, model)| run(model, i).tokens).collect();
+    for _ in 0..3 {
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = models.iter().enumerate().map(|(i, model)| scope.spawn(move || run(model, i))).collect();
+            for (i, r) in runs.into_iter().enumerate() {
+                let completion = r.join().unwrap();
+                assert_eq!(completion.usage.completion_tokens, 48);
+                assert_eq!(completion.tokens, alone[i], "model {i} at once gave other tokens than alone");
+            }
+        });
     }
-    let started = std::time::Instant::now();
-    for (i, model) in models.iter().enumerate() {
-        assert_eq!(run(model, i).usage.completion_tokens, 48);
-    }
-    let one_after_the_other = started.elapsed();
-    let started = std::time::Instant::now();
-    std::thread::scope(|scope| {
-        let runs: Vec<_> = models.iter().enumerate().map(|(i, model)| scope.spawn(move || run(model, i))).collect();
-        for r in runs {
-            assert_eq!(r.join().unwrap().usage.completion_tokens, 48);
-        }
-    });
-    let at_once = started.elapsed();
-    assert!(
-        at_once < one_after_the_other * 3,
-        "at once {at_once:?}, one after the other {one_after_the_other:?}"
-    );
 }

@@ -345,6 +345,8 @@ fn run(cli: Cli) -> corral::Result<()> {
                         "cached_ttft_busy_ms": busy,
                         "cached_speedup": speedup,
                         "cached_busy_speedup": busy_speedup,
+                        "two_models_one_after_the_other_s": r.two_models_one_after_the_other_s,
+                        "two_models_at_once_s": r.two_models_at_once_s,
                     })
                 );
             } else {
@@ -353,6 +355,12 @@ fn run(cli: Cli) -> corral::Result<()> {
                 for (n, v) in &r.aggregate_tokens_per_s {
                     println!("{n:>8} {v:>16.1}");
                 }
+                println!(
+                    "two models, 128 tokens each: one after the other {:.2} s, at once {:.2} s ({:.2}x)",
+                    r.two_models_one_after_the_other_s,
+                    r.two_models_at_once_s,
+                    r.two_models_at_once_s / r.two_models_one_after_the_other_s
+                );
                 println!("medians of {} interleaved rounds:", r.rounds.len());
                 for (i, round) in r.rounds.iter().enumerate() {
                     println!(
