@@ -27,7 +27,8 @@ struct State {
     serving: u64,
 }
 
-/// Cores held by one decode, given back on drop.
+/// Cores taken for a decode, given back on drop (an engine holds them until its next decode or
+/// until it waits for work).
 pub(crate) struct CoreShare<'a> {
     cores: &'a Cores,
     taken: usize,
@@ -99,6 +100,10 @@ mod tests {
         };
         wait_for_tickets(&cores, 2);
         // No core is free, so the second decode cannot have taken one.
+        {
+            let state = cores.lock();
+            assert_eq!((state.serving, state.free), (1, 0));
+        }
         assert_eq!(second_took.load(Ordering::SeqCst), 0);
         drop(first);
         second.join().unwrap();

@@ -251,8 +251,8 @@ struct Engine<'m> {
     /// Round-robin start for prompt chunks, so no long prompt starves another.
     prefill_cursor: usize,
     /// The cores this engine took for its last decode. It keeps them until its next decode or
-    /// until it waits: the sampling and hand-out after a decode use a core too, and another
-    /// model's decode running meanwhile would oversubscribe the cores (crate::cores).
+    /// until it waits: the sampling, hand-out and admission between decodes use a core too, and
+    /// another model's decode running meanwhile would oversubscribe the cores (crate::cores).
     cores: Option<crate::cores::CoreShare<'static>>,
 }
 

@@ -197,16 +197,25 @@ fn two_models_generating_at_once_take_turns_on_the_cores() {
     let options = ModelOptions { context_length: Some(1024), threads: Some(cores), ..Default::default() };
     let models = [load(options.clone()), load(options)];
     let generate = GenerateOptions { ignore_eos: true, ..greedy(48) };
-    let run = |model: &Model, i: usize| model.complete(&format!("Write a long story about {i} dragons."), &generate).unwrap();
-    let alone: Vec<_> = models.iter().enumerate().map(|(i, model)| run(model, i).tokens).collect();
+    // Nothing cached before each run: greedy tokens are only reproducible from the same prompt decode.
+    let begin = |i: usize| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (model, generate) = (models[i].clone(), generate.clone());
+        model.clear_cache().unwrap();
+        std::thread::spawn(move || done_tx.send(model.complete(&format!("Write a long story about {i} dragons."), &generate)));
+        done_rx
+    };
+    // A model that kept the cores while idle would stall the other for good: fail, do not hang.
+    let finish = |done: std::sync::mpsc::Receiver<corral::Result<corral::Completion>>| {
+        let completion = done.recv_timeout(Duration::from_secs(120)).expect("the model finishes").unwrap();
+        assert_eq!(completion.usage.completion_tokens, 48);
+        completion
+    };
+    let alone: Vec<_> = (0..models.len()).map(|i| finish(begin(i)).tokens).collect();
     for _ in 0..3 {
-        std::thread::scope(|scope| {
-            let runs: Vec<_> = models.iter().enumerate().map(|(i, model)| scope.spawn(move || run(model, i))).collect();
-            for (i, r) in runs.into_iter().enumerate() {
-                let completion = r.join().unwrap();
-                assert_eq!(completion.usage.completion_tokens, 48);
-                assert_eq!(completion.tokens, alone[i], "model {i} at once gave other tokens than alone");
-            }
-        });
+        let at_once: Vec<_> = (0..models.len()).map(begin).collect();
+        for (i, done) in at_once.into_iter().enumerate() {
+            assert_eq!(finish(done).tokens, alone[i], "model {i} at once gave other tokens than alone");
+        }
     }
 }
