@@ -10,14 +10,37 @@
 //! out tokens, until it asks for its next decode or waits for work: with the share given back at
 //! the end of the decode, the other model's decode ran beside that work, one thread too many,
 //! and two models at once still took 3 times as long as one after the other (now about as long).
+//! On Linux the budget is also shared with other processes on the same CPUs (machine.rs).
 
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+
+#[cfg(target_os = "linux")]
+mod machine;
+#[cfg(target_os = "linux")]
+use machine::MachineLock;
+
+/// Elsewhere the budget is the process's alone.
+#[cfg(not(target_os = "linux"))]
+struct MachineLock;
+
+#[cfg(not(target_os = "linux"))]
+impl MachineLock {
+    fn for_this_machine() -> Option<MachineLock> {
+        None
+    }
+    fn acquire(&self) -> bool {
+        false
+    }
+    fn release(&self) {}
+}
 
 /// A budget of cores; the process has one (`take`), tests make their own.
 struct Cores {
     total: usize,
     state: Mutex<State>,
     changed: Condvar,
+    /// Shared with other processes on the same CPUs (machine.rs); None: this process's alone.
+    machine: Option<MachineLock>,
 }
 
 struct State {
@@ -25,6 +48,19 @@ struct State {
     /// Tickets in asking order: only the oldest waiting decode may take cores.
     next_ticket: u64,
     serving: u64,
+    /// Shares now held; the process holds the machine lock while any is.
+    holders: usize,
+    machine: Machine,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Machine {
+    Free,
+    /// A thread of this process is waiting for the machine lock (others wait for it).
+    Acquiring,
+    Held,
+    /// Going on without the lock (machine.rs: a holder that does not let go).
+    Skipped,
 }
 
 /// Cores taken for a decode, given back on drop (an engine holds them until its next decode or
@@ -35,8 +71,9 @@ pub(crate) struct CoreShare<'a> {
 }
 
 impl Cores {
-    fn new(total: usize) -> Cores {
-        Cores { total, state: Mutex::new(State { free: total, next_ticket: 0, serving: 0 }), changed: Condvar::new() }
+    fn new(total: usize, machine: Option<MachineLock>) -> Cores {
+        let state = State { free: total, next_ticket: 0, serving: 0, holders: 0, machine: Machine::Free };
+        Cores { total, state: Mutex::new(state), changed: Condvar::new(), machine }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -56,6 +93,25 @@ impl Cores {
         state.free -= wanted;
         // The next ticket may fit in what is left.
         self.changed.notify_all();
+        if let Some(machine) = &self.machine {
+            loop {
+                match state.machine {
+                    Machine::Held | Machine::Skipped => break,
+                    Machine::Acquiring => state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
+                    Machine::Free => {
+                        // Other threads' shares go back meanwhile: do not hold the state's lock.
+                        state.machine = Machine::Acquiring;
+                        drop(state);
+                        let held = machine.acquire();
+                        state = self.lock();
+                        state.machine = if held { Machine::Held } else { Machine::Skipped };
+                        self.changed.notify_all();
+                        break;
+                    }
+                }
+            }
+            state.holders += 1;
+        }
         CoreShare { cores: self, taken: wanted }
     }
 }
@@ -63,12 +119,24 @@ impl Cores {
 /// Waits until `threads` cores (all of them at most) are free, and takes them.
 pub(crate) fn take(threads: usize) -> CoreShare<'static> {
     static CORES: OnceLock<Cores> = OnceLock::new();
-    CORES.get_or_init(|| Cores::new(std::thread::available_parallelism().map_or(1, |n| n.get()))).take(threads)
+    CORES
+        .get_or_init(|| Cores::new(std::thread::available_parallelism().map_or(1, |n| n.get()), MachineLock::for_this_machine()))
+        .take(threads)
 }
 
 impl Drop for CoreShare<'_> {
     fn drop(&mut self) {
-        self.cores.lock().free += self.taken;
+        let mut state = self.cores.lock();
+        state.free += self.taken;
+        if let Some(machine) = &self.cores.machine {
+            state.holders -= 1;
+            if state.holders == 0 {
+                if state.machine == Machine::Held {
+                    machine.release();
+                }
+                state.machine = Machine::Free;
+            }
+        }
         self.cores.changed.notify_all();
     }
 }
@@ -88,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_decode_that_does_not_fit_waits_until_cores_are_given_back() {
-        let cores = Arc::new(Cores::new(2));
+        let cores = Arc::new(Cores::new(2, None));
         let first = cores.take(2);
         let second_took = Arc::new(AtomicUsize::new(0));
         let second = {
@@ -113,7 +181,7 @@ mod tests {
 
     #[test]
     fn waiting_decodes_are_served_in_asking_order_even_when_a_later_one_would_fit() {
-        let cores = Arc::new(Cores::new(2));
+        let cores = Arc::new(Cores::new(2, None));
         let held = cores.take(1);
         let order = Arc::new(Mutex::new(vec![]));
         let mut waiters = vec![];
@@ -137,7 +205,7 @@ mod tests {
 
     #[test]
     fn more_threads_than_cores_takes_them_all_and_decodes_that_fit_share() {
-        let cores = Cores::new(4);
+        let cores = Cores::new(4, None);
         let all = cores.take(64);
         assert_eq!((all.taken, cores.lock().free), (4, 0));
         drop(all);
@@ -147,7 +215,7 @@ mod tests {
 
     #[test]
     fn cores_in_use_never_exceed_the_machine() {
-        let cores = Arc::new(Cores::new(3));
+        let cores = Arc::new(Cores::new(3, None));
         let (in_use, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let workers: Vec<_> = (1..=6)
             .map(|threads| {
