@@ -10,7 +10,7 @@
 //! out tokens, until it asks for its next decode or waits for work: with the share given back at
 //! the end of the decode, the other model's decode ran beside that work, one thread too many,
 //! and two models at once still took 3 times as long as one after the other (now about as long).
-//! On Linux the budget is also shared with other processes on the same CPUs (machine.rs).
+//! On Linux, decodes that take every core also take turns with other processes' (machine.rs).
 
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
@@ -48,7 +48,7 @@ struct State {
     /// Tickets in asking order: only the oldest waiting decode may take cores.
     next_ticket: u64,
     serving: u64,
-    /// Shares now held; the process holds the machine lock while any is.
+    /// Shares taking every core now held; the process holds the machine lock while any is.
     holders: usize,
     machine: Machine,
 }
@@ -68,6 +68,8 @@ enum Machine {
 pub(crate) struct CoreShare<'a> {
     cores: &'a Cores,
     taken: usize,
+    /// Counted in `State::holders`: the process holds the machine lock for it.
+    machine: bool,
 }
 
 impl Cores {
@@ -93,7 +95,10 @@ impl Cores {
         state.free -= wanted;
         // The next ticket may fit in what is left.
         self.changed.notify_all();
-        if let Some(machine) = &self.machine {
+        // Only a decode that takes every core can stall another process's (one that leaves
+        // cores free fits beside a like one: two processes with 1 thread each on 2 cores).
+        let machine = self.machine.as_ref().filter(|_| wanted == self.total);
+        if let Some(machine) = machine {
             loop {
                 match state.machine {
                     Machine::Held | Machine::Skipped => break,
@@ -112,7 +117,7 @@ impl Cores {
             }
             state.holders += 1;
         }
-        CoreShare { cores: self, taken: wanted }
+        CoreShare { cores: self, taken: wanted, machine: machine.is_some() }
     }
 }
 
@@ -128,7 +133,7 @@ impl Drop for CoreShare<'_> {
     fn drop(&mut self) {
         let mut state = self.cores.lock();
         state.free += self.taken;
-        if let Some(machine) = &self.cores.machine {
+        if let Some(machine) = self.cores.machine.as_ref().filter(|_| self.machine) {
             state.holders -= 1;
             if state.holders == 0 {
                 if state.machine == Machine::Held {
@@ -236,5 +241,33 @@ mod tests {
         }
         assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
         assert_eq!(cores.lock().free, 3);
+    }
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn decodes_that_take_every_core_take_turns_with_other_processes() {
+        let path = std::env::temp_dir().join(format!("corral-cores-test-{}-budget.lock", std::process::id()));
+        let other_process = MachineLock::open(&path, std::time::Duration::from_secs(60)).unwrap();
+        let cores = Arc::new(Cores::new(2, Some(MachineLock::open(&path, std::time::Duration::from_secs(60)).unwrap())));
+        assert!(other_process.acquire());
+        // One core of two: fits beside the other process, no turn to wait for.
+        drop(cores.take(1));
+        assert_eq!(cores.lock().machine, Machine::Free);
+        let took_all = Arc::new(AtomicUsize::new(0));
+        let decode = {
+            let (cores, took_all) = (cores.clone(), took_all.clone());
+            std::thread::spawn(move || {
+                let _share = cores.take(2);
+                took_all.store(1, Ordering::SeqCst);
+            })
+        };
+        while !other_process.others_waiting() {
+            std::thread::yield_now();
+        }
+        assert_eq!(took_all.load(Ordering::SeqCst), 0, "took every core while another process decoded");
+        other_process.release();
+        decode.join().unwrap();
+        assert_eq!(cores.lock().machine, Machine::Free, "gave the machine back with its share");
+        assert!(other_process.acquire());
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -1,5 +1,6 @@
 //! The cores shared with other processes: corral processes of one user that run on the same
-//! CPUs take turns through a lock file, decode by decode, as models in one process do.
+//! CPUs take turns through a lock file, decode by decode, as models in one process do, for the
+//! decodes that take every core (cores.rs).
 //!
 //! Two processes that each run a model with a thread per core stall each other the same way two
 //! models in one process did: on 2 cores, two `corral complete` at once generated 5 tokens/s
@@ -115,7 +116,7 @@ impl MachineLock {
         self.unlock(MACHINE_BYTE);
     }
 
-    fn others_waiting(&self) -> bool {
+    pub(crate) fn others_waiting(&self) -> bool {
         let mut query = lock_request(WAITING_BYTE, libc::F_WRLCK);
         // SAFETY: a valid descriptor and a flock struct for the kernel to fill in.
         let answered = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &mut query) } == 0;
