@@ -25,7 +25,7 @@ struct MachineLock;
 
 #[cfg(not(target_os = "linux"))]
 impl MachineLock {
-    fn for_this_machine() -> Option<MachineLock> {
+    fn for_this_machine(_cores: usize) -> Option<MachineLock> {
         None
     }
     fn acquire(&self) -> bool {
@@ -48,19 +48,6 @@ struct State {
     /// Tickets in asking order: only the oldest waiting decode may take cores.
     next_ticket: u64,
     serving: u64,
-    /// Shares taking every core now held; the process holds the machine lock while any is.
-    holders: usize,
-    machine: Machine,
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Machine {
-    Free,
-    /// A thread of this process is waiting for the machine lock (others wait for it).
-    Acquiring,
-    Held,
-    /// Going on without the lock (machine.rs: a holder that does not let go).
-    Skipped,
 }
 
 /// Cores taken for a decode, given back on drop (an engine holds them until its next decode or
@@ -68,13 +55,13 @@ enum Machine {
 pub(crate) struct CoreShare<'a> {
     cores: &'a Cores,
     taken: usize,
-    /// Counted in `State::holders`: the process holds the machine lock for it.
-    machine: bool,
+    /// Holds the lock shared with other processes (a share of every core: alone in the process).
+    holds_machine: bool,
 }
 
 impl Cores {
     fn new(total: usize, machine: Option<MachineLock>) -> Cores {
-        let state = State { free: total, next_ticket: 0, serving: 0, holders: 0, machine: Machine::Free };
+        let state = State { free: total, next_ticket: 0, serving: 0 };
         Cores { total, state: Mutex::new(state), changed: Condvar::new(), machine }
     }
 
@@ -95,29 +82,15 @@ impl Cores {
         state.free -= wanted;
         // The next ticket may fit in what is left.
         self.changed.notify_all();
-        // Only a decode that takes every core can stall another process's (one that leaves
-        // cores free fits beside a like one: two processes with 1 thread each on 2 cores).
-        let machine = self.machine.as_ref().filter(|_| wanted == self.total);
-        if let Some(machine) = machine {
-            loop {
-                match state.machine {
-                    Machine::Held | Machine::Skipped => break,
-                    Machine::Acquiring => state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
-                    Machine::Free => {
-                        // Other threads' shares go back meanwhile: do not hold the state's lock.
-                        state.machine = Machine::Acquiring;
-                        drop(state);
-                        let held = machine.acquire();
-                        state = self.lock();
-                        state.machine = if held { Machine::Held } else { Machine::Skipped };
-                        self.changed.notify_all();
-                        break;
-                    }
-                }
-            }
-            state.holders += 1;
+        drop(state);
+        let mut share = CoreShare { cores: self, taken: wanted, holds_machine: false };
+        // Only a decode that takes every core can stall another process's (one that leaves cores
+        // free fits beside a like one: two processes with 1 thread each on 2 cores). Such a
+        // share is alone in the process, so it holds the machine lock itself.
+        if let Some(machine) = self.machine.as_ref().filter(|_| wanted == self.total) {
+            share.holds_machine = machine.acquire();
         }
-        CoreShare { cores: self, taken: wanted, machine: machine.is_some() }
+        share
     }
 }
 
@@ -125,23 +98,19 @@ impl Cores {
 pub(crate) fn take(threads: usize) -> CoreShare<'static> {
     static CORES: OnceLock<Cores> = OnceLock::new();
     CORES
-        .get_or_init(|| Cores::new(std::thread::available_parallelism().map_or(1, |n| n.get()), MachineLock::for_this_machine()))
+        .get_or_init(|| {
+            let total = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Cores::new(total, MachineLock::for_this_machine(total))
+        })
         .take(threads)
 }
 
 impl Drop for CoreShare<'_> {
     fn drop(&mut self) {
-        let mut state = self.cores.lock();
-        state.free += self.taken;
-        if let Some(machine) = self.cores.machine.as_ref().filter(|_| self.machine) {
-            state.holders -= 1;
-            if state.holders == 0 {
-                if state.machine == Machine::Held {
-                    machine.release();
-                }
-                state.machine = Machine::Free;
-            }
+        if let Some(machine) = self.cores.machine.as_ref().filter(|_| self.holds_machine) {
+            machine.release();
         }
+        self.cores.lock().free += self.taken;
         self.cores.changed.notify_all();
     }
 }
@@ -246,27 +215,28 @@ mod tests {
     #[test]
     fn decodes_that_take_every_core_take_turns_with_other_processes() {
         let path = std::env::temp_dir().join(format!("corral-cores-test-{}-budget.lock", std::process::id()));
-        let other_process = MachineLock::open(&path, std::time::Duration::from_secs(60)).unwrap();
-        let cores = Arc::new(Cores::new(2, Some(MachineLock::open(&path, std::time::Duration::from_secs(60)).unwrap())));
+        let open = || MachineLock::open(&path, std::time::Duration::from_secs(60)).unwrap();
+        let other_process = open();
+        let cores = Arc::new(Cores::new(2, Some(open())));
         assert!(other_process.acquire());
         // One core of two: fits beside the other process, no turn to wait for.
-        drop(cores.take(1));
-        assert_eq!(cores.lock().machine, Machine::Free);
+        let one = cores.take(1);
+        assert!(!one.holds_machine);
+        drop(one);
         let took_all = Arc::new(AtomicUsize::new(0));
         let decode = {
             let (cores, took_all) = (cores.clone(), took_all.clone());
             std::thread::spawn(move || {
-                let _share = cores.take(2);
+                let share = cores.take(2);
+                assert!(share.holds_machine);
                 took_all.store(1, Ordering::SeqCst);
             })
         };
-        while !other_process.others_waiting() {
-            std::thread::yield_now();
-        }
+        machine::wait_until(|| other_process.others_waiting());
         assert_eq!(took_all.load(Ordering::SeqCst), 0, "took every core while another process decoded");
         other_process.release();
         decode.join().unwrap();
-        assert_eq!(cores.lock().machine, Machine::Free, "gave the machine back with its share");
+        // The share gave the machine back when it was dropped.
         assert!(other_process.acquire());
         let _ = std::fs::remove_file(&path);
     }
