@@ -222,6 +222,11 @@ impl ConcurrencyRound {
 }
 
 impl ConcurrencyReport {
+    /// Two models at once over one after the other (about 1 when they take turns well).
+    pub fn two_models_at_once_vs_one_after_the_other(&self) -> f64 {
+        self.two_models_at_once_s / self.two_models_one_after_the_other_s
+    }
+
     /// Median over the rounds of `figure`.
     pub fn median(&self, figure: impl Fn(&ConcurrencyRound) -> f64) -> f64 {
         median(self.rounds.iter().map(figure).collect())

@@ -347,6 +347,7 @@ fn run(cli: Cli) -> corral::Result<()> {
                         "cached_busy_speedup": busy_speedup,
                         "two_models_one_after_the_other_s": r.two_models_one_after_the_other_s,
                         "two_models_at_once_s": r.two_models_at_once_s,
+                        "two_models_at_once_vs_one_after_the_other": r.two_models_at_once_vs_one_after_the_other(),
                     })
                 );
             } else {
@@ -359,7 +360,7 @@ fn run(cli: Cli) -> corral::Result<()> {
                     "two models, 128 tokens each: one after the other {:.2} s, at once {:.2} s ({:.2}x)",
                     r.two_models_one_after_the_other_s,
                     r.two_models_at_once_s,
-                    r.two_models_at_once_s / r.two_models_one_after_the_other_s
+                    r.two_models_at_once_vs_one_after_the_other()
                 );
                 println!("medians of {} interleaved rounds:", r.rounds.len());
                 for (i, round) in r.rounds.iter().enumerate() {
