@@ -120,6 +120,11 @@ export interface EngineStats {
   /** Prompt tokens reused from sessions or the prefix cache (cache hits). */
   cachedTokens: number
   generatedTokens: number
+  /**
+   * Generation decodes stopped part-way so that a new request's prompt went first
+   * (their tokens were decoded again right after).
+   */
+  preemptions: number
 }
 
 /** Every stable error code, in declaration order (the TS layer builds its classes from it). */

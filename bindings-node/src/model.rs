@@ -110,6 +110,9 @@ pub struct EngineStats {
     /// Prompt tokens reused from sessions or the prefix cache (cache hits).
     pub cached_tokens: f64,
     pub generated_tokens: f64,
+    /// Generation decodes stopped part-way so that a new request's prompt went first
+    /// (their tokens were decoded again right after).
+    pub preemptions: f64,
 }
 
 /// A loaded model (wrapped by `Model` in the TS layer). Dropping it (garbage collection)
@@ -344,6 +347,7 @@ impl NativeModel {
             prompt_tokens: s.prompt_tokens as f64,
             cached_tokens: s.cached_tokens as f64,
             generated_tokens: s.generated_tokens as f64,
+            preemptions: s.preemptions as f64,
         }
     }
 

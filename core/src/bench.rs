@@ -207,6 +207,8 @@ pub struct ConcurrencyRound {
     pub cold_ttft_ms: f64,
     pub cached_ttft_ms: f64,
     pub cached_busy_ttft_ms: f64,
+    /// Generation decodes stopped for a joining request in the round (EngineStats::preemptions).
+    pub preemptions: u64,
 }
 
 impl ConcurrencyRound {
@@ -280,6 +282,7 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>, rou
     (report.two_models_one_after_the_other_s, report.two_models_at_once_s) = two_models(&model, path, threads, &options)?;
     let document = bench_prompt(&model, 1000)?;
     for _ in 0..rounds.max(1) {
+        let preemptions_before = model.stats().preemptions;
         model.clear_cache()?;
         let concurrent_tokens_per_s = concurrent_round(&model, 8, tokens)?;
         // The same 8 requests one after another.
@@ -298,6 +301,7 @@ pub fn concurrency(path: &Path, threads: u32, flash_attention: Option<bool>, rou
             cold_ttft_ms,
             cached_ttft_ms,
             cached_busy_ttft_ms,
+            preemptions: model.stats().preemptions - preemptions_before,
         });
     }
     Ok(report)

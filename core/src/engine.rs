@@ -23,6 +23,7 @@ use llama_cpp_2::DecodeError;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{GenerateOptions, KvFullPolicy};
+use crate::preempt::Preemption;
 use std::sync::atomic::{AtomicU64, Ordering};
 use crate::stream::{CancelHandle, Chunk, Event, FinishReason, Logprob, StopMatcher, TokenLogprob, Usage, Utf8Decoder};
 use llama_cpp_2::token::data::LlamaTokenData;
@@ -42,6 +43,9 @@ pub struct EngineStats {
     /// Prompt tokens reused from sessions or the prefix cache (cache hits).
     pub cached_tokens: u64,
     pub generated_tokens: u64,
+    /// Generation decodes stopped part-way so that a new request's prompt went first
+    /// (their tokens were decoded again right after).
+    pub preemptions: u64,
 }
 
 #[derive(Default)]
@@ -50,6 +54,7 @@ pub(crate) struct StatsCounters {
     prompt_tokens: AtomicU64,
     cached_tokens: AtomicU64,
     generated_tokens: AtomicU64,
+    preemptions: AtomicU64,
 }
 
 impl StatsCounters {
@@ -59,6 +64,7 @@ impl StatsCounters {
             prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
             cached_tokens: self.cached_tokens.load(Ordering::Relaxed),
             generated_tokens: self.generated_tokens.load(Ordering::Relaxed),
+            preemptions: self.preemptions.load(Ordering::Relaxed),
         }
     }
 }
@@ -72,6 +78,7 @@ pub(crate) struct EngineConfig {
     pub max_sequences: u32,
     pub batch_size: u32,
     pub flash_attention: Option<bool>,
+    pub preemption: Arc<Preemption>,
 }
 
 pub(crate) struct GenerateRequest {
@@ -214,6 +221,9 @@ fn run(
         }
     };
     let _ = ready.send(Ok(()));
+    // llama.cpp rolls back KV cells, not recurrent state: such models are never pre-empted.
+    let preemption = (!model.is_recurrent() && !model.is_hybrid() && crate::preempt::install(&ctx, &config.preemption))
+        .then(|| config.preemption.clone());
     let mut engine = Engine {
         model,
         // llama.cpp rounds the KV size up; the requested length is the limit callers see.
@@ -231,6 +241,8 @@ fn run(
         batch: LlamaBatch::new(config.batch_size as usize + config.max_sequences as usize, 1),
         prefill_cursor: 0,
         cores: None,
+        preemption,
+        preempted_last: false,
     };
     engine.serve(commands);
 }
@@ -254,6 +266,10 @@ struct Engine<'m> {
     /// until it waits: the sampling, hand-out and admission between decodes use a core too, and
     /// another model's decode running meanwhile would oversubscribe the cores (crate::cores).
     cores: Option<crate::cores::CoreShare<'static>>,
+    /// Set when the context calls back to `preemption` (declared after `ctx`: dropped after it).
+    preemption: Option<Arc<Preemption>>,
+    /// The last generation decode was stopped for a new request: the next one runs to the end.
+    preempted_last: bool,
 }
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
@@ -582,7 +598,29 @@ impl<'m> Engine<'m> {
         if n == 0 {
             return;
         }
-        match self.decode_batch() {
+        // A decode of generation tokens alone may give way to a request that can start now.
+        let generation_only = plan.iter().all(|&(i, _, _)| self.slots[i].active.as_ref().is_some_and(|a| a.next_token.is_some()));
+        let preemptible = generation_only
+            && !self.preempted_last
+            && self.queue.is_empty()
+            && self.slots.iter().any(|s| s.active.is_none());
+        let armed = self.preemption.clone().filter(|_| preemptible);
+        if let Some(p) = &armed {
+            p.arm();
+        }
+        let decoded = self.decode_batch();
+        let stopped = armed.as_ref().is_some_and(|p| p.disarm());
+        crate::log::quiet_llama_on_this_thread(false);
+        if generation_only {
+            // llama.cpp removed the aborted tokens' cells: the plan is simply not applied, and
+            // the same tokens go in the next generation decode.
+            self.preempted_last = stopped && matches!(decoded, Err(DecodeError::Unknown(2)));
+            if self.preempted_last {
+                self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        match decoded {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => return self.relieve_kv_pressure(&plan),
             Err(e) => {

@@ -22,6 +22,7 @@ mod gguf;
 pub mod log;
 mod model;
 mod options;
+mod preempt;
 mod schema;
 mod session;
 mod stream;

@@ -3,7 +3,7 @@
 //! Python `logging`, a JS callback or a C function pointer. Silent unless the host asks, or
 //! unless the `CORRAL_LOG` environment variable names a level (then lines go to stderr).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::{Arc, RwLock};
 
@@ -95,6 +95,14 @@ thread_local! {
     /// The last error-level line llama.cpp logged on this thread: llama.cpp reports most
     /// failures (e.g. "unknown model architecture") only through its log.
     static LAST_LLAMA_ERROR: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Set while llama.cpp reports an abort corral asked for (crate::preempt): its error and
+    /// warning lines then go out at debug level and are not taken as the cause of a failure.
+    static QUIET_LLAMA: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Turns the quiet mode for llama.cpp's lines on the current thread on or off.
+pub(crate) fn quiet_llama_on_this_thread(quiet: bool) {
+    QUIET_LLAMA.with(|q| q.set(quiet));
 }
 
 /// Clears, then later takes, the last llama.cpp error logged on the current thread.
@@ -133,7 +141,7 @@ pub(crate) unsafe extern "C" fn llama_log_callback(level: u32, text: *const c_ch
             if partial.1.ends_with('\n') {
                 let line = std::mem::take(&mut partial.1);
                 let line = line.trim_end();
-                let level = partial.0;
+                let level = if QUIET_LLAMA.with(Cell::get) { LogLevel::Debug } else { partial.0 };
                 if level == LogLevel::Error {
                     LAST_LLAMA_ERROR.with(|e| {
                         let mut lines = e.borrow_mut();

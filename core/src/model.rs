@@ -17,6 +17,7 @@ use crate::chat::{ChatTemplate, Message};
 use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Constraint, GenerateOptions, ModelOptions};
+use crate::preempt::Preemption;
 use llama_cpp_2::sampling::LlamaSampler;
 use crate::session::Session;
 use crate::stream::{CancelHandle, Completion, Stream};
@@ -69,6 +70,7 @@ pub(crate) struct ModelInner {
     closed: AtomicBool,
     next_session: AtomicU64,
     stats: Arc<StatsCounters>,
+    preemption: Arc<Preemption>,
 }
 
 /// A loaded model. Cheap to clone, `Send + Sync`: share it between threads; every clone
@@ -233,6 +235,7 @@ impl Model {
 
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(StatsCounters::default());
+        let preemption = Arc::new(Preemption::default());
         let config = EngineConfig {
             max_queued: options.max_queued,
             on_kv_full: options.on_kv_full,
@@ -242,6 +245,7 @@ impl Model {
             max_sequences: options.max_sequences,
             batch_size: options.batch_size,
             flash_attention: options.flash_attention,
+            preemption: preemption.clone(),
         };
         let handle = engine::spawn(llama.clone(), config, rx)?;
         Ok(Model {
@@ -254,6 +258,7 @@ impl Model {
                 closed: AtomicBool::new(false),
                 next_session: AtomicU64::new(1),
                 stats,
+                preemption,
             }),
         })
     }
@@ -423,6 +428,8 @@ impl Model {
             grammar,
         };
         self.send(Command::Generate(request))?;
+        // After the send: the engine, stopped, must find the request waiting.
+        self.inner.preemption.request();
         Ok(Stream::new(rx, cancel, self.inner.clone()))
     }
 

@@ -365,7 +365,7 @@ fn run(cli: Cli) -> corral::Result<()> {
                 println!("medians of {} interleaved rounds:", r.rounds.len());
                 for (i, round) in r.rounds.iter().enumerate() {
                     println!(
-                        "  round {}: 8 concurrent {:.1} / sequential {:.1} t/s = {:.2}x; TTFT cold {:.1} ms, cached {:.1} ms ({:.0}x), busy {:.1} ms ({:.0}x)",
+                        "  round {}: 8 concurrent {:.1} / sequential {:.1} t/s = {:.2}x; TTFT cold {:.1} ms, cached {:.1} ms ({:.0}x), busy {:.1} ms ({:.0}x); {} pre-emptions",
                         i + 1,
                         round.concurrent_tokens_per_s,
                         round.sequential_tokens_per_s,
@@ -374,7 +374,8 @@ fn run(cli: Cli) -> corral::Result<()> {
                         round.cached_ttft_ms,
                         round.cached_speedup(),
                         round.cached_busy_ttft_ms,
-                        round.cached_busy_speedup()
+                        round.cached_busy_speedup(),
+                        round.preemptions
                     );
                 }
                 println!("8 concurrent: {concurrent:.1} t/s   8 sequential: {sequential:.1} t/s   concurrent / sequential: {ratio:.2}x (best round {best_ratio:.2}x)");

@@ -1,0 +1,165 @@
+//! Pre-emption: a request that arrives while the engine decodes the next token of running
+//! sequences stops that decode, so that its prompt goes first instead of waiting the decode out.
+//!
+//! llama.cpp checks an abort callback between the nodes of the graph it computes (CPU backend,
+//! every few microseconds). When the callback says stop, `llama_decode` returns 2 and removes the
+//! aborted ubatch's positions from the KV cache, so the cache is as before the call. The engine
+//! then decodes the new prompt and afterwards the same generation tokens again; greedy results
+//! do not change, as a row's result does not depend on its batch.
+//!
+//! Only decodes of generation tokens alone are armed (prompt chunks are too costly to redo), only
+//! when the arriving request can start at once, and never twice in a row, so a stream of arrivals
+//! cannot starve running sequences. Models with recurrent state are never armed: llama.cpp can
+//! roll back KV cells, not a recurrent state already advanced.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use llama_cpp_2::context::LlamaContext;
+
+const IDLE: u8 = 0;
+const ARMED: u8 = 1;
+const FIRED: u8 = 2;
+
+/// Shared by a model's submitters and its engine thread.
+#[derive(Debug, Default)]
+pub(crate) struct Preemption {
+    state: AtomicU8,
+}
+
+impl Preemption {
+    /// The engine is about to run a decode that may be stopped.
+    pub fn arm(&self) {
+        self.state.store(ARMED, Ordering::SeqCst);
+    }
+
+    /// A new request was queued: stop the armed decode, if one runs.
+    pub fn request(&self) {
+        let _ = self.state.compare_exchange(ARMED, FIRED, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The decode returned: whether a stop was asked for during it.
+    pub fn disarm(&self) -> bool {
+        self.state.swap(IDLE, Ordering::SeqCst) == FIRED
+    }
+
+    fn fired(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == FIRED
+    }
+}
+
+/// llama.cpp calls this on the decoding thread between graph nodes; `true` stops the decode.
+extern "C" fn should_abort(data: *mut c_void) -> bool {
+    // SAFETY: `data` is the `Preemption` that `install` registered; the engine keeps that Arc
+    // alive for as long as the context exists.
+    let preemption = unsafe { &*(data as *const Preemption) };
+    let stop = preemption.fired();
+    if stop {
+        // llama.cpp logs the abort and the rollback as errors and warnings: expected here.
+        crate::log::quiet_llama_on_this_thread(true);
+    }
+    stop
+}
+
+/// Registers `preemption` as `ctx`'s abort callback. False when the context pointer cannot be
+/// found: the engine then never arms (nothing else changes).
+pub(crate) fn install(ctx: &LlamaContext<'_>, preemption: &Arc<Preemption>) -> bool {
+    let Some(raw) = raw_context(ctx) else { return false };
+    // SAFETY: `raw` is this live context; the callback data outlives it (see `should_abort`).
+    unsafe {
+        llama_cpp_sys_2::llama_set_abort_callback(raw, Some(should_abort), Arc::as_ptr(preemption) as *mut c_void);
+    }
+    true
+}
+
+/// The `llama_context` pointer behind `ctx`. llama-cpp-2 (pinned in Cargo.toml) keeps it private
+/// and has no abort-callback setter; its `Debug` output is `LlamaContext { context: 0x… }`.
+fn raw_context(ctx: &LlamaContext<'_>) -> Option<*mut llama_cpp_sys_2::llama_context> {
+    let shown = format!("{ctx:?}");
+    let hex = shown.split_once("context: 0x")?.1;
+    let digits: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();
+    let address = usize::from_str_radix(&digits, 16).ok().filter(|&a| a != 0)?;
+    let raw = address as *mut llama_cpp_sys_2::llama_context;
+    // A cross-check against the safe wrapper before anything is registered.
+    // SAFETY: llama-cpp-2 printed the pointer it holds, a live context.
+    let n_ctx = unsafe { llama_cpp_sys_2::llama_n_ctx(raw) };
+    (n_ctx == ctx.n_ctx()).then_some(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llama_cpp_2::context::params::LlamaContextParams;
+    use llama_cpp_2::llama_batch::LlamaBatch;
+    use llama_cpp_2::model::params::LlamaModelParams;
+    use llama_cpp_2::model::LlamaModel;
+    use llama_cpp_2::token::LlamaToken;
+
+    fn test_model() -> LlamaModel {
+        let path = std::env::var_os("CORRAL_TEST_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+        LlamaModel::load_from_file(crate::backend::backend().unwrap(), path, &LlamaModelParams::default()).unwrap()
+    }
+
+    fn context(model: &LlamaModel) -> LlamaContext<'_> {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(std::num::NonZeroU32::new(512))
+            .with_n_threads(2)
+            .with_n_threads_batch(2);
+        model.new_context(crate::backend::backend().unwrap(), params).unwrap()
+    }
+
+    fn decode(ctx: &mut LlamaContext<'_>, tokens: &[LlamaToken], first_pos: i32) -> Result<Vec<f32>, llama_cpp_2::DecodeError> {
+        let mut batch = LlamaBatch::new(64, 1);
+        for (i, &t) in tokens.iter().enumerate() {
+            batch.add(t, first_pos + i as i32, &[0], i + 1 == tokens.len()).unwrap();
+        }
+        ctx.decode(&mut batch)?;
+        Ok(ctx.get_logits_ith(tokens.len() as i32 - 1).to_vec())
+    }
+
+    /// A stopped decode leaves the context as before it: decoding the same token afterwards
+    /// gives the logits of a context that was never stopped, bit for bit.
+    #[test]
+    fn a_stopped_decode_is_rolled_back_and_can_be_repeated() {
+        let model = test_model();
+        let prompt = model.vocab().tokenize(b"The capital of France is", true, false);
+        let next = model.vocab().tokenize(b" Paris", false, false);
+        let at = prompt.len() as i32;
+
+        let mut plain = context(&model);
+        decode(&mut plain, &prompt, 0).unwrap();
+        let expected = decode(&mut plain, &next, at).unwrap();
+
+        let mut ctx = context(&model);
+        let preemption = Arc::new(Preemption::default());
+        assert!(install(&ctx, &preemption), "the context pointer is found");
+        decode(&mut ctx, &prompt, 0).unwrap();
+        preemption.arm();
+        preemption.request();
+        let stopped = decode(&mut ctx, &next, at);
+        crate::log::quiet_llama_on_this_thread(false);
+        assert!(matches!(stopped, Err(llama_cpp_2::DecodeError::Unknown(2))), "{stopped:?}");
+        assert!(preemption.disarm());
+        // Not armed: runs to the end, at the same position (a cell left behind would clash).
+        assert_eq!(decode(&mut ctx, &next, at).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_request_stops_only_an_armed_decode() {
+        let p = Preemption::default();
+        p.request();
+        assert!(!p.fired(), "nothing armed: a request is not remembered");
+        assert!(!p.disarm());
+        p.arm();
+        assert!(!p.fired());
+        p.request();
+        assert!(p.fired());
+        assert!(p.disarm());
+        assert!(!p.fired(), "disarming resets");
+        p.arm();
+        assert!(!p.disarm(), "no request during the decode");
+    }
+}
