@@ -260,6 +260,27 @@ typedef struct {
 } corral_model_info;
 
 /*
+ Request, token and prefix-cache totals since the model was loaded (corral_model_stats).
+ */
+typedef struct {
+  uint64_t requests;
+  /*
+   Prompt tokens of all requests.
+   */
+  uint64_t prompt_tokens;
+  /*
+   Prompt tokens reused from sessions or the prefix cache (cache hits).
+   */
+  uint64_t cached_tokens;
+  uint64_t generated_tokens;
+  /*
+   Generation decodes stopped part-way so that a new request's prompt went first (their
+   tokens were decoded again right after).
+   */
+  uint64_t preemptions;
+} corral_engine_stats;
+
+/*
  One chat message (UTF-8, NUL-terminated; copied by the call). Conversations with tool calls
  and tool results go through the `_json` functions (OpenAI-shaped messages as JSON text).
  */
@@ -408,6 +429,17 @@ void corral_model_free(corral_model *model);
  Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
  */
 corral_status corral_model_info_get(const corral_model *model, corral_model_info *out_info);
+
+/*
+ Fills `*out_stats` with the model's totals. Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
+ */
+corral_status corral_model_stats(const corral_model *model, corral_engine_stats *out_stats);
+
+/*
+ Drops the cached KV of idle sequences (the prefix cache and idle sessions' history); running
+ requests keep theirs. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_CLOSED. Thread-safe.
+ */
+corral_status corral_model_clear_cache(const corral_model *model);
 
 /*
  Every GGUF metadata key/value as one JSON object. On CORRAL_OK `*out_json` is owned by the
@@ -726,6 +758,17 @@ void corral_model_free(corral_model *model);
  Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
  */
 corral_status corral_model_info_get(const corral_model *model, corral_model_info *out_info);
+
+/*
+ Fills `*out_stats` with the model's totals. Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
+ */
+corral_status corral_model_stats(const corral_model *model, corral_engine_stats *out_stats);
+
+/*
+ Drops the cached KV of idle sequences (the prefix cache and idle sessions' history); running
+ requests keep theirs. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_CLOSED. Thread-safe.
+ */
+corral_status corral_model_clear_cache(const corral_model *model);
 
 /*
  Every GGUF metadata key/value as one JSON object. On CORRAL_OK `*out_json` is owned by the

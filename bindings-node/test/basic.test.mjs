@@ -147,6 +147,24 @@ describe('model', () => {
     assert.equal(after.requests, before.requests + 1)
     assert.equal(after.generatedTokens, before.generatedTokens + 3)
     assert.ok(after.promptTokens > before.promptTokens)
+    assert.equal(typeof after.preemptions, 'number')
+  })
+
+  test('clearCache drops the prefix cache', async () => {
+    const prompt = 'A long shared system prompt about the weather in Paris, then a question:'
+    const options = { maxTokens: 2, ignoreEos: true, ...GREEDY }
+    model.clearCache()
+    const before = model.stats()
+    await model.complete(prompt, options)
+    const first = model.stats()
+    assert.equal(first.cachedTokens, before.cachedTokens)
+    const promptTokens = first.promptTokens - before.promptTokens
+    await model.complete(prompt, options)
+    const second = model.stats()
+    assert.equal(second.cachedTokens - first.cachedTokens, promptTokens - 1)
+    model.clearCache()
+    await model.complete(prompt, options)
+    assert.equal(model.stats().cachedTokens, second.cachedTokens)
   })
 
   test('score returns one log-probability per predicted token', async () => {

@@ -40,6 +40,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", corral::VERSION)?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<model::PyModelInfo>()?;
+    m.add_class::<model::PyEngineStats>()?;
     m.add_class::<model::PySpecialToken>()?;
     m.add_class::<session::PySession>()?;
     m.add_class::<stream::PyStream>()?;

@@ -31,6 +31,29 @@ impl PySpecialToken {
     }
 }
 
+/// Request, token and prefix-cache totals since the model was loaded (`Model.stats()`).
+#[pyclass(module = "corral", name = "EngineStats", frozen, get_all)]
+pub struct PyEngineStats {
+    requests: u64,
+    /// Prompt tokens of all requests.
+    prompt_tokens: u64,
+    /// Prompt tokens reused from sessions or the prefix cache (cache hits).
+    cached_tokens: u64,
+    generated_tokens: u64,
+    /// Generation decodes stopped part-way so that a new request's prompt went first.
+    preemptions: u64,
+}
+
+#[pymethods]
+impl PyEngineStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "EngineStats(requests={}, prompt_tokens={}, cached_tokens={}, generated_tokens={}, preemptions={})",
+            self.requests, self.prompt_tokens, self.cached_tokens, self.generated_tokens, self.preemptions
+        )
+    }
+}
+
 /// What a model is, from its GGUF metadata and llama.cpp.
 #[pyclass(module = "corral", name = "ModelInfo", frozen)]
 pub struct PyModelInfo {
@@ -412,6 +435,18 @@ impl PyModel {
     /// A conversation that keeps its KV cache between calls.
     fn session(slf: &Bound<'_, Self>) -> PyResult<PySession> {
         PySession::open(slf.py(), slf.get())
+    }
+
+    /// Request, token and prefix-cache totals since the model was loaded.
+    fn stats(&self) -> PyEngineStats {
+        let s = self.model.stats();
+        PyEngineStats {
+            requests: s.requests,
+            prompt_tokens: s.prompt_tokens,
+            cached_tokens: s.cached_tokens,
+            generated_tokens: s.generated_tokens,
+            preemptions: s.preemptions,
+        }
     }
 
     /// Drops the cached KV of idle sequences (prefix cache and idle sessions' history).

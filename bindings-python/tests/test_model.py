@@ -155,3 +155,27 @@ def test_module_surface() -> None:
     assert corral.default_threads() >= 1
     assert isinstance(corral.supports_gpu_offload(), bool)
     assert corral.Model.__module__ == "corral" and corral.Completion.__module__ == "corral"
+
+
+def test_stats_count_requests_tokens_and_cache_hits(model: corral.Model) -> None:
+    prompt = "A long shared system prompt about the weather in Paris, then a question:"
+    options = {"max_tokens": 2, "temperature": 0.0, "ignore_eos": True}
+    model.clear_cache()
+    before = model.stats()
+    model.complete(prompt, **options)  # type: ignore[arg-type]
+    first = model.stats()
+    assert first.requests == before.requests + 1
+    assert first.generated_tokens == before.generated_tokens + 2
+    assert first.cached_tokens == before.cached_tokens
+    prompt_tokens = first.prompt_tokens - before.prompt_tokens
+    assert prompt_tokens > 10
+    # Again: all but the last prompt token come from the prefix cache.
+    model.complete(prompt, **options)  # type: ignore[arg-type]
+    second = model.stats()
+    assert second.cached_tokens - first.cached_tokens == prompt_tokens - 1
+    # Cleared: nothing is reused.
+    model.clear_cache()
+    model.complete(prompt, **options)  # type: ignore[arg-type]
+    assert model.stats().cached_tokens == second.cached_tokens
+    assert second.preemptions >= before.preemptions
+    assert repr(second).startswith(f"EngineStats(requests={second.requests}, ")

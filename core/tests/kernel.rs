@@ -300,7 +300,7 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
     let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
     for k in [1usize, 3, 18, 70] {
-        for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17] {
+        for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33] {
             for n in (1usize..=9).chain([33, 38]) {
                 let a = random_blocks(m * k, wb, &mut seed);
                 let b = random_blocks(n * k, ab, &mut seed);

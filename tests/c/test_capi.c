@@ -403,6 +403,37 @@ static void on_log(int32_t level, const char *source, const char *message, void 
     ++*(int *)user_data;
 }
 
+static void test_stats_and_clear_cache(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 2;
+    p.temperature = 0.0f;
+    p.ignore_eos = true;
+    corral_engine_stats before, after_first, after_second, after_clear;
+    CHECK_STATUS(corral_model_clear_cache(m), CORRAL_OK);
+    CHECK_STATUS(corral_model_stats(m, &before), CORRAL_OK);
+    const char *prompt = "A long shared system prompt about the weather in Paris, then a question:";
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, NULL), CORRAL_OK);
+    CHECK_STATUS(corral_model_stats(m, &after_first), CORRAL_OK);
+    CHECK(after_first.requests == before.requests + 1);
+    CHECK(after_first.prompt_tokens > before.prompt_tokens);
+    CHECK(after_first.generated_tokens == before.generated_tokens + 2);
+    CHECK(after_first.cached_tokens == before.cached_tokens);
+    /* The same prompt again reuses all but its last token from the prefix cache. */
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, NULL), CORRAL_OK);
+    CHECK_STATUS(corral_model_stats(m, &after_second), CORRAL_OK);
+    uint64_t prompt_len = after_first.prompt_tokens - before.prompt_tokens;
+    CHECK(after_second.cached_tokens - after_first.cached_tokens == prompt_len - 1);
+    /* Cleared: nothing is reused. */
+    CHECK_STATUS(corral_model_clear_cache(m), CORRAL_OK);
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, NULL), CORRAL_OK);
+    CHECK_STATUS(corral_model_stats(m, &after_clear), CORRAL_OK);
+    CHECK(after_clear.cached_tokens == after_second.cached_tokens);
+    CHECK(after_clear.preemptions >= before.preemptions);
+    CHECK_STATUS(corral_model_stats(NULL, &before), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_stats(m, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_clear_cache(NULL), CORRAL_ERR_NULL_ARGUMENT);
+}
+
 static void test_logging(void) {
     corral_set_log_callback(on_log, 1, &log_lines);
     corral_model *m = load_small();
@@ -533,6 +564,7 @@ int main(int argc, char **argv) {
     test_tokenize(m);
     test_chat_template(m);
     test_streams(m);
+    test_stats_and_clear_cache(m);
     if (!quick) {
         test_complete(m);
         test_chat_and_sessions(m);

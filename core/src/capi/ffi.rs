@@ -530,6 +530,27 @@ pub unsafe extern "C" fn corral_model_info_get(model: *const corral_model, out_i
     })
 }
 
+/// Fills `*out_stats` with the model's totals. Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_stats(model: *const corral_model, out_stats: *mut corral_engine_stats) -> corral_status {
+    guard(|| {
+        let m = unsafe { arg(model, "model") }?;
+        let out_stats = unsafe { out(out_stats, "out_stats") }?;
+        *out_stats = m.model.stats().into();
+        Ok(())
+    })
+}
+
+/// Drops the cached KV of idle sequences (the prefix cache and idle sessions' history); running
+/// requests keep theirs. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_CLOSED. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_clear_cache(model: *const corral_model) -> corral_status {
+    guard(|| {
+        let m = unsafe { arg(model, "model") }?;
+        m.model.clear_cache().map_err(fail)
+    })
+}
+
 /// Every GGUF metadata key/value as one JSON object. On CORRAL_OK `*out_json` is owned by the
 /// caller: release it with corral_string_free. Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
 #[no_mangle]

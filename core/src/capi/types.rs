@@ -241,6 +241,33 @@ pub struct corral_chunk {
     pub logprobs_json: *const c_char,
 }
 
+/// Request, token and prefix-cache totals since the model was loaded (corral_model_stats).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct corral_engine_stats {
+    pub requests: u64,
+    /// Prompt tokens of all requests.
+    pub prompt_tokens: u64,
+    /// Prompt tokens reused from sessions or the prefix cache (cache hits).
+    pub cached_tokens: u64,
+    pub generated_tokens: u64,
+    /// Generation decodes stopped part-way so that a new request's prompt went first (their
+    /// tokens were decoded again right after).
+    pub preemptions: u64,
+}
+
+impl From<crate::EngineStats> for corral_engine_stats {
+    fn from(s: crate::EngineStats) -> Self {
+        corral_engine_stats {
+            requests: s.requests,
+            prompt_tokens: s.prompt_tokens,
+            cached_tokens: s.cached_tokens,
+            generated_tokens: s.generated_tokens,
+            preemptions: s.preemptions,
+        }
+    }
+}
+
 /// What a model is. Strings are borrowed from the model: valid until corral_model_free.
 #[repr(C)]
 #[derive(Debug)]
