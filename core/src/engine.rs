@@ -600,7 +600,9 @@ impl<'m> Engine<'m> {
         }
         // A decode of generation tokens alone may give way to a request that can start now.
         let generation_only = plan.iter().all(|&(i, _, _)| self.slots[i].active.as_ref().is_some_and(|a| a.next_token.is_some()));
+        // llama.cpp rolls back only the ubatch it stopped in: the whole decode must be one.
         let preemptible = generation_only
+            && n <= self.ctx.n_ubatch() as usize
             && !self.preempted_last
             && self.queue.is_empty()
             && self.slots.iter().any(|s| s.active.is_none());
