@@ -314,6 +314,9 @@ impl<'m> Engine<'m> {
             for cmd in pending {
                 match cmd {
                     Command::Generate(req) => {
+                        if let Some(p) = &self.preemption {
+                            p.taken();
+                        }
                         if self.queue.len() >= self.max_queued {
                             let _ = req.events.try_send(Event::Error(Error::new(
                                 ErrorKind::Busy,

@@ -428,8 +428,8 @@ impl Model {
             grammar,
         };
         self.send(Command::Generate(request))?;
-        // After the send: the engine, stopped, must find the request waiting.
-        self.inner.preemption.request();
+        // Counted after the send: the engine, stopped for it, finds it in its channel.
+        self.inner.preemption.submitted();
         Ok(Stream::new(rx, cancel, self.inner.clone()))
     }
 

@@ -4,8 +4,12 @@
 //! llama.cpp checks an abort callback between the nodes of the graph it computes (CPU backend,
 //! every few microseconds). When the callback says stop, `llama_decode` returns 2 and removes the
 //! aborted ubatch's positions from the KV cache, so the cache is as before the call. The engine
-//! then decodes the new prompt and afterwards the same generation tokens again; greedy results
-//! do not change, as a row's result does not depend on its batch.
+//! then decodes the new prompt and afterwards the same generation tokens again. The decode that
+//! runs to the end is the one that counts; its tokens may land in other cells than the stopped
+//! one's (the new prompt takes the freed ones), which moves results only as batching does
+//! (README, "Concurrency and numerics").
+//!
+//! Only the CPU backend checks the callback: decodes fully offloaded to a GPU are not stopped.
 //!
 //! Only decodes of generation tokens alone are armed (prompt chunks are too costly to redo), only
 //! when the arriving request can start at once, and never twice in a row, so a stream of arrivals
@@ -13,39 +17,54 @@
 //! roll back KV cells, not a recurrent state already advanced.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use llama_cpp_2::context::LlamaContext;
 
-const IDLE: u8 = 0;
-const ARMED: u8 = 1;
-const FIRED: u8 = 2;
-
-/// Shared by a model's submitters and its engine thread.
+/// Shared by a model's submitters and its engine thread. Requests are counted, not flagged, so
+/// that one sent just before the engine arms still stops the decode, and one the engine already
+/// took does not stop a later one.
 #[derive(Debug, Default)]
 pub(crate) struct Preemption {
-    state: AtomicU8,
+    /// Generate commands sent to the engine (counted after the send).
+    submitted: AtomicU64,
+    /// Generate commands the engine has taken from its channel (engine thread only).
+    taken: AtomicU64,
+    armed: AtomicBool,
+    fired: AtomicBool,
 }
 
 impl Preemption {
+    /// A Generate command is in the engine's channel.
+    pub fn submitted(&self) {
+        self.submitted.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The engine took a Generate command from its channel.
+    pub fn taken(&self) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The engine is about to run a decode that may be stopped.
     pub fn arm(&self) {
-        self.state.store(ARMED, Ordering::SeqCst);
+        self.fired.store(false, Ordering::Relaxed);
+        self.armed.store(true, Ordering::SeqCst);
     }
 
-    /// A new request was queued: stop the armed decode, if one runs.
-    pub fn request(&self) {
-        let _ = self.state.compare_exchange(ARMED, FIRED, Ordering::SeqCst, Ordering::SeqCst);
-    }
-
-    /// The decode returned: whether a stop was asked for during it.
+    /// The decode returned: whether it was told to stop.
     pub fn disarm(&self) -> bool {
-        self.state.swap(IDLE, Ordering::SeqCst) == FIRED
+        self.armed.store(false, Ordering::SeqCst);
+        self.fired.swap(false, Ordering::Relaxed)
     }
 
-    fn fired(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == FIRED
+    /// Armed, and a request waits in the channel.
+    fn stop_requested(&self) -> bool {
+        let stop = self.armed.load(Ordering::Relaxed) && self.submitted.load(Ordering::SeqCst) > self.taken.load(Ordering::Relaxed);
+        if stop {
+            self.fired.store(true, Ordering::Relaxed);
+        }
+        stop
     }
 }
 
@@ -54,7 +73,7 @@ extern "C" fn should_abort(data: *mut c_void) -> bool {
     // SAFETY: `data` is the `Preemption` that `install` registered; the engine keeps that Arc
     // alive for as long as the context exists.
     let preemption = unsafe { &*(data as *const Preemption) };
-    let stop = preemption.fired();
+    let stop = preemption.stop_requested();
     if stop {
         // llama.cpp logs the abort and the rollback as errors and warnings: expected here.
         crate::log::quiet_llama_on_this_thread(true);
@@ -133,33 +152,42 @@ mod tests {
         decode(&mut plain, &prompt, 0).unwrap();
         let expected = decode(&mut plain, &next, at).unwrap();
 
-        let mut ctx = context(&model);
         let preemption = Arc::new(Preemption::default());
+        let mut ctx = context(&model);
         assert!(install(&ctx, &preemption), "the context pointer is found");
         decode(&mut ctx, &prompt, 0).unwrap();
+        preemption.submitted();
         preemption.arm();
-        preemption.request();
         let stopped = decode(&mut ctx, &next, at);
         crate::log::quiet_llama_on_this_thread(false);
         assert!(matches!(stopped, Err(llama_cpp_2::DecodeError::Unknown(2))), "{stopped:?}");
         assert!(preemption.disarm());
+        preemption.taken();
         // Not armed: runs to the end, at the same position (a cell left behind would clash).
         assert_eq!(decode(&mut ctx, &next, at).unwrap(), expected);
     }
 
     #[test]
-    fn a_request_stops_only_an_armed_decode() {
+    fn a_waiting_request_stops_only_an_armed_decode() {
         let p = Preemption::default();
-        p.request();
-        assert!(!p.fired(), "nothing armed: a request is not remembered");
-        assert!(!p.disarm());
+        p.submitted();
+        assert!(!p.stop_requested(), "not armed");
         p.arm();
-        assert!(!p.fired());
-        p.request();
-        assert!(p.fired());
+        assert!(p.stop_requested(), "sent before the decode, not yet taken: stops it");
         assert!(p.disarm());
-        assert!(!p.fired(), "disarming resets");
+        assert!(!p.disarm(), "disarming resets");
+        p.taken();
         p.arm();
-        assert!(!p.disarm(), "no request during the decode");
+        assert!(!p.stop_requested(), "taken already: nothing waits");
+        assert!(!p.disarm());
+        // Taken before its sender counted it: no stop for it, then or later.
+        p.taken();
+        p.arm();
+        assert!(!p.stop_requested());
+        p.submitted();
+        assert!(!p.stop_requested());
+        p.submitted();
+        assert!(p.stop_requested(), "a new one waits");
+        assert!(p.disarm());
     }
 }
