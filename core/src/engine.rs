@@ -609,13 +609,9 @@ impl<'m> Engine<'m> {
             && !self.preempted_last
             && self.queue.is_empty()
             && self.slots.iter().any(|s| s.active.is_none());
-        let armed = self.preemption.clone().filter(|_| preemptible);
-        if let Some(p) = &armed {
-            p.arm();
-        }
+        let armed = preemptible && self.preemption.as_ref().inspect(|p| p.arm()).is_some();
         let decoded = self.decode_batch();
-        let stopped = armed.as_ref().is_some_and(|p| p.disarm());
-        crate::log::quiet_llama_on_this_thread(false);
+        let stopped = armed && self.preemption.as_ref().is_some_and(|p| p.disarm());
         if generation_only {
             // llama.cpp removed the aborted tokens' cells: the plan is simply not applied, and
             // the same tokens go in the next generation decode.

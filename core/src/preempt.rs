@@ -52,9 +52,11 @@ impl Preemption {
         self.armed.store(true, Ordering::SeqCst);
     }
 
-    /// The decode returned: whether it was told to stop.
+    /// The decode returned (on the thread that ran it): whether it was told to stop.
     pub fn disarm(&self) -> bool {
         self.armed.store(false, Ordering::SeqCst);
+        // `should_abort` quieted llama.cpp's report of the stop on this thread; it is over.
+        crate::log::quiet_llama_on_this_thread(false);
         self.fired.swap(false, Ordering::Relaxed)
     }
 
@@ -159,7 +161,6 @@ mod tests {
         preemption.submitted();
         preemption.arm();
         let stopped = decode(&mut ctx, &next, at);
-        crate::log::quiet_llama_on_this_thread(false);
         assert!(matches!(stopped, Err(llama_cpp_2::DecodeError::Unknown(2))), "{stopped:?}");
         assert!(preemption.disarm());
         preemption.taken();
