@@ -32,6 +32,7 @@ fn main() {
         }
     }
     assert!(staged > 0, "no llama.cpp libraries found in {} or {}", libs.display(), backends.display());
+    compile_abort_guard(&backends.parent().expect("backends folder has a parent").join("include"));
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
         let cmake_build = backends.parent().expect("backends folder has a parent").join("build");
         relink_cpu_variants(&cmake_build, &runtime);
@@ -41,6 +42,18 @@ fn main() {
     println!("cargo:rustc-env=CORRAL_BUILD_RUNTIME_DIR={}", runtime.display());
     println!("cargo:rustc-env=CORRAL_GGML_BACKEND_DIR={}", backends.display());
     println!("cargo:runtime_dir={}", runtime.display());
+}
+
+/// `native/abort_guard.cpp`: turns llama.cpp's asserts into errors (src/guard.rs).
+fn compile_abort_guard(llama_include: &Path) {
+    println!("cargo:rerun-if-changed=native/abort_guard.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .file("native/abort_guard.cpp")
+        .include(llama_include)
+        .warnings(true)
+        .compile("corral_abort_guard");
 }
 
 /// `libllama.so.0`: the name the dynamic loader asks for (not `libllama.so` or `.so.0.0.1`).

@@ -2,6 +2,7 @@
 //! with minijinja the way Hugging Face's `apply_chat_template` renders it with jinja2
 //! (`trim_blocks`, `lstrip_blocks`, Python string methods, `raise_exception`, `tojson`).
 
+use minijinja::value::Serde;
 use minijinja::{Environment, ErrorKind as JinjaErrorKind, Value};
 use serde::Serialize;
 
@@ -139,12 +140,89 @@ impl ToolCall {
 }
 
 /// A compiled chat template plus the special-token strings templates refer to.
+///
+/// Templates come from model files, that is from the internet: every render is bounded. Its
+/// work and the memory it allocates are paid for in minijinja's fuel (one unit per instruction,
+/// or per 64 bytes of strings and lists made), [`RENDER_FUEL`] plus [`FUEL_PER_INPUT_BYTE`]
+/// for each byte of messages and tools; the prompt it writes is at most
+/// [`ChatTemplate::with_max_prompt_bytes`]. Past either, it fails with `template_error` naming
+/// the limit. minijinja's own limits (recursion depth, `range` and repeat sizes) stay.
 #[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     source: String,
     pub bos_token: String,
     pub eos_token: String,
+    max_prompt_bytes: usize,
+}
+
+/// The fuel of any render: about 2 million instructions, or 128 MB of values made in all.
+/// The chat templates of well-known models spend a few thousand per message.
+pub const RENDER_FUEL: u64 = 2_000_000;
+/// Extra fuel per byte of input: a long conversation may be copied a few times over.
+pub const FUEL_PER_INPUT_BYTE: u64 = 4;
+/// The prompt size when no context length says otherwise.
+const DEFAULT_MAX_PROMPT_BYTES: usize = 64 << 20;
+/// The stack of the thread a template renders on (reserved, used as needed).
+const RENDER_STACK_BYTES: usize = 1 << 30;
+/// The longest list a template's `+` may make.
+pub const MAX_TEMPLATE_LIST_ITEMS: usize = 1 << 20;
+/// What a template's `+` calls instead (see `bounded_add`).
+const ADD_FUNCTION: &str = "__corral_add";
+
+fn syntax() -> Result<minijinja::syntax::SyntaxConfig> {
+    minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(template_error)
+}
+
+/// Compiles `source` with its `+` routed through [`bounded_add`].
+fn compile(source: &str) -> Result<minijinja::machinery::CompiledTemplate<'_>> {
+    let config = minijinja::machinery::TemplateConfig {
+        syntax_config: syntax()?,
+        default_auto_escape: std::sync::Arc::new(|_: &str| minijinja::AutoEscape::None),
+    };
+    let mut compiled = minijinja::machinery::CompiledTemplate::new(TEMPLATE_NAME, source, &config).map_err(template_error)?;
+    route_add(&mut compiled.instructions);
+    for block in compiled.blocks.values_mut() {
+        route_add(block);
+    }
+    Ok(compiled)
+}
+
+/// Replaces each `+` with a call of [`bounded_add`]: one instruction for one, so every jump
+/// keeps its target; both take the two operands from the stack and leave the result.
+fn route_add(instructions: &mut minijinja::machinery::Instructions<'_>) {
+    use minijinja::machinery::Instruction;
+    let mut index = 0;
+    while let Some(instruction) = instructions.get_mut(index) {
+        if matches!(instruction, Instruction::Add) {
+            *instruction = Instruction::CallFunction(ADD_FUNCTION, Some(2));
+        }
+        index += 1;
+    }
+}
+
+/// A template's `+`. minijinja joins lists lazily, but once 32 joins are chained it copies
+/// the whole list without weighing it against the fuel: a list doubled 40 times would take
+/// 2^33 items of memory before any limit applied. So lists longer than
+/// [`MAX_TEMPLATE_LIST_ITEMS`] are refused here; strings (the common case) are joined here,
+/// paid for before they are made; anything else is minijinja's own `+`.
+fn bounded_add(state: &minijinja::State, a: Value, b: Value) -> std::result::Result<Value, minijinja::Error> {
+    if let (Some(x), Some(y)) = (a.as_str(), b.as_str()) {
+        state.consume_fuel((x.len() + y.len()) as u64 / 64)?;
+        let joined = [x, y].concat();
+        return Ok(if a.is_safe() && b.is_safe() { Value::from_safe_string(joined) } else { Value::from(joined) });
+    }
+    let is_list = |v: &Value| matches!(v.kind(), minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Iterable);
+    if is_list(&a) && is_list(&b) {
+        let items = a.len().unwrap_or(0).saturating_add(b.len().unwrap_or(0));
+        if items > MAX_TEMPLATE_LIST_ITEMS {
+            return Err(minijinja::Error::new(
+                JinjaErrorKind::InvalidOperation,
+                format!("a list of {items} items: more than a chat template may make ({MAX_TEMPLATE_LIST_ITEMS})"),
+            ));
+        }
+    }
+    state.env().compile_expression("a + b")?.eval(minijinja::context! { a => a, b => b })
 }
 
 const TEMPLATE_NAME: &str = "chat";
@@ -175,12 +253,14 @@ fn tojson(value: Value, kwargs: minijinja::value::Kwargs) -> std::result::Result
     kwargs.assert_all_used()?;
     let json: serde_json::Value = serde_json::to_value(&value)
         .map_err(|e| minijinja::Error::new(JinjaErrorKind::InvalidOperation, format!("tojson: {e}")))?;
-    let mut out = Vec::new();
+    let mut out = CappedWriter::new(MAX_FILTER_OUTPUT_BYTES);
     let formatter = PyJsonFormatter { indent, level: 0, has_value: false };
     let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    json.serialize(&mut ser)
-        .map_err(|e| minijinja::Error::new(JinjaErrorKind::InvalidOperation, format!("tojson: {e}")))?;
-    Ok(Value::from_safe_string(String::from_utf8(out).unwrap_or_default()))
+    json.serialize(&mut ser).map_err(|e| {
+        let detail = if out.over { too_long("tojson") } else { e.to_string() };
+        minijinja::Error::new(JinjaErrorKind::InvalidOperation, format!("tojson: {detail}"))
+    })?;
+    Ok(Value::from_safe_string(out.into_string()))
 }
 
 struct PyJsonFormatter {
@@ -258,12 +338,12 @@ impl ChatTemplate {
     /// Compiles a template; `bos_token`/`eos_token` are the strings templates print for them.
     pub fn new(source: &str, bos_token: String, eos_token: String) -> Result<Self> {
         let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        env.set_syntax(syntax()?);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_filter("tojson", tojson);
         env.add_filter("indent", py_indent);
+        env.add_function(ADD_FUNCTION, bounded_add);
         env.add_function("raise_exception", |message: String| -> std::result::Result<Value, minijinja::Error> {
             Err(minijinja::Error::new(JinjaErrorKind::InvalidOperation, message))
         });
@@ -275,8 +355,15 @@ impl ChatTemplate {
                 .unwrap_or(0);
             format_date(secs, &format)
         });
-        env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(template_error)?;
-        Ok(ChatTemplate { env, source: source.to_string(), bos_token, eos_token })
+        compile(source)?; // Syntax errors surface here, at load.
+        Ok(ChatTemplate { env, source: source.to_string(), bos_token, eos_token, max_prompt_bytes: DEFAULT_MAX_PROMPT_BYTES })
+    }
+
+    /// Caps the rendered prompt (a model passes what its context can hold: no token is shorter
+    /// than a byte, so more bytes than that can only be refused later anyway).
+    pub fn with_max_prompt_bytes(mut self, bytes: usize) -> Self {
+        self.max_prompt_bytes = bytes;
+        self
     }
 
     /// The template's Jinja source.
@@ -287,18 +374,91 @@ impl ChatTemplate {
     /// Renders `messages` (and `tools`: OpenAI function definitions, `None` for the template
     /// when empty, as Hugging Face passes them).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool, tools: &[serde_json::Value]) -> Result<String> {
-        let template = self.env.get_template(TEMPLATE_NAME).map_err(template_error)?;
         let messages: Vec<serde_json::Value> = messages.iter().map(Message::to_template_value).collect();
+        let input_bytes = serde_json::to_string(&messages).map(|s| s.len()).unwrap_or(0)
+            + tools.iter().map(|t| t.to_string().len()).sum::<usize>();
+        let fuel = RENDER_FUEL.saturating_add(FUEL_PER_INPUT_BYTE.saturating_mul(input_bytes as u64));
         let tools = (!tools.is_empty()).then_some(tools);
-        template
-            .render(minijinja::context! {
-                messages => messages,
-                tools => tools,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos_token,
-                eos_token => self.eos_token,
-            })
-            .map_err(template_error)
+        let root = minijinja::context! {
+            messages => Serde(messages),
+            tools => Serde(tools),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        // Fuel is set per render: the environment is shared by clones and threads.
+        let mut env = self.env.clone();
+        env.set_fuel(Some(fuel));
+        let compiled = compile(&self.source)?;
+        // Its own thread, with a deep stack: values a template nests deeply (a map in a map,
+        // a few hundred thousand times within the fuel) are dropped and printed recursively.
+        let rendered = std::thread::scope(|scope| {
+            let render = || {
+                let mut prompt = String::new();
+                let mut out = minijinja::machinery::make_string_output(&mut prompt);
+                let result = minijinja::machinery::eval(&env, &compiled.instructions, root, &compiled.blocks, &mut out, compiled.initial_auto_escape);
+                result.map(|_| ()).map(|()| prompt)
+            };
+            std::thread::Builder::new()
+                .name("corral-template".into())
+                .stack_size(RENDER_STACK_BYTES)
+                .spawn_scoped(scope, render)
+                .map_err(|e| Error::with_source(ErrorKind::Internal, "cannot start a template thread", e))?
+                .join()
+                .map_err(|_| Error::internal("the chat template renderer panicked"))
+        })?;
+        match rendered {
+            Ok(prompt) if prompt.len() > self.max_prompt_bytes => Err(Error::new(
+                ErrorKind::TemplateError,
+                format!("chat template error: the rendered prompt passed {} bytes, the most this model's context can hold", self.max_prompt_bytes),
+            )),
+            Ok(prompt) => Ok(prompt),
+            Err(e) if e.kind() == JinjaErrorKind::OutOfFuel => Err(Error::new(
+                ErrorKind::TemplateError,
+                format!("chat template error: the template ran out of its budget ({fuel} fuel: instructions and 64-byte units of values made); a template that loops or grows values without bound"),
+            )),
+            Err(e) => Err(template_error(e)),
+        }
+    }
+}
+
+/// The most a filter of corral's (`tojson`, `indent`) may make of one value.
+const MAX_FILTER_OUTPUT_BYTES: usize = 64 << 20;
+
+fn too_long(filter: &str) -> String {
+    format!("the result of {filter} would pass {MAX_FILTER_OUTPUT_BYTES} bytes")
+}
+
+/// Text being written (the prompt, a filter's result) that refuses to grow past `max` bytes.
+struct CappedWriter {
+    bytes: Vec<u8>,
+    max: usize,
+    over: bool,
+}
+
+impl CappedWriter {
+    fn new(max: usize) -> Self {
+        CappedWriter { bytes: Vec::new(), max, over: false }
+    }
+
+    /// Everything written was whole UTF-8 strings (minijinja's output, serde_json's).
+    fn into_string(self) -> String {
+        String::from_utf8(self.bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.max {
+            self.over = true;
+            return Err(std::io::Error::other("too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -351,15 +511,25 @@ fn py_indent(
         None => kwargs.get::<Option<bool>>("blank")?.unwrap_or(false),
     };
     kwargs.assert_all_used()?;
+    let too_long = || minijinja::Error::new(JinjaErrorKind::InvalidOperation, format!("indent: {}", too_long("indent")));
     let indention = match &width {
         None => "    ".to_string(),
         Some(w) => match w.as_str() {
             Some(s) => s.to_string(),
-            None => " ".repeat(usize::try_from(w.clone()).map_err(|_| minijinja::Error::new(JinjaErrorKind::InvalidOperation, "indent: width must be a number or a string"))?),
+            None => {
+                let n = usize::try_from(w.clone()).map_err(|_| minijinja::Error::new(JinjaErrorKind::InvalidOperation, "indent: width must be a number or a string"))?;
+                if n > MAX_FILTER_OUTPUT_BYTES {
+                    return Err(too_long());
+                }
+                " ".repeat(n)
+            }
         },
     };
     let s = format!("{}\n", value);
     let lines = py_splitlines(&s);
+    if s.len().saturating_add(lines.len().saturating_add(1).saturating_mul(indention.len())) > MAX_FILTER_OUTPUT_BYTES {
+        return Err(too_long());
+    }
     let mut rv = String::new();
     if blank {
         rv = lines.join(&format!("\n{indention}"));
@@ -454,7 +624,7 @@ mod tests {
         let mut env_ctx = minijinja::Environment::new();
         env_ctx.add_filter("tojson", tojson);
         let tmpl = env_ctx.template_from_str("{{ x | tojson }}").unwrap();
-        let out = tmpl.render(minijinja::context! { x => serde_json::json!({"a": [1, "é<"], "b": {}}) }).unwrap();
+        let out = tmpl.render(minijinja::context! { x => Serde(serde_json::json!({"a": [1, "é<"], "b": {}})) }).unwrap();
         assert_eq!(out, r#"{"a": [1, "é<"], "b": {}}"#);
         drop(t);
     }

@@ -201,10 +201,57 @@ fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Ll
         .with_flash_attention_policy(flash);
     let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
     crate::log::clear_last_llama_error();
-    model.new_context(backend, params).map_err(|e| {
+    crate::guard::catching_asserts(|| model.new_context(backend, params)).map_err(|e| {
+        // An assert here comes from the file's values (graph shapes): the model is unusable.
+        if let Some(assert) = crate::guard::take_assert_message() {
+            return Error::new(ErrorKind::InvalidModel, format!("llama.cpp rejects this model's shapes: {assert}"));
+        }
         let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
         Error::new(ErrorKind::Internal, format!("cannot create a llama context: {detail}"))
     })
+}
+
+/// Decodes one token on one thread with llama.cpp's asserts caught, before any request: a
+/// value in the file that only bites when computing (a norm epsilon, a shape) fails the load
+/// here, instead of aborting the process at the first request. NaN logits fail it too.
+fn check_first_decode(model: &LlamaModel, ctx: &mut LlamaContext<'_>, threads: u32) -> Result<()> {
+    let Some(raw) = crate::preempt::raw_context(ctx) else { return Ok(()) };
+    let vocab = model.vocab();
+    let n_vocab = vocab.n_tokens();
+    let token = Some(vocab.bos().0).filter(|t| (0..n_vocab).contains(t)).unwrap_or(0);
+    // SAFETY: `raw` is this engine's live context, used by this thread only; the batch is
+    // allocated for one token of one sequence and filled before the decode.
+    let outcome = unsafe {
+        llama_cpp_sys_2::llama_set_n_threads(raw, 1, 1);
+        let batch = llama_cpp_sys_2::llama_batch_init(1, 0, 1);
+        *batch.token = token;
+        *batch.pos = 0;
+        *batch.n_seq_id = 1;
+        **batch.seq_id = 0;
+        *batch.logits = 1;
+        let batch = llama_cpp_sys_2::llama_batch { n_tokens: 1, ..batch };
+        let outcome = crate::guard::decode(raw, &batch);
+        llama_cpp_sys_2::llama_batch_free(batch);
+        outcome
+    };
+    let invalid = |what: String| Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot run this model: {what}"));
+    match outcome {
+        crate::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
+        crate::guard::GuardedDecode::Returned(0) => {
+            // SAFETY: the decode asked for the logits of its one token: n_vocab floats.
+            let logits = unsafe { llama_cpp_sys_2::llama_get_logits_ith(raw, 0) };
+            let logits = if logits.is_null() { &[][..] } else { unsafe { std::slice::from_raw_parts(logits, n_vocab.max(0) as usize) } };
+            if logits.iter().any(|x| x.is_nan()) {
+                return Err(invalid("its first decode computes NaN logits".into()));
+            }
+        }
+        // Not a generation model (an encoder, say): the requests themselves will say so.
+        crate::guard::GuardedDecode::Returned(_) => {}
+    }
+    // SAFETY: as above.
+    unsafe { llama_cpp_sys_2::llama_set_n_threads(raw, threads as i32, threads as i32) };
+    ctx.clear_kv_cache();
+    Ok(())
 }
 
 fn run(
@@ -213,7 +260,10 @@ fn run(
     commands: &Receiver<Command>,
     ready: &SyncSender<Result<()>>,
 ) {
-    let ctx = match create_context(model, config) {
+    let ctx = match create_context(model, config).and_then(|mut ctx| {
+        check_first_decode(model, &mut ctx, config.threads)?;
+        Ok(ctx)
+    }) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -798,7 +848,7 @@ fn token_logprobs(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: us
     let log_sum = (logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>()).ln() as f32;
     let entry = |id: usize| {
         let id = id as i32;
-        let text = String::from_utf8_lossy(&model.vocab().token_to_piece(LlamaToken(id), false, None)).into_owned();
+        let text = String::from_utf8_lossy(&crate::vocab::piece(model, LlamaToken(id), false).unwrap_or_default()).into_owned();
         TokenLogprob { token: id, text, logprob: logits.get(id as usize).map_or(f32::NEG_INFINITY, |&l| l - max - log_sum) }
     };
     let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -910,7 +960,10 @@ fn on_token(
         return finish(active, FinishReason::Stop);
     }
     active.generated += 1;
-    let piece = model.vocab().token_to_piece(token, false, None);
+    let piece = match crate::vocab::piece(model, token, false) {
+        Ok(piece) => piece,
+        Err(e) => return fail(active, e),
+    };
     let text = active.decoder.push(&piece);
     let (text, stopped) = active.stop.push(&text);
     push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None, logprobs, tool_calls: Vec::new() });

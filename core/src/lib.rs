@@ -19,6 +19,8 @@ mod cores;
 mod engine;
 mod error;
 mod gguf;
+mod guard;
+mod hparams;
 pub mod log;
 mod model;
 mod options;
@@ -27,6 +29,7 @@ mod schema;
 mod session;
 mod stream;
 mod tools;
+mod vocab;
 
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
 pub use chat::{ChatTemplate, Message, ToolCall};

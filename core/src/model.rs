@@ -163,6 +163,9 @@ impl Model {
         let path = path.as_ref();
         options.validate()?;
         let header = crate::gguf::read_header(path)?;
+        crate::hparams::check(&header).map_err(|problem| {
+            Error::new(ErrorKind::InvalidModel, format!("{}: not a usable model: {problem}", path.display()))
+        })?;
         let backend = crate::backend::backend()?;
 
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -182,11 +185,14 @@ impl Model {
             });
         }
         crate::log::clear_last_llama_error();
-        let llama = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+        let loaded = crate::guard::catching_asserts(|| LlamaModel::load_from_file(backend, path, &params));
+        let llama = loaded.map_err(|e| {
             if cancelled.load(Ordering::Relaxed) {
                 return Error::new(ErrorKind::Cancelled, "model loading was cancelled by the progress callback");
             }
-            let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+            let detail = crate::guard::take_assert_message()
+                .or_else(crate::log::take_last_llama_error)
+                .unwrap_or_else(|| e.to_string());
             let kind = if detail.contains("unknown model architecture") || detail.contains("unsupported model architecture") {
                 ErrorKind::UnsupportedArchitecture
             } else {
@@ -279,10 +285,7 @@ impl Model {
     /// turns special-token text (e.g. `<|im_start|>`) into control tokens instead of plain text.
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>> {
         let llama = self.llama()?;
-        if i32::try_from(text.len()).is_err() {
-            return Err(Error::invalid_argument("text is too long to tokenize"));
-        }
-        Ok(llama.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect())
+        Ok(crate::vocab::tokenize(&llama, text, add_special, parse_special)?.into_iter().map(|t| t.0).collect())
     }
 
     /// Turns tokens back into text. Control tokens (BOS, EOS, ...) render as nothing unless
@@ -297,7 +300,7 @@ impl Model {
             return Ok(String::new());
         }
         let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
-        let bytes = llama.vocab().detokenize(&tokens, false, render_special);
+        let bytes = crate::vocab::detokenize(&llama, &tokens, false, render_special)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

@@ -96,7 +96,7 @@ pub(crate) fn install(ctx: &LlamaContext<'_>, preemption: &Arc<Preemption>) -> b
 
 /// The `llama_context` pointer behind `ctx`. llama-cpp-2 (pinned in Cargo.toml) keeps it private
 /// and has no abort-callback setter; its `Debug` output is `LlamaContext { context: 0x… }`.
-fn raw_context(ctx: &LlamaContext<'_>) -> Option<*mut llama_cpp_sys_2::llama_context> {
+pub(crate) fn raw_context(ctx: &LlamaContext<'_>) -> Option<*mut llama_cpp_sys_2::llama_context> {
     let shown = format!("{ctx:?}");
     let hex = shown.split_once("context: 0x")?.1;
     let digits: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();

@@ -179,6 +179,23 @@ impl Stream {
         self.cancel.clone()
     }
 
+    /// Stops the generation (unless it has ended) and waits until the engine has let go of the
+    /// request: within one token, or one prompt chunk. Dropping a stream cancels without
+    /// waiting; after `close` the request's tokens are all in `Model::stats()` and its sequence
+    /// is free for the next request.
+    pub fn close(mut self) {
+        if self.done {
+            return;
+        }
+        self.cancel.cancel();
+        while !self.done {
+            match self.events.recv() {
+                Ok(Event::Chunk(chunk)) => self.done = chunk.finish_reason.is_some(),
+                Ok(Event::Error(_)) | Err(_) => self.done = true,
+            }
+        }
+    }
+
     /// Waits for the next chunk; `None` once the stream has ended.
     pub fn next_chunk(&mut self) -> Option<Result<Chunk>> {
         loop {

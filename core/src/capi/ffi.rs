@@ -1036,13 +1036,19 @@ pub unsafe extern "C" fn corral_stream_cancel(stream: *const corral_stream) {
     });
 }
 
-/// Frees a stream, cancelling its generation if still running. NULL is ignored.
+/// Frees a stream, cancelling its generation if still running, and returns once the engine has
+/// let go of it (within one token or one prompt chunk): its tokens are then in
+/// corral_model_stats and its sequence is free. NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn corral_stream_free(stream: *mut corral_stream) {
     guard_void(|| {
         if !stream.is_null() {
             // SAFETY: created by a *_stream function via Box::into_raw.
-            drop(unsafe { Box::from_raw(stream) });
+            let stream = unsafe { Box::from_raw(stream) };
+            // Waits for the engine to let go of the request, so that what follows (stats, the
+            // next request on a session) never sees it still running.
+            let stream = stream.stream.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+            stream.close();
         }
     });
 }
