@@ -622,7 +622,9 @@ corral_status corral_stream_next(const corral_stream *stream, corral_chunk *out_
 void corral_stream_cancel(const corral_stream *stream);
 
 /*
- Frees a stream, cancelling its generation if still running. NULL is ignored.
+ Frees a stream, cancelling its generation if still running, and returns once the engine has
+ let go of it (within one token or one prompt chunk): its tokens are then in
+ corral_model_stats and its sequence is free. NULL is ignored.
  */
 void corral_stream_free(corral_stream *stream);
 
@@ -951,7 +953,9 @@ corral_status corral_stream_next(const corral_stream *stream, corral_chunk *out_
 void corral_stream_cancel(const corral_stream *stream);
 
 /*
- Frees a stream, cancelling its generation if still running. NULL is ignored.
+ Frees a stream, cancelling its generation if still running, and returns once the engine has
+ let go of it (within one token or one prompt chunk): its tokens are then in
+ corral_model_stats and its sequence is free. NULL is ignored.
  */
 void corral_stream_free(corral_stream *stream);
 

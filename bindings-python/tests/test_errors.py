@@ -291,3 +291,82 @@ def test_progress_callback_raising_cancels(model_path: Path) -> None:
 def test_progress_callback_must_be_callable(model_path: Path) -> None:
     with pytest.raises(corral.InvalidArgumentTypeError):
         corral.Model(model_path, on_progress=5)  # type: ignore[arg-type]
+
+
+def _with_scalar(model_path: Path, key: str, fmt: str, value: Any, out: Path) -> Path:
+    """A copy of the model with one scalar metadata value replaced (same type, so nothing moves)."""
+    import struct
+
+    data = bytearray(model_path.read_bytes())
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    pos = 16
+    (count,) = struct.unpack_from("<Q", data, pos)
+    pos += 8
+
+    def skip(pos: int, kind: int) -> int:
+        if kind == 8:
+            (n,) = struct.unpack_from("<Q", data, pos)
+            return pos + 8 + n
+        return pos + sizes[kind]
+
+    for _ in range(count):
+        (n,) = struct.unpack_from("<Q", data, pos)
+        name = data[pos + 8 : pos + 8 + n].decode()
+        pos += 8 + n
+        (kind,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        if name == key:
+            struct.pack_into(fmt, data, pos, value)
+            out.write_bytes(bytes(data))
+            return out
+        if kind == 9:
+            item, items = struct.unpack_from("<IQ", data, pos)
+            pos += 12
+            for _ in range(items):
+                pos = skip(pos, item)
+        else:
+            pos = skip(pos, kind)
+    raise KeyError(key)
+
+
+@pytest.mark.parametrize(
+    ("key", "fmt", "value"),
+    [
+        ("llama.block_count", "<I", 0),
+        ("llama.block_count", "<I", 100000),
+        ("llama.attention.layer_norm_rms_epsilon", "<f", -1.0),
+        ("llama.attention.layer_norm_rms_epsilon", "<f", math.nan),
+        ("llama.attention.head_count_kv", "<I", 2),
+    ],
+)
+def test_hostile_metadata_is_refused_and_the_host_keeps_working(
+    model: corral.Model, model_path: Path, tmp_path: Path, key: str, fmt: str, value: Any
+) -> None:
+    hostile = _with_scalar(model_path, key, fmt, value, tmp_path / "hostile.gguf")
+    with pytest.raises(corral.InvalidModelError) as raised:
+        corral.Model(hostile)
+    assert key in str(raised.value)
+    assert model.complete("The capital of France is", max_tokens=2, temperature=0).usage.completion_tokens == 2
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}",
+        "{% for i in range(10000) %}{% for j in range(10000) %}xxxxxxxxxxxxxxxx{% endfor %}{% endfor %}",
+    ],
+)
+def test_hostile_templates_fail_fast_and_the_session_keeps_its_cache(model: corral.Model, template: str) -> None:
+    import time
+
+    with model.session() as session:
+        first = user("Say hi.")
+        reply = session.chat(first, max_tokens=2, temperature=0)
+        started = time.monotonic()
+        with pytest.raises(corral.TemplateError):
+            model.apply_chat_template(first, template=template)
+        assert time.monotonic() - started < 5
+        again = session.chat([*first, reply.message(), *user("Again.")], max_tokens=2, temperature=0)
+        assert again.usage.cached_tokens > 0

@@ -1,5 +1,6 @@
-//! The engine: one thread per loaded model that owns the llama context (which is not `Send`)
-//! and serves every request of that model.
+//! The engine: one thread per loaded model that owns the llama context and serves every
+//! request of that model. The context borrows the model and is not `Sync` (llama-cpp-2 marks
+//! it `Send`): nothing may use it from two threads at once, so one thread holds it for life.
 //!
 //! The context is created with `max_sequences` sequences over one unified KV cache. Each engine
 //! step puts the next token of every generating sequence, plus a bounded chunk of pending
@@ -13,13 +14,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::DecodeError;
+
+use crate::context::{Batch, Context, ContextConfig, DecodeFailure};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{GenerateOptions, KvFullPolicy};
@@ -92,8 +91,8 @@ pub(crate) struct GenerateRequest {
     /// text, sparing the caller a thread wake-up per token (which costs generation speed when
     /// every core runs llama.cpp).
     pub stream: bool,
-    /// The output constraint as GBNF (already validated by the caller's thread).
-    pub grammar: Option<String>,
+    /// The output constraint's grammar sampler, built (and so checked) on the caller's thread.
+    pub grammar: Option<LlamaSampler>,
 }
 
 pub(crate) struct ScoreRequest {
@@ -187,70 +186,45 @@ pub(crate) fn flash_attention_policy(flash_attention: Option<bool>) -> llama_cpp
     }
 }
 
-fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<LlamaContext<'m>> {
-    let backend = crate::backend::backend()?;
-    let flash = flash_attention_policy(config.flash_attention);
-    let params = LlamaContextParams::default()
-        .with_n_ctx(std::num::NonZeroU32::new(config.n_ctx))
-        .with_n_batch(config.batch_size)
-        .with_n_ubatch(config.batch_size.min(512))
-        .with_n_seq_max(config.max_sequences)
-        .with_kv_unified(true)
-        .with_n_threads(config.threads as i32)
-        .with_n_threads_batch(config.threads as i32)
-        .with_flash_attention_policy(flash);
-    let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
-    crate::log::clear_last_llama_error();
-    crate::guard::catching_asserts(|| model.new_context(backend, params)).map_err(|e| {
-        // An assert here comes from the file's values (graph shapes): the model is unusable.
-        if let Some(assert) = crate::guard::take_assert_message() {
-            return Error::new(ErrorKind::InvalidModel, format!("llama.cpp rejects this model's shapes: {assert}"));
-        }
-        let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
-        Error::new(ErrorKind::Internal, format!("cannot create a llama context: {detail}"))
-    })
+fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Context<'m>> {
+    let (callback, data) = crate::preempt::abort_callback(&config.preemption);
+    Context::new(
+        model,
+        &ContextConfig {
+            n_ctx: config.n_ctx,
+            batch_size: config.batch_size,
+            max_sequences: config.max_sequences,
+            threads: config.threads,
+            flash_attention: config.flash_attention,
+            abort: Some((callback, data)),
+        },
+    )
 }
 
 /// Decodes one token on one thread with llama.cpp's asserts caught, before any request: a
 /// value in the file that only bites when computing (a norm epsilon, a shape) fails the load
 /// here, instead of aborting the process at the first request. NaN logits fail it too.
-fn check_first_decode(model: &LlamaModel, ctx: &mut LlamaContext<'_>, threads: u32) -> Result<()> {
-    let Some(raw) = crate::preempt::raw_context(ctx) else { return Ok(()) };
+fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -> Result<()> {
     let vocab = model.vocab();
-    let n_vocab = vocab.n_tokens();
-    let token = Some(vocab.bos().0).filter(|t| (0..n_vocab).contains(t)).unwrap_or(0);
-    // SAFETY: `raw` is this engine's live context, used by this thread only; the batch is
-    // allocated for one token of one sequence and filled before the decode.
-    let outcome = unsafe {
-        llama_cpp_sys_2::llama_set_n_threads(raw, 1, 1);
-        let batch = llama_cpp_sys_2::llama_batch_init(1, 0, 1);
-        *batch.token = token;
-        *batch.pos = 0;
-        *batch.n_seq_id = 1;
-        **batch.seq_id = 0;
-        *batch.logits = 1;
-        let batch = llama_cpp_sys_2::llama_batch { n_tokens: 1, ..batch };
-        let outcome = crate::guard::decode(raw, &batch);
-        llama_cpp_sys_2::llama_batch_free(batch);
-        outcome
-    };
+    let token = Some(vocab.bos().0).filter(|t| (0..vocab.n_tokens()).contains(t)).unwrap_or(0);
+    let mut batch = Batch::new(1);
+    batch.add(LlamaToken(token), 0, 0, true);
+    ctx.set_threads(1);
+    // SAFETY: this engine's live context, used by this thread only, running one thread.
+    let outcome = unsafe { crate::guard::decode(ctx.raw(), batch.raw()) };
     let invalid = |what: String| Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot run this model: {what}"));
     match outcome {
         crate::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
         crate::guard::GuardedDecode::Returned(0) => {
-            // SAFETY: the decode asked for the logits of its one token: n_vocab floats.
-            let logits = unsafe { llama_cpp_sys_2::llama_get_logits_ith(raw, 0) };
-            let logits = if logits.is_null() { &[][..] } else { unsafe { std::slice::from_raw_parts(logits, n_vocab.max(0) as usize) } };
-            if logits.iter().any(|x| x.is_nan()) {
+            if ctx.logits(0).iter().any(|x| x.is_nan()) {
                 return Err(invalid("its first decode computes NaN logits".into()));
             }
         }
         // Not a generation model (an encoder, say): the requests themselves will say so.
         crate::guard::GuardedDecode::Returned(_) => {}
     }
-    // SAFETY: as above.
-    unsafe { llama_cpp_sys_2::llama_set_n_threads(raw, threads as i32, threads as i32) };
-    ctx.clear_kv_cache();
+    ctx.set_threads(threads);
+    ctx.clear();
     Ok(())
 }
 
@@ -272,8 +246,7 @@ fn run(
     };
     let _ = ready.send(Ok(()));
     // llama.cpp rolls back KV cells, not recurrent state: such models are never pre-empted.
-    let preemption = (!model.is_recurrent() && !model.is_hybrid() && crate::preempt::install(&ctx, &config.preemption))
-        .then(|| config.preemption.clone());
+    let preemption = (!model.is_recurrent() && !model.is_hybrid()).then(|| config.preemption.clone());
     let mut engine = Engine {
         model,
         // llama.cpp rounds the KV size up; the requested length is the limit callers see.
@@ -288,7 +261,7 @@ fn run(
         max_queued: config.max_queued as usize,
         on_kv_full: config.on_kv_full,
         stats: config.stats.clone(),
-        batch: LlamaBatch::new(config.batch_size as usize + config.max_sequences as usize, 1),
+        batch: Batch::new(config.batch_size as usize + config.max_sequences as usize),
         prefill_cursor: 0,
         cores: None,
         preemption,
@@ -299,7 +272,7 @@ fn run(
 
 struct Engine<'m> {
     model: &'m LlamaModel,
-    ctx: LlamaContext<'m>,
+    ctx: Context<'m>,
     n_ctx: usize,
     batch_size: usize,
     /// ggml threads per decode: the cores each decode takes (crate::cores).
@@ -309,7 +282,7 @@ struct Engine<'m> {
     max_queued: usize,
     on_kv_full: KvFullPolicy,
     stats: Arc<StatsCounters>,
-    batch: LlamaBatch<'static>,
+    batch: Batch,
     /// Round-robin start for prompt chunks, so no long prompt starves another.
     prefill_cursor: usize,
     /// The cores this engine took for its last decode. It keeps them until its next decode or
@@ -387,7 +360,7 @@ impl<'m> Engine<'m> {
                     }
                     Command::ClearCache => {
                         for slot in self.slots.iter_mut().filter(|s| s.active.is_none()) {
-                            let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq_id as u32), None, None);
+                            self.ctx.remove(slot.seq_id, None, None);
                             slot.cached.clear();
                         }
                     }
@@ -511,7 +484,7 @@ impl<'m> Engine<'m> {
             .map(|(i, _)| i)
     }
 
-    fn start(&mut self, target: usize, req: GenerateRequest) {
+    fn start(&mut self, target: usize, mut req: GenerateRequest) {
         let prompt_len = req.prompt.len();
         // At least one prompt token is always evaluated, to get logits for the first sample.
         let max_reuse = prompt_len.saturating_sub(1);
@@ -528,16 +501,15 @@ impl<'m> Engine<'m> {
         match best_other {
             Some((source, n)) if n > own => {
                 let src_seq = self.slots[source].seq_id;
-                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-                let _ = self.ctx.copy_kv_cache_seq(src_seq, seq, Some(0), Some(n as u32));
+                self.ctx.remove(seq, None, None);
+                self.ctx.copy(src_seq, seq, n as u32);
                 reuse = n;
             }
             _ => {
                 // Drop what follows the shared prefix; models that cannot trim (recurrent)
                 // start over.
-                let trimmed = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(own as u32), None);
-                if !matches!(trimmed, Ok(true)) {
-                    let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                if !self.ctx.remove(seq, Some(own as u32), None) {
+                    self.ctx.remove(seq, None, None);
                     reuse = 0;
                 }
             }
@@ -554,7 +526,7 @@ impl<'m> Engine<'m> {
         self.stats.prompt_tokens.fetch_add(prompt_len as u64, Ordering::Relaxed);
         self.stats.cached_tokens.fetch_add(reuse as u64, Ordering::Relaxed);
         let sampler = build_sampler(self.model, &req.options);
-        let grammar = req.grammar.as_deref().and_then(|g| LlamaSampler::grammar(self.model, g, "root").ok());
+        let grammar = req.grammar.take();
         let stop = StopMatcher::new(req.options.stop.clone());
         slot.active = Some(Active {
             sampler,
@@ -611,7 +583,7 @@ impl<'m> Engine<'m> {
             }
             if let Some(token) = active.next_token {
                 let pos = slot.cached.len() as i32;
-                if self.batch.add(token, pos, &[slot.seq_id], true).is_ok() {
+                if self.batch.add(token, pos, slot.seq_id, true) {
                     plan.push((i, Some(n as i32), 1));
                     n += 1;
                 }
@@ -633,17 +605,22 @@ impl<'m> Engine<'m> {
             let prompt = &active.request.prompt;
             let end = (active.prompt_done + budget).min(prompt.len());
             let mut logits_at = None;
+            // Only the tokens that made it into the batch count as decoded (and then cached).
+            let mut added = 0;
             for (p, &token) in prompt.iter().enumerate().take(end).skip(active.prompt_done) {
                 let last = p + 1 == prompt.len();
-                if self.batch.add(token, p as i32, &[slot.seq_id], last).is_err() {
+                if !self.batch.add(token, p as i32, slot.seq_id, last) {
                     break;
                 }
                 if last {
                     logits_at = Some(n as i32);
                 }
                 n += 1;
+                added += 1;
             }
-            plan.push((i, logits_at, end - active.prompt_done));
+            if added > 0 {
+                plan.push((i, logits_at, added));
+            }
         }
         if prompts {
             self.prefill_cursor = (self.prefill_cursor + 1) % self.slots.len().max(1);
@@ -665,7 +642,7 @@ impl<'m> Engine<'m> {
         if generation_only {
             // llama.cpp removed the aborted tokens' cells: the plan is simply not applied, and
             // the same tokens go in the next generation decode.
-            self.preempted_last = stopped && matches!(decoded, Err(DecodeError::Unknown(2)));
+            self.preempted_last = stopped && matches!(decoded, Err(DecodeFailure::Aborted));
             if self.preempted_last {
                 self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -673,7 +650,7 @@ impl<'m> Engine<'m> {
         }
         match decoded {
             Ok(()) => {}
-            Err(DecodeError::NoKvCacheSlot) => return self.relieve_kv_pressure(&plan),
+            Err(DecodeFailure::NoKvSlot) => return self.relieve_kv_pressure(&plan),
             Err(e) => {
                 let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
                 for &(i, _, _) in &plan {
@@ -681,7 +658,7 @@ impl<'m> Engine<'m> {
                         fail(active, Error::new(ErrorKind::DecodeFailed, format!("llama_decode failed: {detail}")));
                     }
                     let seq = self.slots[i].seq_id;
-                    let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                    self.ctx.remove(seq, None, None);
                     self.slots[i].cached.clear();
                 }
                 return;
@@ -709,18 +686,18 @@ impl<'m> Engine<'m> {
                 .request
                 .options
                 .logprobs
-                .map(|top| vec![token_logprobs(self.model, self.ctx.get_logits_ith(index), token, top as usize)])
+                .map(|top| vec![token_logprobs(self.model, self.ctx.logits(index), token, top as usize)])
                 .unwrap_or_default();
             on_token(self.model, active, token, logprobs, slot.cached.len(), n_ctx, now);
         }
     }
 
     /// Decodes the batch once this engine's share of the cores is free (crate::cores).
-    fn decode_batch(&mut self) -> std::result::Result<(), DecodeError> {
+    fn decode_batch(&mut self) -> std::result::Result<(), DecodeFailure> {
         // Give the cores back before asking again, so that another model waiting has its turn.
         self.cores = None;
         self.cores = Some(crate::cores::take(self.threads));
-        self.ctx.decode(&mut self.batch)
+        self.ctx.decode(&self.batch)
     }
 
     /// The unified KV cache is full: drop cached prefixes nobody is using; if that frees
@@ -728,7 +705,7 @@ impl<'m> Engine<'m> {
     fn relieve_kv_pressure(&mut self, plan: &[(usize, Option<i32>, usize)]) {
         let mut evicted = false;
         for slot in self.slots.iter_mut().filter(|s| s.active.is_none() && !s.cached.is_empty()) {
-            let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq_id as u32), None, None);
+            self.ctx.remove(slot.seq_id, None, None);
             slot.cached.clear();
             slot.owner = None;
             evicted = true;
@@ -752,7 +729,7 @@ impl<'m> Engine<'m> {
                     ),
                 );
             }
-            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            self.ctx.remove(seq, None, None);
             self.slots[i].cached.clear();
         }
     }
@@ -770,7 +747,7 @@ impl<'m> Engine<'m> {
             return Err(Error::new(ErrorKind::Busy, "no free sequence to score on"));
         };
         let seq = self.slots[target].seq_id;
-        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.ctx.remove(seq, None, None);
         self.slots[target].cached.clear();
         self.slots[target].owner = None;
         let mut logprobs = Vec::with_capacity(tokens.len().saturating_sub(1));
@@ -778,48 +755,54 @@ impl<'m> Engine<'m> {
         let mut start = 0;
         while start + 1 < tokens.len() {
             if req.cancel.is_cancelled() {
-                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                self.ctx.remove(seq, None, None);
                 return Err(Error::new(ErrorKind::Cancelled, "scoring was cancelled"));
             }
             let end = (start + chunk).min(tokens.len() - 1);
             self.batch.clear();
             for (p, &t) in tokens.iter().enumerate().take(end).skip(start) {
-                self.batch
-                    .add(t, p as i32, &[seq], true)
-                    .map_err(|e| Error::internal(format!("batch: {e}")))?;
+                if !self.batch.add(t, p as i32, seq, true) {
+                    return Err(Error::internal("the scoring chunk does not fit the batch"));
+                }
             }
             if let Err(e) = self.decode_batch() {
-                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-                let kind = if matches!(e, DecodeError::NoKvCacheSlot) { ErrorKind::ContextOverflow } else { ErrorKind::DecodeFailed };
+                self.ctx.remove(seq, None, None);
+                let kind = if matches!(e, DecodeFailure::NoKvSlot) { ErrorKind::ContextOverflow } else { ErrorKind::DecodeFailed };
                 return Err(Error::new(kind, format!("llama_decode failed: {e}")));
             }
             for (k, p) in (start..end).enumerate() {
-                let logits = self.ctx.get_logits_ith(k as i32);
+                let logits = self.ctx.logits(k as i32);
                 logprobs.push(log_softmax_at(logits, tokens[p + 1].0 as usize));
             }
             start = end;
         }
-        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.ctx.remove(seq, None, None);
         Ok(logprobs)
     }
 }
 
 /// Samples the next token. With a grammar, llama.cpp's fast path: sample freely, keep the token
 /// if the grammar accepts it, otherwise mask the whole vocabulary with the grammar and resample.
-fn sample(model: &LlamaModel, ctx: &LlamaContext<'_>, index: i32, active: &mut Active) -> LlamaToken {
-    let Some(grammar) = active.grammar.as_mut() else {
-        if is_plain_greedy(&active.request.options) {
-            // What llama.cpp's greedy sampler picks, without first copying the whole vocabulary
-            // into a candidate array: with many sequences that copy is a visible part of a step.
-            return LlamaToken(first_max_index(ctx.get_logits_ith(index)) as i32);
-        }
-        return active.sampler.sample(ctx, index);
-    };
+fn sample(model: &LlamaModel, ctx: &Context<'_>, index: i32, active: &mut Active) -> LlamaToken {
+    if active.grammar.is_none() && is_plain_greedy(&active.request.options) {
+        // What llama.cpp's greedy sampler picks, without first copying the whole vocabulary
+        // into a candidate array: with many sequences that copy is a visible part of a step.
+        return LlamaToken(first_max_index(ctx.logits(index)) as i32);
+    }
     let candidates = || {
         LlamaTokenDataArray::from_iter(
-            ctx.get_logits_ith(index).iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+            ctx.logits(index).iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
             false,
         )
+    };
+    let Some(grammar) = active.grammar.as_mut() else {
+        // What llama_sampler_sample does, except that no choice (NaN logits) ends the
+        // generation instead of failing llama.cpp's assert.
+        let mut all = candidates();
+        active.sampler.apply(&mut all);
+        let token = all.selected_token().unwrap_or_else(|| model.vocab().eos());
+        active.sampler.accept(token);
+        return token;
     };
     let mut free = candidates();
     active.sampler.apply(&mut free);

@@ -73,13 +73,13 @@ pub fn read_header(path: &Path) -> Result<GgufHeader> {
     parse(&mut reader).map_err(|e| invalid(path, e))
 }
 
-struct Reader<R> {
-    inner: R,
-    pos: u64,
-    size: u64,
+pub(crate) struct Reader<R> {
+    pub(crate) inner: R,
+    pub(crate) pos: u64,
+    pub(crate) size: u64,
 }
 
-type ParseResult<T> = std::result::Result<T, String>;
+pub(crate) type ParseResult<T> = std::result::Result<T, String>;
 
 impl<R: Read> Reader<R> {
     fn bytes(&mut self, n: u64) -> ParseResult<Vec<u8>> {
@@ -159,7 +159,7 @@ fn float(x: f64) -> Value {
     serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
 }
 
-fn parse<R: Read>(r: &mut Reader<R>) -> ParseResult<GgufHeader> {
+pub(crate) fn parse<R: Read>(r: &mut Reader<R>) -> ParseResult<GgufHeader> {
     let magic: [u8; 4] = r.array().map_err(|_| "the file is too short to be GGUF".to_string())?;
     if magic != GGUF_MAGIC {
         return Err(format!("bad magic {magic:02x?} (expected \"GGUF\")"));

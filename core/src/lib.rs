@@ -15,9 +15,13 @@ pub mod bench;
 #[cfg(feature = "capi")]
 pub mod capi;
 mod chat;
+mod context;
 mod cores;
 mod engine;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gguf;
 mod guard;
 mod hparams;

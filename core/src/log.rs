@@ -78,14 +78,14 @@ pub(crate) fn emit(level: LogLevel, source: &str, message: &str) {
         LogLevel::Warn => tracing::warn!(target: "corral", source, "{message}"),
         LogLevel::Error => tracing::error!(target: "corral", source, "{message}"),
     }
-    let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
-    if let Some(sink) = sink.as_ref() {
-        if level >= sink.min_level {
-            // A panicking user callback must not unwind into llama.cpp.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                (sink.callback)(level, source, message)
-            }));
-        }
+    // The callback runs without the lock held: it may log, or replace the callback itself.
+    let callback = {
+        let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
+        sink.as_ref().filter(|sink| level >= sink.min_level).map(|sink| sink.callback.clone())
+    };
+    if let Some(callback) = callback {
+        // A panicking user callback must not unwind into llama.cpp.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(level, source, message)));
     }
 }
 
@@ -154,4 +154,38 @@ pub(crate) unsafe extern "C" fn llama_log_callback(level: u32, text: *const c_ch
             }
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A callback that replaces the callback (a host re-configuring its logging from inside a
+    /// log line) must not deadlock.
+    #[test]
+    fn a_callback_may_replace_the_callback() {
+        static SEEN: AtomicUsize = AtomicUsize::new(0);
+        set_log_callback(
+            Some(Arc::new(|_, _, _| {
+                SEEN.fetch_add(1, Ordering::SeqCst);
+                set_log_callback(Some(Arc::new(|_, _, _| {})), LogLevel::Error);
+            })),
+            LogLevel::Debug,
+        );
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        std::thread::spawn(move || {
+            emit(LogLevel::Warn, "corral", "first");
+            emit(LogLevel::Warn, "corral", "second: the replacement ignores warnings");
+            flag.store(true, Ordering::SeqCst);
+        });
+        let started = std::time::Instant::now();
+        while !done.load(Ordering::SeqCst) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "emit deadlocked");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(SEEN.load(Ordering::SeqCst), 1);
+        set_log_callback(None, LogLevel::Error);
+    }
 }

@@ -108,6 +108,13 @@ pub fn default_threads() -> u32 {
     physical.min(logical).max(1) as u32
 }
 
+/// The longest prompt a template may render for a context of `context_length` tokens: no
+/// tokenizer has tokens of more than a few dozen bytes, so anything longer cannot fit.
+fn max_prompt_bytes(context_length: u32) -> usize {
+    const MAX_BYTES_PER_TOKEN: usize = 256;
+    (context_length as usize).saturating_mul(MAX_BYTES_PER_TOKEN).max(1 << 20)
+}
+
 fn quantization_name(file_type: Option<u64>) -> String {
     let name = match file_type {
         Some(0) => "F32",
@@ -210,11 +217,14 @@ impl Model {
         let eos_token = special_token(&llama, vocab.eos());
         let eot_token = special_token(&llama, vocab.eot());
         let template = match &chat_template {
-            Some(source) => Some(ChatTemplate::new(
-                source,
-                bos_token.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
-                eos_token.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
-            )?),
+            Some(source) => Some(
+                ChatTemplate::new(
+                    source,
+                    bos_token.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
+                    eos_token.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
+                )?
+                .with_max_prompt_bytes(max_prompt_bytes(context_length)),
+            ),
             None => None,
         };
         let info = ModelInfo {
@@ -335,7 +345,8 @@ impl Model {
         };
         if let Some(source) = source {
             let (bos, eos) = self.special_token_texts();
-            return Ok(Cow::Owned(ChatTemplate::new(source, bos, eos)?));
+            let template = ChatTemplate::new(source, bos, eos)?.with_max_prompt_bytes(max_prompt_bytes(self.inner.info.context_length));
+            return Ok(Cow::Owned(template));
         }
         self.inner.template.as_ref().map(Cow::Borrowed).ok_or_else(|| {
             Error::new(
@@ -436,9 +447,10 @@ impl Model {
         Ok(Stream::new(rx, cancel, self.inner.clone()))
     }
 
-    /// Turns the request's constraint into GBNF and checks that llama.cpp accepts it, so a bad
-    /// grammar or schema fails here, before generation starts.
-    pub(crate) fn compile_constraint(&self, options: &GenerateOptions) -> Result<Option<String>> {
+    /// Turns the request's constraint into GBNF and builds llama.cpp's grammar sampler for it,
+    /// once: a bad grammar or schema fails here, before generation starts, and the engine
+    /// uses the sampler as built.
+    pub(crate) fn compile_constraint(&self, options: &GenerateOptions) -> Result<Option<LlamaSampler>> {
         let grammar = match &options.constraint {
             None => return Ok(None),
             Some(Constraint::Grammar(g)) => g.clone(),
@@ -447,11 +459,11 @@ impl Model {
         };
         let llama = self.llama()?;
         crate::log::clear_last_llama_error();
-        LlamaSampler::grammar(&llama, &grammar, "root").map_err(|e| {
+        let sampler = LlamaSampler::grammar(&llama, &grammar, "root").map_err(|e| {
             let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
             Error::new(ErrorKind::InvalidGrammar, format!("invalid grammar: {detail}"))
         })?;
-        Ok(Some(grammar))
+        Ok(Some(sampler))
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -461,9 +473,13 @@ impl Model {
 
     /// Streams a completion of a raw prompt.
     pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
+        self.submit_prompt(prompt, options, true)
+    }
+
+    fn submit_prompt(&self, prompt: &str, options: &GenerateOptions, stream: bool) -> Result<Stream> {
         options.check_for_completion()?;
         let tokens = self.prompt_tokens(prompt, options.parse_special)?;
-        self.submit(tokens, options, None, true)
+        self.submit(tokens, options, None, stream)
     }
 
     /// Streams a completion of a prompt given as token ids (no BOS is added).
@@ -488,7 +504,7 @@ impl Model {
 
     /// Completes a raw prompt.
     pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
-        self.complete_stream(prompt, options)?.collect_completion()
+        self.submit_prompt(prompt, options, false)?.collect_completion()
     }
 
     /// Streams the assistant's reply to a conversation, using the model's chat template.

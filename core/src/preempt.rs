@@ -20,7 +20,6 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use llama_cpp_2::context::LlamaContext;
 
 /// Shared by a model's submitters and its engine thread. Requests are counted, not flagged, so
 /// that one sent just before the engine arms still stops the decode, and one the engine already
@@ -71,8 +70,8 @@ impl Preemption {
 }
 
 /// llama.cpp calls this on the decoding thread between graph nodes; `true` stops the decode.
-extern "C" fn should_abort(data: *mut c_void) -> bool {
-    // SAFETY: `data` is the `Preemption` that `install` registered; the engine keeps that Arc
+unsafe extern "C" fn should_abort(data: *mut c_void) -> bool {
+    // SAFETY: `data` is the `Preemption` given with `abort_callback`; the engine keeps that Arc
     // alive for as long as the context exists.
     let preemption = unsafe { &*(data as *const Preemption) };
     let stop = preemption.stop_requested();
@@ -83,36 +82,16 @@ extern "C" fn should_abort(data: *mut c_void) -> bool {
     stop
 }
 
-/// Registers `preemption` as `ctx`'s abort callback. False when the context pointer cannot be
-/// found: the engine then never arms (nothing else changes).
-pub(crate) fn install(ctx: &LlamaContext<'_>, preemption: &Arc<Preemption>) -> bool {
-    let Some(raw) = raw_context(ctx) else { return false };
-    // SAFETY: `raw` is this live context; the callback data outlives it (see `should_abort`).
-    unsafe {
-        llama_cpp_sys_2::llama_set_abort_callback(raw, Some(should_abort), Arc::as_ptr(preemption) as *mut c_void);
-    }
-    true
-}
-
-/// The `llama_context` pointer behind `ctx`. llama-cpp-2 (pinned in Cargo.toml) keeps it private
-/// and has no abort-callback setter; its `Debug` output is `LlamaContext { context: 0x… }`.
-pub(crate) fn raw_context(ctx: &LlamaContext<'_>) -> Option<*mut llama_cpp_sys_2::llama_context> {
-    let shown = format!("{ctx:?}");
-    let hex = shown.split_once("context: 0x")?.1;
-    let digits: String = hex.chars().take_while(char::is_ascii_hexdigit).collect();
-    let address = usize::from_str_radix(&digits, 16).ok().filter(|&a| a != 0)?;
-    let raw = address as *mut llama_cpp_sys_2::llama_context;
-    // A cross-check against the safe wrapper before anything is registered.
-    // SAFETY: llama-cpp-2 printed the pointer it holds, a live context.
-    let n_ctx = unsafe { llama_cpp_sys_2::llama_n_ctx(raw) };
-    (n_ctx == ctx.n_ctx()).then_some(raw)
+/// The abort callback and its data for a context that `preemption` may stop (given at the
+/// context's creation, `crate::context`). The `Arc` must outlive the context.
+pub(crate) fn abort_callback(preemption: &Arc<Preemption>) -> (unsafe extern "C" fn(*mut c_void) -> bool, *mut c_void) {
+    (should_abort, Arc::as_ptr(preemption) as *mut c_void)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use llama_cpp_2::context::params::LlamaContextParams;
-    use llama_cpp_2::llama_batch::LlamaBatch;
+    use crate::context::{Batch, Context, ContextConfig, DecodeFailure};
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::model::LlamaModel;
     use llama_cpp_2::token::LlamaToken;
@@ -124,21 +103,29 @@ mod tests {
         LlamaModel::load_from_file(crate::backend::backend().unwrap(), path, &LlamaModelParams::default()).unwrap()
     }
 
-    fn context(model: &LlamaModel) -> LlamaContext<'_> {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(std::num::NonZeroU32::new(512))
-            .with_n_threads(2)
-            .with_n_threads_batch(2);
-        model.new_context(crate::backend::backend().unwrap(), params).unwrap()
+    fn context<'m>(model: &'m LlamaModel, preemption: Option<&Arc<Preemption>>) -> Context<'m> {
+        let config = ContextConfig {
+            n_ctx: 512,
+            batch_size: 512,
+            max_sequences: 1,
+            threads: 2,
+            flash_attention: None,
+            abort: preemption.map(abort_callback),
+        };
+        Context::new(model, &config).unwrap()
     }
 
-    fn decode(ctx: &mut LlamaContext<'_>, tokens: &[LlamaToken], first_pos: i32) -> Result<Vec<f32>, llama_cpp_2::DecodeError> {
-        let mut batch = LlamaBatch::new(64, 1);
+    fn decode(ctx: &mut Context<'_>, tokens: &[LlamaToken], first_pos: i32) -> Result<Vec<f32>, DecodeFailure> {
+        let mut batch = Batch::new(64);
         for (i, &t) in tokens.iter().enumerate() {
-            batch.add(t, first_pos + i as i32, &[0], i + 1 == tokens.len()).unwrap();
+            assert!(batch.add(t, first_pos + i as i32, 0, i + 1 == tokens.len()));
         }
-        ctx.decode(&mut batch)?;
-        Ok(ctx.get_logits_ith(tokens.len() as i32 - 1).to_vec())
+        ctx.decode(&batch)?;
+        Ok(ctx.logits(tokens.len() as i32 - 1).to_vec())
+    }
+
+    fn tokens(model: &LlamaModel, text: &str, bos: bool) -> Vec<LlamaToken> {
+        crate::vocab::tokenize(model, text, bos, false).unwrap()
     }
 
     /// A stopped decode leaves the context as before it: decoding the same token afterwards
@@ -146,22 +133,21 @@ mod tests {
     #[test]
     fn a_stopped_decode_is_rolled_back_and_can_be_repeated() {
         let model = test_model();
-        let prompt = model.vocab().tokenize(b"The capital of France is", true, false);
-        let next = model.vocab().tokenize(b" Paris", false, false);
+        let prompt = tokens(&model, "The capital of France is", true);
+        let next = tokens(&model, " Paris", false);
         let at = prompt.len() as i32;
 
-        let mut plain = context(&model);
+        let mut plain = context(&model, None);
         decode(&mut plain, &prompt, 0).unwrap();
         let expected = decode(&mut plain, &next, at).unwrap();
 
         let preemption = Arc::new(Preemption::default());
-        let mut ctx = context(&model);
-        assert!(install(&ctx, &preemption), "the context pointer is found");
+        let mut ctx = context(&model, Some(&preemption));
         decode(&mut ctx, &prompt, 0).unwrap();
         preemption.submitted();
         preemption.arm();
         let stopped = decode(&mut ctx, &next, at);
-        assert!(matches!(stopped, Err(llama_cpp_2::DecodeError::Unknown(2))), "{stopped:?}");
+        assert_eq!(stopped, Err(DecodeFailure::Aborted));
         assert!(preemption.disarm());
         preemption.taken();
         // Not armed: runs to the end, at the same position (a cell left behind would clash).

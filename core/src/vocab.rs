@@ -42,16 +42,9 @@ extern "C" {
     ) -> i32;
 }
 
-/// The `llama_model` behind `model`: llama-cpp-2 (pinned) declares `LlamaModel` as
-/// `#[repr(transparent)]` over its non-null model pointer, and has no accessor for it.
-fn raw_model(model: &LlamaModel) -> *mut llama_cpp_sys_2::llama_model {
-    // SAFETY: repr(transparent) over `Ptr<llama_model>`, itself repr(transparent) over NonNull.
-    unsafe { *(model as *const LlamaModel).cast::<*mut llama_cpp_sys_2::llama_model>() }
-}
-
 fn raw_vocab(model: &LlamaModel) -> *const llama_vocab {
     // SAFETY: a live model.
-    unsafe { llama_cpp_sys_2::llama_model_get_vocab(raw_model(model)) }
+    unsafe { llama_cpp_sys_2::llama_model_get_vocab(crate::context::raw_model(model)) }
 }
 
 fn broken(what: &str) -> Error {

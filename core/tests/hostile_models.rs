@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 use corral::{ErrorKind, GenerateOptions, Message, Model, ModelOptions};
 use tiny_gguf::{tiny_model, Gguf, Meta, Tensor, ARCHITECTURES};
 
+/// A fresh path for each file: a model keeps its file mapped, and rewriting a mapped file
+/// (another test's, or the last variant's while its engine shuts down) would fault.
 fn scratch(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!("corral-hostile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    dir.join(format!("{}-{name}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
 }
 
 fn options() -> ModelOptions {
@@ -61,6 +64,7 @@ impl Tally {
         eprintln!("variant: {label}");
         let started = Instant::now();
         let result = exercise(&path);
+        let _ = std::fs::remove_file(&path);
         assert!(started.elapsed() < Duration::from_secs(20), "{label}: took {:?}", started.elapsed());
         match &result {
             Ok(()) => self.worked += 1,
@@ -124,6 +128,7 @@ fn values_llama_cpp_asserts_on_are_named() {
             let path = scratch("named.gguf");
             variant.write(&path);
             let err = Model::load(&path, options()).expect_err(&format!("{key} = {bad:?}"));
+            let _ = std::fs::remove_file(&path);
             assert_eq!(err.kind(), ErrorKind::InvalidModel, "{key} = {bad:?}: {err}");
             assert!(err.message().contains(&key), "{key} = {bad:?}: {err}");
         }
@@ -242,8 +247,31 @@ fn the_default_model_with_hostile_values_is_refused() {
         let hostile = scratch("default-hostile.gguf");
         std::fs::write(&hostile, bytes).unwrap();
         let err = Model::load(&hostile, options()).expect_err(key);
+        let _ = std::fs::remove_file(&hostile);
         assert_eq!(err.kind(), ErrorKind::InvalidModel, "{key}: {err}");
         // The model loaded before keeps working.
         good.complete("The capital of France is", &greedy(2)).unwrap();
     }
+}
+
+/// A hostile template passed for one call fails on the caller's thread within a second; the
+/// model and a session on it keep working, the session's cache intact.
+#[test]
+fn a_hostile_template_leaves_the_model_and_its_sessions_working() {
+    let path = std::env::var_os("CORRAL_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let model = Model::load(&path, ModelOptions { context_length: Some(1024), ..Default::default() }).unwrap();
+    let session = model.session().unwrap();
+    let mut conversation = vec![Message::new("user", "Say hi.")];
+    let reply = session.chat(&conversation, &greedy(3)).unwrap();
+    let started = Instant::now();
+    let hostile = "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}";
+    let err = model.apply_chat_template(&conversation, true, &[], Some(hostile)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TemplateError);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    conversation.push(Message::new("assistant", reply.text));
+    conversation.push(Message::new("user", "Again."));
+    let again = session.chat(&conversation, &greedy(3)).unwrap();
+    assert!(again.usage.cached_tokens > 0);
 }

@@ -89,7 +89,7 @@ unsafe fn opt_str<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>,
 
 /// An OpenAI-shaped conversation: a JSON array of `{"role", "content", "tool_calls",
 /// "tool_call_id", "name"}` objects.
-unsafe fn messages_json(text: *const c_char) -> Result<Vec<Message>, corral_status> {
+pub(crate) unsafe fn messages_json(text: *const c_char) -> Result<Vec<Message>, corral_status> {
     let text = unsafe { str_arg(text, "messages_json") }?;
     let Ok(serde_json::Value::Array(items)) = serde_json::from_str(text) else {
         return Err(invalid("messages_json must be a JSON array of message objects".into()));
@@ -98,7 +98,7 @@ unsafe fn messages_json(text: *const c_char) -> Result<Vec<Message>, corral_stat
 }
 
 /// Tool definitions: a JSON array in OpenAI's function format; NULL = none.
-unsafe fn tools(text: *const c_char, name: &str) -> Result<Vec<serde_json::Value>, corral_status> {
+pub(crate) unsafe fn tools(text: *const c_char, name: &str) -> Result<Vec<serde_json::Value>, corral_status> {
     match unsafe { opt_str(text, name) }? {
         None => Ok(Vec::new()),
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {

@@ -10,7 +10,7 @@
 
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
-mod ffi;
+pub(crate) mod ffi;
 mod types;
 
 pub use ffi::*;

@@ -1,0 +1,236 @@
+//! The llama context and batch an engine owns, created and driven through llama-cpp-sys-2.
+//!
+//! llama-cpp-2 keeps a context's pointer private and has no abort-callback setter; corral needs
+//! both (pre-emption stops a decode through the abort callback, and the first decode at load
+//! runs guarded against llama.cpp's asserts). So the engine makes its context itself, with the
+//! callback in the creation parameters, and this module is the one place that handles the raw
+//! pointers. The model itself stays llama-cpp-2's `LlamaModel`.
+
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_sys_2 as sys;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The `llama_model` behind `model`. llama-cpp-2 (pinned) declares `LlamaModel` as
+/// `#[repr(transparent)]` over its non-null model pointer (itself a transparent wrapper of
+/// `NonNull`), so the pointer is the model's whole layout.
+pub(crate) fn raw_model(model: &LlamaModel) -> *mut sys::llama_model {
+    // SAFETY: see above: a `LlamaModel` is exactly one non-null `*mut llama_model`.
+    unsafe { *(model as *const LlamaModel).cast::<*mut sys::llama_model>() }
+}
+
+/// How to make a context.
+pub(crate) struct ContextConfig {
+    pub n_ctx: u32,
+    pub batch_size: u32,
+    pub max_sequences: u32,
+    pub threads: u32,
+    pub flash_attention: Option<bool>,
+    /// llama.cpp calls this between graph operations; `true` stops the decode.
+    pub abort: Option<(unsafe extern "C" fn(*mut c_void) -> bool, *mut c_void)>,
+}
+
+/// Why a decode did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DecodeFailure {
+    /// No room in the KV cache for the batch (llama_decode returned 1).
+    NoKvSlot,
+    /// Stopped by the abort callback (2): llama.cpp removed the stopped ubatch's cells.
+    Aborted,
+    /// Any other failure, with llama_decode's return value.
+    Failed(i32),
+}
+
+impl std::fmt::Display for DecodeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeFailure::NoKvSlot => write!(f, "no KV cache slot for the batch"),
+            DecodeFailure::Aborted => write!(f, "the decode was stopped"),
+            DecodeFailure::Failed(code) => write!(f, "llama_decode returned {code}"),
+        }
+    }
+}
+
+/// A llama context over a model it borrows. Not `Sync`, and only ever used by its engine's
+/// thread.
+pub(crate) struct Context<'m> {
+    raw: NonNull<sys::llama_context>,
+    n_vocab: usize,
+    _model: PhantomData<&'m LlamaModel>,
+}
+
+impl<'m> Context<'m> {
+    /// Creates a context with one unified KV cache shared by `max_sequences` sequences.
+    /// llama.cpp's asserts while it builds the graphs (from the file's shapes) become
+    /// `invalid_model`.
+    pub(crate) fn new(model: &'m LlamaModel, config: &ContextConfig) -> Result<Self> {
+        crate::backend::backend()?;
+        // SAFETY: plain data.
+        let mut params = unsafe { sys::llama_context_default_params() };
+        params.n_ctx = config.n_ctx;
+        params.n_batch = config.batch_size;
+        params.n_ubatch = config.batch_size.min(512);
+        params.n_seq_max = config.max_sequences;
+        params.kv_unified = true;
+        params.n_threads = config.threads as i32;
+        params.n_threads_batch = config.threads as i32;
+        params.flash_attn_type = match config.flash_attention {
+            None => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            Some(true) => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            Some(false) => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        if let Some((callback, data)) = config.abort {
+            params.abort_callback = Some(callback);
+            params.abort_callback_data = data;
+        }
+        // Creating contexts concurrently is unsound (llama.cpp mutates the model meanwhile).
+        let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+        crate::log::clear_last_llama_error();
+        // SAFETY: a live model; llama.cpp copies the parameters.
+        let raw = crate::guard::catching_asserts(|| unsafe { sys::llama_init_from_model(raw_model(model), params) });
+        let Some(raw) = NonNull::new(raw) else {
+            if let Some(assert) = crate::guard::take_assert_message() {
+                return Err(Error::new(ErrorKind::InvalidModel, format!("llama.cpp rejects this model's shapes: {assert}")));
+            }
+            let detail = crate::log::take_last_llama_error().unwrap_or_else(|| "llama_init_from_model failed".into());
+            return Err(Error::new(ErrorKind::Internal, format!("cannot create a llama context: {detail}")));
+        };
+        let n_vocab = model.vocab().n_tokens().max(0) as usize;
+        Ok(Context { raw, n_vocab, _model: PhantomData })
+    }
+
+    pub(crate) fn raw(&self) -> *mut sys::llama_context {
+        self.raw.as_ptr()
+    }
+
+    /// The KV cache size in tokens (llama.cpp may round the requested size up).
+    pub(crate) fn n_ctx(&self) -> u32 {
+        // SAFETY: a live context.
+        unsafe { sys::llama_n_ctx(self.raw()) }
+    }
+
+    pub(crate) fn n_ubatch(&self) -> u32 {
+        // SAFETY: a live context.
+        unsafe { sys::llama_n_ubatch(self.raw()) }
+    }
+
+    pub(crate) fn set_threads(&mut self, threads: u32) {
+        // SAFETY: a live context.
+        unsafe { sys::llama_set_n_threads(self.raw(), threads as i32, threads as i32) }
+    }
+
+    pub(crate) fn decode(&mut self, batch: &Batch) -> std::result::Result<(), DecodeFailure> {
+        // SAFETY: a live context and a batch whose first n_tokens entries are filled.
+        match unsafe { sys::llama_decode(self.raw(), batch.raw) } {
+            0 => Ok(()),
+            1 => Err(DecodeFailure::NoKvSlot),
+            2 => Err(DecodeFailure::Aborted),
+            code => Err(DecodeFailure::Failed(code)),
+        }
+    }
+
+    /// The logits of the batch entry `index` of the last decode (which asked for them); empty
+    /// when llama.cpp has none.
+    pub(crate) fn logits(&self, index: i32) -> &[f32] {
+        // SAFETY: a live context; llama.cpp returns n_vocab floats or null.
+        let logits = unsafe { sys::llama_get_logits_ith(self.raw(), index) };
+        if logits.is_null() {
+            return &[];
+        }
+        // SAFETY: n_vocab floats, valid until the next decode (which needs `&mut self`).
+        unsafe { std::slice::from_raw_parts(logits, self.n_vocab) }
+    }
+
+    fn memory(&self) -> sys::llama_memory_t {
+        // SAFETY: a live context.
+        unsafe { sys::llama_get_memory(self.raw()) }
+    }
+
+    /// Removes sequence `seq`'s cells at positions `from..to` (`None`: from the start, to the
+    /// end). False when the model's memory cannot remove part of a sequence (recurrent state).
+    pub(crate) fn remove(&mut self, seq: i32, from: Option<u32>, to: Option<u32>) -> bool {
+        let position = |p: Option<u32>| p.map_or(-1, |p| p.min(i32::MAX as u32) as i32);
+        // SAFETY: a live context's memory.
+        unsafe { sys::llama_memory_seq_rm(self.memory(), seq, position(from), position(to)) }
+    }
+
+    /// Copies sequence `source`'s cells at positions `0..len` to sequence `target`.
+    pub(crate) fn copy(&mut self, source: i32, target: i32, len: u32) {
+        // SAFETY: a live context's memory.
+        unsafe { sys::llama_memory_seq_cp(self.memory(), source, target, 0, len.min(i32::MAX as u32) as i32) }
+    }
+
+    /// Empties the whole KV cache.
+    pub(crate) fn clear(&mut self) {
+        // SAFETY: a live context's memory.
+        unsafe { sys::llama_memory_clear(self.memory(), true) }
+    }
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created by llama_init_from_model, freed once.
+        unsafe { sys::llama_free(self.raw()) }
+    }
+}
+
+/// The tokens of one decode, each in one sequence.
+pub(crate) struct Batch {
+    raw: sys::llama_batch,
+    capacity: usize,
+}
+
+// SAFETY: the batch owns its arrays; it moves to the engine thread and stays there.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    pub(crate) fn new(capacity: usize) -> Self {
+        // SAFETY: allocates `capacity` entries of one sequence id each.
+        let raw = unsafe { sys::llama_batch_init(capacity.max(1) as i32, 0, 1) };
+        Batch { raw, capacity: capacity.max(1) }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.raw.n_tokens = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.raw.n_tokens as usize
+    }
+
+    /// Adds `token` at `pos` of sequence `seq`; `logits`: compute its logits. False when full.
+    pub(crate) fn add(&mut self, token: LlamaToken, pos: i32, seq: i32, logits: bool) -> bool {
+        let i = self.len();
+        if i >= self.capacity {
+            return false;
+        }
+        // SAFETY: i < capacity, the size llama_batch_init allocated each array with.
+        unsafe {
+            *self.raw.token.add(i) = token.0;
+            *self.raw.pos.add(i) = pos;
+            *self.raw.n_seq_id.add(i) = 1;
+            *(*self.raw.seq_id.add(i)) = seq;
+            *self.raw.logits.add(i) = logits as i8;
+        }
+        self.raw.n_tokens += 1;
+        true
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: allocated by llama_batch_init, freed once.
+        unsafe { sys::llama_batch_free(self.raw) }
+    }
+}
+
+impl Batch {
+    pub(crate) fn raw(&self) -> &sys::llama_batch {
+        &self.raw
+    }
+}
