@@ -6,8 +6,8 @@
 //! integer division by zero. corral refuses such files with `invalid_model` naming the key and
 //! its value. The rules hold for every architecture: they read the `<arch>.*` keys that
 //! llama.cpp's loader shares between architectures, and are the ranges its asserts demand.
-//! `crate::guard` catches whatever slips through at load, and a first decode at load time
-//! (`crate::engine`) catches what would only bite when generating.
+//! `llama/guard.rs` catches whatever slips through at load, and a first decode at load time
+//! (the engine) catches what would only bite when generating.
 
 use serde_json::Value;
 

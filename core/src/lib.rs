@@ -15,25 +15,21 @@ pub mod bench;
 #[cfg(feature = "capi")]
 pub mod capi;
 mod chat;
-mod context;
-mod cores;
 mod engine;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod gguf;
-mod guard;
+mod llama;
 mod hparams;
 pub mod log;
 mod model;
 mod options;
-mod preempt;
 mod schema;
 mod session;
 mod stream;
 mod tools;
-mod vocab;
 
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
 pub use chat::{ChatTemplate, Message, ToolCall};

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,15 +48,29 @@ struct Sink {
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 
+static LLAMA_LOG_ROUTED: OnceLock<()> = OnceLock::new();
+
+/// Routes llama.cpp's log into corral's log before anything can print to stderr.
+pub(crate) fn ensure_logging() {
+    LLAMA_LOG_ROUTED.get_or_init(|| {
+        install_env_logger();
+        // SAFETY: the callback is a plain function that never unwinds; null user data.
+        unsafe {
+            llama_cpp_sys_2::llama_log_set(Some(llama_log_callback), std::ptr::null_mut());
+            llama_cpp_sys_2::ggml_log_set(Some(llama_log_callback), std::ptr::null_mut());
+        }
+    });
+}
+
 /// Installs (or with `None` removes) the process-wide log callback. Lines below `min_level` are
 /// dropped before formatting. Replaces any previous callback, including the `CORRAL_LOG` one.
 pub fn set_log_callback(callback: Option<LogCallback>, min_level: LogLevel) {
-    crate::backend::ensure_logging();
+    ensure_logging();
     let mut sink = SINK.write().unwrap_or_else(|e| e.into_inner());
     *sink = callback.map(|callback| Sink { min_level, callback });
 }
 
-pub(crate) fn install_env_logger() {
+fn install_env_logger() {
     if let Some(level) = std::env::var("CORRAL_LOG").ok().as_deref().and_then(LogLevel::parse) {
         let mut sink = SINK.write().unwrap_or_else(|e| e.into_inner());
         if sink.is_none() {
@@ -95,7 +109,7 @@ thread_local! {
     /// The last error-level line llama.cpp logged on this thread: llama.cpp reports most
     /// failures (e.g. "unknown model architecture") only through its log.
     static LAST_LLAMA_ERROR: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    /// Set while llama.cpp reports an abort corral asked for (crate::preempt): its error and
+    /// Set while llama.cpp reports an abort corral asked for (engine/preempt.rs): its error and
     /// warning lines then go out at debug level and are not taken as the cause of a failure.
     static QUIET_LLAMA: Cell<bool> = const { Cell::new(false) };
 }

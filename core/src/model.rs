@@ -17,7 +17,7 @@ use crate::chat::{ChatTemplate, Message};
 use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Constraint, GenerateOptions, ModelOptions};
-use crate::preempt::Preemption;
+use crate::engine::preempt::Preemption;
 use llama_cpp_2::sampling::LlamaSampler;
 use crate::session::Session;
 use crate::stream::{CancelHandle, Completion, Stream};
@@ -192,12 +192,12 @@ impl Model {
             });
         }
         crate::log::clear_last_llama_error();
-        let loaded = crate::guard::catching_asserts(|| LlamaModel::load_from_file(backend, path, &params));
+        let loaded = crate::llama::guard::catching_asserts(|| LlamaModel::load_from_file(backend, path, &params));
         let llama = loaded.map_err(|e| {
             if cancelled.load(Ordering::Relaxed) {
                 return Error::new(ErrorKind::Cancelled, "model loading was cancelled by the progress callback");
             }
-            let detail = crate::guard::take_assert_message()
+            let detail = crate::llama::guard::take_assert_message()
                 .or_else(crate::log::take_last_llama_error)
                 .unwrap_or_else(|| e.to_string());
             let kind = if detail.contains("unknown model architecture") || detail.contains("unsupported model architecture") {
@@ -295,7 +295,7 @@ impl Model {
     /// turns special-token text (e.g. `<|im_start|>`) into control tokens instead of plain text.
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>> {
         let llama = self.llama()?;
-        Ok(crate::vocab::tokenize(&llama, text, add_special, parse_special)?.into_iter().map(|t| t.0).collect())
+        Ok(crate::llama::vocab::tokenize(&llama, text, add_special, parse_special)?.into_iter().map(|t| t.0).collect())
     }
 
     /// Turns tokens back into text. Control tokens (BOS, EOS, ...) render as nothing unless
@@ -310,7 +310,7 @@ impl Model {
             return Ok(String::new());
         }
         let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
-        let bytes = crate::vocab::detokenize(&llama, &tokens, false, render_special)?;
+        let bytes = crate::llama::vocab::detokenize(&llama, &tokens, false, render_special)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

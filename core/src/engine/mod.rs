@@ -9,64 +9,38 @@
 //! next turn, or any request whose prompt starts with tokens some slot already holds, reuses
 //! that prefix (copied between sequences when needed) instead of recomputing it.
 
+pub(crate) mod cores;
+pub(crate) mod preempt;
+mod request;
+mod sampling;
+mod score;
+mod stats;
+
+pub use stats::EngineStats;
+pub(crate) use request::{Command, GenerateRequest, ScoreRequest};
+pub(crate) use sampling::build_sampler;
+pub(crate) use stats::StatsCounters;
+use request::{fail, finish, on_token, Active};
+use sampling::{log_softmax_at, sample, token_logprobs};
+
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::context::{Batch, Context, ContextConfig, DecodeFailure};
+use crate::llama::context::{Batch, Context, ContextConfig, DecodeFailure};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{GenerateOptions, KvFullPolicy};
-use crate::preempt::Preemption;
-use std::sync::atomic::{AtomicU64, Ordering};
-use crate::stream::{CancelHandle, Chunk, Event, FinishReason, Logprob, StopMatcher, TokenLogprob, Usage, Utf8Decoder};
-use llama_cpp_2::token::data::LlamaTokenData;
-use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use crate::options::KvFullPolicy;
+use crate::engine::preempt::Preemption;
+use std::sync::atomic::Ordering;
+use crate::stream::{Chunk, Event, FinishReason, StopMatcher, Usage, Utf8Decoder};
 
 /// Chunks buffered per stream before the engine pauses that sequence (backpressure).
 pub(crate) const STREAM_BUFFER: usize = 32;
-/// llama.cpp's LLAMA_DEFAULT_SEED: pick a random seed.
-const RANDOM_SEED: u32 = 0xFFFF_FFFF;
-
-/// Totals over the life of a model's engine.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EngineStats {
-    pub requests: u64,
-    /// Prompt tokens of all requests.
-    pub prompt_tokens: u64,
-    /// Prompt tokens reused from sessions or the prefix cache (cache hits).
-    pub cached_tokens: u64,
-    pub generated_tokens: u64,
-    /// Generation decodes stopped part-way so that a new request's prompt went first
-    /// (their tokens were decoded again right after).
-    pub preemptions: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct StatsCounters {
-    requests: AtomicU64,
-    prompt_tokens: AtomicU64,
-    cached_tokens: AtomicU64,
-    generated_tokens: AtomicU64,
-    preemptions: AtomicU64,
-}
-
-impl StatsCounters {
-    pub fn snapshot(&self) -> EngineStats {
-        EngineStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
-            cached_tokens: self.cached_tokens.load(Ordering::Relaxed),
-            generated_tokens: self.generated_tokens.load(Ordering::Relaxed),
-            preemptions: self.preemptions.load(Ordering::Relaxed),
-        }
-    }
-}
 
 pub(crate) struct EngineConfig {
     pub max_queued: u32,
@@ -78,61 +52,6 @@ pub(crate) struct EngineConfig {
     pub batch_size: u32,
     pub flash_attention: Option<bool>,
     pub preemption: Arc<Preemption>,
-}
-
-pub(crate) struct GenerateRequest {
-    pub prompt: Vec<LlamaToken>,
-    pub options: GenerateOptions,
-    pub session: Option<u64>,
-    pub events: SyncSender<Event>,
-    pub cancel: CancelHandle,
-    pub submitted: Instant,
-    /// Deliver chunks as they come. When false the engine sends one final chunk with the whole
-    /// text, sparing the caller a thread wake-up per token (which costs generation speed when
-    /// every core runs llama.cpp).
-    pub stream: bool,
-    /// The output constraint's grammar sampler, built (and so checked) on the caller's thread.
-    pub grammar: Option<LlamaSampler>,
-}
-
-pub(crate) struct ScoreRequest {
-    pub tokens: Vec<LlamaToken>,
-    pub reply: SyncSender<Result<Vec<f32>>>,
-    pub cancel: CancelHandle,
-}
-
-pub(crate) enum Command {
-    Generate(GenerateRequest),
-    Score(ScoreRequest),
-    /// The session ended: its sequence may be reused by anyone.
-    ReleaseSession(u64),
-    /// Drop every cached prefix not in use by a running request.
-    ClearCache,
-    Shutdown,
-}
-
-/// A generation in progress on one sequence.
-struct Active {
-    request: GenerateRequest,
-    sampler: LlamaSampler,
-    grammar: Option<LlamaSampler>,
-    /// Prompt tokens already in the KV cache.
-    prompt_done: usize,
-    cached_tokens: usize,
-    /// Sampled but not yet evaluated.
-    next_token: Option<LlamaToken>,
-    generated: u32,
-    decoder: Utf8Decoder,
-    stop: StopMatcher,
-    /// Output the consumer has not taken yet. New text is appended to it; a streaming
-    /// sequence pauses while it is set (the consumer is behind: backpressure).
-    undelivered: Option<Event>,
-    /// Set once the final chunk (or error) is queued: the slot frees when it is delivered.
-    finished: bool,
-    admitted: Instant,
-    prompt_finished: Option<Instant>,
-    first_token: Option<Instant>,
-    last_token: Option<Instant>,
 }
 
 struct Slot {
@@ -187,7 +106,7 @@ pub(crate) fn flash_attention_policy(flash_attention: Option<bool>) -> llama_cpp
 }
 
 fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Context<'m>> {
-    let (callback, data) = crate::preempt::abort_callback(&config.preemption);
+    let (callback, data) = crate::engine::preempt::abort_callback(&config.preemption);
     Context::new(
         model,
         &ContextConfig {
@@ -211,17 +130,17 @@ fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -
     batch.add(LlamaToken(token), 0, 0, true);
     ctx.set_threads(1);
     // SAFETY: this engine's live context, used by this thread only, running one thread.
-    let outcome = unsafe { crate::guard::decode(ctx.raw(), batch.raw()) };
+    let outcome = unsafe { crate::llama::guard::decode(ctx.raw(), batch.raw()) };
     let invalid = |what: String| Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot run this model: {what}"));
     match outcome {
-        crate::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
-        crate::guard::GuardedDecode::Returned(0) => {
+        crate::llama::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
+        crate::llama::guard::GuardedDecode::Returned(0) => {
             if ctx.logits(0).iter().any(|x| x.is_nan()) {
                 return Err(invalid("its first decode computes NaN logits".into()));
             }
         }
         // Not a generation model (an encoder, say): the requests themselves will say so.
-        crate::guard::GuardedDecode::Returned(_) => {}
+        crate::llama::guard::GuardedDecode::Returned(_) => {}
     }
     ctx.set_threads(threads);
     ctx.clear();
@@ -275,7 +194,7 @@ struct Engine<'m> {
     ctx: Context<'m>,
     n_ctx: usize,
     batch_size: usize,
-    /// ggml threads per decode: the cores each decode takes (crate::cores).
+    /// ggml threads per decode: the cores each decode takes (engine/cores.rs).
     threads: usize,
     slots: Vec<Slot>,
     queue: VecDeque<GenerateRequest>,
@@ -287,8 +206,8 @@ struct Engine<'m> {
     prefill_cursor: usize,
     /// The cores this engine took for its last decode. It keeps them until its next decode or
     /// until it waits: the sampling, hand-out and admission between decodes use a core too, and
-    /// another model's decode running meanwhile would oversubscribe the cores (crate::cores).
-    cores: Option<crate::cores::CoreShare<'static>>,
+    /// another model's decode running meanwhile would oversubscribe the cores (engine/cores.rs).
+    cores: Option<crate::engine::cores::CoreShare<'static>>,
     /// Set when the context calls back to `preemption` (declared after `ctx`: dropped after it).
     preemption: Option<Arc<Preemption>>,
     /// The last generation decode was stopped for a new request: the next one runs to the end.
@@ -692,11 +611,11 @@ impl<'m> Engine<'m> {
         }
     }
 
-    /// Decodes the batch once this engine's share of the cores is free (crate::cores).
+    /// Decodes the batch once this engine's share of the cores is free (engine/cores.rs).
     fn decode_batch(&mut self) -> std::result::Result<(), DecodeFailure> {
         // Give the cores back before asking again, so that another model waiting has its turn.
         self.cores = None;
-        self.cores = Some(crate::cores::take(self.threads));
+        self.cores = Some(crate::engine::cores::take(self.threads));
         self.ctx.decode(&self.batch)
     }
 
@@ -732,342 +651,5 @@ impl<'m> Engine<'m> {
             self.ctx.remove(seq, None, None);
             self.slots[i].cached.clear();
         }
-    }
-
-    /// Scores a token sequence: log-probability of each token given those before it.
-    fn score(&mut self, req: &ScoreRequest) -> Result<Vec<f32>> {
-        let tokens = &req.tokens;
-        if tokens.len() > self.n_ctx {
-            return Err(Error::new(
-                ErrorKind::ContextOverflow,
-                format!("{} tokens do not fit in the context of {} tokens", tokens.len(), self.n_ctx),
-            ));
-        }
-        let Some(target) = self.slots.iter().position(|s| s.active.is_none()) else {
-            return Err(Error::new(ErrorKind::Busy, "no free sequence to score on"));
-        };
-        let seq = self.slots[target].seq_id;
-        self.ctx.remove(seq, None, None);
-        self.slots[target].cached.clear();
-        self.slots[target].owner = None;
-        let mut logprobs = Vec::with_capacity(tokens.len().saturating_sub(1));
-        let chunk = self.batch_size.min(128);
-        let mut start = 0;
-        while start + 1 < tokens.len() {
-            if req.cancel.is_cancelled() {
-                self.ctx.remove(seq, None, None);
-                return Err(Error::new(ErrorKind::Cancelled, "scoring was cancelled"));
-            }
-            let end = (start + chunk).min(tokens.len() - 1);
-            self.batch.clear();
-            for (p, &t) in tokens.iter().enumerate().take(end).skip(start) {
-                if !self.batch.add(t, p as i32, seq, true) {
-                    return Err(Error::internal("the scoring chunk does not fit the batch"));
-                }
-            }
-            if let Err(e) = self.decode_batch() {
-                self.ctx.remove(seq, None, None);
-                let kind = if matches!(e, DecodeFailure::NoKvSlot) { ErrorKind::ContextOverflow } else { ErrorKind::DecodeFailed };
-                return Err(Error::new(kind, format!("llama_decode failed: {e}")));
-            }
-            for (k, p) in (start..end).enumerate() {
-                let logits = self.ctx.logits(k as i32);
-                logprobs.push(log_softmax_at(logits, tokens[p + 1].0 as usize));
-            }
-            start = end;
-        }
-        self.ctx.remove(seq, None, None);
-        Ok(logprobs)
-    }
-}
-
-/// Samples the next token. With a grammar, llama.cpp's fast path: sample freely, keep the token
-/// if the grammar accepts it, otherwise mask the whole vocabulary with the grammar and resample.
-fn sample(model: &LlamaModel, ctx: &Context<'_>, index: i32, active: &mut Active) -> LlamaToken {
-    if active.grammar.is_none() && is_plain_greedy(&active.request.options) {
-        // What llama.cpp's greedy sampler picks, without first copying the whole vocabulary
-        // into a candidate array: with many sequences that copy is a visible part of a step.
-        return LlamaToken(first_max_index(ctx.logits(index)) as i32);
-    }
-    let candidates = || {
-        LlamaTokenDataArray::from_iter(
-            ctx.logits(index).iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
-            false,
-        )
-    };
-    let Some(grammar) = active.grammar.as_mut() else {
-        // What llama_sampler_sample does, except that no choice (NaN logits) ends the
-        // generation instead of failing llama.cpp's assert.
-        let mut all = candidates();
-        active.sampler.apply(&mut all);
-        let token = all.selected_token().unwrap_or_else(|| model.vocab().eos());
-        active.sampler.accept(token);
-        return token;
-    };
-    let mut free = candidates();
-    active.sampler.apply(&mut free);
-    if let Some(token) = free.selected_token() {
-        let mut single = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
-        grammar.apply(&mut single);
-        if single.data[0].logit() > f32::NEG_INFINITY {
-            grammar.accept(token);
-            active.sampler.accept(token);
-            return token;
-        }
-    }
-    let mut constrained = candidates();
-    grammar.apply(&mut constrained);
-    active.sampler.apply(&mut constrained);
-    // Nothing the grammar allows: end the generation.
-    let token = constrained.selected_token().unwrap_or_else(|| model.vocab().eos());
-    grammar.accept(token);
-    active.sampler.accept(token);
-    token
-}
-
-/// The chosen token's log-probability and the `top` most likely tokens, from raw logits.
-fn token_logprobs(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: usize) -> Logprob {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_sum = (logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>()).ln() as f32;
-    let entry = |id: usize| {
-        let id = id as i32;
-        let text = String::from_utf8_lossy(&crate::vocab::piece(model, LlamaToken(id), false).unwrap_or_default()).into_owned();
-        TokenLogprob { token: id, text, logprob: logits.get(id as usize).map_or(f32::NEG_INFINITY, |&l| l - max - log_sum) }
-    };
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    let top = top.min(order.len());
-    if top > 0 {
-        order.select_nth_unstable_by(top - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
-        order.truncate(top);
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    } else {
-        order.clear();
-    }
-    Logprob { token: entry(token.0 as usize), top: order.into_iter().map(entry).collect() }
-}
-
-fn log_softmax_at(logits: &[f32], index: usize) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    let target = logits.get(index).copied().unwrap_or(f32::NEG_INFINITY);
-    ((target - max) as f64 - sum.ln()) as f32
-}
-
-/// The index of the first largest value, as llama.cpp's greedy sampler chooses (a NaN is never
-/// chosen unless it comes first). Eight running maxima, so that the compiler vectorises it.
-fn first_max_index(values: &[f32]) -> usize {
-    const LANES: usize = 8;
-    if values.first().is_none_or(|v| v.is_nan()) {
-        return 0;
-    }
-    let mut best = [f32::NEG_INFINITY; LANES];
-    let mut at = [0usize; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for (c, chunk) in chunks.enumerate() {
-        for lane in 0..LANES {
-            if chunk[lane] > best[lane] {
-                best[lane] = chunk[lane];
-                at[lane] = c * LANES + lane;
-            }
-        }
-    }
-    let (mut best_value, mut best_at) = (f32::NEG_INFINITY, 0);
-    for lane in 0..LANES {
-        if best[lane] > best_value || (best[lane] == best_value && at[lane] < best_at) {
-            (best_value, best_at) = (best[lane], at[lane]);
-        }
-    }
-    let tail_start = values.len() - tail.len();
-    for (i, &v) in tail.iter().enumerate() {
-        if v > best_value {
-            (best_value, best_at) = (v, tail_start + i);
-        }
-    }
-    best_at
-}
-
-fn has_penalties(o: &GenerateOptions) -> bool {
-    o.repeat_penalty != 1.0 || o.frequency_penalty != 0.0 || o.presence_penalty != 0.0
-}
-
-/// Sampling that always takes the most likely token, whatever came before.
-fn is_plain_greedy(o: &GenerateOptions) -> bool {
-    o.temperature <= 0.0 && !has_penalties(o)
-}
-
-pub(crate) fn build_sampler(model: &LlamaModel, o: &GenerateOptions) -> LlamaSampler {
-    let mut chain = Vec::new();
-    if has_penalties(o) {
-        chain.push(LlamaSampler::penalties(
-            model.n_vocab(),
-            o.repeat_last_n as i32,
-            o.repeat_penalty,
-            o.frequency_penalty,
-            o.presence_penalty,
-        ));
-    }
-    if o.temperature <= 0.0 {
-        chain.push(LlamaSampler::greedy());
-    } else {
-        if o.top_k > 0 {
-            chain.push(LlamaSampler::top_k(o.top_k as i32));
-        }
-        if o.top_p < 1.0 {
-            chain.push(LlamaSampler::top_p(o.top_p, 1));
-        }
-        if o.min_p > 0.0 {
-            chain.push(LlamaSampler::min_p(o.min_p, 1));
-        }
-        chain.push(LlamaSampler::temp(o.temperature));
-        chain.push(LlamaSampler::dist(o.seed.unwrap_or(RANDOM_SEED)));
-    }
-    LlamaSampler::chain_simple(chain)
-}
-
-/// Handles one sampled token: end of generation, text, stop strings, limits.
-fn on_token(
-    model: &LlamaModel,
-    active: &mut Active,
-    token: LlamaToken,
-    logprobs: Vec<Logprob>,
-    kv_len: usize,
-    n_ctx: usize,
-    now: Instant,
-) {
-    if active.first_token.is_none() {
-        active.first_token = Some(now);
-    }
-    active.last_token = Some(now);
-    if model.vocab().is_eog(token) && !active.request.options.ignore_eos {
-        return finish(active, FinishReason::Stop);
-    }
-    active.generated += 1;
-    let piece = match crate::vocab::piece(model, token, false) {
-        Ok(piece) => piece,
-        Err(e) => return fail(active, e),
-    };
-    let text = active.decoder.push(&piece);
-    let (text, stopped) = active.stop.push(&text);
-    push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None, logprobs, tool_calls: Vec::new() });
-    if stopped {
-        return finish(active, FinishReason::Stop);
-    }
-    let at_limit = active.request.options.max_tokens.is_some_and(|m| active.generated >= m);
-    // The next token would need a KV cell beyond the context window.
-    let context_full = kv_len + 1 >= n_ctx;
-    if at_limit || context_full {
-        return finish(active, FinishReason::Length);
-    }
-    active.next_token = Some(token);
-}
-
-impl Active {
-    fn paused(&self) -> bool {
-        self.request.stream && self.undelivered.is_some()
-    }
-}
-
-/// Queues output, appending to what the consumer has not taken yet (never reordering).
-fn push_chunk(active: &mut Active, chunk: Chunk) {
-    match active.undelivered.as_mut() {
-        Some(Event::Chunk(pending)) => {
-            pending.text.push_str(&chunk.text);
-            pending.tokens.extend_from_slice(&chunk.tokens);
-            pending.logprobs.extend(chunk.logprobs);
-            pending.finish_reason = chunk.finish_reason;
-            pending.usage = chunk.usage;
-        }
-        Some(Event::Error(_)) => {}
-        None => active.undelivered = Some(Event::Chunk(chunk)),
-    }
-}
-
-fn usage(active: &Active) -> Usage {
-    let r = &active.request;
-    let prompt_tokens = r.prompt.len() as u32;
-    let evaluated = prompt_tokens.saturating_sub(active.cached_tokens as u32);
-    let prompt_end = active.prompt_finished.unwrap_or_else(Instant::now);
-    let prompt_ms = ms(prompt_end.saturating_duration_since(active.admitted));
-    let generation_ms = match (active.first_token, active.last_token) {
-        (Some(a), Some(b)) => ms(b.saturating_duration_since(a)),
-        _ => 0.0,
-    };
-    let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
-    Usage {
-        prompt_tokens,
-        completion_tokens: active.generated,
-        cached_tokens: active.cached_tokens as u32,
-        queue_ms: ms(active.admitted.saturating_duration_since(r.submitted)),
-        time_to_first_token_ms: active.first_token.map(|t| ms(t.saturating_duration_since(r.submitted))).unwrap_or(0.0),
-        prompt_ms,
-        generation_ms,
-        prompt_tokens_per_s: per_s(evaluated as f64, prompt_ms),
-        generation_tokens_per_s: per_s(active.generated.saturating_sub(1) as f64, generation_ms),
-    }
-}
-
-fn finish(active: &mut Active, reason: FinishReason) {
-    let mut text = String::new();
-    if reason != FinishReason::Cancelled {
-        text = active.decoder.finish();
-        let (safe, _) = active.stop.push(&text);
-        text = safe;
-        if reason != FinishReason::Stop {
-            text.push_str(&active.stop.finish());
-        }
-    }
-    active.finished = true;
-    active.next_token = None;
-    let usage = usage(active);
-    push_chunk(active, Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage), logprobs: Vec::new(), tool_calls: Vec::new() });
-}
-
-fn fail(active: &mut Active, error: Error) {
-    active.finished = true;
-    active.next_token = None;
-    active.undelivered = Some(Event::Error(error));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::first_max_index;
-
-    /// llama.cpp's greedy choice: the first index whose value no later one exceeds.
-    fn sequential(values: &[f32]) -> usize {
-        let mut best = 0;
-        for (i, &v) in values.iter().enumerate().skip(1) {
-            if v > values[best] {
-                best = i;
-            }
-        }
-        best
-    }
-
-    #[test]
-    fn first_max_index_chooses_as_llama_cpps_greedy_sampler() {
-        let inf = f32::INFINITY;
-        let cases: Vec<Vec<f32>> = vec![
-            vec![1.0],
-            vec![3.0, 1.0, 3.0],
-            vec![-inf, -inf, -inf],
-            vec![f32::NAN, 5.0, 7.0],
-            vec![1.0, f32::NAN, 7.0, 7.0],
-            vec![0.5; 21],
-            (0..37).map(|i| ((i * 7919) % 13) as f32).collect(),
-            (0..49152).map(|i| ((i as u64 * 2654435761) % 100_003) as f32 * if i % 3 == 0 { -1.0 } else { 1.0 }).collect(),
-        ];
-        for values in &cases {
-            assert_eq!(first_max_index(values), sequential(values), "{:?}", &values[..values.len().min(8)]);
-        }
-        // The largest value in the tail, and ties across lanes resolved to the first.
-        let mut values = vec![0.0f32; 19];
-        values[18] = 1.0;
-        assert_eq!(first_max_index(&values), 18);
-        values[18] = 0.0;
-        values[9] = 2.0;
-        values[3] = 2.0;
-        assert_eq!(first_max_index(&values), 3);
-        assert_eq!(first_max_index(&[]), 0);
     }
 }

@@ -21,7 +21,6 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use crate::error::{Error, Result};
 
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
-static LOGGING: OnceLock<()> = OnceLock::new();
 static CPU_VARIANT: OnceLock<CpuVariant> = OnceLock::new();
 
 /// Creating llama contexts concurrently is unsound (llama.cpp mutates the model while doing
@@ -37,21 +36,9 @@ pub struct CpuVariant {
     pub path: PathBuf,
 }
 
-/// Routes llama.cpp's log into corral's log before anything can print to stderr.
-pub(crate) fn ensure_logging() {
-    LOGGING.get_or_init(|| {
-        crate::log::install_env_logger();
-        // SAFETY: the callback is a plain function that never unwinds; null user data.
-        unsafe {
-            llama_cpp_sys_2::llama_log_set(Some(crate::log::llama_log_callback), std::ptr::null_mut());
-            llama_cpp_sys_2::ggml_log_set(Some(crate::log::llama_log_callback), std::ptr::null_mut());
-        }
-    });
-}
-
 /// The backend, initialised on first use (after the CPU variant is loaded).
 pub(crate) fn backend() -> Result<&'static LlamaBackend> {
-    ensure_logging();
+    crate::log::ensure_logging();
     BACKEND
         .get_or_init(|| {
             let variant = load_backend_libraries()?;

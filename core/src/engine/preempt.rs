@@ -83,7 +83,7 @@ unsafe extern "C" fn should_abort(data: *mut c_void) -> bool {
 }
 
 /// The abort callback and its data for a context that `preemption` may stop (given at the
-/// context's creation, `crate::context`). The `Arc` must outlive the context.
+/// context's creation, `llama/context.rs`). The `Arc` must outlive the context.
 pub(crate) fn abort_callback(preemption: &Arc<Preemption>) -> (unsafe extern "C" fn(*mut c_void) -> bool, *mut c_void) {
     (should_abort, Arc::as_ptr(preemption) as *mut c_void)
 }
@@ -91,7 +91,7 @@ pub(crate) fn abort_callback(preemption: &Arc<Preemption>) -> (unsafe extern "C"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{Batch, Context, ContextConfig, DecodeFailure};
+    use crate::llama::context::{Batch, Context, ContextConfig, DecodeFailure};
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::model::LlamaModel;
     use llama_cpp_2::token::LlamaToken;
@@ -125,7 +125,7 @@ mod tests {
     }
 
     fn tokens(model: &LlamaModel, text: &str, bos: bool) -> Vec<LlamaToken> {
-        crate::vocab::tokenize(model, text, bos, false).unwrap()
+        crate::llama::vocab::tokenize(model, text, bos, false).unwrap()
     }
 
     /// A stopped decode leaves the context as before it: decoding the same token afterwards

@@ -44,11 +44,11 @@ extern "C" {
 
 fn raw_vocab(model: &LlamaModel) -> *const llama_vocab {
     // SAFETY: a live model.
-    unsafe { llama_cpp_sys_2::llama_model_get_vocab(crate::context::raw_model(model)) }
+    unsafe { llama_cpp_sys_2::llama_model_get_vocab(crate::llama::context::raw_model(model)) }
 }
 
 fn broken(what: &str) -> Error {
-    let detail = crate::guard::take_assert_message().unwrap_or_default();
+    let detail = crate::llama::guard::take_assert_message().unwrap_or_default();
     Error::new(ErrorKind::InvalidModel, format!("the model's vocabulary cannot {what}: {detail}"))
 }
 

@@ -1,6 +1,6 @@
 //! Turns llama.cpp's asserts into errors where llama.cpp can unwind from them (see
 //! `core/native/abort_guard.cpp`): model loading, context creation, and a one-thread decode.
-//! corral's own checks (`crate::hparams`) come first and name the bad value; this guard catches
+//! corral's own checks (model/hparams.rs) come first and name the bad value; this guard catches
 //! the asserts nobody foresaw.
 
 use std::ffi::c_char;

@@ -92,9 +92,9 @@ impl<'m> Context<'m> {
         let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
         crate::log::clear_last_llama_error();
         // SAFETY: a live model; llama.cpp copies the parameters.
-        let raw = crate::guard::catching_asserts(|| unsafe { sys::llama_init_from_model(raw_model(model), params) });
+        let raw = crate::llama::guard::catching_asserts(|| unsafe { sys::llama_init_from_model(raw_model(model), params) });
         let Some(raw) = NonNull::new(raw) else {
-            if let Some(assert) = crate::guard::take_assert_message() {
+            if let Some(assert) = crate::llama::guard::take_assert_message() {
                 return Err(Error::new(ErrorKind::InvalidModel, format!("llama.cpp rejects this model's shapes: {assert}")));
             }
             let detail = crate::log::take_last_llama_error().unwrap_or_else(|| "llama_init_from_model failed".into());
