@@ -20,16 +20,11 @@ mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod gguf;
 mod llama;
-mod hparams;
 pub mod log;
 mod model;
 mod options;
-mod schema;
-mod session;
 mod stream;
-mod tools;
 
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
 pub use chat::{ChatTemplate, Message, ToolCall};
@@ -37,9 +32,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use model::{default_threads, Model, ModelInfo, SpecialToken};
 pub use engine::EngineStats;
 pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};
-pub use session::Session;
+pub use model::session::Session;
 pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Logprob, Poll, Stream, TokenLogprob, Usage};
-pub use tools::{ToolCallDelta, ToolChoice, ToolFormat};
+pub use chat::tools::{ToolCallDelta, ToolChoice, ToolFormat};
 
 /// corral's version (from Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

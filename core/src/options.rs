@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-pub use crate::tools::ToolChoice;
+pub use crate::chat::tools::ToolChoice;
 
 /// How to load a model and size its engine.
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::chat::ToolCall;
 use crate::error::{Error, Result};
-use crate::tools::{ToolCallDelta, ToolCallParser};
+use crate::chat::tools::{ToolCallDelta, ToolCallParser};
 
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,5 +1,10 @@
 //! A loaded model: metadata, tokenizer, chat template, and the handle to its engine.
 
+
+pub(crate) mod gguf;
+pub(crate) mod hparams;
+pub(crate) mod session;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,9 +24,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::options::{Constraint, GenerateOptions, ModelOptions};
 use crate::engine::preempt::Preemption;
 use llama_cpp_2::sampling::LlamaSampler;
-use crate::session::Session;
+use crate::model::session::Session;
 use crate::stream::{CancelHandle, Completion, Stream};
-use crate::tools::{ToolCallParser, ToolChoice, ToolFormat};
+use crate::chat::tools::{ToolCallParser, ToolChoice, ToolFormat};
 
 /// A special token: its id and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,8 +174,8 @@ impl Model {
     pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Model> {
         let path = path.as_ref();
         options.validate()?;
-        let header = crate::gguf::read_header(path)?;
-        crate::hparams::check(&header).map_err(|problem| {
+        let header = crate::model::gguf::read_header(path)?;
+        crate::model::hparams::check(&header).map_err(|problem| {
             Error::new(ErrorKind::InvalidModel, format!("{}: not a usable model: {problem}", path.display()))
         })?;
         let backend = crate::backend::backend()?;
@@ -328,7 +333,7 @@ impl Model {
             return Err(Error::closed());
         }
         check_messages(messages)?;
-        crate::tools::tool_specs(tools)?;
+        crate::chat::tools::tool_specs(tools)?;
         let template = self.chat_template_for(template, !tools.is_empty())?;
         template.render(&messages_for(&template, messages), add_generation_prompt, tools)
     }
@@ -377,7 +382,7 @@ impl Model {
         }
         check_messages(messages)?;
         // The rest of the options are checked by `submit`.
-        let specs = crate::tools::tool_specs(&options.tools)?;
+        let specs = crate::chat::tools::tool_specs(&options.tools)?;
         let template = self.chat_template_for(options.template.as_deref(), !specs.is_empty())?;
         let mut options = options.clone();
         let messages = messages_for(&template, messages);
@@ -391,12 +396,12 @@ impl Model {
                 format = ToolFormat::Generic;
             }
             let rendered = if format == ToolFormat::Generic {
-                let prompt = crate::tools::generic_tool_prompt(&options.tools, &options.tool_choice);
-                template.render(&crate::tools::with_generic_tool_prompt(messages, &prompt), true, &[])?
+                let prompt = crate::chat::tools::generic_tool_prompt(&options.tools, &options.tool_choice);
+                template.render(&crate::chat::tools::with_generic_tool_prompt(messages, &prompt), true, &[])?
             } else {
                 template.render(messages, true, &options.tools)?
             };
-            if let Some(grammar) = crate::tools::tool_grammar(format, &specs, &options.tool_choice)? {
+            if let Some(grammar) = crate::chat::tools::tool_grammar(format, &specs, &options.tool_choice)? {
                 if options.constraint.is_some() {
                     return Err(Error::invalid_argument(
                         "tool_choice forces a tool call, which cannot be combined with a grammar or response format",
@@ -454,8 +459,8 @@ impl Model {
         let grammar = match &options.constraint {
             None => return Ok(None),
             Some(Constraint::Grammar(g)) => g.clone(),
-            Some(Constraint::JsonSchema(schema)) => crate::schema::json_schema_grammar(schema)?,
-            Some(Constraint::JsonObject) => crate::schema::json_schema_grammar(r#"{"type": "object"}"#)?,
+            Some(Constraint::JsonSchema(schema)) => crate::chat::schema::json_schema_grammar(schema)?,
+            Some(Constraint::JsonObject) => crate::chat::schema::json_schema_grammar(r#"{"type": "object"}"#)?,
         };
         let llama = self.llama()?;
         crate::log::clear_last_llama_error();
@@ -571,7 +576,7 @@ impl Model {
 fn messages_for<'a>(template: &ChatTemplate, messages: &'a [Message]) -> Cow<'a, [Message]> {
     let uses_tools = messages.iter().any(|m| !m.tool_calls.is_empty() || m.content.is_none());
     if uses_tools && !template.source().contains("tool_calls") {
-        Cow::Owned(crate::tools::without_tool_calls(messages))
+        Cow::Owned(crate::chat::tools::without_tool_calls(messages))
     } else {
         Cow::Borrowed(messages)
     }

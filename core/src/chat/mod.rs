@@ -2,6 +2,10 @@
 //! with minijinja the way Hugging Face's `apply_chat_template` renders it with jinja2
 //! (`trim_blocks`, `lstrip_blocks`, Python string methods, `raise_exception`, `tojson`).
 
+
+pub(crate) mod schema;
+pub(crate) mod tools;
+
 use minijinja::value::Serde;
 use minijinja::{Environment, ErrorKind as JinjaErrorKind, Value};
 use serde::Serialize;

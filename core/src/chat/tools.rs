@@ -202,7 +202,7 @@ pub(crate) fn tool_grammar(format: ToolFormat, tools: &[ToolSpec], choice: &Tool
     let mut alternatives = Vec::new();
     for (i, tool) in allowed.iter().enumerate() {
         let prefix = format!("tool{i}-");
-        let arguments = crate::schema::json_schema_grammar(&tool.parameters.to_string()).map_err(|e| {
+        let arguments = crate::chat::schema::json_schema_grammar(&tool.parameters.to_string()).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidArgument,
                 format!("the parameters of tool {:?} are not a usable JSON schema: {}", tool.name, e.message()),

@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::gguf::GgufHeader;
+use crate::model::gguf::GgufHeader;
 
 /// llama.cpp's `LLAMA_MAX_LAYERS`.
 const MAX_LAYERS: u64 = 512;
