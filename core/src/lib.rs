@@ -11,6 +11,8 @@
 //! ```
 
 mod backend;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
 pub mod bench;
 #[cfg(feature = "capi")]
 pub mod capi;

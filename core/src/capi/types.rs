@@ -289,3 +289,23 @@ pub struct corral_model_info {
     pub eos_token: i32,
     pub metadata_count: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The C status of every error kind is distinct, and `corral_status_name` gives the kind's
+    /// code: the C table cannot drift from core's list.
+    #[test]
+    fn every_error_kind_has_its_own_status_named_by_its_code() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            let status = corral_status::from(kind) as i32;
+            assert!(seen.insert(status), "{kind:?} shares status {status}");
+            let name = crate::capi::ffi::corral_status_name(status);
+            // SAFETY: a static NUL-terminated string.
+            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_str().unwrap();
+            assert_eq!(name, kind.code(), "{kind:?}");
+        }
+    }
+}
