@@ -88,48 +88,40 @@ int32_t corral_guarded_decode(llama_context *ctx, const llama_batch *batch) {
 // indexes its tables with .at(), which throws on a malformed vocabulary (a missing byte token,
 // say), and an exception reaching Rust aborts the process. Each returns 0 and sets *result to
 // what llama.cpp returned, or returns -1 when it threw (the message is kept as above).
+namespace {
+
+template <typename Call> int guarded_call(int32_t *result, Call call) {
+    guard_scope scope;
+    try {
+        *result = call();
+        return 0;
+    } catch (const std::exception &e) {
+        last_abort = e.what();
+    } catch (...) {
+        last_abort = "unknown C++ exception";
+    }
+    return -1;
+}
+
+}  // namespace
+
 extern "C" {
 
 int corral_guarded_tokenize(const llama_vocab *vocab, const char *text, int32_t text_len, llama_token *tokens,
                             int32_t n_tokens_max, bool add_special, bool parse_special, int32_t *result) {
-    guard_scope scope;
-    try {
-        *result = llama_tokenize(vocab, text, text_len, tokens, n_tokens_max, add_special, parse_special);
-        return 0;
-    } catch (const std::exception &e) {
-        last_abort = e.what();
-    } catch (...) {
-        last_abort = "unknown C++ exception";
-    }
-    return -1;
+    return guarded_call(result, [&] { return llama_tokenize(vocab, text, text_len, tokens, n_tokens_max, add_special, parse_special); });
 }
 
 int corral_guarded_token_to_piece(const llama_vocab *vocab, llama_token token, char *buf, int32_t length,
                                   int32_t lstrip, bool special, int32_t *result) {
-    guard_scope scope;
-    try {
-        *result = llama_token_to_piece(vocab, token, buf, length, lstrip, special);
-        return 0;
-    } catch (const std::exception &e) {
-        last_abort = e.what();
-    } catch (...) {
-        last_abort = "unknown C++ exception";
-    }
-    return -1;
+    return guarded_call(result, [&] { return llama_token_to_piece(vocab, token, buf, length, lstrip, special); });
 }
 
 int corral_guarded_detokenize(const llama_vocab *vocab, const llama_token *tokens, int32_t n_tokens, char *text,
                               int32_t text_len_max, bool remove_special, bool unparse_special, int32_t *result) {
-    guard_scope scope;
-    try {
-        *result = llama_detokenize(vocab, tokens, n_tokens, text, text_len_max, remove_special, unparse_special);
-        return 0;
-    } catch (const std::exception &e) {
-        last_abort = e.what();
-    } catch (...) {
-        last_abort = "unknown C++ exception";
-    }
-    return -1;
+    return guarded_call(result, [&] {
+        return llama_detokenize(vocab, tokens, n_tokens, text, text_len_max, remove_special, unparse_special);
+    });
 }
 
 }  // extern "C"

@@ -100,7 +100,7 @@ fn plain_run(llama: &LlamaModel, prompt: &[i32], config: &BenchConfig) -> Result
         .with_n_ubatch(512)
         .with_n_threads(config.threads as i32)
         .with_n_threads_batch(config.threads as i32)
-        .with_flash_attention_policy(crate::engine::flash_attention_policy(config.flash_attention));
+        .with_flash_attention_policy(crate::llama::context::flash_attention_policy(config.flash_attention));
     let mut ctx = {
         let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
         llama.new_context(backend, params).map_err(|e| Error::internal(format!("plain context: {e}")))?

@@ -96,15 +96,6 @@ pub(crate) fn spawn(
     }
 }
 
-/// llama.cpp's flash-attention setting for corral's option (`None`: llama.cpp decides).
-pub(crate) fn flash_attention_policy(flash_attention: Option<bool>) -> llama_cpp_sys_2::llama_flash_attn_type {
-    match flash_attention {
-        None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-        Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-        Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-    }
-}
-
 fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Context<'m>> {
     let (callback, data) = crate::engine::preempt::abort_callback(&config.preemption);
     Context::new(

@@ -24,6 +24,15 @@ pub(crate) fn raw_model(model: &LlamaModel) -> *mut sys::llama_model {
     unsafe { *(model as *const LlamaModel).cast::<*mut sys::llama_model>() }
 }
 
+/// llama.cpp's flash-attention setting for corral's option (`None`: llama.cpp decides).
+pub(crate) fn flash_attention_policy(flash_attention: Option<bool>) -> sys::llama_flash_attn_type {
+    match flash_attention {
+        None => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        Some(true) => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        Some(false) => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    }
+}
+
 /// How to make a context.
 pub(crate) struct ContextConfig {
     pub n_ctx: u32,
@@ -79,11 +88,7 @@ impl<'m> Context<'m> {
         params.kv_unified = true;
         params.n_threads = config.threads as i32;
         params.n_threads_batch = config.threads as i32;
-        params.flash_attn_type = match config.flash_attention {
-            None => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
-            Some(true) => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-            Some(false) => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-        };
+        params.flash_attn_type = flash_attention_policy(config.flash_attention);
         if let Some((callback, data)) = config.abort {
             params.abort_callback = Some(callback);
             params.abort_callback_data = data;
