@@ -26,7 +26,6 @@ test: setup model test-rust test-c test-python test-node
 test-rust:
 	$(CARGO) fmt --all --check
 	$(CARGO) test --release --locked
-	$(CARGO) test --release --locked -p corral-core --features capi --lib capi
 
 test-c:
 	./scripts/test-c.sh

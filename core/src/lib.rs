@@ -14,8 +14,6 @@ mod backend;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
-#[cfg(feature = "capi")]
-pub mod capi;
 mod chat;
 mod engine;
 mod error;

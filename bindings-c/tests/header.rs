@@ -15,15 +15,19 @@ fn generate() -> String {
         "\n#define CORRAL_VERSION \"{major}.{minor}.{patch}\"\n#define CORRAL_VERSION_MAJOR {major}\n#define CORRAL_VERSION_MINOR {minor}\n#define CORRAL_VERSION_PATCH {patch}\n/* MAJOR * 10000 + MINOR * 100 + PATCH */\n#define CORRAL_VERSION_NUMBER {}\n",
         major * 10000 + minor * 100 + patch
     ));
+    // Every source file of the crate, in a fixed order (lib.rs first, then by name).
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(crate_dir.join("src"))
+        .expect("bindings-c/src")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    sources.sort_by_key(|path| (path.file_name().unwrap() != "lib.rs", path.clone()));
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for source in sources {
+        builder = builder.with_src(source);
+    }
     let mut out = Vec::new();
-    cbindgen::Builder::new()
-        .with_config(config)
-        .with_src(crate_dir.join("src/capi/mod.rs"))
-        .with_src(crate_dir.join("src/capi/types.rs"))
-        .with_src(crate_dir.join("src/capi/ffi.rs"))
-        .generate()
-        .expect("cbindgen generates the header")
-        .write(&mut out);
+    builder.generate().expect("cbindgen generates the header").write(&mut out);
     String::from_utf8(out).unwrap()
 }
 
@@ -35,7 +39,7 @@ fn committed_header_matches_the_sources() {
         std::fs::write(&path, &fresh).unwrap();
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == fresh, "include/corral.h is stale: run CORRAL_BLESS=1 cargo test --release -p corral-core --test header");
+    assert!(committed == fresh, "include/corral.h is stale: run CORRAL_BLESS=1 cargo test --release -p corral-c --test header");
 }
 
 #[test]

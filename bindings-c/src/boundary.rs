@@ -1,0 +1,241 @@
+//! The FFI boundary (rustls-ffi's `panic.rs` and `ffi.rs`): the panic guard every entry point
+//! runs in, and the checks that turn the raw arguments of an entry point into Rust values.
+//!
+//! The unsafe code of the crate is here. Each helper states what its caller must guarantee;
+//! the `try_*!` macros are used only in the bodies of `unsafe extern "C"` entry points, whose
+//! contract (documented in `include/corral.h`) is exactly that guarantee: a pointer argument is
+//! NULL or valid (aligned, initialised, not freed) for the duration of the call, a string is
+//! NUL-terminated, an array pointer covers the number of elements passed with it, and a handle
+//! passed to a `_free` function came from corral and is not used afterwards.
+
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::corral_status::*;
+use crate::error::{corral_status, null, set_error};
+
+/// Runs an FFI body: a Rust panic becomes CORRAL_ERR_PANIC, never an abort.
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), corral_status>) -> corral_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => CORRAL_OK,
+        Ok(Err(status)) => status,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_error(CORRAL_ERR_PANIC, &format!("internal error (panic): {what}"))
+        }
+    }
+}
+
+/// Like `guard` for functions that cannot report a status (frees, cancels): swallows panics.
+pub(crate) fn guard_void(body: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(body));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arguments in.
+
+/// A required pointer argument.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reads of a `T` for `'a`.
+pub(crate) unsafe fn ref_arg<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, corral_status> {
+    // SAFETY: the caller guarantees a non-NULL pointer is valid for 'a; as_ref checks NULL.
+    unsafe { ptr.as_ref() }.ok_or_else(|| null(name))
+}
+
+/// A pointer argument that may be NULL.
+///
+/// # Safety
+/// As for `ref_arg`.
+pub(crate) unsafe fn opt_ref_arg<'a, T>(ptr: *const T) -> Option<&'a T> {
+    // SAFETY: the caller guarantees a non-NULL pointer is valid for 'a; as_ref checks NULL.
+    unsafe { ptr.as_ref() }
+}
+
+/// A required out-parameter (written only on success).
+///
+/// # Safety
+/// `ptr` is NULL or valid for writes of a `T` for `'a`, and nothing else accesses it meanwhile.
+pub(crate) unsafe fn out_arg<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, corral_status> {
+    // SAFETY: the caller guarantees a non-NULL pointer is valid and exclusive for 'a.
+    unsafe { ptr.as_mut() }.ok_or_else(|| null(name))
+}
+
+/// An out-parameter that may be NULL.
+///
+/// # Safety
+/// As for `out_arg`.
+pub(crate) unsafe fn opt_out_arg<'a, T>(ptr: *mut T) -> Option<&'a mut T> {
+    // SAFETY: the caller guarantees a non-NULL pointer is valid and exclusive for 'a.
+    unsafe { ptr.as_mut() }
+}
+
+/// A required NUL-terminated UTF-8 string.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that stays unchanged for `'a`.
+pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, corral_status> {
+    if ptr.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: non-NULL, and the caller guarantees NUL termination and lifetime.
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|_| set_error(CORRAL_ERR_INVALID_UTF8, &format!("argument `{name}` is not valid UTF-8")))
+}
+
+/// A string argument that may be NULL.
+///
+/// # Safety
+/// As for `str_arg`.
+pub(crate) unsafe fn opt_str_arg<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>, corral_status> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { str_arg(ptr, name) }.map(Some)
+    }
+}
+
+/// An array argument of `len` elements: may be NULL only when `len` is 0.
+///
+/// # Safety
+/// `ptr` is NULL or valid for reads of `len` consecutive `T`s for `'a`.
+pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, name: &str) -> Result<&'a [T], corral_status> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: non-NULL, and the caller guarantees `len` valid elements for 'a.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// `&T` from a required pointer argument; returns CORRAL_ERR_NULL_ARGUMENT (through `?`) for
+/// NULL. The name in the error message defaults to the expression's text.
+macro_rules! try_ref {
+    ($ptr:expr) => {
+        $crate::boundary::try_ref!($ptr, stringify!($ptr))
+    };
+    ($ptr:expr, $name:expr) => {
+        // SAFETY: used only in `unsafe extern "C"` entry points, whose callers guarantee that a
+        // non-NULL pointer argument is valid for the call (see the module documentation).
+        unsafe { $crate::boundary::ref_arg($ptr, $name) }?
+    };
+}
+
+/// `Option<&T>` from a pointer argument that may be NULL.
+macro_rules! try_opt_ref {
+    ($ptr:expr) => {
+        // SAFETY: as for `try_ref!`.
+        unsafe { $crate::boundary::opt_ref_arg($ptr) }
+    };
+}
+
+/// `&mut T` from a required out-parameter; CORRAL_ERR_NULL_ARGUMENT for NULL.
+macro_rules! try_mut {
+    ($ptr:expr) => {
+        $crate::boundary::try_mut!($ptr, stringify!($ptr))
+    };
+    ($ptr:expr, $name:expr) => {
+        // SAFETY: as for `try_ref!`; out-parameters are the caller's, for this call only.
+        unsafe { $crate::boundary::out_arg($ptr, $name) }?
+    };
+}
+
+/// `Option<&mut T>` from an out-parameter that may be NULL.
+macro_rules! try_opt_mut {
+    ($ptr:expr) => {
+        // SAFETY: as for `try_mut!`.
+        unsafe { $crate::boundary::opt_out_arg($ptr) }
+    };
+}
+
+/// `&str` from a required string argument: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8.
+macro_rules! try_str {
+    ($ptr:expr) => {
+        $crate::boundary::try_str!($ptr, stringify!($ptr))
+    };
+    ($ptr:expr, $name:expr) => {
+        // SAFETY: as for `try_ref!`; strings in are NUL-terminated (corral.h).
+        unsafe { $crate::boundary::str_arg($ptr, $name) }?
+    };
+}
+
+/// `Option<&str>` from a string argument that may be NULL: CORRAL_ERR_INVALID_UTF8.
+macro_rules! try_opt_str {
+    ($ptr:expr, $name:expr) => {
+        // SAFETY: as for `try_str!`.
+        unsafe { $crate::boundary::opt_str_arg($ptr, $name) }?
+    };
+}
+
+/// `&[T]` from an array argument and its length: CORRAL_ERR_NULL_ARGUMENT for NULL with a
+/// length above 0.
+macro_rules! try_slice {
+    ($ptr:expr, $len:expr, $name:expr) => {
+        // SAFETY: as for `try_ref!`; the caller passes `len` elements.
+        unsafe { $crate::boundary::slice_arg($ptr, $len, $name) }?
+    };
+}
+
+pub(crate) use {try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
+
+// ---------------------------------------------------------------------------------------------
+// Ownership out and back.
+
+/// Hands a handle to the caller, who gives it back to `free_handle` exactly once.
+pub(crate) fn into_handle<T>(value: T) -> *mut T {
+    Box::into_raw(Box::new(value))
+}
+
+/// Takes back a handle made by `into_handle`; None for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or came from `into_handle::<T>`, was not freed before, and is not used after.
+pub(crate) unsafe fn free_handle<T>(ptr: *mut T) -> Option<Box<T>> {
+    // SAFETY: the caller guarantees a live pointer from Box::into_raw, given back once.
+    (!ptr.is_null()).then(|| unsafe { Box::from_raw(ptr) })
+}
+
+/// A string owned by the caller, who releases it with `free_string` (corral_string_free).
+/// Interior NULs cannot be represented in a C string: they are dropped.
+pub(crate) fn owned_string(s: &str) -> *mut c_char {
+    CString::new(s.replace('\0', "")).unwrap_or_default().into_raw()
+}
+
+/// Releases a string made by `owned_string` or `CString::into_raw`; NULL is ignored.
+///
+/// # Safety
+/// `ptr` is NULL or came from `CString::into_raw` in this library, was not freed before, and is
+/// not used after.
+pub(crate) unsafe fn free_string(ptr: *mut c_char) {
+    if !ptr.is_null() {
+        // SAFETY: the caller guarantees a live pointer from CString::into_raw, given back once.
+        drop(unsafe { CString::from_raw(ptr) });
+    }
+}
+
+/// An array owned by the caller: its pointer and length, to give back to `free_slice`.
+pub(crate) fn owned_slice<T>(values: Vec<T>) -> (*mut T, usize) {
+    let boxed = values.into_boxed_slice();
+    let len = boxed.len();
+    (Box::into_raw(boxed).cast(), len)
+}
+
+/// Releases an array made by `owned_slice`; NULL is ignored.
+///
+/// # Safety
+/// `ptr` is NULL or came from `owned_slice` with this `len`, was not freed before, and is not
+/// used after.
+pub(crate) unsafe fn free_slice<T>(ptr: *mut T, len: usize) {
+    if !ptr.is_null() {
+        // SAFETY: the caller guarantees a live boxed slice of `len` elements, given back once.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+    }
+}
