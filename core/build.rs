@@ -8,9 +8,10 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let backends = PathBuf::from(std::env::var("DEP_LLAMA_BACKENDS_DIR").expect(
-        "llama-cpp-sys-2 must be built with `dynamic-backends` (set in the workspace Cargo.toml)",
-    ));
+    let backends = PathBuf::from(
+        std::env::var("DEP_LLAMA_BACKENDS_DIR")
+            .expect("llama-cpp-sys-2 must be built with `dynamic-backends` (set in the workspace Cargo.toml)"),
+    );
     // llama-cpp-sys-2 installs llama.cpp into its OUT_DIR: lib/ holds the shared libraries.
     let libs = backends.parent().expect("backends folder has a parent").join("lib");
     let runtime = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("runtime");
@@ -25,8 +26,7 @@ fn main() {
                 // Staged again whenever llama-cpp-sys-2 rebuilds one of them.
                 println!("cargo:rerun-if-changed={}", path.display());
                 // Follow the version symlinks: packages hold real files named by soname.
-                std::fs::copy(&path, runtime.join(&name))
-                    .unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
+                std::fs::copy(&path, runtime.join(&name)).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
                 staged += 1;
             }
         }
@@ -58,8 +58,7 @@ fn compile_abort_guard(llama_include: &Path) {
 
 /// `libllama.so.0`: the name the dynamic loader asks for (not `libllama.so` or `.so.0.0.1`).
 fn is_soname(name: &str) -> bool {
-    name.starts_with("lib")
-        && name.split_once(".so.").is_some_and(|(_, version)| !version.is_empty() && !version.contains('.'))
+    name.starts_with("lib") && name.split_once(".so.").is_some_and(|(_, version)| !version.is_empty() && !version.contains('.'))
 }
 
 /// `libggml-cpu-haswell.so`: backend modules, which ggml opens by path.
@@ -117,8 +116,7 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
     };
     let mut variants: std::collections::BTreeMap<&str, Vec<Compiled>> = Default::default();
     for entry in &commands {
-        let (Some(command), Some(dir), Some(file)) =
-            (entry["command"].as_str(), entry["directory"].as_str(), entry["file"].as_str())
+        let (Some(command), Some(dir), Some(file)) = (entry["command"].as_str(), entry["directory"].as_str(), entry["file"].as_str())
         else {
             continue;
         };

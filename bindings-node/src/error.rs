@@ -49,8 +49,5 @@ impl<T> OrThrow<T> for corral::Result<T> {
 /// Every stable error code, in declaration order (the TS layer builds its classes from it).
 #[napi_derive::napi(catch_unwind)]
 pub fn error_codes() -> Vec<String> {
-    ErrorKind::ALL
-        .iter()
-        .map(|kind| kind.code().to_string())
-        .collect()
+    ErrorKind::ALL.iter().map(|kind| kind.code().to_string()).collect()
 }

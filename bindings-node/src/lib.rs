@@ -14,14 +14,10 @@ use napi_derive::napi;
 
 /// Runs `f` on a blocking-pool thread and maps its error. A panic inside becomes an
 /// `internal` error instead of unwinding into Node.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> corral::Result<T> + Send + 'static,
-) -> napi::Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> corral::Result<T> + Send + 'static) -> napi::Result<T> {
     match napi::bindgen_prelude::spawn_blocking(f).await {
         Ok(result) => result.map_err(error::to_napi),
-        Err(e) => Err(error::internal(format!(
-            "a corral worker thread failed: {e}"
-        ))),
+        Err(e) => Err(error::internal(format!("a corral worker thread failed: {e}"))),
     }
 }
 

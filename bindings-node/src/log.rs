@@ -19,27 +19,20 @@ type LogArgs = FnArgs<(String, String, String)>;
 #[napi(catch_unwind)]
 pub fn set_log_callback(
     // Called from llama.cpp's and the engine's threads; weak, so a logger never keeps Node alive.
-    #[napi(
-        ts_arg_type = "((level: string, source: string, message: string) => void) | undefined | null"
-    )]
-    callback: Option<ThreadsafeFunction<LogArgs, (), LogArgs, Status, false, true>>,
+    #[napi(ts_arg_type = "((level: string, source: string, message: string) => void) | undefined | null")] callback: Option<
+        ThreadsafeFunction<LogArgs, (), LogArgs, Status, false, true>,
+    >,
     level: Option<String>,
 ) -> napi::Result<()> {
     let level = match level.as_deref() {
         None => LogLevel::Info,
-        Some(name) => LogLevel::parse(name).ok_or_else(|| {
-            invalid_argument(format!(
-                "unknown log level {name:?} (use debug, info, warn or error)"
-            ))
-        })?,
+        Some(name) => {
+            LogLevel::parse(name).ok_or_else(|| invalid_argument(format!("unknown log level {name:?} (use debug, info, warn or error)")))?
+        }
     };
     let sink: Option<corral::log::LogCallback> = callback.map(|callback| {
         Arc::new(move |level: LogLevel, source: &str, message: &str| {
-            let args = (
-                level.as_str().to_string(),
-                source.to_string(),
-                message.to_string(),
-            );
+            let args = (level.as_str().to_string(), source.to_string(), message.to_string());
             // Non-blocking: a log line must never stall llama.cpp or the engine.
             callback.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
         }) as corral::log::LogCallback

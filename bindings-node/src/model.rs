@@ -70,10 +70,7 @@ pub struct SpecialToken {
 }
 
 fn special(token: &Option<corral::SpecialToken>) -> Option<SpecialToken> {
-    token.as_ref().map(|t| SpecialToken {
-        id: t.id,
-        text: t.text.clone(),
-    })
+    token.as_ref().map(|t| SpecialToken { id: t.id, text: t.text.clone() })
 }
 
 /// What a model is, from its GGUF metadata and llama.cpp.
@@ -131,8 +128,9 @@ impl NativeModel {
         path: String,
         options: Option<LoadOptions>,
         // Callable from the loading thread; weak: it never keeps Node alive by itself.
-        #[napi(ts_arg_type = "((progress: number) => void) | undefined | null")]
-        on_progress: Option<ThreadsafeFunction<f64, (), f64, Status, false, true>>,
+        #[napi(ts_arg_type = "((progress: number) => void) | undefined | null")] on_progress: Option<
+            ThreadsafeFunction<f64, (), f64, Status, false, true>,
+        >,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<NativeModel> {
         let mut core_options = options.unwrap_or_default().to_core()?;
@@ -146,18 +144,11 @@ impl NativeModel {
             !token.cancelled()
         }));
         blocking(move || {
-            let cancelled =
-                || corral::Error::new(corral::ErrorKind::Cancelled, "model loading was cancelled");
+            let cancelled = || corral::Error::new(corral::ErrorKind::Cancelled, "model loading was cancelled");
             if cancel.cancelled() {
                 return Err(cancelled());
             }
-            let model = corral::Model::load(&path, core_options).map_err(|e| {
-                if cancel.cancelled() {
-                    cancelled()
-                } else {
-                    e
-                }
-            })?;
+            let model = corral::Model::load(&path, core_options).map_err(|e| if cancel.cancelled() { cancelled() } else { e })?;
             if cancel.cancelled() {
                 model.close();
                 return Err(cancelled());
@@ -197,30 +188,13 @@ impl NativeModel {
 
     /// Tokenizes text (cheap: runs on the calling thread).
     #[napi(catch_unwind)]
-    pub fn tokenize(
-        &self,
-        text: String,
-        add_special: Option<bool>,
-        parse_special: Option<bool>,
-    ) -> napi::Result<Vec<i32>> {
-        self.inner
-            .tokenize(
-                &text,
-                add_special.unwrap_or(true),
-                parse_special.unwrap_or(false),
-            )
-            .or_throw()
+    pub fn tokenize(&self, text: String, add_special: Option<bool>, parse_special: Option<bool>) -> napi::Result<Vec<i32>> {
+        self.inner.tokenize(&text, add_special.unwrap_or(true), parse_special.unwrap_or(false)).or_throw()
     }
 
     #[napi(catch_unwind)]
-    pub fn detokenize(
-        &self,
-        tokens: Vec<i32>,
-        render_special: Option<bool>,
-    ) -> napi::Result<String> {
-        self.inner
-            .detokenize(&tokens, render_special.unwrap_or(false))
-            .or_throw()
+    pub fn detokenize(&self, tokens: Vec<i32>, render_special: Option<bool>) -> napi::Result<String> {
+        self.inner.detokenize(&tokens, render_special.unwrap_or(false)).or_throw()
     }
 
     #[napi(catch_unwind)]
@@ -284,11 +258,7 @@ impl NativeModel {
             let streaming = model.clone();
             let m1 = messages.clone();
             let o1 = options.clone();
-            complete_blocking(
-                cancel,
-                move || streaming.chat_stream(&m1, &o1),
-                move || model.chat(&messages, &options),
-            )
+            complete_blocking(cancel, move || streaming.chat_stream(&m1, &o1), move || model.chat(&messages, &options))
         })
         .await
         .map(Completion::from)
@@ -297,11 +267,7 @@ impl NativeModel {
     /// A stream of a raw prompt's completion (text or token ids); options are checked now,
     /// the request starts on the first `next()`.
     #[napi(catch_unwind)]
-    pub fn complete_stream(
-        &self,
-        prompt: Either<String, Vec<i32>>,
-        options: Option<GenerateOptions>,
-    ) -> napi::Result<TokenStream> {
+    pub fn complete_stream(&self, prompt: Either<String, Vec<i32>>, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let model = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || match &prompt {
@@ -311,17 +277,11 @@ impl NativeModel {
     }
 
     #[napi(catch_unwind)]
-    pub fn chat_stream(
-        &self,
-        messages: Vec<NativeChatMessage>,
-        options: Option<GenerateOptions>,
-    ) -> napi::Result<TokenStream> {
+    pub fn chat_stream(&self, messages: Vec<NativeChatMessage>, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let messages = core_messages(messages)?;
         let model = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || {
-            model.chat_stream(&messages, &options)
-        })))
+        Ok(TokenStream::new(Box::new(move || model.chat_stream(&messages, &options))))
     }
 
     /// A conversation that keeps its KV cache between calls.
@@ -334,9 +294,7 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub async fn score(&self, tokens: Vec<i32>) -> napi::Result<Vec<f64>> {
         let model = self.inner.clone();
-        blocking(move || model.score(&tokens))
-            .await
-            .map(|v| v.into_iter().map(f64::from).collect())
+        blocking(move || model.score(&tokens)).await.map(|v| v.into_iter().map(f64::from).collect())
     }
 
     #[napi(catch_unwind)]

@@ -91,12 +91,8 @@ pub struct GenerateOptions {
 pub(crate) fn uint(name: &str, value: Option<f64>) -> napi::Result<Option<u32>> {
     match value {
         None => Ok(None),
-        Some(v) if v.is_finite() && v.fract() == 0.0 => {
-            corral::checked_u32(name, v as i64).or_throw().map(Some)
-        }
-        Some(v) => Err(invalid_argument(format!(
-            "{name} must be a whole number, got {v}"
-        ))),
+        Some(v) if v.is_finite() && v.fract() == 0.0 => corral::checked_u32(name, v as i64).or_throw().map(Some),
+        Some(v) => Err(invalid_argument(format!("{name} must be a whole number, got {v}"))),
     }
 }
 
@@ -112,11 +108,7 @@ impl LoadOptions {
             None => d.on_kv_full,
             Some("wait") => corral::KvFullPolicy::Wait,
             Some("error") => corral::KvFullPolicy::Error,
-            Some(other) => {
-                return Err(invalid_argument(format!(
-                    "onKvFull must be 'wait' or 'error', got {other:?}"
-                )))
-            }
+            Some(other) => return Err(invalid_argument(format!("onKvFull must be 'wait' or 'error', got {other:?}"))),
         };
         // A newer core may add options: those keep their defaults until exposed here.
         #[allow(clippy::needless_update)]
@@ -145,31 +137,19 @@ impl GenerateOptions {
         let timeout = match self.timeout {
             None => d.timeout,
             Some(ms) if ms.is_finite() && ms >= 0.0 => Some(Duration::from_secs_f64(ms / 1000.0)),
-            Some(ms) => {
-                return Err(invalid_argument(format!(
-                    "timeout must be a positive number of milliseconds, got {ms}"
-                )))
-            }
+            Some(ms) => return Err(invalid_argument(format!("timeout must be a positive number of milliseconds, got {ms}"))),
         };
         let stop = match &self.stop {
             None => d.stop,
             Some(Either::A(one)) => vec![one.clone()],
             Some(Either::B(many)) => many.clone(),
         };
-        let constraint = match (
-            &self.grammar,
-            &self.json_schema,
-            self.json_object.unwrap_or(false),
-        ) {
+        let constraint = match (&self.grammar, &self.json_schema, self.json_object.unwrap_or(false)) {
             (None, None, false) => d.constraint.clone(),
             (Some(grammar), None, false) => Some(corral::Constraint::Grammar(grammar.clone())),
             (None, Some(schema), false) => Some(corral::Constraint::JsonSchema(schema.clone())),
             (None, None, true) => Some(corral::Constraint::JsonObject),
-            _ => {
-                return Err(invalid_argument(
-                    "grammar, jsonSchema and jsonObject exclude each other: give one",
-                ))
-            }
+            _ => return Err(invalid_argument("grammar, jsonSchema and jsonObject exclude each other: give one")),
         };
         // A newer core may add options: those keep their defaults until exposed here.
         #[allow(clippy::needless_update)]
@@ -208,9 +188,7 @@ impl GenerateOptions {
 }
 
 /// Converts optional JS options (absent = all defaults).
-pub(crate) fn generate_options(
-    options: Option<&GenerateOptions>,
-) -> napi::Result<corral::GenerateOptions> {
+pub(crate) fn generate_options(options: Option<&GenerateOptions>) -> napi::Result<corral::GenerateOptions> {
     match options {
         Some(options) => options.to_core(),
         None => Ok(corral::GenerateOptions::default()),

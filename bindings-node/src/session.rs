@@ -17,9 +17,7 @@ pub struct NativeSession {
 
 impl NativeSession {
     pub(crate) fn new(session: corral::Session) -> Self {
-        NativeSession {
-            inner: Arc::new(session),
-        }
+        NativeSession { inner: Arc::new(session) }
     }
 }
 
@@ -37,11 +35,7 @@ impl NativeSession {
         blocking(move || {
             let streaming = session.clone();
             let (p1, o1) = (prompt.clone(), options.clone());
-            complete_blocking(
-                cancel,
-                move || streaming.complete_stream(&p1, &o1),
-                move || session.complete(&prompt, &options),
-            )
+            complete_blocking(cancel, move || streaming.complete_stream(&p1, &o1), move || session.complete(&prompt, &options))
         })
         .await
         .map(Completion::from)
@@ -60,41 +54,25 @@ impl NativeSession {
         blocking(move || {
             let streaming = session.clone();
             let (m1, o1) = (messages.clone(), options.clone());
-            complete_blocking(
-                cancel,
-                move || streaming.chat_stream(&m1, &o1),
-                move || session.chat(&messages, &options),
-            )
+            complete_blocking(cancel, move || streaming.chat_stream(&m1, &o1), move || session.chat(&messages, &options))
         })
         .await
         .map(Completion::from)
     }
 
     #[napi(catch_unwind)]
-    pub fn complete_stream(
-        &self,
-        prompt: String,
-        options: Option<GenerateOptions>,
-    ) -> napi::Result<TokenStream> {
+    pub fn complete_stream(&self, prompt: String, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let session = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || {
-            session.complete_stream(&prompt, &options)
-        })))
+        Ok(TokenStream::new(Box::new(move || session.complete_stream(&prompt, &options))))
     }
 
     #[napi(catch_unwind)]
-    pub fn chat_stream(
-        &self,
-        messages: Vec<NativeChatMessage>,
-        options: Option<GenerateOptions>,
-    ) -> napi::Result<TokenStream> {
+    pub fn chat_stream(&self, messages: Vec<NativeChatMessage>, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let messages = core_messages(messages)?;
         let session = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || {
-            session.chat_stream(&messages, &options)
-        })))
+        Ok(TokenStream::new(Box::new(move || session.chat_stream(&messages, &options))))
     }
 
     #[napi(getter, catch_unwind)]

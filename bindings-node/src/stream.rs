@@ -50,11 +50,7 @@ pub struct TokenLogprob {
 
 impl From<corral::TokenLogprob> for TokenLogprob {
     fn from(t: corral::TokenLogprob) -> Self {
-        TokenLogprob {
-            token: t.token,
-            text: t.text,
-            logprob: f64::from(t.logprob),
-        }
+        TokenLogprob { token: t.token, text: t.text, logprob: f64::from(t.logprob) }
     }
 }
 
@@ -68,12 +64,7 @@ pub struct Logprob {
 /// `None` when not requested (the core then reports none).
 fn logprobs(list: Vec<corral::Logprob>) -> Option<Vec<Logprob>> {
     (!list.is_empty()).then(|| {
-        list.into_iter()
-            .map(|l| Logprob {
-                token: l.token.into(),
-                top: l.top.into_iter().map(TokenLogprob::from).collect(),
-            })
-            .collect()
+        list.into_iter().map(|l| Logprob { token: l.token.into(), top: l.top.into_iter().map(TokenLogprob::from).collect() }).collect()
     })
 }
 
@@ -114,10 +105,7 @@ pub struct Chunk {
 impl From<corral::Chunk> for Chunk {
     fn from(c: corral::Chunk) -> Self {
         let tool_calls = (!c.tool_calls.is_empty()).then(|| {
-            c.tool_calls
-                .into_iter()
-                .map(|d| ToolCallDelta { index: d.index, id: d.id, name: d.name, arguments: d.arguments })
-                .collect()
+            c.tool_calls.into_iter().map(|d| ToolCallDelta { index: d.index, id: d.id, name: d.name, arguments: d.arguments }).collect()
         });
         Chunk {
             text: c.text,
@@ -152,11 +140,7 @@ impl From<corral::Completion> for Completion {
             finish_reason: c.finish_reason.as_str().to_string(),
             usage: c.usage.into(),
             logprobs: logprobs(c.logprobs),
-            tool_calls: c
-                .tool_calls
-                .into_iter()
-                .map(|t| ToolCall { id: t.id, name: t.name, arguments: t.arguments })
-                .collect(),
+            tool_calls: c.tool_calls.into_iter().map(|t| ToolCall { id: t.id, name: t.name, arguments: t.arguments }).collect(),
         }
     }
 }
@@ -253,11 +237,7 @@ pub struct TokenStream {
 
 impl TokenStream {
     pub(crate) fn new(submit: Submit) -> Self {
-        TokenStream {
-            state: Arc::new(Mutex::new(State::NotStarted(submit))),
-            cancel: CancelToken::default(),
-            closed: Arc::default(),
-        }
+        TokenStream { state: Arc::new(Mutex::new(State::NotStarted(submit))), cancel: CancelToken::default(), closed: Arc::default() }
     }
 }
 
@@ -335,8 +315,7 @@ impl TokenStream {
     #[napi(catch_unwind)]
     pub fn close(&self) {
         self.cancel.cancel();
-        self.closed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
         // Drop the core stream now unless a `next()` is using it (that call drops it).
         match self.state.try_lock() {
             Ok(mut state) => *state = State::Finished,

@@ -21,8 +21,7 @@ pub fn messages(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<Messag
     let mut out = Vec::new();
     for (i, item) in sequence.try_iter()?.enumerate() {
         let item = item?;
-        let message = as_dict(&item)
-            .map_err(|_| invalid_type(py, format!("messages[{i}] must be a dict, got {}", type_name(&item))))?;
+        let message = as_dict(&item).map_err(|_| invalid_type(py, format!("messages[{i}] must be a dict, got {}", type_name(&item))))?;
         let role = field(py, &message, i, "role")?;
         let tool_calls = match message.get_item("tool_calls")? {
             Some(calls) if !calls.is_none() => tool_calls(py, &calls, i)?,
@@ -95,26 +94,20 @@ fn content_text(py: Python<'_>, content: &Bound<'_, PyAny>, i: usize) -> PyResul
     let mut text = String::new();
     for part in content.try_iter()? {
         let part = part?;
-        let part = part.cast::<PyDict>().map_err(|_| {
-            invalid_type(py, format!("messages[{i}][\"content\"] parts must be dicts, got {}", type_name(&part)))
-        })?;
+        let part = part
+            .cast::<PyDict>()
+            .map_err(|_| invalid_type(py, format!("messages[{i}][\"content\"] parts must be dicts, got {}", type_name(&part))))?;
         let kind = part.get_item("type")?;
         let is_text = kind.as_ref().and_then(|k| k.cast::<PyString>().ok()).is_some_and(|k| k == "text");
         if !is_text {
-            return Err(invalid_argument(
-                py,
-                format!("messages[{i}][\"content\"]: only {{\"type\": \"text\"}} parts are supported"),
-            ));
+            return Err(invalid_argument(py, format!("messages[{i}][\"content\"]: only {{\"type\": \"text\"}} parts are supported")));
         }
         let part_text = part
             .get_item("text")?
             .ok_or_else(|| invalid_argument(py, format!("messages[{i}][\"content\"]: a text part has no \"text\"")))?;
-        let part_text = part_text.cast::<PyString>().map_err(|_| {
-            invalid_type(
-                py,
-                format!("messages[{i}][\"content\"]: \"text\" must be a str, got {}", type_name(&part_text)),
-            )
-        })?;
+        let part_text = part_text
+            .cast::<PyString>()
+            .map_err(|_| invalid_type(py, format!("messages[{i}][\"content\"]: \"text\" must be a str, got {}", type_name(&part_text))))?;
         text.push_str(&part_text.to_cow()?);
     }
     Ok(text)

@@ -43,13 +43,7 @@ struct Classes {
 
 static CLASSES: PyOnceLock<Classes> = PyOnceLock::new();
 
-fn new_class<'py>(
-    py: Python<'py>,
-    name: &str,
-    bases: Vec<Bound<'py, PyType>>,
-    code: &str,
-    doc: String,
-) -> PyResult<Py<PyType>> {
+fn new_class<'py>(py: Python<'py>, name: &str, bases: Vec<Bound<'py, PyType>>, code: &str, doc: String) -> PyResult<Py<PyType>> {
     let namespace = PyDict::new(py);
     namespace.set_item("__module__", "corral")?;
     namespace.set_item("__doc__", doc)?;

@@ -191,12 +191,7 @@ impl PyModel {
         Ok(PyStream::new(stream, Origin::new(kind, self.name.clone()), logprobs))
     }
 
-    fn prompt_stream(
-        &self,
-        py: Python<'_>,
-        prompt: &Bound<'_, PyAny>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
+    fn prompt_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         let prompt = chat::prompt(py, prompt)?;
         let options = generate_options(py, kwargs)?;
         self.stream(py, Kind::Text, options.logprobs.is_some(), move |model| match &prompt {
@@ -205,12 +200,7 @@ impl PyModel {
         })
     }
 
-    fn chat_stream_inner(
-        &self,
-        py: Python<'_>,
-        messages: &Bound<'_, PyAny>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
+    fn chat_stream_inner(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         let messages = chat::messages(py, messages)?;
         let options = generate_options(py, kwargs)?;
         self.stream(py, Kind::Chat, options.logprobs.is_some(), move |model| model.chat_stream(&messages, &options))
@@ -219,21 +209,14 @@ impl PyModel {
 
 /// Loads a model, routing llama.cpp's progress to the Python callback. The callback runs on
 /// this (loading) thread with the GIL re-acquired; Ctrl-C is checked there too.
-fn load(
-    py: Python<'_>,
-    path: PathBuf,
-    mut options: ModelOptions,
-    on_progress: Option<Py<PyAny>>,
-) -> PyResult<corral::Model> {
+fn load(py: Python<'_>, path: PathBuf, mut options: ModelOptions, on_progress: Option<Py<PyAny>>) -> PyResult<corral::Model> {
     let failure: Arc<Mutex<Option<PyErr>>> = Arc::default();
     let callback_failure = failure.clone();
     options.on_progress = Some(Arc::new(move |progress: f32| -> bool {
         Python::attach(|py| {
             let outcome = py.check_signals().and_then(|()| match &on_progress {
                 // Only an explicit False cancels: `bar.update` style callbacks return None.
-                Some(callback) => {
-                    callback.call1(py, (f64::from(progress),)).map(|r| !r.bind(py).is(PyBool::new(py, false)))
-                }
+                Some(callback) => callback.call1(py, (f64::from(progress),)).map(|r| !r.bind(py).is(PyBool::new(py, false))),
                 None => Ok(true),
             });
             outcome.unwrap_or_else(|e| {
@@ -281,16 +264,12 @@ impl PyModel {
         chat_template: Option<Bound<'_, PyAny>>,
         on_progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let path: PathBuf = path
-            .extract()
-            .map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
+        let path: PathBuf =
+            path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
         let int = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| u32_arg(py, name, &v)).transpose();
         let flag = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| bool_arg(py, name, &v)).transpose();
         let chat_template = chat_template
-            .map(|t| {
-                t.extract::<String>()
-                    .map_err(|_| invalid_type(py, format!("chat_template must be a str, got {}", type_name(&t))))
-            })
+            .map(|t| t.extract::<String>().map_err(|_| invalid_type(py, format!("chat_template must be a str, got {}", type_name(&t)))))
             .transpose()?;
         let defaults = ModelOptions::default();
         let options = ModelOptions {
@@ -336,15 +315,8 @@ impl PyModel {
     /// Text to token ids. `add_special` adds BOS/EOS as the model asks; `parse_special` reads
     /// special-token text such as `<|im_start|>` as control tokens.
     #[pyo3(signature = (text, *, add_special=true, parse_special=false))]
-    fn tokenize(
-        &self,
-        py: Python<'_>,
-        text: &Bound<'_, PyAny>,
-        add_special: bool,
-        parse_special: bool,
-    ) -> PyResult<Vec<i32>> {
-        let text: String =
-            text.extract().map_err(|_| invalid_type(py, format!("text must be a str, got {}", type_name(text))))?;
+    fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>, add_special: bool, parse_special: bool) -> PyResult<Vec<i32>> {
+        let text: String = text.extract().map_err(|_| invalid_type(py, format!("text must be a str, got {}", type_name(text))))?;
         let model = &self.model;
         py.detach(|| model.tokenize(&text, add_special, parse_special)).or_raise(py)
     }
@@ -390,45 +362,25 @@ impl PyModel {
 
     /// Completes a prompt (a str, or a list of token ids used as given).
     #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn complete(
-        &self,
-        py: Python<'_>,
-        prompt: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyCompletion> {
+    fn complete(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.prompt_stream(py, prompt, options)?.collect_completion(py)
     }
 
     /// Streams the completion of a prompt: iterate the returned Stream for Chunks.
     #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn complete_stream(
-        &self,
-        py: Python<'_>,
-        prompt: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
+    fn complete_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.prompt_stream(py, prompt, options)
     }
 
     /// The assistant's reply to a conversation (`[{"role": ..., "content": ...}, ...]`).
     #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn chat(
-        &self,
-        py: Python<'_>,
-        messages: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyCompletion> {
+    fn chat(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.chat_stream_inner(py, messages, options)?.collect_completion(py)
     }
 
     /// Streams the assistant's reply to a conversation.
     #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn chat_stream(
-        &self,
-        py: Python<'_>,
-        messages: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
+    fn chat_stream(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.chat_stream_inner(py, messages, options)
     }
 

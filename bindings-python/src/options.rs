@@ -40,8 +40,7 @@ pub fn u32_arg(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult
     if !value.is_instance_of::<PyInt>() || value.is_instance_of::<PyBool>() {
         return Err(invalid_type(py, format!("{name} must be an int, got {}", type_name(value))));
     }
-    let value: i64 =
-        value.extract().map_err(|_| invalid_argument(py, format!("{name} is out of range, got {value}")))?;
+    let value: i64 = value.extract().map_err(|_| invalid_argument(py, format!("{name} is out of range, got {value}")))?;
     checked_u32(name, value).or_raise(py)
 }
 
@@ -50,17 +49,13 @@ fn f32_arg(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<f32
     if !is_number || value.is_instance_of::<PyBool>() {
         return Err(invalid_type(py, format!("{name} must be a float, got {}", type_name(value))));
     }
-    let value: f64 =
-        value.extract().map_err(|_| invalid_argument(py, format!("{name} is out of range, got {value}")))?;
+    let value: f64 = value.extract().map_err(|_| invalid_argument(py, format!("{name} is out of range, got {value}")))?;
     // Values beyond f32 become infinite, which core rejects as not finite.
     Ok(value as f32)
 }
 
 pub fn bool_arg(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
-    value
-        .cast::<PyBool>()
-        .map(|b| b.is_true())
-        .map_err(|_| invalid_type(py, format!("{name} must be a bool, got {}", type_name(value))))
+    value.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| invalid_type(py, format!("{name} must be a bool, got {}", type_name(value))))
 }
 
 fn stop_arg(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
@@ -88,8 +83,7 @@ fn timeout_arg(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
     if !is_number || value.is_instance_of::<PyBool>() {
         return Err(invalid_type(py, format!("timeout must be a number of seconds, got {}", type_name(value))));
     }
-    let seconds: f64 =
-        value.extract().map_err(|_| invalid_argument(py, format!("timeout is out of range, got {value}")))?;
+    let seconds: f64 = value.extract().map_err(|_| invalid_argument(py, format!("timeout is out of range, got {value}")))?;
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| invalid_argument(py, format!("timeout must be a positive number of seconds, got {seconds}")))
 }
@@ -198,9 +192,7 @@ pub fn generate_options(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> P
         }
     }
     options.constraint = match (grammar, response_format) {
-        (Some(_), Some(_)) => {
-            return Err(invalid_argument(py, "grammar and response_format exclude each other: give one"))
-        }
+        (Some(_), Some(_)) => return Err(invalid_argument(py, "grammar and response_format exclude each other: give one")),
         (grammar, format) => grammar.or(format),
     };
     // OpenAI's pair: `logprobs=True` turns them on, `top_logprobs=N` adds alternatives.
@@ -213,8 +205,5 @@ pub fn generate_options(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> P
 }
 
 fn unexpected_keyword(py: Python<'_>, key: &str) -> PyErr {
-    invalid_type(
-        py,
-        format!("unexpected keyword argument {key:?}; generation accepts: {}", GENERATE_KEYWORDS.join(", ")),
-    )
+    invalid_type(py, format!("unexpected keyword argument {key:?}; generation accepts: {}", GENERATE_KEYWORDS.join(", ")))
 }

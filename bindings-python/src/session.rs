@@ -39,25 +39,13 @@ impl PySession {
         Ok(PyStream::new(stream, Origin::new(kind, self.model_name.clone()), logprobs))
     }
 
-    fn prompt_stream(
-        &self,
-        py: Python<'_>,
-        prompt: &Bound<'_, PyAny>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
-        let prompt: String = prompt
-            .extract()
-            .map_err(|_| invalid_type(py, format!("prompt must be a str, got {}", type_name(prompt))))?;
+    fn prompt_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
+        let prompt: String = prompt.extract().map_err(|_| invalid_type(py, format!("prompt must be a str, got {}", type_name(prompt))))?;
         let options = generate_options(py, kwargs)?;
         self.stream(py, Kind::Text, options.logprobs.is_some(), move |session| session.complete_stream(&prompt, &options))
     }
 
-    fn chat_stream_inner(
-        &self,
-        py: Python<'_>,
-        messages: &Bound<'_, PyAny>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
+    fn chat_stream_inner(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         let messages = chat::messages(py, messages)?;
         let options = generate_options(py, kwargs)?;
         self.stream(py, Kind::Chat, options.logprobs.is_some(), move |session| session.chat_stream(&messages, &options))
@@ -78,42 +66,22 @@ impl PySession {
     }
 
     #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn complete(
-        &self,
-        py: Python<'_>,
-        prompt: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyCompletion> {
+    fn complete(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.prompt_stream(py, prompt, options)?.collect_completion(py)
     }
 
     #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn complete_stream(
-        &self,
-        py: Python<'_>,
-        prompt: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
+    fn complete_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.prompt_stream(py, prompt, options)
     }
 
     #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn chat(
-        &self,
-        py: Python<'_>,
-        messages: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyCompletion> {
+    fn chat(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.chat_stream_inner(py, messages, options)?.collect_completion(py)
     }
 
     #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None)")]
-    fn chat_stream(
-        &self,
-        py: Python<'_>,
-        messages: &Bound<'_, PyAny>,
-        options: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<PyStream> {
+    fn chat_stream(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.chat_stream_inner(py, messages, options)
     }
 

@@ -311,12 +311,7 @@ impl PyCompletion {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "Completion(text={:?}, finish_reason={:?}, usage={})",
-            self.text,
-            self.reason.as_str(),
-            self.usage.get().__repr__()
-        )
+        format!("Completion(text={:?}, finish_reason={:?}, usage={})", self.text, self.reason.as_str(), self.usage.get().__repr__())
     }
 }
 
@@ -485,10 +480,7 @@ impl PyStream {
                 });
             }
         }
-        Err(crate::error::to_py_err(
-            py,
-            corral::Error::new(corral::ErrorKind::Internal, "the stream ended without a final chunk"),
-        ))
+        Err(crate::error::to_py_err(py, corral::Error::new(corral::ErrorKind::Internal, "the stream ended without a final chunk")))
     }
 }
 

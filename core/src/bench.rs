@@ -11,8 +11,8 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::error::{Error, ErrorKind, Result};
 use crate::engine::ms;
+use crate::error::{Error, ErrorKind, Result};
 use crate::{GenerateOptions, Model, ModelOptions};
 
 /// Settings of one benchmark run.
@@ -59,9 +59,7 @@ pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -153,12 +151,7 @@ pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
     let prompt = bench_prompt(&model, config.prompt_tokens)?;
     let llama = LlamaModel::load_from_file(crate::backend::backend()?, path, &LlamaModelParams::default())
         .map_err(|e| Error::new(ErrorKind::InvalidModel, format!("plain load: {e}")))?;
-    let options = GenerateOptions {
-        max_tokens: Some(config.generated_tokens),
-        temperature: 0.0,
-        ignore_eos: true,
-        ..Default::default()
-    };
+    let options = GenerateOptions { max_tokens: Some(config.generated_tokens), temperature: 0.0, ignore_eos: true, ..Default::default() };
     let (mut pp, mut tg, mut plain_pp, mut plain_tg) = (vec![], vec![], vec![], vec![]);
     for _ in 0..config.repeats {
         // Nothing cached: the whole prompt is evaluated every round.
@@ -237,9 +230,21 @@ impl ConcurrencyReport {
 
 fn distinct_prompt(i: usize) -> String {
     const TOPICS: [&str; 16] = [
-        "the ocean", "a mountain village", "the first computer", "a lost cat", "the history of bread",
-        "a journey to Mars", "an old lighthouse", "the city at night", "a chess tournament", "a rainy day",
-        "the last library", "a desert caravan", "a robot gardener", "the northern lights", "a jazz band",
+        "the ocean",
+        "a mountain village",
+        "the first computer",
+        "a lost cat",
+        "the history of bread",
+        "a journey to Mars",
+        "an old lighthouse",
+        "the city at night",
+        "a chess tournament",
+        "a rainy day",
+        "the last library",
+        "a desert caravan",
+        "a robot gardener",
+        "the northern lights",
+        "a jazz band",
         "a winter market",
     ];
     format!("Write a long story about {}.", TOPICS[i % TOPICS.len()])
@@ -321,7 +326,8 @@ fn two_models(model: &Model, path: &Path, threads: u32, options: &GenerateOption
         one_after_the_other = one_after_the_other.min(started.elapsed().as_secs_f64());
         let started = Instant::now();
         std::thread::scope(|scope| -> Result<()> {
-            let runs: Vec<_> = models.iter().enumerate().map(|(i, m)| scope.spawn(move || m.complete(&distinct_prompt(i), options))).collect();
+            let runs: Vec<_> =
+                models.iter().enumerate().map(|(i, m)| scope.spawn(move || m.complete(&distinct_prompt(i), options))).collect();
             for run in runs {
                 run.join().map_err(|_| Error::internal("bench thread panicked"))??;
             }
@@ -366,7 +372,9 @@ fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) 
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let mut busy_ttfts = vec![];
-    for question in [" Question: when was it written? Answer:", " Question: where is it set? Answer:", " Question: why does it matter? Answer:"] {
+    for question in
+        [" Question: when was it written? Answer:", " Question: where is it set? Answer:", " Question: why does it matter? Answer:"]
+    {
         busy_ttfts.push(ask(question)?);
         // Each question joins a different generation decode.
         std::thread::sleep(std::time::Duration::from_millis(60));

@@ -100,11 +100,7 @@ impl Error {
         Error { kind, message: message.into(), source: None }
     }
 
-    pub fn with_source(
-        kind: ErrorKind,
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_source(kind: ErrorKind, message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error { kind, message: message.into(), source: Some(Box::new(source)) }
     }
 

@@ -27,14 +27,14 @@ mod options;
 mod stream;
 
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
-pub use chat::{ChatTemplate, Message, ToolCall};
-pub use error::{Error, ErrorKind, Result};
-pub use model::{default_threads, Model, ModelInfo, SpecialToken};
-pub use engine::EngineStats;
-pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};
-pub use model::session::Session;
-pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Logprob, Poll, Stream, TokenLogprob, Usage};
 pub use chat::tools::{ToolCallDelta, ToolChoice, ToolFormat};
+pub use chat::{ChatTemplate, Message, ToolCall};
+pub use engine::EngineStats;
+pub use error::{Error, ErrorKind, Result};
+pub use model::session::Session;
+pub use model::{default_threads, Model, ModelInfo, SpecialToken};
+pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};
+pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Logprob, Poll, Stream, TokenLogprob, Usage};
 
 /// corral's version (from Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

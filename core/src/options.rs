@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, Result};
 pub use crate::chat::tools::ToolChoice;
+use crate::error::{Error, Result};
 
 /// How to load a model and size its engine.
 #[derive(Clone)]
@@ -245,7 +245,5 @@ impl GenerateOptions {
 
 /// Converts a caller's integer (bindings receive signed numbers) into a `u32` option value.
 pub fn checked_u32(name: &str, value: i64) -> Result<u32> {
-    u32::try_from(value).map_err(|_| {
-        Error::invalid_argument(format!("{name} must be between 0 and {}, got {value}", u32::MAX))
-    })
+    u32::try_from(value).map_err(|_| Error::invalid_argument(format!("{name} must be between 0 and {}, got {value}", u32::MAX)))
 }

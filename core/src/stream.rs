@@ -6,9 +6,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::chat::tools::{ToolCallDelta, ToolCallParser};
 use crate::chat::ToolCall;
 use crate::error::{Error, Result};
-use crate::chat::tools::{ToolCallDelta, ToolCallParser};
 
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

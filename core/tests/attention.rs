@@ -122,8 +122,14 @@ impl Problem {
         unsafe {
             let ctx = ggml::ggml_init(params);
             assert!(!ctx.is_null());
-            let (dk, dv, h, hkv, n, cells) =
-                (self.head_dim_k as i64, self.head_dim_v as i64, self.heads as i64, self.kv_heads as i64, self.tokens as i64, self.cells as i64);
+            let (dk, dv, h, hkv, n, cells) = (
+                self.head_dim_k as i64,
+                self.head_dim_v as i64,
+                self.heads as i64,
+                self.kv_heads as i64,
+                self.tokens as i64,
+                self.cells as i64,
+            );
             let q = ggml::ggml_new_tensor_4d(ctx, ggml::GGML_TYPE_F32, dk, h, n, 1);
             let k = ggml::ggml_new_tensor_4d(ctx, ggml::GGML_TYPE_F16, dk, hkv, cells, 1);
             let v = ggml::ggml_new_tensor_4d(ctx, ggml::GGML_TYPE_F16, dv, hkv, cells, 1);
@@ -163,7 +169,9 @@ fn attention_matches_exact_attention_in_every_variant() {
         let mut seed = 0;
         // (head size K, head size V, query heads, K/V heads): SmolLM2 and Llama-style grouped
         // queries, more query heads per K/V head than one unit takes, plain multi-head, K wider than V.
-        for (dk, dv, heads, kv_heads) in [(64, 64, 9, 3), (128, 128, 8, 2), (64, 64, 10, 2), (96, 96, 4, 4), (256, 256, 2, 1), (192, 128, 4, 2)] {
+        for (dk, dv, heads, kv_heads) in
+            [(64, 64, 9, 3), (128, 128, 8, 2), (64, 64, 10, 2), (96, 96, 4, 4), (256, 256, 2, 1), (192, 128, 4, 2)]
+        {
             for tokens in [1, 2, 5, 8, 63] {
                 for cells in [1, 7, 33, 100, 600] {
                     seed += 1;

@@ -68,28 +68,21 @@ fn expected(dir: &Path, stem: &str) -> Result<Expected, String> {
     let text = dir.join(format!("{stem}.txt"));
     let error = dir.join(format!("{stem}.error.json"));
     match (text.exists(), error.exists()) {
-        (true, false) => {
-            std::fs::read_to_string(&text).map(Expected::Text).map_err(|e| format!("{}: {e}", text.display()))
-        }
+        (true, false) => std::fs::read_to_string(&text).map(Expected::Text).map_err(|e| format!("{}: {e}", text.display())),
         (false, true) => {
             let raw = std::fs::read_to_string(&error).map_err(|e| format!("{}: {e}", error.display()))?;
             let v: Value = serde_json::from_str(&raw).map_err(|e| format!("{}: {e}", error.display()))?;
             let jinja_message = str_field(&v, "message", "error file").to_string();
             let raised = v.get("raised").and_then(Value::as_bool).unwrap_or(false);
             Ok(if raised {
-                Expected::Error {
-                    description: format!("raise_exception({jinja_message:?})"),
-                    message: Some(jinja_message),
-                }
+                Expected::Error { description: format!("raise_exception({jinja_message:?})"), message: Some(jinja_message) }
             } else {
                 let kind = v.get("type").and_then(Value::as_str).unwrap_or("error");
                 Expected::Error { message: None, description: format!("jinja2 {kind}: {jinja_message}") }
             })
         }
         (false, false) => Err(format!("no expected file for {stem}: run scripts/render-chat-templates.py")),
-        (true, true) => {
-            Err(format!("both {stem}.txt and {stem}.error.json exist: run scripts/render-chat-templates.py"))
-        }
+        (true, true) => Err(format!("both {stem}.txt and {stem}.error.json exist: run scripts/render-chat-templates.py")),
     }
 }
 
@@ -106,20 +99,8 @@ fn format_date(unix_secs: u64, format: &str) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
+    const MONTHS: [&str; 12] =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
     let name = MONTHS[(month - 1) as usize];
     let mut out = String::new();
     let mut chars = format.chars();
@@ -194,13 +175,7 @@ fn describe_difference(expected: &str, actual: &str) -> String {
 }
 
 /// Checks one pair; `Err` carries the failure's description.
-fn check(
-    template: &ChatTemplate,
-    messages: &[Message],
-    generation: bool,
-    tools: &[Value],
-    want: &Expected,
-) -> Result<(), String> {
+fn check(template: &ChatTemplate, messages: &[Message], generation: bool, tools: &[Value], want: &Expected) -> Result<(), String> {
     let before = now();
     let got = template.render(messages, generation, tools);
     let after = now();
@@ -213,21 +188,13 @@ fn check(
                 Err(describe_difference(&expected, &actual))
             }
         }
-        (Expected::Text(_), Err(e)) => {
-            Err(format!("jinja2 renders it, corral fails: [{:?}] {}", e.kind(), e.message()))
+        (Expected::Text(_), Err(e)) => Err(format!("jinja2 renders it, corral fails: [{:?}] {}", e.kind(), e.message())),
+        (Expected::Error { description, .. }, Ok(actual)) => {
+            Err(format!("jinja2 fails ({description}), corral renders {} bytes: {:?}", actual.len(), truncate(&actual, 200)))
         }
-        (Expected::Error { description, .. }, Ok(actual)) => Err(format!(
-            "jinja2 fails ({description}), corral renders {} bytes: {:?}",
-            actual.len(),
-            truncate(&actual, 200)
-        )),
         (Expected::Error { message, description }, Err(e)) => {
             if e.kind() != ErrorKind::TemplateError {
-                Err(format!(
-                    "jinja2 fails ({description}); corral fails with kind {:?}, not TemplateError: {}",
-                    e.kind(),
-                    e.message()
-                ))
+                Err(format!("jinja2 fails ({description}); corral fails with kind {:?}, not TemplateError: {}", e.kind(), e.message()))
             } else if let Some(m) = message.as_deref().filter(|m| !e.message().contains(*m)) {
                 Err(format!("raise_exception message {m:?} missing from corral's error: {}", e.message()))
             } else {
@@ -248,8 +215,8 @@ fn truncate(s: &str, max: usize) -> &str {
 #[test]
 fn renders_like_hugging_face_jinja2() {
     let dir = data_dir();
-    let spec: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json"))
-        .expect("cases.json is JSON");
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).expect("cases.json")).expect("cases.json is JSON");
     let cases = spec.get("cases").and_then(Value::as_object).expect("cases.json: cases");
     let tool_sets = spec.get("tool_sets").and_then(Value::as_object).expect("cases.json: tool_sets");
     let templates = spec.get("templates").and_then(Value::as_array).expect("cases.json: templates");
@@ -258,13 +225,8 @@ fn renders_like_hugging_face_jinja2() {
     let (mut passed, mut failures, mut known, mut now_matching) = (0usize, Vec::new(), Vec::new(), Vec::new());
     for t in templates {
         let name = str_field(t, "name", "template");
-        let source =
-            std::fs::read_to_string(dir.join(format!("{name}.jinja"))).unwrap_or_else(|e| panic!("{name}.jinja: {e}"));
-        let compiled = ChatTemplate::new(
-            &source,
-            str_field(t, "bos_token", name).to_string(),
-            str_field(t, "eos_token", name).to_string(),
-        );
+        let source = std::fs::read_to_string(dir.join(format!("{name}.jinja"))).unwrap_or_else(|e| panic!("{name}.jinja: {e}"));
+        let compiled = ChatTemplate::new(&source, str_field(t, "bos_token", name).to_string(), str_field(t, "eos_token", name).to_string());
         for entry in t.get("cases").and_then(Value::as_array).unwrap_or_else(|| panic!("{name}: cases")) {
             let (case_name, known_difference) = match entry {
                 Value::String(s) => (s.as_str(), None),
@@ -275,11 +237,7 @@ fn renders_like_hugging_face_jinja2() {
             let messages: Vec<Message> = case["messages"].as_array().expect("messages").iter().map(message).collect();
             let generation = case["add_generation_prompt"].as_bool().expect("add_generation_prompt");
             let tools: Vec<Value> = match case.get("tools").and_then(Value::as_str) {
-                Some(set) => tool_sets
-                    .get(set)
-                    .and_then(Value::as_array)
-                    .unwrap_or_else(|| panic!("{pair}: no tool set {set:?}"))
-                    .clone(),
+                Some(set) => tool_sets.get(set).and_then(Value::as_array).unwrap_or_else(|| panic!("{pair}: no tool set {set:?}")).clone(),
                 None => Vec::new(),
             };
             let result = expected(&expected_dir, &format!("{name}__{case_name}")).and_then(|want| match &compiled {
@@ -309,20 +267,12 @@ fn renders_like_hugging_face_jinja2() {
         known.len(),
         now_matching.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} (template, case) pairs differ from jinja2:\n  {}",
-        failures.len(),
-        failures.join("\n  ")
-    );
+    assert!(failures.is_empty(), "{} (template, case) pairs differ from jinja2:\n  {}", failures.len(), failures.join("\n  "));
 }
 
 #[test]
 fn date_marker_substitution() {
     // 2023-11-14T22:13:20Z
     assert_eq!(with_date("Today: «strftime_now(%d %b %Y)».", 1_700_000_000), "Today: 14 Nov 2023.");
-    assert_eq!(
-        with_date("«strftime_now(%Y-%m-%d)»|«strftime_now(%B %d, %Y)»", 1_700_000_000),
-        "2023-11-14|November 14, 2023"
-    );
+    assert_eq!(with_date("«strftime_now(%Y-%m-%d)»|«strftime_now(%B %d, %Y)»", 1_700_000_000), "2023-11-14|November 14, 2023");
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use corral::{ErrorKind, FinishReason, GenerateOptions, KvFullPolicy, Model, ModelOptions};
 
-
 fn model_path() -> PathBuf {
     std::env::var_os("CORRAL_TEST_MODEL")
         .map(PathBuf::from)
@@ -132,7 +131,6 @@ fn kv_full_waits_or_fails_as_configured() {
         assert_eq!(first.join().unwrap().unwrap().usage.completion_tokens, 150);
     }
 }
-
 
 /// A streaming request that joins while others generate holds its first token as soon as its
 /// prompt is decoded, not one generation decode of the others later: the time its client waits

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use corral::{ErrorKind, FinishReason, GenerateOptions, Message, Model, ModelOptions};
 
 fn model_path() -> PathBuf {
-    let path = std::env::var_os("CORRAL_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let path = std::env::var_os("CORRAL_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
     assert!(path.exists(), "test model missing at {}: run scripts/fetch-model.sh", path.display());
     path
 }
@@ -165,9 +165,7 @@ fn streamed_chunks_are_complete_utf8_and_add_up() {
 
 #[test]
 fn chat_uses_the_template_and_stops_at_end_of_turn() {
-    let out = private_model()
-        .chat(&[Message::new("user", "What is 2+2? Answer with just the number.")], &greedy(64))
-        .unwrap();
+    let out = private_model().chat(&[Message::new("user", "What is 2+2? Answer with just the number.")], &greedy(64)).unwrap();
     assert!(!out.text.contains("<|im_end|>"));
     assert_eq!(out.finish_reason, FinishReason::Stop, "{:?}", out.text);
     let rendered = model().apply_chat_template(&[Message::new("user", "Hi")], true, &[], None).unwrap();
@@ -312,7 +310,9 @@ fn model_without_chat_template_refuses_chat() {
         &path,
         ModelOptions {
             context_length: Some(256),
-            chat_template: Some("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n".into()),
+            chat_template: Some(
+                "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n".into(),
+            ),
             ..Default::default()
         },
     )
@@ -321,7 +321,11 @@ fn model_without_chat_template_refuses_chat() {
     // A template that raises is a template error carrying its message.
     let raising = Model::load(
         &path,
-        ModelOptions { context_length: Some(256), chat_template: Some("{{ raise_exception('no system role') }}".into()), ..Default::default() },
+        ModelOptions {
+            context_length: Some(256),
+            chat_template: Some("{{ raise_exception('no system role') }}".into()),
+            ..Default::default()
+        },
     )
     .unwrap();
     let e = raising.chat(&[Message::new("user", "Hi")], &greedy(4)).unwrap_err();
@@ -335,7 +339,14 @@ fn progress_callback_reports_and_can_cancel() {
     let s = seen.clone();
     let m = Model::load(
         model_path(),
-        ModelOptions { context_length: Some(256), on_progress: Some(std::sync::Arc::new(move |p| { s.lock().unwrap().push(p); true })), ..Default::default() },
+        ModelOptions {
+            context_length: Some(256),
+            on_progress: Some(std::sync::Arc::new(move |p| {
+                s.lock().unwrap().push(p);
+                true
+            })),
+            ..Default::default()
+        },
     );
     assert!(m.is_ok());
     let seen = seen.lock().unwrap();
@@ -389,17 +400,12 @@ fn scoring_gives_log_probabilities() {
 fn json_schema_constrains_output() {
     let m = model();
     let schema = r#"{"type":"object","properties":{"name":{"type":"string","maxLength":20},"age":{"type":"integer","minimum":0,"maximum":150},"color":{"enum":["red","green","blue"]}},"required":["name","age","color"]}"#;
-    let options = GenerateOptions {
-        constraint: Some(corral::Constraint::JsonSchema(schema.into())),
-        ..greedy(80)
-    };
+    let options = GenerateOptions { constraint: Some(corral::Constraint::JsonSchema(schema.into())), ..greedy(80) };
     let out = m.chat(&[Message::new("user", "Describe a person as JSON.")], &options).unwrap();
     let value: serde_json::Value = serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{e}: {:?}", out.text));
     assert!(value["name"].is_string() && value["age"].is_u64(), "{value}");
     assert!(["red", "green", "blue"].contains(&value["color"].as_str().unwrap()));
-    let object = m
-        .complete("A JSON object:", &GenerateOptions { constraint: Some(corral::Constraint::JsonObject), ..greedy(40) })
-        .unwrap();
+    let object = m.complete("A JSON object:", &GenerateOptions { constraint: Some(corral::Constraint::JsonObject), ..greedy(40) }).unwrap();
     if object.finish_reason == FinishReason::Stop {
         assert!(serde_json::from_str::<serde_json::Value>(&object.text).unwrap().is_object());
     }
@@ -425,9 +431,7 @@ fn gbnf_grammar_constrains_output_and_bad_grammars_are_typed_errors() {
 
 #[test]
 fn logprobs_report_the_chosen_token_and_alternatives() {
-    let out = model()
-        .complete("The capital of France is", &GenerateOptions { logprobs: Some(3), ..greedy(4) })
-        .unwrap();
+    let out = model().complete("The capital of France is", &GenerateOptions { logprobs: Some(3), ..greedy(4) }).unwrap();
     assert_eq!(out.logprobs.len(), out.tokens.len());
     for (lp, &token) in out.logprobs.iter().zip(&out.tokens) {
         assert_eq!(lp.token.token, token);

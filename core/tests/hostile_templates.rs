@@ -84,7 +84,8 @@ fn the_limits_are_named() {
 fn long_conversations_still_render() {
     let source = "{% set ns = namespace(p='') %}{% for m in messages %}{% set ns.p = ns.p ~ '<|' ~ m.role ~ '|>' ~ m.content ~ '\n' %}{% endfor %}{{ ns.p }}";
     let template = ChatTemplate::new(source, String::new(), String::new()).unwrap();
-    let messages: Vec<Message> = (0..100).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, "word ".repeat(400))).collect();
+    let messages: Vec<Message> =
+        (0..100).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, "word ".repeat(400))).collect();
     let prompt = template.render(&messages, true, &[]).unwrap();
     assert!(prompt.len() > 100 * 2000);
 }
@@ -94,7 +95,8 @@ fn long_conversations_still_render() {
 fn rendering_a_real_template_is_quick() {
     let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/chat_templates/Qwen-Qwen3-0.6B.jinja")).unwrap();
     let template = ChatTemplate::new(&source, String::new(), String::new()).unwrap();
-    let messages: Vec<Message> = (0..10).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, "Hello there, how are you today?")).collect();
+    let messages: Vec<Message> =
+        (0..10).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, "Hello there, how are you today?")).collect();
     let started = Instant::now();
     for _ in 0..200 {
         template.render(&messages, true, &[]).unwrap();

@@ -40,11 +40,8 @@ fn fingerprint() -> String {
     let options = corral::GenerateOptions { max_tokens: Some(24), temperature: 0.0, logprobs: Some(3), ..Default::default() };
     let done = model.complete("Once upon a time", &options).unwrap();
     let hex = |t: &corral::TokenLogprob| format!("{}:{:08x}", t.token, t.logprob.to_bits());
-    let generated: Vec<String> = done
-        .logprobs
-        .iter()
-        .map(|l| std::iter::once(hex(&l.token)).chain(l.top.iter().map(hex)).collect::<Vec<_>>().join("|"))
-        .collect();
+    let generated: Vec<String> =
+        done.logprobs.iter().map(|l| std::iter::once(hex(&l.token)).chain(l.top.iter().map(hex)).collect::<Vec<_>>().join("|")).collect();
     let scored: Vec<String> = scores.iter().map(|s| format!("{:08x}", s.to_bits())).collect();
     format!("{}\n{}\n{}", corral::cpu_variant().unwrap().name, scored.join(","), generated.join(","))
 }
@@ -80,7 +77,6 @@ fn child_fingerprint() {
     }
 }
 
-
 /// How far log-probabilities may drift from ggml's through 30 layers when only the order of
 /// float sums differs. Measured on this prompt: mean 0.011, worst token 0.25; ggml's own AVX2
 /// and AVX-512 variants differ by 0.004 and 0.15 (perplexity on 2,047 tokens of the GPL: ggml
@@ -105,10 +101,7 @@ fn relinked_variants_agree_with_ggml() {
     for (i, (a, b)) in ours.generated.iter().zip(&theirs.generated).enumerate() {
         if a[0].0 != b[0].0 {
             let alternative = a[1..].iter().find(|alt| alt.0 == b[0].0);
-            assert!(
-                alternative.is_some_and(|alt| a[0].1 - alt.1 <= TOKEN_LOGPROB_DRIFT),
-                "token {i}: {a:?} vs ggml's {b:?}"
-            );
+            assert!(alternative.is_some_and(|alt| a[0].1 - alt.1 <= TOKEN_LOGPROB_DRIFT), "token {i}: {a:?} vs ggml's {b:?}");
             break;
         }
         assert!((a[0].1 - b[0].1).abs() <= TOKEN_LOGPROB_DRIFT, "token {i}: {a:?} vs ggml's {b:?}");
@@ -122,9 +115,8 @@ fn relinked_variants_agree_with_ggml() {
     }
 }
 
-type Sgemm = unsafe extern "C" fn(
-    *const ComputeParams, i64, i64, i64, *const u8, i64, *const u8, i64, *mut f32, i64, i32, i32, i32,
-) -> bool;
+type Sgemm =
+    unsafe extern "C" fn(*const ComputeParams, i64, i64, i64, *const u8, i64, *const u8, i64, *mut f32, i64, i32, i32, i32) -> bool;
 type VecDot = unsafe extern "C" fn(i32, *mut f32, usize, *const u8, usize, *const u8, usize, i32);
 
 const Q4_1_BLOCK: usize = 20; // f16 scale, f16 min, 16 bytes of nibbles
@@ -312,7 +304,21 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
                     let (k, m, n) = (k as i64, m as i64, n as i64);
                     // SAFETY: a is m x k weight blocks, b is n x k activation blocks, c holds n columns of ldc floats.
                     let handled = unsafe {
-                        sgemm(&params, m, n, k, a.as_ptr(), k, b.as_ptr(), k, c.as_mut_ptr(), ldc as i64, format.weight_type, format.activation_type, GGML_TYPE_F32)
+                        sgemm(
+                            &params,
+                            m,
+                            n,
+                            k,
+                            a.as_ptr(),
+                            k,
+                            b.as_ptr(),
+                            k,
+                            c.as_mut_ptr(),
+                            ldc as i64,
+                            format.weight_type,
+                            format.activation_type,
+                            GGML_TYPE_F32,
+                        )
                     };
                     assert!(handled, "{variant}: {name} must be taken by corral's GEMM");
                 }
@@ -321,12 +327,19 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
                     for row in 0..m {
                         let got = c[col * ldc + row];
                         let expected = (format.reference)(row_a(row), col_b, k);
-                        assert_eq!(got.to_bits(), expected.to_bits(), "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs {expected}");
+                        assert_eq!(
+                            got.to_bits(),
+                            expected.to_bits(),
+                            "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs {expected}"
+                        );
                         let mut ggml = 0f32;
                         // SAFETY: one row of k weight blocks and one column of k activation blocks.
                         unsafe { vec_dot((k * 32) as i32, &mut ggml, 0, row_a(row).as_ptr(), 0, col_b.as_ptr(), 0, 1) };
                         let bound = (format.rounding_bound)(row_a(row), col_b, k);
-                        assert!((got - ggml).abs() <= bound, "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs ggml's {ggml} (bound {bound})");
+                        assert!(
+                            (got - ggml).abs() <= bound,
+                            "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs ggml's {ggml} (bound {bound})"
+                        );
                     }
                     assert!(c[col * ldc + m].is_nan(), "{variant} {name} k={k} m={m} n={n}: written past column {col}");
                 }
@@ -335,4 +348,3 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
         }
     }
 }
-

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let path = std::env::var_os("CORRAL_TEST_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+        let path = std::env::var_os("CORRAL_TEST_MODEL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
         Model::load(path, ModelOptions { context_length: Some(4096), threads: Some(2), ..Default::default() })
             .expect("the default model loads")
     })
@@ -40,13 +40,7 @@ fn ask() -> Vec<Message> {
 }
 
 fn options(choice: ToolChoice) -> GenerateOptions {
-    GenerateOptions {
-        max_tokens: Some(96),
-        temperature: 0.0,
-        tools: weather_tools(),
-        tool_choice: choice,
-        ..Default::default()
-    }
+    GenerateOptions { max_tokens: Some(96), temperature: 0.0, tools: weather_tools(), tool_choice: choice, ..Default::default() }
 }
 
 fn check_call(call: &ToolCall) -> Value {
@@ -161,7 +155,13 @@ fn tool_results_render_as_the_template_says() {
     let messages = vec![
         Message::new("user", "Weather in Paris?"),
         Message { role: "assistant".into(), content: None, tool_calls: vec![call], ..Default::default() },
-        Message { role: "tool".into(), content: Some("18 C, sunny".into()), tool_call_id: Some("call_1".into()), name: Some("get_weather".into()), ..Default::default() },
+        Message {
+            role: "tool".into(),
+            content: Some("18 C, sunny".into()),
+            tool_call_id: Some("call_1".into()),
+            name: Some("get_weather".into()),
+            ..Default::default()
+        },
     ];
     let prompt = model().apply_chat_template(&messages, true, &weather_tools(), Some(HERMES_TEMPLATE)).unwrap();
     assert!(prompt.contains(r#"{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}"#), "{prompt}");
@@ -169,13 +169,26 @@ fn tool_results_render_as_the_template_says() {
     assert!(prompt.contains(r#""name": "get_time""#), "tools are rendered: {prompt}");
     assert!(prompt.ends_with("<|im_start|>assistant\n"));
     // The conversation goes on after the tool result.
-    let done = model().chat(&messages, &GenerateOptions { max_tokens: Some(16), temperature: 0.0, tools: weather_tools(), tool_choice: ToolChoice::None, template: Some(HERMES_TEMPLATE.into()), ..Default::default() }).unwrap();
+    let done = model()
+        .chat(
+            &messages,
+            &GenerateOptions {
+                max_tokens: Some(16),
+                temperature: 0.0,
+                tools: weather_tools(),
+                tool_choice: ToolChoice::None,
+                template: Some(HERMES_TEMPLATE.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert!(done.usage.completion_tokens > 0);
 }
 
 #[test]
 fn a_per_call_template_replaces_the_models() {
-    let template = "{% for m in messages %}[{{ m.role | upper }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[ASSISTANT]{% endif %}";
+    let template =
+        "{% for m in messages %}[{{ m.role | upper }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[ASSISTANT]{% endif %}";
     let prompt = model().apply_chat_template(&[Message::new("user", "hi")], true, &[], Some(template)).unwrap();
     assert_eq!(prompt, "[USER] hi\n[ASSISTANT]");
     let e = model().apply_chat_template(&[], true, &[], Some("{% for %}")).unwrap_err();

@@ -118,18 +118,14 @@ fn cpu_variant_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn accelerator_files(dir: &Path) -> Vec<PathBuf> {
-    library_files(dir, |name| {
-        name.starts_with("libggml-") && !name.starts_with(CPU_PREFIX) && !name.starts_with("libggml-base")
-    })
+    library_files(dir, |name| name.starts_with("libggml-") && !name.starts_with(CPU_PREFIX) && !name.starts_with("libggml-base"))
 }
 
 fn library_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| {
-            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(LIB_SUFFIX) && keep(n))
-        })
+        .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(LIB_SUFFIX) && keep(n)))
         .collect();
     files.sort();
     files
@@ -153,10 +149,9 @@ fn best_cpu_variant(dir: &Path) -> std::result::Result<CpuVariant, String> {
             let name = file.trim_start_matches(CPU_PREFIX).trim_end_matches(LIB_SUFFIX).to_string();
             Ok(CpuVariant { name, path })
         }
-        None if failures.is_empty() => Err(format!(
-            "no llama.cpp CPU backend in {} supports this CPU (x86-64 with at least SSE4.2/AVX2 is needed)",
-            dir.display()
-        )),
+        None if failures.is_empty() => {
+            Err(format!("no llama.cpp CPU backend in {} supports this CPU (x86-64 with at least SSE4.2/AVX2 is needed)", dir.display()))
+        }
         None => Err(format!("no llama.cpp CPU backend in {} could be loaded: {}", dir.display(), failures.join("; "))),
     }
 }

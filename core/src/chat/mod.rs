@@ -2,7 +2,6 @@
 //! with minijinja the way Hugging Face's `apply_chat_template` renders it with jinja2
 //! (`trim_blocks`, `lstrip_blocks`, Python string methods, `raise_exception`, `tojson`).
 
-
 pub(crate) mod schema;
 pub(crate) mod tools;
 
@@ -104,11 +103,7 @@ impl ToolCall {
     /// Reads OpenAI's shape (`{"id", "type": "function", "function": {"name", "arguments"}}`);
     /// `arguments` may be JSON text or a JSON object.
     pub fn from_openai(value: &serde_json::Value) -> Result<ToolCall> {
-        let bad = || {
-            Error::invalid_argument(
-                "a tool call must look like {\"id\": ..., \"function\": {\"name\": ..., \"arguments\": ...}}",
-            )
-        };
+        let bad = || Error::invalid_argument("a tool call must look like {\"id\": ..., \"function\": {\"name\": ..., \"arguments\": ...}}");
         let function = value.get("function").filter(|f| f.is_object()).ok_or_else(bad)?;
         let name = function.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
         let arguments = match function.get("arguments") {
@@ -255,8 +250,8 @@ fn tojson(value: Value, kwargs: minijinja::value::Kwargs) -> std::result::Result
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     let _: Option<bool> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
-    let json: serde_json::Value = serde_json::to_value(&value)
-        .map_err(|e| minijinja::Error::new(JinjaErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::to_value(&value).map_err(|e| minijinja::Error::new(JinjaErrorKind::InvalidOperation, format!("tojson: {e}")))?;
     let mut out = CappedWriter::new(MAX_FILTER_OUTPUT_BYTES);
     let formatter = PyJsonFormatter { indent, level: 0, has_value: false };
     let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
@@ -353,10 +348,7 @@ impl ChatTemplate {
         });
         env.add_function("strftime_now", |format: String| -> String {
             // Templates use this for "today's date" in system prompts.
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             format_date(secs, &format)
         });
         compile(source)?; // Syntax errors surface here, at load.
@@ -379,8 +371,8 @@ impl ChatTemplate {
     /// when empty, as Hugging Face passes them).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool, tools: &[serde_json::Value]) -> Result<String> {
         let messages: Vec<serde_json::Value> = messages.iter().map(Message::to_template_value).collect();
-        let input_bytes = serde_json::to_string(&messages).map(|s| s.len()).unwrap_or(0)
-            + tools.iter().map(|t| t.to_string().len()).sum::<usize>();
+        let input_bytes =
+            serde_json::to_string(&messages).map(|s| s.len()).unwrap_or(0) + tools.iter().map(|t| t.to_string().len()).sum::<usize>();
         let fuel = RENDER_FUEL.saturating_add(FUEL_PER_INPUT_BYTE.saturating_mul(input_bytes as u64));
         let tools = (!tools.is_empty()).then_some(tools);
         let root = minijinja::context! {
@@ -400,7 +392,14 @@ impl ChatTemplate {
             let render = || {
                 let mut prompt = String::new();
                 let mut out = minijinja::machinery::make_string_output(&mut prompt);
-                let result = minijinja::machinery::eval(&env, &compiled.instructions, root, &compiled.blocks, &mut out, compiled.initial_auto_escape);
+                let result = minijinja::machinery::eval(
+                    &env,
+                    &compiled.instructions,
+                    root,
+                    &compiled.blocks,
+                    &mut out,
+                    compiled.initial_auto_escape,
+                );
                 result.map(|_| ()).map(|()| prompt)
             };
             std::thread::Builder::new()
@@ -521,7 +520,8 @@ fn py_indent(
         Some(w) => match w.as_str() {
             Some(s) => s.to_string(),
             None => {
-                let n = usize::try_from(w.clone()).map_err(|_| minijinja::Error::new(JinjaErrorKind::InvalidOperation, "indent: width must be a number or a string"))?;
+                let n = usize::try_from(w.clone())
+                    .map_err(|_| minijinja::Error::new(JinjaErrorKind::InvalidOperation, "indent: width must be a number or a string"))?;
                 if n > MAX_FILTER_OUTPUT_BYTES {
                     return Err(too_long());
                 }
@@ -565,10 +565,8 @@ fn format_date(unix_secs: u64, format: &str) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-        "November", "December",
-    ];
+    const MONTHS: [&str; 12] =
+        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
     let name = MONTHS[(month - 1) as usize];
     let mut out = String::new();
     let mut chars = format.chars();

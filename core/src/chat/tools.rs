@@ -38,9 +38,9 @@ impl ToolChoice {
             "auto" => Ok(ToolChoice::Auto),
             "none" => Ok(ToolChoice::None),
             "required" => Ok(ToolChoice::Required),
-            other => Err(Error::invalid_argument(format!(
-                "tool_choice must be \"auto\", \"none\", \"required\" or a function, got {other:?}"
-            ))),
+            other => {
+                Err(Error::invalid_argument(format!("tool_choice must be \"auto\", \"none\", \"required\" or a function, got {other:?}")))
+            }
         }
     }
 }
@@ -60,9 +60,7 @@ pub(crate) fn tool_specs(tools: &[Value]) -> Result<Vec<ToolSpec>> {
     for (i, tool) in tools.iter().enumerate() {
         let function = match tool.get("type").and_then(Value::as_str) {
             Some("function") => tool.get("function"),
-            Some(other) => {
-                return Err(Error::invalid_argument(format!("tools[{i}].type must be \"function\", got {other:?}")))
-            }
+            Some(other) => return Err(Error::invalid_argument(format!("tools[{i}].type must be \"function\", got {other:?}"))),
             None => Some(tool),
         }
         .filter(|f| f.is_object())
@@ -190,9 +188,10 @@ pub(crate) fn tool_grammar(format: ToolFormat, tools: &[ToolSpec], choice: &Tool
         ToolChoice::None => return Ok(None),
         ToolChoice::Auto if format != ToolFormat::Generic => return Ok(None),
         ToolChoice::Function(name) => {
-            let tool = tools.iter().find(|t| &t.name == name).ok_or_else(|| {
-                Error::invalid_argument(format!("tool_choice names {name:?}, which is not in tools"))
-            })?;
+            let tool = tools
+                .iter()
+                .find(|t| &t.name == name)
+                .ok_or_else(|| Error::invalid_argument(format!("tool_choice names {name:?}, which is not in tools")))?;
             vec![tool]
         }
         ToolChoice::Auto | ToolChoice::Required => tools.iter().collect(),
@@ -353,10 +352,7 @@ const LLAMA_TAG: &str = "<|python_tag|>";
 
 impl ToolCallParser {
     pub fn new(format: ToolFormat) -> Self {
-        let id_seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
+        let id_seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
             ^ (std::process::id() as u64).rotate_left(32);
         ToolCallParser { format, buffer: String::new(), calls: Vec::new(), state: ParseState::Text, emitted_text: false, id_seed }
     }
@@ -415,8 +411,7 @@ impl ToolCallParser {
 
     /// Inside a call's JSON object: takes what belongs to it and reports the progress.
     fn step_call(&mut self, deltas: &mut Vec<ToolCallDelta>) -> bool {
-        let ParseState::InCall { mut text, mut name_sent, mut arguments_sent } =
-            std::mem::replace(&mut self.state, ParseState::Text)
+        let ParseState::InCall { mut text, mut name_sent, mut arguments_sent } = std::mem::replace(&mut self.state, ParseState::Text)
         else {
             return false;
         };
@@ -701,7 +696,10 @@ mod tests {
 
     #[test]
     fn mistral_list() {
-        let (_, _, calls) = run(ToolFormat::Mistral, &["[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {}}, {\"name\": \"b\", \"arguments\": {\"k\": true}}]"]);
+        let (_, _, calls) = run(
+            ToolFormat::Mistral,
+            &["[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {}}, {\"name\": \"b\", \"arguments\": {\"k\": true}}]"],
+        );
         assert_eq!(calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     }
 
@@ -723,10 +721,7 @@ mod tests {
     #[test]
     fn rule_names_get_a_prefix_outside_literals() {
         let grammar = "root ::= \"a b\" [a-z]{1,3} item # note root\nitem ::= \"\\\"x\" | [\\]y]";
-        assert_eq!(
-            prefix_rule_names(grammar, "t-"),
-            "t-root ::= \"a b\" [a-z]{1,3} t-item # note root\nt-item ::= \"\\\"x\" | [\\]y]"
-        );
+        assert_eq!(prefix_rule_names(grammar, "t-"), "t-root ::= \"a b\" [a-z]{1,3} t-item # note root\nt-item ::= \"\\\"x\" | [\\]y]");
     }
 
     #[test]

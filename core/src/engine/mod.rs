@@ -16,12 +16,12 @@ mod sampling;
 mod score;
 mod stats;
 
-pub use stats::EngineStats;
+use request::{fail, finish, on_token, Active};
 pub(crate) use request::{Command, GenerateRequest, ScoreRequest};
 pub(crate) use sampling::build_sampler;
-pub(crate) use stats::StatsCounters;
-use request::{fail, finish, on_token, Active};
 use sampling::{log_softmax_at, sample, token_logprobs};
+pub use stats::EngineStats;
+pub(crate) use stats::StatsCounters;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -33,11 +33,11 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::llama::context::{Batch, Context, ContextConfig, DecodeFailure};
 
+use crate::engine::preempt::Preemption;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::KvFullPolicy;
-use crate::engine::preempt::Preemption;
-use std::sync::atomic::Ordering;
 use crate::stream::{Chunk, Event, FinishReason, StopMatcher, Usage, Utf8Decoder};
+use std::sync::atomic::Ordering;
 
 /// Chunks buffered per stream before the engine pauses that sequence (backpressure).
 pub(crate) const STREAM_BUFFER: usize = 32;
@@ -65,18 +65,12 @@ struct Slot {
 }
 
 /// Starts the engine thread; returns once the context exists (or failed to be created).
-pub(crate) fn spawn(
-    model: Arc<LlamaModel>,
-    config: EngineConfig,
-    commands: Receiver<Command>,
-) -> Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(model: Arc<LlamaModel>, config: EngineConfig, commands: Receiver<Command>) -> Result<std::thread::JoinHandle<()>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<()>>(1);
     let handle = std::thread::Builder::new()
         .name("corral-engine".into())
         .spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run(&model, &config, &commands, &ready_tx)
-            }));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&model, &config, &commands, &ready_tx)));
             if result.is_err() {
                 let _ = ready_tx.try_send(Err(Error::internal("the engine thread panicked")));
                 crate::log::emit(crate::log::LogLevel::Error, "corral", "engine thread panicked");
@@ -138,12 +132,7 @@ fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -
     Ok(())
 }
 
-fn run(
-    model: &LlamaModel,
-    config: &EngineConfig,
-    commands: &Receiver<Command>,
-    ready: &SyncSender<Result<()>>,
-) {
+fn run(model: &LlamaModel, config: &EngineConfig, commands: &Receiver<Command>, ready: &SyncSender<Result<()>>) {
     let ctx = match create_context(model, config).and_then(|mut ctx| {
         check_first_decode(model, &mut ctx, config.threads)?;
         Ok(ctx)
@@ -388,9 +377,7 @@ impl<'m> Engine<'m> {
             .iter()
             .enumerate()
             .filter(|(_, s)| free(s))
-            .max_by_key(|(_, s)| {
-                (s.owner.is_none(), common_prefix(&s.cached, &req.prompt), std::cmp::Reverse(s.last_used))
-            })
+            .max_by_key(|(_, s)| (s.owner.is_none(), common_prefix(&s.cached, &req.prompt), std::cmp::Reverse(s.last_used)))
             .map(|(i, _)| i)
     }
 

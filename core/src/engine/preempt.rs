@@ -20,7 +20,6 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-
 /// Shared by a model's submitters and its engine thread. Requests are counted, not flagged, so
 /// that one sent just before the engine arms still stops the decode, and one the engine already
 /// took does not stop a later one.
@@ -97,9 +96,9 @@ mod tests {
     use llama_cpp_2::token::LlamaToken;
 
     fn test_model() -> LlamaModel {
-        let path = std::env::var_os("CORRAL_TEST_MODEL").map(std::path::PathBuf::from).unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+        let path = std::env::var_os("CORRAL_TEST_MODEL")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
         LlamaModel::load_from_file(crate::backend::backend().unwrap(), path, &LlamaModelParams::default()).unwrap()
     }
 

@@ -164,7 +164,10 @@ pub(super) fn finish(active: &mut Active, reason: FinishReason) {
     active.finished = true;
     active.next_token = None;
     let usage = usage(active);
-    push_chunk(active, Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage), logprobs: Vec::new(), tool_calls: Vec::new() });
+    push_chunk(
+        active,
+        Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage), logprobs: Vec::new(), tool_calls: Vec::new() },
+    );
 }
 
 pub(super) fn fail(active: &mut Active, error: Error) {

@@ -62,7 +62,16 @@ pub(crate) fn tokenize(model: &LlamaModel, text: &str, add_special: bool, parse_
     for _ in 0..2 {
         // SAFETY: `tokens` holds `tokens.len()` entries; the text outlives the call.
         let status = unsafe {
-            corral_guarded_tokenize(raw_vocab(model), text.as_ptr().cast(), len, tokens.as_mut_ptr(), tokens.len() as i32, add_special, parse_special, &mut n)
+            corral_guarded_tokenize(
+                raw_vocab(model),
+                text.as_ptr().cast(),
+                len,
+                tokens.as_mut_ptr(),
+                tokens.len() as i32,
+                add_special,
+                parse_special,
+                &mut n,
+            )
         };
         if status != 0 {
             return Err(broken("tokenize this text"));
@@ -85,7 +94,9 @@ pub(crate) fn piece(model: &LlamaModel, token: LlamaToken, special: bool) -> Res
     for _ in 0..2 {
         let mut n = 0;
         // SAFETY: `buf` holds `buf.len()` bytes.
-        let status = unsafe { corral_guarded_token_to_piece(raw_vocab(model), token.0, buf.as_mut_ptr().cast(), buf.len() as i32, 0, special, &mut n) };
+        let status = unsafe {
+            corral_guarded_token_to_piece(raw_vocab(model), token.0, buf.as_mut_ptr().cast(), buf.len() as i32, 0, special, &mut n)
+        };
         if status != 0 {
             return Err(broken(&format!("render token {}", token.0)));
         }
@@ -108,7 +119,16 @@ pub(crate) fn detokenize(model: &LlamaModel, tokens: &[LlamaToken], remove_speci
         let max = i32::try_from(buf.len()).map_err(|_| Error::invalid_argument("too many tokens"))?;
         // SAFETY: `ids` and `buf` hold the lengths passed.
         let status = unsafe {
-            corral_guarded_detokenize(raw_vocab(model), ids.as_ptr(), n_tokens, buf.as_mut_ptr().cast(), max, remove_special, unparse_special, &mut n)
+            corral_guarded_detokenize(
+                raw_vocab(model),
+                ids.as_ptr(),
+                n_tokens,
+                buf.as_mut_ptr().cast(),
+                max,
+                remove_special,
+                unparse_special,
+                &mut n,
+            )
         };
         if status != 0 {
             return Err(broken("render these tokens"));

@@ -43,28 +43,14 @@ pub fn read_header(path: &Path) -> Result<GgufHeader> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::new(
-                ErrorKind::ModelNotFound,
-                format!("model file not found: {}", path.display()),
-            ))
+            return Err(Error::new(ErrorKind::ModelNotFound, format!("model file not found: {}", path.display())))
         }
-        Err(e) => {
-            return Err(Error::with_source(
-                ErrorKind::ModelNotFound,
-                format!("cannot access model file {}", path.display()),
-                e,
-            ))
-        }
+        Err(e) => return Err(Error::with_source(ErrorKind::ModelNotFound, format!("cannot access model file {}", path.display()), e)),
     };
     if meta.is_dir() {
-        return Err(Error::new(
-            ErrorKind::ModelNotFound,
-            format!("model path is a directory, not a GGUF file: {}", path.display()),
-        ));
+        return Err(Error::new(ErrorKind::ModelNotFound, format!("model path is a directory, not a GGUF file: {}", path.display())));
     }
-    let file = File::open(path).map_err(|e| {
-        Error::with_source(ErrorKind::ModelNotFound, format!("cannot open {}", path.display()), e)
-    })?;
+    let file = File::open(path).map_err(|e| Error::with_source(ErrorKind::ModelNotFound, format!("cannot open {}", path.display()), e))?;
     let file_size = meta.len();
     if file_size == 0 {
         return Err(invalid(path, "the file is empty"));
@@ -84,10 +70,7 @@ pub(crate) type ParseResult<T> = std::result::Result<T, String>;
 impl<R: Read> Reader<R> {
     fn bytes(&mut self, n: u64) -> ParseResult<Vec<u8>> {
         if n > self.size.saturating_sub(self.pos) {
-            return Err(format!(
-                "truncated: needs {n} bytes at offset {} but the file has {} bytes",
-                self.pos, self.size
-            ));
+            return Err(format!("truncated: needs {n} bytes at offset {} but the file has {} bytes", self.pos, self.size));
         }
         let mut buf = vec![0u8; n as usize];
         self.inner.read_exact(&mut buf).map_err(|e| format!("read error at offset {}: {e}", self.pos))?;

@@ -93,9 +93,7 @@ impl Keys<'_> {
         let name = self.name(key);
         match self.get(key) {
             None => Ok(Vec::new()),
-            Some(Value::Array(items)) => {
-                items.iter().map(|item| count(&name, item).map(Option::unwrap_or_default)).collect()
-            }
+            Some(Value::Array(items)) => items.iter().map(|item| count(&name, item).map(Option::unwrap_or_default)).collect(),
             Some(value) => Ok(count(&name, value)?.into_iter().collect()),
         }
     }
@@ -172,7 +170,9 @@ fn check_heads(keys: &Keys<'_>, arch: &str, width: Option<u64>) -> Result<(), St
             return Err(format!("{} ({w}) is smaller than {head_name} ({max_heads})", keys.name("embedding_length")));
         }
     }
-    for (key, dim) in [("rope.dimension_count", head_dim), ("rope.dimension_count_swa", keys.uint("attention.key_length_swa")?.or(head_dim))] {
+    for (key, dim) in
+        [("rope.dimension_count", head_dim), ("rope.dimension_count_swa", keys.uint("attention.key_length_swa")?.or(head_dim))]
+    {
         if let Some(n) = keys.uint(key)? {
             let name = keys.name(key);
             if n % 2 != 0 {

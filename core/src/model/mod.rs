@@ -1,6 +1,5 @@
 //! A loaded model: metadata, tokenizer, chat template, and the handle to its engine.
 
-
 pub(crate) mod gguf;
 pub(crate) mod hparams;
 pub(crate) mod session;
@@ -18,15 +17,15 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
 
+use crate::chat::tools::{ToolCallParser, ToolChoice, ToolFormat};
 use crate::chat::{ChatTemplate, Message};
+use crate::engine::preempt::Preemption;
 use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{Constraint, GenerateOptions, ModelOptions};
-use crate::engine::preempt::Preemption;
-use llama_cpp_2::sampling::LlamaSampler;
 use crate::model::session::Session;
+use crate::options::{Constraint, GenerateOptions, ModelOptions};
 use crate::stream::{CancelHandle, Completion, Stream};
-use crate::chat::tools::{ToolCallParser, ToolChoice, ToolFormat};
+use llama_cpp_2::sampling::LlamaSampler;
 
 /// A special token: its id and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,9 +174,8 @@ impl Model {
         let path = path.as_ref();
         options.validate()?;
         let header = crate::model::gguf::read_header(path)?;
-        crate::model::hparams::check(&header).map_err(|problem| {
-            Error::new(ErrorKind::InvalidModel, format!("{}: not a usable model: {problem}", path.display()))
-        })?;
+        crate::model::hparams::check(&header)
+            .map_err(|problem| Error::new(ErrorKind::InvalidModel, format!("{}: not a usable model: {problem}", path.display())))?;
         let backend = crate::backend::backend()?;
 
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -202,9 +200,8 @@ impl Model {
             if cancelled.load(Ordering::Relaxed) {
                 return Error::new(ErrorKind::Cancelled, "model loading was cancelled by the progress callback");
             }
-            let detail = crate::llama::guard::take_assert_message()
-                .or_else(crate::log::take_last_llama_error)
-                .unwrap_or_else(|| e.to_string());
+            let detail =
+                crate::llama::guard::take_assert_message().or_else(crate::log::take_last_llama_error).unwrap_or_else(|| e.to_string());
             let kind = if detail.contains("unknown model architecture") || detail.contains("unsupported model architecture") {
                 ErrorKind::UnsupportedArchitecture
             } else {
@@ -521,7 +518,13 @@ impl Model {
         self.submit_chat(messages, options, None, false)?.collect_completion()
     }
 
-    pub(crate) fn submit_chat(&self, messages: &[Message], options: &GenerateOptions, session: Option<u64>, stream: bool) -> Result<Stream> {
+    pub(crate) fn submit_chat(
+        &self,
+        messages: &[Message],
+        options: &GenerateOptions,
+        session: Option<u64>,
+        stream: bool,
+    ) -> Result<Stream> {
         let chat = self.prepare_chat(messages, options)?;
         Ok(self.submit(chat.tokens, &chat.options, session, stream)?.with_tool_parser(chat.parser))
     }
@@ -556,11 +559,7 @@ impl Model {
             return Err(Error::invalid_argument("scoring needs at least two tokens"));
         }
         let (tx, rx) = sync_channel(1);
-        self.send(Command::Score(ScoreRequest {
-            tokens,
-            reply: tx,
-            cancel: CancelHandle::default(),
-        }))?;
+        self.send(Command::Score(ScoreRequest { tokens, reply: tx, cancel: CancelHandle::default() }))?;
         rx.recv().map_err(|_| Error::closed())?
     }
 

@@ -104,7 +104,9 @@ impl Meta {
                 .into_iter()
                 .map(Meta::F32)
                 .collect(),
-            Meta::F64(_) => [0.0, 1.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN].into_iter().map(Meta::F64).collect(),
+            Meta::F64(_) => {
+                [0.0, 1.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN].into_iter().map(Meta::F64).collect()
+            }
             Meta::Bool(b) => vec![Meta::Bool(!b)],
             _ => Vec::new(),
         }
