@@ -28,6 +28,7 @@ const HOSTILE: &[(&str, &str)] = &[
     ("format", "{% for i in range(100000) %}{{ '%s%s%s'|format('x' * 1000000, 'y', 'z') }}{% endfor %}"),
     ("dict growth", "{% set ns = namespace(d={}) %}{% for i in range(100000) %}{% for j in range(100000) %}{% set ns.d = {'k': ns.d} %}{% endfor %}{% endfor %}"),
     ("sort of a huge list", "{% set ns = namespace(l=[3, 1, 2]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|sort|first }}"),
+    ("raw text in a loop", concat!("{% for i in range(100000) %}{% raw %}", include_str!("data/chat_templates/meta-llama-Llama-3.1-8B-Instruct.jinja"), "{% endraw %}{% endfor %}")),
     ("message content doubled", "{% set ns = namespace(s=messages[0].content) %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
 ];
 

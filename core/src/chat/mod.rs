@@ -155,9 +155,10 @@ pub struct ChatTemplate {
     max_prompt_bytes: usize,
 }
 
-/// The fuel of any render: about 2 million instructions, or 128 MB of values made in all.
+/// The fuel of any render: about a million instructions, or 64 MB of values and output made
+/// in all.
 /// The chat templates of well-known models spend a few thousand per message.
-pub const RENDER_FUEL: u64 = 2_000_000;
+pub const RENDER_FUEL: u64 = 1_000_000;
 /// Extra fuel per byte of input: a long conversation may be copied a few times over.
 pub const FUEL_PER_INPUT_BYTE: u64 = 4;
 /// The prompt size when no context length says otherwise.

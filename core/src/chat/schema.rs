@@ -80,9 +80,11 @@ impl NumberRange {
         let bound = |key: &str| -> Result<Option<f64>> {
             match map.get(key) {
                 None => Ok(None),
-                Some(v) => v.as_f64().filter(|f| f.is_finite()).map(Some).ok_or_else(|| {
-                    Error::new(ErrorKind::InvalidGrammar, format!("\"{key}\" must be a number, got {v}"))
-                }),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidGrammar, format!("\"{key}\" must be a number, got {v}"))),
             }
         };
         let pick = |inclusive: Option<f64>, exclusive: Option<f64>, tighter: fn(f64, f64) -> bool| match (inclusive, exclusive) {
@@ -104,12 +106,12 @@ impl NumberRange {
         let lo = match self.min {
             None => -LIMIT,
             Some((m, false)) => m.ceil() as i64,
-            Some((m, true)) => m.floor() as i64 + 1,
+            Some((m, true)) => (m.floor() as i64).saturating_add(1),
         };
         let hi = match self.max {
             None => LIMIT,
             Some((m, false)) => m.floor() as i64,
-            Some((m, true)) => m.ceil() as i64 - 1,
+            Some((m, true)) => (m.ceil() as i64).saturating_sub(1),
         };
         (lo.max(-LIMIT), hi.min(LIMIT))
     }
@@ -124,12 +126,12 @@ impl NumberRange {
         }
         const FRACTION: &str = "\".\" [0-9]{1,15}";
         // "k.f" lies in (k, k+1): inside the range when k >= min and k + 1 <= max.
-        let (pos_lo, pos_hi) = ((min.ceil() as i64).max(0), (max.floor() as i64 - 1).min(LIMIT));
+        let (pos_lo, pos_hi) = ((min.ceil() as i64).max(0), (max.floor() as i64).saturating_sub(1).min(LIMIT));
         if pos_lo <= pos_hi {
             alternatives.push(format!("{} {FRACTION}", uint_range(pos_lo as u64, pos_hi as u64)));
         }
         // "-k.f" lies in (-(k+1), -k): inside when -(k+1) >= min and -k <= max.
-        let (neg_lo, neg_hi) = ((-max).ceil().max(0.0) as i64, ((-min).floor() as i64 - 1).min(LIMIT));
+        let (neg_lo, neg_hi) = ((-max).ceil().max(0.0) as i64, ((-min).floor() as i64).saturating_sub(1).min(LIMIT));
         if neg_lo <= neg_hi {
             alternatives.push(format!("\"-\" {} {FRACTION}", uint_range(neg_lo as u64, neg_hi as u64)));
         }
@@ -305,6 +307,18 @@ mod tests {
         assert_eq!(numbers_in(open, &["0", "1", "0.5", "0.0001", "1.5"]), ["0.5", "0.0001"]);
         let from = NumberRange { min: Some((2.5, false)), max: None };
         assert_eq!(numbers_in(from, &["2", "3", "3.7", "2.5", "123456", "-1"]), ["3", "3.7", "123456"]);
+    }
+
+    #[test]
+    fn bounds_beyond_i64_have_no_numbers() {
+        // Found by fuzz/ (json_schema): `as i64` saturates, and the +1/-1 after it overflowed.
+        for (min, max) in
+            [(Some((1e300, true)), None), (Some((1e300, false)), None), (None, Some((-1e300, true))), (None, Some((-1e300, false)))]
+        {
+            assert!(NumberRange { min, max }.gbnf().is_err(), "{min:?} {max:?}");
+        }
+        let wide = NumberRange { min: Some((-1e300, true)), max: Some((1e300, true)) };
+        assert_eq!(wide.integer_bounds(), (-LIMIT, LIMIT));
     }
 
     #[test]
