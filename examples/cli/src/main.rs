@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use corral::{Error, ErrorKind, GenerateOptions, Message, Model, ModelOptions, Stream};
 use serde_json::json;
 
+mod soak;
+
 #[derive(Parser)]
 #[command(name = "corral", version, about = "Run GGUF language models locally")]
 struct Cli {
@@ -93,6 +95,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Many callers create, use, cancel and free sessions and streams on one model while RSS is
+    /// watched; fails on any error but `cancelled` or RSS growth past --max-growth-mb.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args)]
@@ -238,9 +243,8 @@ fn run(cli: Cli) -> corral::Result<()> {
             print_stream(model.chat_stream(&messages, &options)?)
         }
         Command::Perplexity { model, file, context_length, threads } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                Error::with_source(ErrorKind::InvalidArgument, format!("cannot read {}", file.display()), e)
-            })?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, format!("cannot read {}", file.display()), e))?;
             let model = load(&model, Some(context_length), threads)?;
             let mut tokens = model.tokenize(&text, true, false)?;
             tokens.truncate(context_length as usize - 1);
@@ -285,12 +289,16 @@ fn run(cli: Cli) -> corral::Result<()> {
                 println!("{:<12} {:>14} {:>14} {:>8}", "", "corral", "plain", "ratio");
                 println!(
                     "{:<12} {:>14.1} {:>14.1} {:>8.3}",
-                    "prompt t/s", r.prompt_tokens_per_s, r.plain_prompt_tokens_per_s,
+                    "prompt t/s",
+                    r.prompt_tokens_per_s,
+                    r.plain_prompt_tokens_per_s,
                     r.prompt_tokens_per_s / r.plain_prompt_tokens_per_s
                 );
                 println!(
                     "{:<12} {:>14.1} {:>14.1} {:>8.3}",
-                    "gen t/s", r.generation_tokens_per_s, r.plain_generation_tokens_per_s,
+                    "gen t/s",
+                    r.generation_tokens_per_s,
+                    r.plain_generation_tokens_per_s,
                     r.generation_tokens_per_s / r.plain_generation_tokens_per_s
                 );
             }
@@ -382,6 +390,12 @@ fn run(cli: Cli) -> corral::Result<()> {
                 println!(
                     "TTFT 1000-token prefix: cold {cold:.1} ms, cached {cached:.1} ms ({speedup:.0}x), cached while 7 others run {busy:.1} ms ({busy_speedup:.0}x)"
                 );
+            }
+            Ok(())
+        }
+        Command::Soak(args) => {
+            if !soak::run(&args)? {
+                std::process::exit(1);
             }
             Ok(())
         }
