@@ -15,17 +15,9 @@ fn generate() -> String {
         "\n#define CORRAL_VERSION \"{major}.{minor}.{patch}\"\n#define CORRAL_VERSION_MAJOR {major}\n#define CORRAL_VERSION_MINOR {minor}\n#define CORRAL_VERSION_PATCH {patch}\n/* MAJOR * 10000 + MINOR * 100 + PATCH */\n#define CORRAL_VERSION_NUMBER {}\n",
         major * 10000 + minor * 100 + patch
     ));
-    // Every source file of the crate, in a fixed order (lib.rs first, then by name).
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(crate_dir.join("src"))
-        .expect("bindings-c/src")
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
-        .collect();
-    sources.sort_by_key(|path| (path.file_name().unwrap() != "lib.rs", path.clone()));
-    let mut builder = cbindgen::Builder::new().with_config(config);
-    for source in sources {
-        builder = builder.with_src(source);
-    }
+    // lib.rs alone: cbindgen follows its `mod` declarations to every other file (giving those
+    // files too would declare each function twice).
+    let builder = cbindgen::Builder::new().with_config(config).with_src(crate_dir.join("src/lib.rs"));
     let mut out = Vec::new();
     builder.generate().expect("cbindgen generates the header").write(&mut out);
     String::from_utf8(out).unwrap()
@@ -54,4 +46,22 @@ fn version_macros_match_cargo_toml() {
     assert_eq!(vec![major, minor, patch], cargo);
     assert_eq!(number("CORRAL_VERSION_NUMBER"), cargo[0] * 10000 + cargo[1] * 100 + cargo[2]);
     assert!(header.contains(&format!("#define CORRAL_VERSION \"{}\"", env!("CARGO_PKG_VERSION"))));
+}
+
+/// Each function is declared once (C compilers warn on redundant declarations).
+#[test]
+fn every_function_is_declared_once() {
+    let header = generate();
+    let mut seen = std::collections::HashSet::new();
+    for line in header.lines() {
+        if let Some(name) = line.split('(').next().and_then(|head| head.split_whitespace().last()) {
+            if line.contains('(') && name.trim_start_matches('*').starts_with("corral_") && line.trim_end().ends_with([',', ';', '(']) {
+                let name = name.trim_start_matches('*');
+                if !line.trim_start().starts_with("typedef") {
+                    assert!(seen.insert(name.to_string()), "{name} is declared twice");
+                }
+            }
+        }
+    }
+    assert!(seen.len() >= 40, "found {} declarations", seen.len());
 }
