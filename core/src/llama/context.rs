@@ -200,6 +200,10 @@ impl Batch {
         Batch { raw, capacity: capacity.max(1) }
     }
 
+    pub(crate) fn raw(&self) -> &sys::llama_batch {
+        &self.raw
+    }
+
     pub(crate) fn clear(&mut self) {
         self.raw.n_tokens = 0;
     }
@@ -231,11 +235,5 @@ impl Drop for Batch {
     fn drop(&mut self) {
         // SAFETY: allocated by llama_batch_init, freed once.
         unsafe { sys::llama_batch_free(self.raw) }
-    }
-}
-
-impl Batch {
-    pub(crate) fn raw(&self) -> &sys::llama_batch {
-        &self.raw
     }
 }

@@ -164,12 +164,17 @@ fn check_heads(keys: &Keys<'_>, arch: &str, width: Option<u64>) -> Result<(), St
     }
     // The head size llama.cpp derives when the file does not state it.
     let max_heads = heads.iter().copied().max().unwrap_or(0);
-    let head_dim = keys.uint("attention.key_length")?.or_else(|| width.filter(|_| max_heads > 0).map(|w| w / max_heads));
-    if let (Some(w), true) = (width, max_heads > 0 && keys.uint("attention.key_length")?.is_none()) {
-        if w < max_heads {
-            return Err(format!("{} ({w}) is smaller than {head_name} ({max_heads})", keys.name("embedding_length")));
+    let key_length = keys.uint("attention.key_length")?;
+    let head_dim = match (key_length, width) {
+        (Some(stated), _) => Some(stated),
+        (None, Some(w)) if max_heads > 0 => {
+            if w < max_heads {
+                return Err(format!("{} ({w}) is smaller than {head_name} ({max_heads})", keys.name("embedding_length")));
+            }
+            Some(w / max_heads)
         }
-    }
+        _ => None,
+    };
     for (key, dim) in
         [("rope.dimension_count", head_dim), ("rope.dimension_count_swa", keys.uint("attention.key_length_swa")?.or(head_dim))]
     {
