@@ -21,12 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORRAL_VERSION "0.1.0"
+#define CORRAL_VERSION "0.2.0"
 #define CORRAL_VERSION_MAJOR 0
-#define CORRAL_VERSION_MINOR 1
+#define CORRAL_VERSION_MINOR 2
 #define CORRAL_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
-#define CORRAL_VERSION_NUMBER 100
+#define CORRAL_VERSION_NUMBER 200
 
 
 /*
@@ -75,6 +75,41 @@ typedef enum {
    */
   CORRAL_ERR_PANIC = 102,
 } corral_status;
+
+/*
+ The kinds of `corral_prompt`.
+ */
+enum corral_prompt_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /*
+   `text`: raw text (BOS added as the model asks; see parse_special).
+   */
+  CORRAL_PROMPT_TEXT = 0,
+  /*
+   `tokens`, `n_tokens`: token ids, used as given (no BOS is added).
+   */
+  CORRAL_PROMPT_TOKENS = 1,
+  /*
+   `messages`, `n_messages`: a conversation rendered with the chat template.
+   */
+  CORRAL_PROMPT_MESSAGES = 2,
+  /*
+   `text`: an OpenAI-shaped conversation as a JSON array of `{"role", "content",
+   "tool_calls", "tool_call_id", "name"}` objects, so an assistant's tool calls and the
+   `tool` messages answering them can be sent back.
+   */
+  CORRAL_PROMPT_MESSAGES_JSON = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum corral_prompt_kind corral_prompt_kind;
+#else
+typedef int32_t corral_prompt_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /*
  A loaded model. Thread-safe: share one `corral_model *` between threads; concurrent
@@ -243,12 +278,38 @@ typedef struct {
 
 /*
  One chat message (UTF-8, NUL-terminated; copied by the call). Conversations with tool calls
- and tool results go through the `_json` functions (OpenAI-shaped messages as JSON text).
+ and tool results are given as JSON instead (CORRAL_PROMPT_MESSAGES_JSON).
  */
 typedef struct {
   const char *role;
   const char *content;
 } corral_message;
+
+/*
+ What to generate from, for corral_model_generate and its kin. Set `kind` (a
+ corral_prompt_kind value) and the fields that kind reads; the others are ignored. Every
+ pointer is borrowed for the call only (the data is copied).
+ */
+typedef struct {
+  /*
+   A corral_prompt_kind value.
+   */
+  int32_t kind;
+  /*
+   CORRAL_PROMPT_TEXT and CORRAL_PROMPT_MESSAGES_JSON: NUL-terminated UTF-8.
+   */
+  const char *text;
+  /*
+   CORRAL_PROMPT_TOKENS: `n_tokens` token ids.
+   */
+  const int32_t *tokens;
+  uintptr_t n_tokens;
+  /*
+   CORRAL_PROMPT_MESSAGES: `n_messages` messages.
+   */
+  const corral_message *messages;
+  uintptr_t n_messages;
+} corral_prompt;
 
 /*
  Sampling and stopping options. Start from corral_generate_default_params().
@@ -530,13 +591,36 @@ corral_status corral_model_score(const corral_model *model,
 void corral_floats_free(float *values, uintptr_t len);
 
 /*
- Completes `prompt` (tokenized with BOS as the model asks), blocking. `params` may be NULL.
- `callback` (may be NULL) receives text as it is generated; returning false stops generation.
- `out_result` (may be NULL) receives the whole text, finish reason and usage; release its
- text with corral_result_free. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8,
- CORRAL_ERR_INVALID_ARGUMENT, CORRAL_ERR_CONTEXT_OVERFLOW, CORRAL_ERR_CLOSED,
- CORRAL_ERR_DEADLINE_EXCEEDED, CORRAL_ERR_DECODE_FAILED. Thread-safe: many threads may
- generate on one model at once.
+ Generates from `prompt` (text, token ids, messages or OpenAI-shaped JSON messages: see
+ corral_prompt), blocking. `params` may be NULL (defaults). `callback` (may be NULL)
+ receives text as it is generated; returning false stops generation. `out_result` (may be
+ NULL) receives the whole text, finish reason, usage, tool calls and log-probabilities;
+ release it with corral_result_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
+ CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (also a bad prompt kind, token id or
+ JSON), CORRAL_ERR_CONTEXT_OVERFLOW, CORRAL_ERR_BUSY, CORRAL_ERR_CLOSED,
+ CORRAL_ERR_DEADLINE_EXCEEDED, CORRAL_ERR_DECODE_FAILED, CORRAL_ERR_INVALID_GRAMMAR; for
+ conversations CORRAL_ERR_NO_CHAT_TEMPLATE and CORRAL_ERR_TEMPLATE. Thread-safe: many
+ threads may generate on one model at once.
+ */
+corral_status corral_model_generate(const corral_model *model,
+                                    const corral_prompt *prompt,
+                                    const corral_generate_params *params,
+                                    corral_chunk_callback callback,
+                                    void *user_data,
+                                    corral_result *out_result);
+
+/*
+ Starts a generation from `prompt` to pull with corral_stream_next. On CORRAL_OK
+ `*out_stream` is owned by the caller (corral_stream_free). Errors as
+ corral_model_generate. Thread-safe.
+ */
+corral_status corral_model_generate_stream(const corral_model *model,
+                                           const corral_prompt *prompt,
+                                           const corral_generate_params *params,
+                                           corral_stream **out_stream);
+
+/*
+ Completes raw text, blocking: corral_model_generate with a CORRAL_PROMPT_TEXT prompt.
  */
 corral_status corral_model_complete(const corral_model *model,
                                     const char *prompt,
@@ -546,8 +630,8 @@ corral_status corral_model_complete(const corral_model *model,
                                     corral_result *out_result);
 
 /*
- Like corral_model_complete, for a conversation rendered with the model's chat template.
- Additional errors: CORRAL_ERR_NO_CHAT_TEMPLATE, CORRAL_ERR_TEMPLATE.
+ Replies to a conversation, blocking: corral_model_generate with a CORRAL_PROMPT_MESSAGES
+ prompt of `n_messages` messages.
  */
 corral_status corral_model_chat(const corral_model *model,
                                 const corral_message *messages_ptr,
@@ -556,45 +640,6 @@ corral_status corral_model_chat(const corral_model *model,
                                 corral_chunk_callback callback,
                                 void *user_data,
                                 corral_result *out_result);
-
-/*
- Starts a completion to pull with corral_stream_next. On CORRAL_OK `*out_stream` is owned by
- the caller (corral_stream_free). Errors as corral_model_complete. Thread-safe.
- */
-corral_status corral_model_complete_stream(const corral_model *model,
-                                           const char *prompt,
-                                           const corral_generate_params *params,
-                                           corral_stream **out_stream);
-
-/*
- Starts a chat reply to pull with corral_stream_next. Errors as corral_model_chat.
- */
-corral_status corral_model_chat_stream(const corral_model *model,
-                                       const corral_message *messages_ptr,
-                                       uintptr_t n_messages,
-                                       const corral_generate_params *params,
-                                       corral_stream **out_stream);
-
-/*
- corral_model_chat for an OpenAI-shaped conversation: `messages_json` is a JSON array of
- `{"role", "content", "tool_calls", "tool_call_id", "name"}` objects, so an assistant's tool
- calls and the `tool` messages answering them can be sent back. Errors as corral_model_chat,
- and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON. Thread-safe.
- */
-corral_status corral_model_chat_json(const corral_model *model,
-                                     const char *messages_json,
-                                     const corral_generate_params *params,
-                                     corral_chunk_callback callback,
-                                     void *user_data,
-                                     corral_result *out_result);
-
-/*
- corral_model_chat_stream for an OpenAI-shaped conversation (see corral_model_chat_json).
- */
-corral_status corral_model_chat_stream_json(const corral_model *model,
-                                            const char *messages_json,
-                                            const corral_generate_params *params,
-                                            corral_stream **out_stream);
 
 /*
  Default load options (the same defaults as every corral binding).
@@ -618,8 +663,26 @@ corral_status corral_model_session(const corral_model *model, corral_session **o
 void corral_session_free(corral_session *session);
 
 /*
- corral_model_complete on a session: the prompt's prefix already evaluated by this session
- is reused (see usage.cached_tokens).
+ corral_model_generate on a session: the prompt's prefix this session already evaluated is
+ reused (see usage.cached_tokens), so pass the whole conversation each turn.
+ */
+corral_status corral_session_generate(const corral_session *session,
+                                      const corral_prompt *prompt,
+                                      const corral_generate_params *params,
+                                      corral_chunk_callback callback,
+                                      void *user_data,
+                                      corral_result *out_result);
+
+/*
+ corral_model_generate_stream on a session.
+ */
+corral_status corral_session_generate_stream(const corral_session *session,
+                                             const corral_prompt *prompt,
+                                             const corral_generate_params *params,
+                                             corral_stream **out_stream);
+
+/*
+ corral_model_complete on a session.
  */
 corral_status corral_session_complete(const corral_session *session,
                                       const char *prompt,
@@ -629,8 +692,7 @@ corral_status corral_session_complete(const corral_session *session,
                                       corral_result *out_result);
 
 /*
- corral_model_chat on a session: pass the whole conversation each turn; earlier turns are
- reused from the session's KV cache.
+ corral_model_chat on a session.
  */
 corral_status corral_session_chat(const corral_session *session,
                                   const corral_message *messages_ptr,
@@ -639,41 +701,6 @@ corral_status corral_session_chat(const corral_session *session,
                                   corral_chunk_callback callback,
                                   void *user_data,
                                   corral_result *out_result);
-
-/*
- corral_model_complete_stream on a session.
- */
-corral_status corral_session_complete_stream(const corral_session *session,
-                                             const char *prompt,
-                                             const corral_generate_params *params,
-                                             corral_stream **out_stream);
-
-/*
- corral_model_chat_stream on a session.
- */
-corral_status corral_session_chat_stream(const corral_session *session,
-                                         const corral_message *messages_ptr,
-                                         uintptr_t n_messages,
-                                         const corral_generate_params *params,
-                                         corral_stream **out_stream);
-
-/*
- corral_model_chat_json on a session.
- */
-corral_status corral_session_chat_json(const corral_session *session,
-                                       const char *messages_json,
-                                       const corral_generate_params *params,
-                                       corral_chunk_callback callback,
-                                       void *user_data,
-                                       corral_result *out_result);
-
-/*
- corral_model_chat_stream_json on a session.
- */
-corral_status corral_session_chat_stream_json(const corral_session *session,
-                                              const char *messages_json,
-                                              const corral_generate_params *params,
-                                              corral_stream **out_stream);
 
 /*
  Waits for the next chunk. On CORRAL_OK `*out_chunk` is filled; its text is borrowed until

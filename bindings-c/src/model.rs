@@ -12,9 +12,10 @@ use crate::conversions::{c_string, corral_engine_stats, corral_result};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, null, set_error};
 use crate::params::{
-    corral_chunk_callback, corral_generate_params, corral_message, corral_model_params, messages, messages_json, model_options, tools,
+    corral_chunk_callback, corral_generate_params, corral_message, corral_model_params, corral_prompt, messages, messages_json,
+    model_options, prompt as read_prompt, tools, PromptInput,
 };
-use crate::stream::{corral_stream, generate, generate_stream, Prompt, Target};
+use crate::stream::{corral_stream, generate, generate_stream, Target};
 
 /// A loaded model. Thread-safe: share one `corral_model *` between threads; concurrent
 /// requests are batched by its engine.
@@ -350,13 +351,54 @@ pub unsafe extern "C" fn corral_floats_free(values: *mut f32, len: usize) {
     });
 }
 
-/// Completes `prompt` (tokenized with BOS as the model asks), blocking. `params` may be NULL.
-/// `callback` (may be NULL) receives text as it is generated; returning false stops generation.
-/// `out_result` (may be NULL) receives the whole text, finish reason and usage; release its
-/// text with corral_result_free. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8,
-/// CORRAL_ERR_INVALID_ARGUMENT, CORRAL_ERR_CONTEXT_OVERFLOW, CORRAL_ERR_CLOSED,
-/// CORRAL_ERR_DEADLINE_EXCEEDED, CORRAL_ERR_DECODE_FAILED. Thread-safe: many threads may
-/// generate on one model at once.
+/// Generates from `prompt` (text, token ids, messages or OpenAI-shaped JSON messages: see
+/// corral_prompt), blocking. `params` may be NULL (defaults). `callback` (may be NULL)
+/// receives text as it is generated; returning false stops generation. `out_result` (may be
+/// NULL) receives the whole text, finish reason, usage, tool calls and log-probabilities;
+/// release it with corral_result_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
+/// CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (also a bad prompt kind, token id or
+/// JSON), CORRAL_ERR_CONTEXT_OVERFLOW, CORRAL_ERR_BUSY, CORRAL_ERR_CLOSED,
+/// CORRAL_ERR_DEADLINE_EXCEEDED, CORRAL_ERR_DECODE_FAILED, CORRAL_ERR_INVALID_GRAMMAR; for
+/// conversations CORRAL_ERR_NO_CHAT_TEMPLATE and CORRAL_ERR_TEMPLATE. Thread-safe: many
+/// threads may generate on one model at once.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_generate(
+    model: *const corral_model,
+    prompt: *const corral_prompt,
+    params: *const corral_generate_params,
+    callback: corral_chunk_callback,
+    user_data: *mut c_void,
+    out_result: *mut corral_result,
+) -> corral_status {
+    guard(|| {
+        let m = try_ref!(model);
+        // SAFETY: NULL or a valid corral_prompt (this function's contract).
+        let prompt = unsafe { read_prompt(prompt) }?;
+        // SAFETY: params and out_result are NULL or valid (this function's contract).
+        unsafe { generate(Target::Model(&m.model), prompt, params, callback, user_data, out_result) }
+    })
+}
+
+/// Starts a generation from `prompt` to pull with corral_stream_next. On CORRAL_OK
+/// `*out_stream` is owned by the caller (corral_stream_free). Errors as
+/// corral_model_generate. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_generate_stream(
+    model: *const corral_model,
+    prompt: *const corral_prompt,
+    params: *const corral_generate_params,
+    out_stream: *mut *mut corral_stream,
+) -> corral_status {
+    guard(|| {
+        let m = try_ref!(model);
+        // SAFETY: NULL or a valid corral_prompt (this function's contract).
+        let prompt = unsafe { read_prompt(prompt) }?;
+        // SAFETY: params and out_stream are NULL or valid (this function's contract).
+        unsafe { generate_stream(Target::Model(&m.model), prompt, params, out_stream) }
+    })
+}
+
+/// Completes raw text, blocking: corral_model_generate with a CORRAL_PROMPT_TEXT prompt.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_complete(
     model: *const corral_model,
@@ -370,12 +412,12 @@ pub unsafe extern "C" fn corral_model_complete(
         let m = try_ref!(model);
         let prompt = try_str!(prompt);
         // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), Prompt::Text(prompt), params, callback, user_data, out_result) }
+        unsafe { generate(Target::Model(&m.model), PromptInput::Text(prompt), params, callback, user_data, out_result) }
     })
 }
 
-/// Like corral_model_complete, for a conversation rendered with the model's chat template.
-/// Additional errors: CORRAL_ERR_NO_CHAT_TEMPLATE, CORRAL_ERR_TEMPLATE.
+/// Replies to a conversation, blocking: corral_model_generate with a CORRAL_PROMPT_MESSAGES
+/// prompt of `n_messages` messages.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_chat(
     model: *const corral_model,
@@ -391,80 +433,6 @@ pub unsafe extern "C" fn corral_model_chat(
         // SAFETY: an array of n_messages messages (this function's contract).
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
         // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), Prompt::Chat(msgs), params, callback, user_data, out_result) }
-    })
-}
-
-/// Starts a completion to pull with corral_stream_next. On CORRAL_OK `*out_stream` is owned by
-/// the caller (corral_stream_free). Errors as corral_model_complete. Thread-safe.
-#[no_mangle]
-pub unsafe extern "C" fn corral_model_complete_stream(
-    model: *const corral_model,
-    prompt: *const c_char,
-    params: *const corral_generate_params,
-    out_stream: *mut *mut corral_stream,
-) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let prompt = try_str!(prompt);
-        // SAFETY: params and out_stream are NULL or valid (this function's contract).
-        unsafe { generate_stream(Target::Model(&m.model), Prompt::Text(prompt), params, out_stream) }
-    })
-}
-
-/// Starts a chat reply to pull with corral_stream_next. Errors as corral_model_chat.
-#[no_mangle]
-pub unsafe extern "C" fn corral_model_chat_stream(
-    model: *const corral_model,
-    messages_ptr: *const corral_message,
-    n_messages: usize,
-    params: *const corral_generate_params,
-    out_stream: *mut *mut corral_stream,
-) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        // SAFETY: an array of n_messages messages (this function's contract).
-        let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        // SAFETY: params and out_stream are NULL or valid (this function's contract).
-        unsafe { generate_stream(Target::Model(&m.model), Prompt::Chat(msgs), params, out_stream) }
-    })
-}
-
-/// corral_model_chat for an OpenAI-shaped conversation: `messages_json` is a JSON array of
-/// `{"role", "content", "tool_calls", "tool_call_id", "name"}` objects, so an assistant's tool
-/// calls and the `tool` messages answering them can be sent back. Errors as corral_model_chat,
-/// and CORRAL_ERR_INVALID_ARGUMENT for malformed JSON. Thread-safe.
-#[no_mangle]
-pub unsafe extern "C" fn corral_model_chat_json(
-    model: *const corral_model,
-    messages_json: *const c_char,
-    params: *const corral_generate_params,
-    callback: corral_chunk_callback,
-    user_data: *mut c_void,
-    out_result: *mut corral_result,
-) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        // SAFETY: NULL or a NUL-terminated string (this function's contract).
-        let msgs = unsafe { self::messages_json(messages_json) }?;
-        // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), Prompt::Chat(msgs), params, callback, user_data, out_result) }
-    })
-}
-
-/// corral_model_chat_stream for an OpenAI-shaped conversation (see corral_model_chat_json).
-#[no_mangle]
-pub unsafe extern "C" fn corral_model_chat_stream_json(
-    model: *const corral_model,
-    messages_json: *const c_char,
-    params: *const corral_generate_params,
-    out_stream: *mut *mut corral_stream,
-) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        // SAFETY: NULL or a NUL-terminated string (this function's contract).
-        let msgs = unsafe { self::messages_json(messages_json) }?;
-        // SAFETY: params and out_stream are NULL or valid (this function's contract).
-        unsafe { generate_stream(Target::Model(&m.model), Prompt::Chat(msgs), params, out_stream) }
+        unsafe { generate(Target::Model(&m.model), PromptInput::Messages(msgs), params, callback, user_data, out_result) }
     })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use corral::{Constraint, GenerateOptions, KvFullPolicy, Message, ModelOptions, ProgressCallback, ToolChoice, MAX_TOP_LOGPROBS};
 
-use crate::boundary::{try_opt_ref, try_opt_str, try_slice, try_str};
+use crate::boundary::{try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, invalid, set_error};
 
@@ -95,7 +95,7 @@ pub struct corral_generate_params {
 }
 
 /// One chat message (UTF-8, NUL-terminated; copied by the call). Conversations with tool calls
-/// and tool results go through the `_json` functions (OpenAI-shaped messages as JSON text).
+/// and tool results are given as JSON instead (CORRAL_PROMPT_MESSAGES_JSON).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct corral_message {
@@ -271,6 +271,79 @@ pub(crate) unsafe fn generate_options(params: *const corral_generate_params) -> 
     };
     options.validate().map_err(fail)?;
     Ok(options)
+}
+
+/// The kinds of `corral_prompt`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum corral_prompt_kind {
+    /// `text`: raw text (BOS added as the model asks; see parse_special).
+    CORRAL_PROMPT_TEXT = 0,
+    /// `tokens`, `n_tokens`: token ids, used as given (no BOS is added).
+    CORRAL_PROMPT_TOKENS = 1,
+    /// `messages`, `n_messages`: a conversation rendered with the chat template.
+    CORRAL_PROMPT_MESSAGES = 2,
+    /// `text`: an OpenAI-shaped conversation as a JSON array of `{"role", "content",
+    /// "tool_calls", "tool_call_id", "name"}` objects, so an assistant's tool calls and the
+    /// `tool` messages answering them can be sent back.
+    CORRAL_PROMPT_MESSAGES_JSON = 3,
+}
+
+/// What to generate from, for corral_model_generate and its kin. Set `kind` (a
+/// corral_prompt_kind value) and the fields that kind reads; the others are ignored. Every
+/// pointer is borrowed for the call only (the data is copied).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct corral_prompt {
+    /// A corral_prompt_kind value.
+    pub kind: i32,
+    /// CORRAL_PROMPT_TEXT and CORRAL_PROMPT_MESSAGES_JSON: NUL-terminated UTF-8.
+    pub text: *const c_char,
+    /// CORRAL_PROMPT_TOKENS: `n_tokens` token ids.
+    pub tokens: *const i32,
+    pub n_tokens: usize,
+    /// CORRAL_PROMPT_MESSAGES: `n_messages` messages.
+    pub messages: *const corral_message,
+    pub n_messages: usize,
+}
+
+/// A C prompt read into Rust values (text and tokens still borrowed from the caller).
+pub(crate) enum PromptInput<'a> {
+    Text(&'a str),
+    Tokens(&'a [i32]),
+    Messages(Vec<Message>),
+}
+
+impl PromptInput<'_> {
+    pub(crate) fn as_core(&self) -> corral::Prompt<'_> {
+        match self {
+            PromptInput::Text(text) => corral::Prompt::Text(text),
+            PromptInput::Tokens(tokens) => corral::Prompt::Tokens(tokens),
+            PromptInput::Messages(messages) => corral::Prompt::Messages(messages),
+        }
+    }
+}
+
+/// Reads a `corral_prompt`.
+///
+/// # Safety
+/// `prompt` is NULL or points to a corral_prompt whose pointers are valid for its kind.
+pub(crate) unsafe fn prompt<'a>(prompt: *const corral_prompt) -> Result<PromptInput<'a>, corral_status> {
+    let p: &corral_prompt = try_ref!(prompt);
+    let kind = p.kind;
+    match kind {
+        k if k == corral_prompt_kind::CORRAL_PROMPT_TEXT as i32 => Ok(PromptInput::Text(try_str!(p.text, "prompt.text"))),
+        k if k == corral_prompt_kind::CORRAL_PROMPT_TOKENS as i32 => {
+            Ok(PromptInput::Tokens(try_slice!(p.tokens, p.n_tokens, "prompt.tokens")))
+        }
+        // SAFETY: an array of n_messages messages (the caller's guarantee).
+        k if k == corral_prompt_kind::CORRAL_PROMPT_MESSAGES as i32 => {
+            unsafe { messages(p.messages, p.n_messages) }.map(PromptInput::Messages)
+        }
+        // SAFETY: NULL or a NUL-terminated string (the caller's guarantee).
+        k if k == corral_prompt_kind::CORRAL_PROMPT_MESSAGES_JSON as i32 => unsafe { messages_json(p.text) }.map(PromptInput::Messages),
+        other => Err(invalid(format!("prompt.kind must be a corral_prompt_kind (0-3), got {other}"))),
+    }
 }
 
 /// `n` messages.

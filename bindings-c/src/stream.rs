@@ -4,13 +4,13 @@
 use std::ffi::{c_void, CString};
 use std::sync::Mutex;
 
-use corral::{CancelHandle, GenerateOptions, Logprob, Message, Model, Session, Stream, ToolCall, ToolCallDelta};
+use corral::{CancelHandle, GenerateOptions, Logprob, Model, Session, Stream, ToolCall, ToolCallDelta};
 
 use crate::boundary::{free_handle, guard, guard_void, into_handle, try_mut, try_opt_mut, try_opt_ref, try_ref};
 use crate::conversions::{c_string, corral_chunk, corral_finish_reason, corral_result, corral_usage, json_array_or_null, owned_result};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
-use crate::params::{corral_chunk_callback, corral_generate_params, generate_options};
+use crate::params::{corral_chunk_callback, corral_generate_params, generate_options, PromptInput};
 
 /// A running generation pulled with corral_stream_next. corral_stream_next must not be
 /// called from two threads at once; corral_stream_cancel may be called from any thread while
@@ -55,22 +55,15 @@ fn into_stream_handle(stream: Stream) -> *mut corral_stream {
     })
 }
 
-pub(crate) enum Prompt<'a> {
-    Text(&'a str),
-    Chat(Vec<Message>),
-}
-
 pub(crate) enum Target<'a> {
     Model(&'a Model),
     Session(&'a Session),
 }
 
-fn start(target: Target<'_>, prompt: Prompt<'_>, options: &GenerateOptions) -> corral::Result<Stream> {
-    match (target, prompt) {
-        (Target::Model(m), Prompt::Text(p)) => m.complete_stream(p, options),
-        (Target::Model(m), Prompt::Chat(msgs)) => m.chat_stream(&msgs, options),
-        (Target::Session(s), Prompt::Text(p)) => s.complete_stream(p, options),
-        (Target::Session(s), Prompt::Chat(msgs)) => s.chat_stream(&msgs, options),
+fn start(target: Target<'_>, prompt: &PromptInput<'_>, options: &GenerateOptions) -> corral::Result<Stream> {
+    match target {
+        Target::Model(m) => m.generate_stream(prompt.as_core(), options),
+        Target::Session(s) => s.generate_stream(prompt.as_core(), options),
     }
 }
 
@@ -80,7 +73,7 @@ fn start(target: Target<'_>, prompt: Prompt<'_>, options: &GenerateOptions) -> c
 /// `params` and `out_result` are NULL or valid (the entry point's contract).
 pub(crate) unsafe fn generate(
     target: Target<'_>,
-    prompt: Prompt<'_>,
+    prompt: PromptInput<'_>,
     params: *const corral_generate_params,
     callback: corral_chunk_callback,
     user_data: *mut c_void,
@@ -88,7 +81,7 @@ pub(crate) unsafe fn generate(
 ) -> Result<(), corral_status> {
     // SAFETY: the caller's guarantee, passed on.
     let options = unsafe { generate_options(params) }?;
-    let stream = start(target, prompt, &options).map_err(fail)?;
+    let stream = start(target, &prompt, &options).map_err(fail)?;
     run_blocking(stream, callback, user_data, try_opt_mut!(out_result))
 }
 
@@ -98,14 +91,14 @@ pub(crate) unsafe fn generate(
 /// `params` and `out_stream` are NULL or valid (the entry point's contract).
 pub(crate) unsafe fn generate_stream(
     target: Target<'_>,
-    prompt: Prompt<'_>,
+    prompt: PromptInput<'_>,
     params: *const corral_generate_params,
     out_stream: *mut *mut corral_stream,
 ) -> Result<(), corral_status> {
     let out_stream = try_mut!(out_stream);
     // SAFETY: the caller's guarantee, passed on.
     let options = unsafe { generate_options(params) }?;
-    let stream = start(target, prompt, &options).map_err(fail)?;
+    let stream = start(target, &prompt, &options).map_err(fail)?;
     *out_stream = into_stream_handle(stream);
     Ok(())
 }

@@ -232,11 +232,11 @@ impl NativeModel {
                 cancel,
                 move || match &p1 {
                     Either::A(text) => streaming.complete_stream(text, &o1),
-                    Either::B(tokens) => streaming.complete_tokens_stream(tokens, &o1),
+                    Either::B(tokens) => streaming.generate_stream(tokens, &o1),
                 },
                 move || match &prompt {
                     Either::A(text) => model.complete(text, &options),
-                    Either::B(tokens) => model.complete_tokens(tokens, &options),
+                    Either::B(tokens) => model.generate(tokens, &options),
                 },
             )
         })
@@ -272,7 +272,7 @@ impl NativeModel {
         let model = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || match &prompt {
             Either::A(text) => model.complete_stream(text, &options),
-            Either::B(tokens) => model.complete_tokens_stream(tokens, &options),
+            Either::B(tokens) => model.generate_stream(tokens, &options),
         })))
     }
 

@@ -196,7 +196,7 @@ impl PyModel {
         let options = generate_options(py, kwargs)?;
         self.stream(py, Kind::Text, options.logprobs.is_some(), move |model| match &prompt {
             Prompt::Text(text) => model.complete_stream(text, &options),
-            Prompt::Tokens(tokens) => model.complete_tokens_stream(tokens, &options),
+            Prompt::Tokens(tokens) => model.generate_stream(tokens, &options),
         })
     }
 

@@ -156,7 +156,7 @@ pub fn run(path: &Path, config: &BenchConfig) -> Result<BenchReport> {
     for _ in 0..config.repeats {
         // Nothing cached: the whole prompt is evaluated every round.
         model.clear_cache()?;
-        let done = model.complete_tokens(&prompt, &options)?;
+        let done = model.generate(&prompt, &options)?;
         pp.push(done.usage.prompt_tokens_per_s);
         tg.push(done.usage.generation_tokens_per_s);
         let (p, g) = plain_run(&llama, &prompt, config)?;
@@ -347,7 +347,7 @@ fn prefix_ttft(model: &Model, document: &[i32], busy_options: &GenerateOptions) 
     let ask = |question: &str| -> Result<f64> {
         let prompt = [document, model.tokenize(question, false, false)?.as_slice()].concat();
         let started = Instant::now();
-        let mut stream = model.complete_tokens_stream(&prompt, &one)?;
+        let mut stream = model.generate_stream(&prompt, &one)?;
         while let Some(chunk) = stream.next_chunk() {
             if !chunk?.tokens.is_empty() {
                 return Ok(ms(started.elapsed()));

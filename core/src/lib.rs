@@ -32,7 +32,7 @@ pub use chat::{ChatTemplate, Message, ToolCall};
 pub use engine::EngineStats;
 pub use error::{Error, ErrorKind, Result};
 pub use model::session::Session;
-pub use model::{default_threads, Model, ModelInfo, SpecialToken};
+pub use model::{default_threads, Model, ModelInfo, Prompt, SpecialToken};
 pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};
 pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Logprob, Poll, Stream, TokenLogprob, Usage};
 

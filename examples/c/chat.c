@@ -66,8 +66,9 @@ int main(int argc, char **argv) {
     corral_result_free(&result);
 
     /* 2. Pull streaming: the same question again, chunk by chunk. */
+    corral_prompt conversation = {.kind = CORRAL_PROMPT_MESSAGES, .messages = messages, .n_messages = 2};
     corral_stream *stream = NULL;
-    if (corral_model_chat_stream(model, messages, 2, &params, &stream) != CORRAL_OK) {
+    if (corral_model_generate_stream(model, &conversation, &params, &stream) != CORRAL_OK) {
         fprintf(stderr, "error: %s\n", corral_last_error_message());
         corral_model_free(model);
         return 1;

@@ -32,8 +32,9 @@ static void *generate(void *arg) {
     params.max_tokens = 200;
     params.temperature = 0.0f;
     params.ignore_eos = true;
+    corral_prompt prompt = {.kind = CORRAL_PROMPT_TEXT, .text = j->prompt};
     corral_stream *stream = NULL;
-    if (corral_session_complete_stream(session, j->prompt, &params, &stream) != CORRAL_OK) {
+    if (corral_session_generate_stream(session, &prompt, &params, &stream) != CORRAL_OK) {
         fprintf(stderr, "error: %s\n", corral_last_error_message());
         j->failed = 1;
         corral_session_free(session);

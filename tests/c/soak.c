@@ -196,7 +196,7 @@ static corral_status cycle(unsigned caller, unsigned long long n, unsigned long 
     }
     case 2: {
         corral_message msgs[] = {{"user", text}};
-        if ((st = corral_session_chat_stream(session, msgs, 1, &p3, &stream)) != CORRAL_OK) break;
+        if ((st = corral_session_generate_stream(session, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = msgs, .n_messages = 1}, &p3, &stream)) != CORRAL_OK) break;
         if ((st = drain(stream, &reason)) != CORRAL_OK) break;
         expect_finished("chat_stream", reason);
         atomic_fetch_add(&g_calls, 1);
@@ -204,7 +204,7 @@ static corral_status cycle(unsigned caller, unsigned long long n, unsigned long 
         break;
     }
     default: {
-        if ((st = corral_session_complete_stream(session, text, &p2, &stream)) != CORRAL_OK) break;
+        if ((st = corral_session_generate_stream(session, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = text}, &p2, &stream)) != CORRAL_OK) break;
         if ((st = drain(stream, &reason)) != CORRAL_OK) break;
         expect_finished("complete_stream", reason);
         corral_stream_free(stream);
@@ -273,11 +273,11 @@ static corral_status cancellation(unsigned caller, unsigned long long n, unsigne
     corral_generate_params p = long_params();
     corral_stream *stream = NULL;
     if (session) {
-        st = (n / 8) % 2 == 0 ? corral_session_chat_stream(session, msgs, 1, &p, &stream)
-                        : corral_session_complete_stream(session, prompt, &p, &stream);
+        st = (n / 8) % 2 == 0 ? corral_session_generate_stream(session, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = msgs, .n_messages = 1}, &p, &stream)
+                        : corral_session_generate_stream(session, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = prompt}, &p, &stream);
     } else {
-        st = (n / 8) % 2 == 0 ? corral_model_chat_stream(g_model, msgs, 1, &p, &stream)
-                        : corral_model_complete_stream(g_model, prompt, &p, &stream);
+        st = (n / 8) % 2 == 0 ? corral_model_generate_stream(g_model, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = msgs, .n_messages = 1}, &p, &stream)
+                        : corral_model_generate_stream(g_model, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = prompt}, &p, &stream);
     }
     if (st != CORRAL_OK) {
         corral_session_free(session);

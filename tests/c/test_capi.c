@@ -326,16 +326,16 @@ static void test_chat_and_sessions(corral_model *m) {
     CHECK_STATUS(corral_session_chat(NULL, msgs, 1, &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
 
     corral_stream *st = NULL;
-    CHECK_STATUS(corral_session_complete_stream(s, "Hello", &p, &st), CORRAL_OK);
+    CHECK_STATUS(corral_session_generate_stream(s, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = "Hello"}, &p, &st), CORRAL_OK);
     corral_chunk ch;
     while (corral_stream_next(st, &ch) == CORRAL_OK && ch.finish_reason == CORRAL_FINISH_NONE) {
     }
     CHECK(ch.finish_reason != CORRAL_FINISH_NONE);
     corral_stream_free(st);
-    CHECK_STATUS(corral_session_chat_stream(s, msgs, 1, &p, &st), CORRAL_OK);
+    CHECK_STATUS(corral_session_generate_stream(s, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = msgs, .n_messages = 1}, &p, &st), CORRAL_OK);
     corral_stream_free(st); /* freeing a running stream cancels it */
-    CHECK_STATUS(corral_session_complete_stream(NULL, "x", &p, &st), CORRAL_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(corral_session_chat_stream(s, msgs, 1, &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_session_generate_stream(NULL, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = "x"}, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_session_generate_stream(s, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = msgs, .n_messages = 1}, &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
     corral_session_free(s);
     corral_session_free(NULL);
 }
@@ -346,7 +346,7 @@ static void test_streams(corral_model *m) {
     p.ignore_eos = true;
     p.temperature = 0.0f;
     corral_stream *st = NULL;
-    CHECK_STATUS(corral_model_complete_stream(m, "Once upon a time", &p, &st), CORRAL_OK);
+    CHECK_STATUS(corral_model_generate_stream(m, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = "Once upon a time"}, &p, &st), CORRAL_OK);
     corral_chunk ch;
     CHECK_STATUS(corral_stream_next(st, &ch), CORRAL_OK);
     CHECK(ch.finish_reason == CORRAL_FINISH_NONE);
@@ -365,15 +365,15 @@ static void test_streams(corral_model *m) {
     corral_stream_cancel(NULL);
 
     CHECK_STATUS(corral_stream_next(NULL, &ch), CORRAL_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(corral_model_complete_stream(NULL, "x", &p, &st), CORRAL_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(corral_model_complete_stream(m, NULL, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(corral_model_complete_stream(m, "x", &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_generate_stream(NULL, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = "x"}, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_generate_stream(m, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = NULL}, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_generate_stream(m, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = "x"}, &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
     corral_message msgs[] = {{"user", "Hi"}};
     p.max_tokens = 4;
-    CHECK_STATUS(corral_model_chat_stream(m, msgs, 1, &p, &st), CORRAL_OK);
+    CHECK_STATUS(corral_model_generate_stream(m, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = msgs, .n_messages = 1}, &p, &st), CORRAL_OK);
     CHECK_STATUS(corral_stream_next(st, NULL), CORRAL_ERR_NULL_ARGUMENT);
     corral_stream_free(st);
-    CHECK_STATUS(corral_model_chat_stream(NULL, msgs, 1, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_generate_stream(NULL, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = msgs, .n_messages = 1}, &p, &st), CORRAL_ERR_NULL_ARGUMENT);
 }
 
 static void test_score(corral_model *m) {
@@ -453,7 +453,7 @@ static void test_free_with_live_handles(void) {
     CHECK_STATUS(corral_model_session(m, &s), CORRAL_OK);
     corral_generate_params p = corral_generate_default_params();
     p.max_tokens = 4;
-    CHECK_STATUS(corral_model_complete_stream(m, "Hello", &p, &st), CORRAL_OK);
+    CHECK_STATUS(corral_model_generate_stream(m, &(corral_prompt){.kind = CORRAL_PROMPT_TEXT, .text = "Hello"}, &p, &st), CORRAL_OK);
     corral_model_free(m); /* sessions and streams stay safe to use and free */
     corral_chunk ch;
     corral_status status;
@@ -491,7 +491,7 @@ static void test_tools_and_json_messages(corral_model *m) {
 
     /* Streamed: tool-call deltas arrive in chunks, the text stays empty. */
     corral_stream *s = NULL;
-    CHECK_STATUS(corral_model_chat_stream(m, ask, 1, &p, &s), CORRAL_OK);
+    CHECK_STATUS(corral_model_generate_stream(m, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = ask, .n_messages = 1}, &p, &s), CORRAL_OK);
     corral_chunk chunk;
     int deltas = 0;
     do {
@@ -516,23 +516,23 @@ static void test_tools_and_json_messages(corral_model *m) {
     p.tool_choice = "none";
     p.max_tokens = 8;
     p.logprobs = 2;
-    CHECK_STATUS(corral_model_chat_json(m, conversation, &p, NULL, NULL, &r), CORRAL_OK);
+    CHECK_STATUS(corral_model_generate(m, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES_JSON, .text = conversation}, &p, NULL, NULL, &r), CORRAL_OK);
     CHECK(r.finish_reason != CORRAL_FINISH_TOOL_CALLS && r.tool_calls_json == NULL);
     CHECK(r.logprobs_json && strstr(r.logprobs_json, "\"top_logprobs\"") != NULL);
     corral_result_free(&r);
     corral_session *session = NULL;
     CHECK_STATUS(corral_model_session(m, &session), CORRAL_OK);
-    CHECK_STATUS(corral_session_chat_json(session, conversation, &p, NULL, NULL, &r), CORRAL_OK);
+    CHECK_STATUS(corral_session_generate(session, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES_JSON, .text = conversation}, &p, NULL, NULL, &r), CORRAL_OK);
     corral_result_free(&r);
     s = NULL;
-    CHECK_STATUS(corral_session_chat_stream_json(session, conversation, &p, &s), CORRAL_OK);
+    CHECK_STATUS(corral_session_generate_stream(session, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES_JSON, .text = conversation}, &p, &s), CORRAL_OK);
     corral_stream_free(s);
     corral_session_free(session);
 
     /* Bad input: typed errors, nothing generated. */
-    CHECK_STATUS(corral_model_chat_json(m, NULL, &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
-    CHECK_STATUS(corral_model_chat_json(m, "{\"role\": \"user\"}", &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
-    CHECK_STATUS(corral_model_chat_json(m, "[{\"role\": \"user\"}]", &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_generate(m, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES_JSON, .text = NULL}, &p, NULL, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_generate(m, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES_JSON, .text = "{\"role\": \"user\"}"}, &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_generate(m, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES_JSON, .text = "[{\"role\": \"user\"}]"}, &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
     p.tools_json = "not json";
     CHECK_STATUS(corral_model_chat(m, ask, 1, &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
     p.tools_json = WEATHER_TOOLS;
@@ -545,6 +545,50 @@ static void test_tools_and_json_messages(corral_model *m) {
     p.tools_json = WEATHER_TOOLS;
     CHECK_STATUS(corral_model_complete(m, "Hi", &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
     CHECK(corral_cpu_variant() != NULL && strlen(corral_cpu_variant()) > 0);
+}
+
+/* The tagged prompt of corral_*_generate: token ids, a bad kind, NULL pointers. */
+static void test_generate_prompts(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 4;
+    p.temperature = 0.0f;
+    p.ignore_eos = true;
+    int32_t *tokens = NULL;
+    size_t n = 0;
+    CHECK_STATUS(corral_model_tokenize(m, "The capital of France is", true, false, &tokens, &n), CORRAL_OK);
+    corral_prompt by_tokens = {.kind = CORRAL_PROMPT_TOKENS, .tokens = tokens, .n_tokens = n};
+    corral_result from_tokens = {0}, from_text = {0};
+    CHECK_STATUS(corral_model_generate(m, &by_tokens, &p, NULL, NULL, &from_tokens), CORRAL_OK);
+    /* Token ids are used as given: the same ids as the text's tokenization, the same greedy reply. */
+    CHECK_STATUS(corral_model_complete(m, "The capital of France is", &p, NULL, NULL, &from_text), CORRAL_OK);
+    CHECK(from_tokens.usage.prompt_tokens == n && from_tokens.usage.completion_tokens == 4);
+    CHECK(from_tokens.text && from_text.text && strcmp(from_tokens.text, from_text.text) == 0);
+    corral_result_free(&from_tokens);
+    corral_result_free(&from_text);
+
+    corral_session *s = NULL;
+    CHECK_STATUS(corral_model_session(m, &s), CORRAL_OK);
+    corral_stream *st = NULL;
+    CHECK_STATUS(corral_session_generate_stream(s, &by_tokens, &p, &st), CORRAL_OK);
+    corral_chunk ch;
+    while (corral_stream_next(st, &ch) == CORRAL_OK && ch.finish_reason == CORRAL_FINISH_NONE) {
+    }
+    CHECK(ch.finish_reason == CORRAL_FINISH_LENGTH);
+    corral_stream_free(st);
+    corral_session_free(s);
+
+    int32_t out_of_vocabulary[] = {1, 999999};
+    corral_prompt bad_token = {.kind = CORRAL_PROMPT_TOKENS, .tokens = out_of_vocabulary, .n_tokens = 2};
+    CHECK_STATUS(corral_model_generate(m, &bad_token, &p, NULL, NULL, NULL), CORRAL_ERR_INVALID_ARGUMENT);
+    corral_prompt no_tokens = {.kind = CORRAL_PROMPT_TOKENS, .tokens = NULL, .n_tokens = 3};
+    CHECK_STATUS(corral_model_generate(m, &no_tokens, &p, NULL, NULL, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_prompt bad_kind = {.kind = 42, .text = "Hello"};
+    CHECK_STATUS(corral_model_generate(m, &bad_kind, &p, NULL, NULL, NULL), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_generate_stream(m, &bad_kind, &p, &st), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_generate(m, NULL, &p, NULL, NULL, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_prompt no_messages = {.kind = CORRAL_PROMPT_MESSAGES, .messages = NULL, .n_messages = 1};
+    CHECK_STATUS(corral_model_generate(m, &no_messages, &p, NULL, NULL, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    corral_tokens_free(tokens, n);
 }
 
 int main(int argc, char **argv) {
@@ -570,6 +614,7 @@ int main(int argc, char **argv) {
         test_chat_and_sessions(m);
         test_score(m);
         test_tools_and_json_messages(m);
+        test_generate_prompts(m);
     }
     corral_model_free(m);
     test_logging();

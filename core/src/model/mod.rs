@@ -2,6 +2,7 @@
 
 pub(crate) mod gguf;
 pub(crate) mod hparams;
+pub(crate) mod prompt;
 pub(crate) mod session;
 
 use std::borrow::Cow;
@@ -22,6 +23,7 @@ use crate::chat::{ChatTemplate, Message};
 use crate::engine::preempt::Preemption;
 use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::model::prompt::Prompt;
 use crate::model::session::Session;
 use crate::options::{Constraint, GenerateOptions, ModelOptions};
 use crate::stream::{CancelHandle, Completion, Stream};
@@ -473,27 +475,41 @@ impl Model {
         commands.as_ref().ok_or_else(Error::closed)?.send(command).map_err(|_| Error::closed())
     }
 
-    /// Streams a completion of a raw prompt.
-    pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
-        self.submit_prompt(prompt, options, true)
+    /// Streams what the model generates from `prompt`: the one generation path, which
+    /// `complete*`, `chat*` and sessions all take. `session` keeps the KV cache of that
+    /// session's earlier calls; `stream` asks the engine for each token as it comes.
+    pub(crate) fn submit_prompt(
+        &self,
+        prompt: Prompt<'_>,
+        options: &GenerateOptions,
+        session: Option<u64>,
+        stream: bool,
+    ) -> Result<Stream> {
+        match prompt {
+            Prompt::Text(text) => {
+                options.check_for_completion()?;
+                let tokens = self.prompt_tokens(text, options.parse_special)?;
+                self.submit(tokens, options, session, stream)
+            }
+            Prompt::Tokens(tokens) => {
+                options.check_for_completion()?;
+                self.submit(self.checked_tokens(tokens)?, options, session, stream)
+            }
+            Prompt::Messages(messages) => {
+                let chat = self.prepare_chat(messages, options)?;
+                Ok(self.submit(chat.tokens, &chat.options, session, stream)?.with_tool_parser(chat.parser))
+            }
+        }
     }
 
-    fn submit_prompt(&self, prompt: &str, options: &GenerateOptions, stream: bool) -> Result<Stream> {
-        options.check_for_completion()?;
-        let tokens = self.prompt_tokens(prompt, options.parse_special)?;
-        self.submit(tokens, options, None, stream)
+    /// Streams the model's output for a prompt: text, token ids or a conversation.
+    pub fn generate_stream<'a>(&self, prompt: impl Into<Prompt<'a>>, options: &GenerateOptions) -> Result<Stream> {
+        self.submit_prompt(prompt.into(), options, None, true)
     }
 
-    /// Streams a completion of a prompt given as token ids (no BOS is added).
-    pub fn complete_tokens_stream(&self, tokens: &[i32], options: &GenerateOptions) -> Result<Stream> {
-        options.check_for_completion()?;
-        self.submit(self.checked_tokens(tokens)?, options, None, true)
-    }
-
-    /// Completes a prompt given as token ids (no BOS is added).
-    pub fn complete_tokens(&self, tokens: &[i32], options: &GenerateOptions) -> Result<Completion> {
-        options.check_for_completion()?;
-        self.submit(self.checked_tokens(tokens)?, options, None, false)?.collect_completion()
+    /// The model's whole output for a prompt: text, token ids or a conversation.
+    pub fn generate<'a>(&self, prompt: impl Into<Prompt<'a>>, options: &GenerateOptions) -> Result<Completion> {
+        self.submit_prompt(prompt.into(), options, None, false)?.collect_completion()
     }
 
     fn checked_tokens(&self, tokens: &[i32]) -> Result<Vec<LlamaToken>> {
@@ -504,29 +520,24 @@ impl Model {
         Ok(tokens.iter().map(|&t| LlamaToken(t)).collect())
     }
 
-    /// Completes a raw prompt.
+    /// Streams a completion of a raw prompt: `generate_stream(Prompt::Text(prompt), ...)`.
+    pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
+        self.generate_stream(prompt, options)
+    }
+
+    /// Completes a raw prompt: `generate(Prompt::Text(prompt), ...)`.
     pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
-        self.submit_prompt(prompt, options, false)?.collect_completion()
+        self.generate(prompt, options)
     }
 
     /// Streams the assistant's reply to a conversation, using the model's chat template.
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
-        self.submit_chat(messages, options, None, true)
+        self.generate_stream(messages, options)
     }
 
+    /// The assistant's reply to a conversation, using the model's chat template.
     pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
-        self.submit_chat(messages, options, None, false)?.collect_completion()
-    }
-
-    pub(crate) fn submit_chat(
-        &self,
-        messages: &[Message],
-        options: &GenerateOptions,
-        session: Option<u64>,
-        stream: bool,
-    ) -> Result<Stream> {
-        let chat = self.prepare_chat(messages, options)?;
-        Ok(self.submit(chat.tokens, &chat.options, session, stream)?.with_tool_parser(chat.parser))
+        self.generate(messages, options)
     }
 
     /// A session: a conversation whose KV cache is kept between calls, so each call only

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::chat::Message;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Model, Prompt};
 use crate::options::GenerateOptions;
 use crate::stream::{Completion, Stream};
 
@@ -34,32 +34,33 @@ impl Session {
         &self.model
     }
 
+    /// Streams the output for a prompt (text, token ids or the whole conversation so far),
+    /// reusing what this session evaluated before.
+    pub fn generate_stream<'a>(&self, prompt: impl Into<Prompt<'a>>, options: &GenerateOptions) -> Result<Stream> {
+        self.check()?;
+        self.model.submit_prompt(prompt.into(), options, Some(self.id), true)
+    }
+
+    /// The whole output for a prompt, reusing what this session evaluated before.
+    pub fn generate<'a>(&self, prompt: impl Into<Prompt<'a>>, options: &GenerateOptions) -> Result<Completion> {
+        self.check()?;
+        self.model.submit_prompt(prompt.into(), options, Some(self.id), false)?.collect_completion()
+    }
+
     pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
-        self.submit_prompt(prompt, options, true)
+        self.generate_stream(prompt, options)
     }
 
     pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
-        self.submit_prompt(prompt, options, false)?.collect_completion()
-    }
-
-    fn submit_prompt(&self, prompt: &str, options: &GenerateOptions, stream: bool) -> Result<Stream> {
-        self.check()?;
-        options.check_for_completion()?;
-        let tokens = self.model.prompt_tokens(prompt, options.parse_special)?;
-        self.model.submit(tokens, options, Some(self.id), stream)
-    }
-
-    fn submit_chat(&self, messages: &[Message], options: &GenerateOptions, stream: bool) -> Result<Stream> {
-        self.check()?;
-        self.model.submit_chat(messages, options, Some(self.id), stream)
+        self.generate(prompt, options)
     }
 
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
-        self.submit_chat(messages, options, true)
+        self.generate_stream(messages, options)
     }
 
     pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
-        self.submit_chat(messages, options, false)?.collect_completion()
+        self.generate(messages, options)
     }
 
     /// Releases the session's sequence for other requests. Idempotent.
