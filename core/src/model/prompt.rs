@@ -16,38 +16,23 @@ pub enum Prompt<'a> {
     Messages(&'a [Message]),
 }
 
-impl<'a> From<&'a str> for Prompt<'a> {
-    fn from(text: &'a str) -> Self {
-        Prompt::Text(text)
-    }
+/// `From` for each borrowed form of each kind, so `generate("text")`, `generate(&tokens)` and
+/// `generate(&messages)` all read naturally.
+macro_rules! prompt_from {
+    ($($source:ty => $kind:ident),* $(,)?) => {
+        $(impl<'a> From<$source> for Prompt<'a> {
+            fn from(value: $source) -> Self {
+                Prompt::$kind(value)
+            }
+        })*
+    };
 }
 
-impl<'a> From<&'a String> for Prompt<'a> {
-    fn from(text: &'a String) -> Self {
-        Prompt::Text(text)
-    }
-}
-
-impl<'a> From<&'a [i32]> for Prompt<'a> {
-    fn from(tokens: &'a [i32]) -> Self {
-        Prompt::Tokens(tokens)
-    }
-}
-
-impl<'a> From<&'a Vec<i32>> for Prompt<'a> {
-    fn from(tokens: &'a Vec<i32>) -> Self {
-        Prompt::Tokens(tokens)
-    }
-}
-
-impl<'a> From<&'a [Message]> for Prompt<'a> {
-    fn from(messages: &'a [Message]) -> Self {
-        Prompt::Messages(messages)
-    }
-}
-
-impl<'a> From<&'a Vec<Message>> for Prompt<'a> {
-    fn from(messages: &'a Vec<Message>) -> Self {
-        Prompt::Messages(messages)
-    }
-}
+prompt_from!(
+    &'a str => Text,
+    &'a String => Text,
+    &'a [i32] => Tokens,
+    &'a Vec<i32> => Tokens,
+    &'a [Message] => Messages,
+    &'a Vec<Message> => Messages,
+);
