@@ -7,7 +7,7 @@ MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 CARGO ?= cargo
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: demo test setup model build test-rust test-c test-python test-node bench header
+.PHONY: demo test setup model build test-rust test-c test-python test-node test-dist dist bench header
 
 setup:
 	./scripts/setup.sh
@@ -21,7 +21,7 @@ build: setup
 demo: build model
 	./target/release/corral chat $(MODEL) "$(PROMPT)" --max-tokens 200 --temperature 0.7 --seed 3
 
-test: setup model test-rust test-c test-python test-node
+test: setup model test-rust test-c test-python test-node test-dist
 
 test-rust:
 	$(CARGO) fmt --all --check
@@ -35,6 +35,14 @@ test-python:
 
 test-node:
 	./scripts/test-node.sh
+
+# The prebuilt packages (wheel, npm tarballs, C SDK) in dist/, and their test on a clean
+# Debian bullseye machine.
+dist: setup
+	./scripts/dist/build.sh
+
+test-dist: dist model
+	./scripts/dist/test.sh
 
 bench: build model
 	./target/release/corral bench $(MODEL)

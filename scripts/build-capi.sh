@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the C library: libcorral.so (soname libcorral.so.0), libcorral.a, include/corral.h and
 # pkg-config files (corral.pc for the shared library, corral-static.pc for the static one),
-# laid out under PREFIX (default: target/capi). llama.cpp's shared libraries and ggml's CPU
+# laid out under PREFIX (default: target/capi). The pkg-config files are relocatable (their
+# prefix is where they lie), so the folder works wherever it is moved or unpacked. llama.cpp's shared libraries and ggml's CPU
 # variant libraries go into PREFIX/lib beside libcorral, which finds them there at run time
 # (libcorral.so through its $ORIGIN run path; programs linking libcorral.a through theirs).
 # cargo's outputs are read from $CARGO_TARGET_DIR when it is set (default: target).
@@ -39,7 +40,7 @@ for soname in "$RUNTIME"/lib*.so.*; do
   ln -sf "$name" "$PREFIX/lib/${name%.so.*}.so"
 done
 cat > "$PREFIX/lib/pkgconfig/corral.pc" <<PC
-prefix=$PREFIX
+prefix=\${pcfiledir}/../..
 libdir=\${prefix}/lib
 includedir=\${prefix}/include
 
@@ -50,7 +51,7 @@ Cflags: -I\${includedir}
 Libs: -L\${libdir} -lcorral
 PC
 cat > "$PREFIX/lib/pkgconfig/corral-static.pc" <<PC
-prefix=$PREFIX
+prefix=\${pcfiledir}/../..
 libdir=\${prefix}/lib
 includedir=\${prefix}/include
 

