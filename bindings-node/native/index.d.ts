@@ -32,16 +32,16 @@ export declare class NativeModel {
   /** Tokenizes text (cheap: runs on the calling thread). */
   tokenize(text: string, addSpecial?: boolean | undefined | null, parseSpecial?: boolean | undefined | null): Array<number>
   detokenize(tokens: Array<number>, renderSpecial?: boolean | undefined | null): string
-  applyChatTemplate(messages: Array<NativeChatMessage>, addGenerationPrompt?: boolean | undefined | null, toolsJson?: string | undefined | null, template?: string | undefined | null): string
+  applyChatTemplate(messages: Array<object>, addGenerationPrompt?: boolean | undefined | null, tools?: Array<object> | undefined | null, template?: string | undefined | null): string
   /** Completes a raw prompt: text, or token ids used as they are (no BOS added). */
-  complete(prompt: string | Array<number>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  chat(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  complete(prompt: string | Array<number>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  chat(messages: Array<object>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
   /**
    * A stream of a raw prompt's completion (text or token ids); options are checked now,
    * the request starts on the first `next()`.
    */
-  completeStream(prompt: string | Array<number>, options?: GenerateOptions | undefined | null): TokenStream
-  chatStream(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null): TokenStream
+  completeStream(prompt: string | Array<number>, options?: object | undefined | null): TokenStream
+  chatStream(messages: Array<object>, options?: object | undefined | null): TokenStream
   /** A conversation that keeps its KV cache between calls. */
   session(): NativeSession
   /** Log-probability of each token given those before it. */
@@ -58,10 +58,10 @@ export declare class NativeModel {
 
 /** A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence. */
 export declare class NativeSession {
-  complete(prompt: string, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  chat(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  completeStream(prompt: string, options?: GenerateOptions | undefined | null): TokenStream
-  chatStream(messages: Array<NativeChatMessage>, options?: GenerateOptions | undefined | null): TokenStream
+  complete(prompt: string, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  chat(messages: Array<object>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  completeStream(prompt: string, options?: object | undefined | null): TokenStream
+  chatStream(messages: Array<object>, options?: object | undefined | null): TokenStream
   get closed(): boolean
   /** Releases the session's sequence for other requests. Idempotent. */
   close(): void
@@ -130,56 +130,6 @@ export interface EngineStats {
 /** Every stable error code, in declaration order (the TS layer builds its classes from it). */
 export declare function errorCodes(): Array<string>
 
-/** Sampling and stopping options of one request (see `GenerateOptions` in corral-core). */
-export interface GenerateOptions {
-  /** Most tokens to generate. Default: until end of generation or a full context. */
-  maxTokens?: number
-  /** 0 = greedy. */
-  temperature?: number
-  /** 0 = disabled. */
-  topK?: number
-  /** In (0, 1]; 1 = disabled. */
-  topP?: number
-  /** In [0, 1]; 0 = disabled. */
-  minP?: number
-  /** > 0; 1 = disabled. */
-  repeatPenalty?: number
-  /** How many recent tokens the penalties look at. */
-  repeatLastN?: number
-  frequencyPenalty?: number
-  presencePenalty?: number
-  /** Fixed seed for reproducible sampling. Default: random. */
-  seed?: number
-  /** Strings that end generation (never part of the output). */
-  stop?: string | Array<string>
-  /** Milliseconds before the request fails with `deadline_exceeded`. */
-  timeout?: number
-  /** Keep generating past end-of-generation tokens. */
-  ignoreEos?: boolean
-  /** Parse special-token text in a raw prompt as control tokens (chat always does). */
-  parseSpecial?: boolean
-  /** Constrain the output with a GBNF grammar (llama.cpp's format, with a `root` rule). */
-  grammar?: string
-  /**
-   * Constrain the output to JSON valid against this JSON schema (JSON text; the TS layer
-   * also takes an object).
-   */
-  jsonSchema?: string
-  /** Constrain the output to any JSON object. */
-  jsonObject?: boolean
-  /**
-   * Report each generated token's log-probability with this many most likely
-   * alternatives (0-20) in `logprobs`.
-   */
-  logprobs?: number
-  /** Chat only: JSON text of OpenAI's `tools` array (the TS layer takes the array). */
-  toolsJson?: string
-  /** Chat only: `auto` (default), `none`, `required`, or the name of the function to call. */
-  toolChoice?: string
-  /** Chat only: one of the model's named templates (e.g. `tool_use`) or Jinja source. */
-  template?: string
-}
-
 /** How to load a model (see `ModelOptions` in corral-core for each field). */
 export interface LoadOptions {
   /**
@@ -238,20 +188,6 @@ export interface ModelInfo {
   chatTemplate?: string
   /** Every GGUF metadata key with its typed value. */
   metadata: Record<string, any>
-}
-
-/** One chat message as the native module takes it (the TS layer converts OpenAI-shaped ones). */
-export interface NativeChatMessage {
-  /** `system`, `user`, `assistant`, `tool`, ... (whatever the model's template knows). */
-  role: string
-  /** Absent only in an assistant message that calls tools. */
-  content?: string
-  /** An assistant message's tool calls: JSON text of OpenAI's `tool_calls` array. */
-  toolCallsJson?: string
-  /** A `tool` message: the id of the call it answers. */
-  toolCallId?: string
-  /** A `tool` message: the tool's name. */
-  name?: string
 }
 
 /**

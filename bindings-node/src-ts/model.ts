@@ -11,13 +11,12 @@ import type {
   GenerateOptions,
   LoadOptions,
   ModelInfo,
-  ResponseFormat,
   TokenizeOptions,
-  ToolChoice,
 } from './types.js'
 
-// Every option name, so a typo (`maxToken`) is an error instead of silently ignored. The
-// `Record<keyof ...>` types make the compiler keep these lists in step with the interfaces.
+// Every load option name, so a typo (`contextLenght`) is an error instead of silently ignored.
+// The `Record<keyof ...>` type makes the compiler keep this list in step with the interface.
+// Generation options have no list here: corral-core reads them, and rejects unknown names.
 const LOAD_KEYS: Record<keyof LoadOptions, true> = {
   contextLength: true,
   threads: true,
@@ -33,40 +32,15 @@ const LOAD_KEYS: Record<keyof LoadOptions, true> = {
   onProgress: true,
   signal: true,
 }
-const GENERATE_KEYS: Record<keyof GenerateOptions, true> = {
-  maxTokens: true,
-  temperature: true,
-  topK: true,
-  topP: true,
-  minP: true,
-  repeatPenalty: true,
-  repeatLastN: true,
-  frequencyPenalty: true,
-  presencePenalty: true,
-  seed: true,
-  stop: true,
-  timeout: true,
-  ignoreEos: true,
-  parseSpecial: true,
-  grammar: true,
-  jsonSchema: true,
-  jsonObject: true,
-  logprobs: true,
-  topLogprobs: true,
-  responseFormat: true,
-  tools: true,
-  toolChoice: true,
-  template: true,
-  signal: true,
-}
-
-function checkOptions<T extends object>(options: T | undefined | null, keys: Record<string, true>, what: string): T {
+function checkOptions<T extends object>(options: T | undefined | null, keys: Record<string, true> | undefined, what: string): T {
   if (options === undefined || options === null) return {} as T
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidArgumentError(`${what} must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)
   }
-  for (const key of Object.keys(options)) {
-    if (!Object.hasOwn(keys, key)) throw new InvalidArgumentError(`unknown ${what} option ${JSON.stringify(key)}`)
+  if (keys !== undefined) {
+    for (const key of Object.keys(options)) {
+      if (!Object.hasOwn(keys, key)) throw new InvalidArgumentError(`unknown ${what} option ${JSON.stringify(key)}`)
+    }
   }
   return options
 }
@@ -77,82 +51,10 @@ function checkSignal(signal: unknown): AbortSignal | undefined {
   return signal
 }
 
-/** Splits generation options into the native part and the signal. */
-function generateOptions(options: GenerateOptions | undefined | null): [native.GenerateOptions, AbortSignal | undefined] {
-  const { signal, jsonSchema, responseFormat, logprobs, topLogprobs, tools, toolChoice, ...rest } = checkOptions(
-    options,
-    GENERATE_KEYS,
-    'generation',
-  )
-  const nativeOptions: native.GenerateOptions = rest
-  if (jsonSchema !== undefined && jsonSchema !== null) {
-    nativeOptions.jsonSchema = typeof jsonSchema === 'object' ? JSON.stringify(jsonSchema) : jsonSchema
-  }
-  if (responseFormat !== undefined && responseFormat !== null) {
-    if (nativeOptions.jsonSchema !== undefined || nativeOptions.jsonObject || nativeOptions.grammar !== undefined) {
-      throw new InvalidArgumentError('responseFormat excludes grammar, jsonSchema and jsonObject: give one')
-    }
-    Object.assign(nativeOptions, responseFormatOptions(responseFormat))
-  }
-  if (typeof logprobs === 'number') nativeOptions.logprobs = logprobs
-  else if (logprobs === true || (topLogprobs !== undefined && topLogprobs !== null)) nativeOptions.logprobs = topLogprobs ?? 0
-  else if (logprobs !== undefined && logprobs !== null && logprobs !== false) {
-    throw new InvalidArgumentError('logprobs must be a boolean or a number')
-  }
-  if (tools !== undefined && tools !== null) {
-    if (!Array.isArray(tools)) throw new InvalidArgumentError('tools must be an array')
-    nativeOptions.toolsJson = JSON.stringify(tools)
-  }
-  if (toolChoice !== undefined && toolChoice !== null) nativeOptions.toolChoice = toolChoiceName(toolChoice)
-  return [nativeOptions, checkSignal(signal)]
-}
-
-function responseFormatOptions(format: ResponseFormat): Partial<native.GenerateOptions> {
-  if (typeof format !== 'object' || Array.isArray(format)) throw new InvalidArgumentError('responseFormat must be an object')
-  switch (format.type) {
-    case 'text':
-      return {}
-    case 'json_object':
-      return format.schema ? { jsonSchema: JSON.stringify(format.schema) } : { jsonObject: true }
-    case 'json_schema':
-      if (typeof format.json_schema?.schema !== 'object') {
-        throw new InvalidArgumentError('responseFormat json_schema needs { json_schema: { schema: {...} } }')
-      }
-      return { jsonSchema: JSON.stringify(format.json_schema.schema) }
-    default:
-      throw new InvalidArgumentError("responseFormat.type must be 'text', 'json_object' or 'json_schema'")
-  }
-}
-
-function toolChoiceName(choice: ToolChoice): string {
-  if (typeof choice === 'string') {
-    if (choice === 'auto' || choice === 'none' || choice === 'required') return choice
-    throw new InvalidArgumentError(`toolChoice must be 'auto', 'none', 'required' or a function, got ${JSON.stringify(choice)}`)
-  }
-  const name = typeof choice === 'object' && choice !== null ? choice.function?.name : undefined
-  if (typeof name !== 'string' || name === '') {
-    throw new InvalidArgumentError("toolChoice must be 'auto', 'none', 'required' or { type: 'function', function: { name } }")
-  }
-  return name
-}
-
-/** OpenAI-shaped messages to the native module's (tool calls as JSON text). */
-function nativeMessages(messages: ChatMessage[]): native.NativeChatMessage[] {
-  if (!Array.isArray(messages)) throw new InvalidArgumentError('messages must be an array of { role, content } objects')
-  return messages.map((message, i) => {
-    if (typeof message !== 'object' || message === null) throw new InvalidArgumentError(`messages[${i}] must be an object`)
-    const { role, content, toolCalls, toolCallId, name } = message
-    const out: native.NativeChatMessage = { role, content: content ?? undefined, toolCallId, name }
-    if (toolCalls !== undefined && toolCalls !== null) {
-      if (!Array.isArray(toolCalls)) throw new InvalidArgumentError(`messages[${i}].toolCalls must be an array`)
-      out.toolCallsJson = JSON.stringify(
-        toolCalls.map((call) =>
-          'function' in call ? call : { id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } },
-        ),
-      )
-    }
-    return out
-  })
+/** Splits generation options into the signal and the rest, which corral-core reads. */
+function generateOptions(options: GenerateOptions | undefined | null): [Omit<GenerateOptions, 'signal'>, AbortSignal | undefined] {
+  const { signal, ...rest } = checkOptions(options, undefined, 'generation')
+  return [rest, checkSignal(signal)]
 }
 
 /**
@@ -255,10 +157,7 @@ export class Model {
 
   /** Renders messages with the model's chat template into a prompt string. */
   applyChatTemplate(messages: ChatMessage[], options?: ChatTemplateOptions): string {
-    const tools = options?.tools === undefined || options.tools === null ? undefined : JSON.stringify(options.tools)
-    return call(() =>
-      this.#native.applyChatTemplate(nativeMessages(messages), options?.addGenerationPrompt, tools, options?.template),
-    )
+    return call(() => this.#native.applyChatTemplate(messages, options?.addGenerationPrompt, options?.tools, options?.template))
   }
 
   /** Completes a raw prompt: text, or token ids used as they are (no BOS token added). */
@@ -275,12 +174,12 @@ export class Model {
   /** The assistant's reply to a conversation, using the model's chat template. */
   async chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion> {
     const [opts, signal] = generateOptions(options)
-    return cancellable(signal, (token) => this.#native.chat(nativeMessages(messages), opts, token)) as Promise<Completion>
+    return cancellable(signal, (token) => this.#native.chat(messages, opts, token)) as Promise<Completion>
   }
 
   /** Streams the assistant's reply to a conversation. */
   chatStream(messages: ChatMessage[], options?: GenerateOptions): CompletionStream {
-    return stream(options, (opts) => this.#native.chatStream(nativeMessages(messages), opts))
+    return stream(options, (opts) => this.#native.chatStream(messages, opts))
   }
 
   /** A conversation that keeps its KV cache between calls, so each turn only evaluates
@@ -355,11 +254,11 @@ export class Session {
 
   async chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion> {
     const [opts, signal] = generateOptions(options)
-    return cancellable(signal, (token) => this.#native.chat(nativeMessages(messages), opts, token)) as Promise<Completion>
+    return cancellable(signal, (token) => this.#native.chat(messages, opts, token)) as Promise<Completion>
   }
 
   chatStream(messages: ChatMessage[], options?: GenerateOptions): CompletionStream {
-    return stream(options, (opts) => this.#native.chatStream(nativeMessages(messages), opts))
+    return stream(options, (opts) => this.#native.chatStream(messages, opts))
   }
 
   /** Releases the session's KV cache for other requests; later calls fail with
@@ -380,8 +279,8 @@ export class Session {
 
 /** A stream that reports argument errors (and an already aborted signal) from its first
  * `next()`, so `for await` sees every failure in one place. */
-function stream(options: GenerateOptions | undefined | null, start: (opts: native.GenerateOptions) => native.TokenStream): CompletionStream {
-  let opts: native.GenerateOptions
+function stream(options: GenerateOptions | undefined | null, start: (opts: Omit<GenerateOptions, 'signal'>) => native.TokenStream): CompletionStream {
+  let opts: Omit<GenerateOptions, 'signal'>
   let signal: AbortSignal | undefined
   let tokens: native.TokenStream
   try {

@@ -53,10 +53,40 @@ export interface LoadOptions extends native.LoadOptions {
   signal?: AbortSignal
 }
 
-/** Options of one generation request. */
-export interface GenerateOptions extends Omit<native.GenerateOptions, 'jsonSchema' | 'logprobs' | 'toolsJson' | 'toolChoice'> {
+/** Options of one generation request (read by corral-core, which rejects unknown names). */
+export interface GenerateOptions {
+  /** Most tokens to generate. Default: until end of generation or a full context. */
+  maxTokens?: number
+  /** 0 = greedy. */
+  temperature?: number
+  /** 0 = disabled. */
+  topK?: number
+  /** In (0, 1]; 1 = disabled. */
+  topP?: number
+  /** In [0, 1]; 0 = disabled. */
+  minP?: number
+  /** > 0; 1 = disabled. */
+  repeatPenalty?: number
+  /** How many recent tokens the penalties look at. */
+  repeatLastN?: number
+  frequencyPenalty?: number
+  presencePenalty?: number
+  /** Fixed seed for reproducible sampling. Default: random. */
+  seed?: number
+  /** Strings that end generation (never part of the output). */
+  stop?: string | Array<string>
+  /** Milliseconds before the request fails with `deadline_exceeded`. */
+  timeout?: number
+  /** Keep generating past end-of-generation tokens. */
+  ignoreEos?: boolean
+  /** Parse special-token text in a raw prompt as control tokens (chat always does). */
+  parseSpecial?: boolean
+  /** Constrain the output with a GBNF grammar (llama.cpp's format, with a `root` rule). */
+  grammar?: string
   /** Constrain the output to JSON valid against this JSON schema (an object or JSON text). */
   jsonSchema?: string | Record<string, unknown>
+  /** Constrain the output to any JSON object. */
+  jsonObject?: boolean
   /** OpenAI's `response_format` (the same constraint as `jsonSchema` / `jsonObject`). */
   responseFormat?: ResponseFormat
   /** Report each generated token's log-probability (`true`, with `topLogprobs` alternatives),
@@ -68,6 +98,8 @@ export interface GenerateOptions extends Omit<native.GenerateOptions, 'jsonSchem
   tools?: Tool[]
   /** Chat only: whether and which tool the model may call (default `auto`). */
   toolChoice?: ToolChoice
+  /** Chat only: one of the model's named templates (e.g. `tool_use`) or Jinja source. */
+  template?: string
   /** Aborts the request (prompt processing or generation): the promise rejects, or the
    * stream throws, with an `AbortError`. */
   signal?: AbortSignal

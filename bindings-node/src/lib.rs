@@ -3,6 +3,7 @@
 //! loop. The TypeScript layer in `src-ts/` wraps this module (`native/`) with async iterators,
 //! error classes and `AbortSignal` support. Each file mirrors the core module it wraps.
 
+mod chat;
 mod error;
 mod log;
 mod model;

@@ -9,58 +9,11 @@ use napi::Status;
 use napi_derive::napi;
 
 use crate::blocking;
+use crate::chat;
 use crate::error::OrThrow;
-use crate::options::{generate_options, GenerateOptions, LoadOptions};
+use crate::options::{generate_options, LoadOptions};
 use crate::session::NativeSession;
 use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
-
-/// One chat message as the native module takes it (the TS layer converts OpenAI-shaped ones).
-#[napi(object)]
-pub struct NativeChatMessage {
-    /// `system`, `user`, `assistant`, `tool`, ... (whatever the model's template knows).
-    pub role: String,
-    /// Absent only in an assistant message that calls tools.
-    pub content: Option<String>,
-    /// An assistant message's tool calls: JSON text of OpenAI's `tool_calls` array.
-    pub tool_calls_json: Option<String>,
-    /// A `tool` message: the id of the call it answers.
-    pub tool_call_id: Option<String>,
-    /// A `tool` message: the tool's name.
-    pub name: Option<String>,
-}
-
-pub(crate) fn core_messages(messages: Vec<NativeChatMessage>) -> napi::Result<Vec<corral::Message>> {
-    messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let tool_calls = match &m.tool_calls_json {
-                None => Vec::new(),
-                Some(text) => {
-                    let Ok(serde_json::Value::Array(calls)) = serde_json::from_str(text) else {
-                        return Err(crate::error::invalid_argument(format!("messages[{i}].toolCalls must be an array")));
-                    };
-                    calls.iter().map(corral::ToolCall::from_openai).collect::<corral::Result<Vec<_>>>().or_throw()?
-                }
-            };
-            if m.content.is_none() && tool_calls.is_empty() {
-                return Err(crate::error::invalid_argument(format!("messages[{i}] has no content")));
-            }
-            Ok(corral::Message { role: m.role, content: m.content, tool_calls, tool_call_id: m.tool_call_id, name: m.name })
-        })
-        .collect()
-}
-
-/// Tools as JSON text of OpenAI's `tools` array.
-pub(crate) fn core_tools(tools_json: Option<&str>) -> napi::Result<Vec<serde_json::Value>> {
-    match tools_json {
-        None => Ok(Vec::new()),
-        Some(text) => match serde_json::from_str(text) {
-            Ok(serde_json::Value::Array(tools)) => Ok(tools),
-            _ => Err(crate::error::invalid_argument("tools must be an array of tool objects")),
-        },
-    }
-}
 
 /// A special token: its id and its text.
 #[napi(object)]
@@ -200,16 +153,16 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub fn apply_chat_template(
         &self,
-        messages: Vec<NativeChatMessage>,
+        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
         add_generation_prompt: Option<bool>,
-        tools_json: Option<String>,
+        #[napi(ts_arg_type = "Array<object> | undefined | null")] tools: Option<serde_json::Value>,
         template: Option<String>,
     ) -> napi::Result<String> {
         self.inner
             .apply_chat_template(
-                &core_messages(messages)?,
+                &chat::messages(&messages)?,
                 add_generation_prompt.unwrap_or(true),
-                &core_tools(tools_json.as_deref())?,
+                &chat::tools(tools.as_ref())?,
                 template.as_deref(),
             )
             .or_throw()
@@ -220,7 +173,7 @@ impl NativeModel {
     pub async fn complete(
         &self,
         prompt: Either<String, Vec<i32>>,
-        options: Option<GenerateOptions>,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
@@ -247,12 +200,12 @@ impl NativeModel {
     #[napi(catch_unwind)]
     pub async fn chat(
         &self,
-        messages: Vec<NativeChatMessage>,
-        options: Option<GenerateOptions>,
+        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages)?;
+        let messages = chat::messages(&messages)?;
         let (model, cancel) = (self.inner.clone(), cancel.cloned());
         blocking(move || {
             let streaming = model.clone();
@@ -267,7 +220,11 @@ impl NativeModel {
     /// A stream of a raw prompt's completion (text or token ids); options are checked now,
     /// the request starts on the first `next()`.
     #[napi(catch_unwind)]
-    pub fn complete_stream(&self, prompt: Either<String, Vec<i32>>, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
+    pub fn complete_stream(
+        &self,
+        prompt: Either<String, Vec<i32>>,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+    ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let model = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || match &prompt {
@@ -277,9 +234,13 @@ impl NativeModel {
     }
 
     #[napi(catch_unwind)]
-    pub fn chat_stream(&self, messages: Vec<NativeChatMessage>, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
+    pub fn chat_stream(
+        &self,
+        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+    ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages)?;
+        let messages = chat::messages(&messages)?;
         let model = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || model.chat_stream(&messages, &options))))
     }

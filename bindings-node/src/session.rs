@@ -5,8 +5,8 @@ use std::sync::Arc;
 use napi_derive::napi;
 
 use crate::blocking;
-use crate::model::{core_messages, NativeChatMessage};
-use crate::options::{generate_options, GenerateOptions};
+use crate::chat;
+use crate::options::generate_options;
 use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
 
 /// A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence.
@@ -27,7 +27,7 @@ impl NativeSession {
     pub async fn complete(
         &self,
         prompt: String,
-        options: Option<GenerateOptions>,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
@@ -44,12 +44,12 @@ impl NativeSession {
     #[napi(catch_unwind)]
     pub async fn chat(
         &self,
-        messages: Vec<NativeChatMessage>,
-        options: Option<GenerateOptions>,
+        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages)?;
+        let messages = chat::messages(&messages)?;
         let (session, cancel) = (self.inner.clone(), cancel.cloned());
         blocking(move || {
             let streaming = session.clone();
@@ -61,16 +61,24 @@ impl NativeSession {
     }
 
     #[napi(catch_unwind)]
-    pub fn complete_stream(&self, prompt: String, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
+    pub fn complete_stream(
+        &self,
+        prompt: String,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+    ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let session = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || session.complete_stream(&prompt, &options))))
     }
 
     #[napi(catch_unwind)]
-    pub fn chat_stream(&self, messages: Vec<NativeChatMessage>, options: Option<GenerateOptions>) -> napi::Result<TokenStream> {
+    pub fn chat_stream(
+        &self,
+        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
+        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+    ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
-        let messages = core_messages(messages)?;
+        let messages = chat::messages(&messages)?;
         let session = self.inner.clone();
         Ok(TokenStream::new(Box::new(move || session.chat_stream(&messages, &options))))
     }

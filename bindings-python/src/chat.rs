@@ -1,116 +1,40 @@
-//! Python chat messages and prompts to owned Rust values, validated with clear errors.
+//! Python chat messages and prompts to owned Rust values. Messages are read by corral-core
+//! (`corral::openai::messages`): here they only become JSON.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PySequence, PyString, PyTuple};
 
+use corral::openai::Dialect;
 use corral::Message;
 
-use crate::error::{invalid_argument, invalid_type, type_name};
+use crate::error::{invalid_argument, invalid_type, type_name, OrRaise};
 
-const MESSAGES_SHAPE: &str = "messages must be a list of {\"role\": str, \"content\": str} dicts";
-
-/// `[{"role": ..., "content": ...}, ...]` in OpenAI's shape. `content` may also be a list of
-/// text parts (`[{"type": "text", "text": ...}]`), or `None` in an assistant message with
-/// `tool_calls`; a `tool` message may carry `tool_call_id` and `name`. Other keys are ignored.
+/// `[{"role": ..., "content": ...}, ...]` in OpenAI's shape (any sequence of mappings; tool
+/// calls may be `ToolCall` objects from an earlier result).
 pub fn messages(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<Message>> {
     let is_text = value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>();
-    let sequence = match value.cast::<PySequence>() {
-        Ok(sequence) if !is_text => sequence,
-        _ => return Err(invalid_type(py, format!("{MESSAGES_SHAPE}, got {}", type_name(value)))),
+    let json = match value.cast::<PySequence>() {
+        Ok(sequence) if !is_text => serde_json::Value::Array(
+            sequence
+                .try_iter()?
+                .enumerate()
+                .map(|(i, item)| crate::json::from_py(py, &item?, &format!("messages[{i}]")))
+                .collect::<PyResult<_>>()?,
+        ),
+        // Not a list: core names what it is instead.
+        _ => crate::json::from_py(py, value, "messages")?,
     };
-    let mut out = Vec::new();
-    for (i, item) in sequence.try_iter()?.enumerate() {
-        let item = item?;
-        let message = as_dict(&item).map_err(|_| invalid_type(py, format!("messages[{i}] must be a dict, got {}", type_name(&item))))?;
-        let role = field(py, &message, i, "role")?;
-        let tool_calls = match message.get_item("tool_calls")? {
-            Some(calls) if !calls.is_none() => tool_calls(py, &calls, i)?,
-            _ => Vec::new(),
-        };
-        let content = match message.get_item("content")? {
-            Some(content) if !content.is_none() => Some(content_text(py, &content, i)?),
-            _ if !tool_calls.is_empty() => None,
-            _ => return Err(invalid_argument(py, format!("messages[{i}] has no \"content\""))),
-        };
-        let optional = |key: &str| -> PyResult<Option<String>> {
-            match message.get_item(key)? {
-                Some(v) if !v.is_none() => field(py, &message, i, key).map(Some),
-                _ => Ok(None),
-            }
-        };
-        out.push(Message { role, content, tool_calls, tool_call_id: optional("tool_call_id")?, name: optional("name")? });
-    }
-    Ok(out)
+    corral::openai::messages(&json, Dialect::Python).or_raise(py)
 }
 
-/// An assistant message's `tool_calls`: OpenAI dicts (`arguments` as JSON text or a dict), or
-/// `ToolCall` objects from an earlier result.
-fn tool_calls(py: Python<'_>, value: &Bound<'_, PyAny>, i: usize) -> PyResult<Vec<corral::ToolCall>> {
-    if !(value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>()) {
-        return Err(invalid_type(py, format!("messages[{i}][\"tool_calls\"] must be a list, got {}", type_name(value))));
-    }
-    value
-        .try_iter()?
-        .map(|call| {
-            let call = call?;
-            if let Ok(call) = call.cast::<crate::stream::PyToolCall>() {
-                return Ok(call.get().to_core());
-            }
-            let json = crate::options::json_arg(py, "tool_calls", &call)?;
-            corral::ToolCall::from_openai(&json).map_err(|e| invalid_argument(py, format!("messages[{i}]: {}", e.message())))
-        })
-        .collect()
-}
-
-/// A dict as is; any other mapping copied into one.
-fn as_dict<'py>(item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
-    if let Ok(dict) = item.cast::<PyDict>() {
-        return Ok(dict.clone());
-    }
-    let mapping = item.cast::<PyMapping>()?;
-    let dict = PyDict::new(item.py());
-    dict.update(mapping)?;
-    Ok(dict)
-}
-
-fn field(py: Python<'_>, message: &Bound<'_, PyDict>, i: usize, key: &str) -> PyResult<String> {
-    let value = message.get_item(key)?.ok_or_else(|| invalid_argument(py, format!("messages[{i}] has no {key:?}")))?;
-    let text = value
-        .cast::<PyString>()
-        .map_err(|_| invalid_type(py, format!("messages[{i}][{key:?}] must be a str, got {}", type_name(&value))))?;
-    Ok(text.to_cow()?.into_owned())
-}
-
-fn content_text(py: Python<'_>, content: &Bound<'_, PyAny>, i: usize) -> PyResult<String> {
-    if let Ok(text) = content.cast::<PyString>() {
-        return Ok(text.to_cow()?.into_owned());
-    }
-    if !content.is_instance_of::<PyList>() {
-        return Err(invalid_type(
-            py,
-            format!("messages[{i}][\"content\"] must be a str or a list of text parts, got {}", type_name(content)),
-        ));
-    }
-    let mut text = String::new();
-    for part in content.try_iter()? {
-        let part = part?;
-        let part = part
-            .cast::<PyDict>()
-            .map_err(|_| invalid_type(py, format!("messages[{i}][\"content\"] parts must be dicts, got {}", type_name(&part))))?;
-        let kind = part.get_item("type")?;
-        let is_text = kind.as_ref().and_then(|k| k.cast::<PyString>().ok()).is_some_and(|k| k == "text");
-        if !is_text {
-            return Err(invalid_argument(py, format!("messages[{i}][\"content\"]: only {{\"type\": \"text\"}} parts are supported")));
+/// OpenAI's `tools` (function definitions), for `apply_chat_template`.
+pub fn tools(py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<serde_json::Value>> {
+    match value {
+        Some(tools) if !tools.is_none() => {
+            corral::openai::tools(&crate::json::from_py(py, tools, "tools")?, Dialect::Python, "tools").or_raise(py)
         }
-        let part_text = part
-            .get_item("text")?
-            .ok_or_else(|| invalid_argument(py, format!("messages[{i}][\"content\"]: a text part has no \"text\"")))?;
-        let part_text = part_text
-            .cast::<PyString>()
-            .map_err(|_| invalid_type(py, format!("messages[{i}][\"content\"]: \"text\" must be a str, got {}", type_name(&part_text))))?;
-        text.push_str(&part_text.to_cow()?);
+        _ => Ok(Vec::new()),
     }
-    Ok(text)
 }
 
 /// A completion prompt: text, or token ids (used as given: no BOS is added).

@@ -124,6 +124,9 @@ pub fn to_py_err(py: Python<'_>, error: corral::Error) -> PyErr {
         Err(e) => return e,
     };
     let kind = error.kind();
+    if error.is_wrong_type() {
+        return instantiate(classes.argument_type.bind(py), kind.code(), message);
+    }
     let class = classes.by_kind.iter().find(|(k, _)| *k == kind).map(|(_, class)| class).unwrap_or(&classes.base);
     instantiate(class.bind(py), kind.code(), message)
 }
@@ -135,10 +138,7 @@ pub fn invalid_argument(py: Python<'_>, message: impl Into<String>) -> PyErr {
 
 /// `InvalidArgumentTypeError` (also a `TypeError`) for a value of the wrong Python type.
 pub fn invalid_type(py: Python<'_>, message: impl Into<String>) -> PyErr {
-    match classes(py) {
-        Ok(classes) => instantiate(classes.argument_type.bind(py), ErrorKind::InvalidArgument.code(), message.into()),
-        Err(e) => e,
-    }
+    to_py_err(py, corral::Error::invalid_type(message))
 }
 
 /// Converts core results into Python results once the GIL is held again.

@@ -7,6 +7,7 @@
 
 mod chat;
 mod error;
+mod json;
 mod log;
 mod model;
 mod options;

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyList};
-use serde_json::Value;
+use pyo3::types::{PyBool, PyDict};
 
 use corral::{ErrorKind, ModelOptions};
 
@@ -107,33 +106,6 @@ impl PyModelInfo {
     }
 }
 
-fn json_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match value {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => i.into_pyobject(py)?.into_any(),
-            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
-            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
-        },
-        Value::String(s) => s.into_pyobject(py)?.into_any(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(json_to_py(py, item)?)?;
-            }
-            list.into_any()
-        }
-        Value::Object(map) => {
-            let dict = PyDict::new(py);
-            for (k, v) in map {
-                dict.set_item(k, json_to_py(py, v)?)?;
-            }
-            dict.into_any()
-        }
-    })
-}
-
 fn special_token(py: Python<'_>, token: &Option<corral::SpecialToken>) -> PyResult<Option<Py<PySpecialToken>>> {
     token.as_ref().map(|t| Py::new(py, PySpecialToken { id: t.id, text: t.text.clone() })).transpose()
 }
@@ -141,7 +113,7 @@ fn special_token(py: Python<'_>, token: &Option<corral::SpecialToken>) -> PyResu
 fn model_info(py: Python<'_>, info: &corral::ModelInfo) -> PyResult<PyModelInfo> {
     let metadata = PyDict::new(py);
     for (key, value) in &info.metadata {
-        metadata.set_item(key, json_to_py(py, value)?)?;
+        metadata.set_item(key, crate::json::to_py(py, value)?)?;
     }
     Ok(PyModelInfo {
         architecture: info.architecture.clone(),
@@ -342,13 +314,7 @@ impl PyModel {
         template: Option<String>,
     ) -> PyResult<String> {
         let messages = chat::messages(py, messages)?;
-        let tools = match tools {
-            Some(tools) if !tools.is_none() => match crate::options::json_arg(py, "tools", tools)? {
-                serde_json::Value::Array(tools) => tools,
-                _ => return Err(crate::error::invalid_type(py, "tools must be a list of tool dicts")),
-            },
-            _ => Vec::new(),
-        };
+        let tools = chat::tools(py, tools)?;
         let model = &self.model;
         py.detach(|| model.apply_chat_template(&messages, add_generation_prompt, &tools, template.as_deref())).or_raise(py)
     }

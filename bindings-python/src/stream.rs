@@ -54,30 +54,6 @@ fn openai_finish_reason(reason: FinishReason) -> &'static str {
     }
 }
 
-/// A JSON value as the Python value `json.loads` would give.
-pub fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
-    use pyo3::IntoPyObjectExt;
-    Ok(match value {
-        serde_json::Value::Null => py.None().into_bound(py),
-        serde_json::Value::Bool(b) => b.into_bound_py_any(py)?,
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => i.into_bound_py_any(py)?,
-            None => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?,
-        },
-        serde_json::Value::String(text) => text.into_bound_py_any(py)?,
-        serde_json::Value::Array(items) => {
-            PyList::new(py, items.iter().map(|v| json_to_py(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
-        }
-        serde_json::Value::Object(map) => {
-            let d = PyDict::new(py);
-            for (k, v) in map {
-                d.set_item(k, json_to_py(py, v)?)?;
-            }
-            d.into_any()
-        }
-    })
-}
-
 /// A tool the model called.
 #[pyclass(module = "corral", name = "ToolCall", frozen, get_all)]
 #[derive(Clone)]
@@ -99,7 +75,7 @@ impl PyToolCall {
 impl PyToolCall {
     /// OpenAI's `{"id", "type": "function", "function": {"name", "arguments"}}` dict.
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_to_py(py, &self.to_core().to_openai())
+        crate::json::to_py(py, &self.to_core().to_openai())
     }
 
     fn __repr__(&self) -> String {
@@ -126,14 +102,14 @@ impl PyToolCallDelta {
 }
 
 fn to_openai_deltas<'py>(py: Python<'py>, deltas: &[corral::ToolCallDelta]) -> PyResult<Bound<'py, PyAny>> {
-    json_to_py(py, &serde_json::Value::Array(deltas.iter().map(corral::ToolCallDelta::to_openai).collect()))
+    crate::json::to_py(py, &serde_json::Value::Array(deltas.iter().map(corral::ToolCallDelta::to_openai).collect()))
 }
 
 /// OpenAI `logprobs.content` entries, or None when not requested.
 fn logprob_entries<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logprob>>) -> PyResult<Bound<'py, PyAny>> {
     match logprobs {
         None => Ok(py.None().into_bound(py)),
-        Some(entries) => json_to_py(py, &serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect())),
+        Some(entries) => crate::json::to_py(py, &serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect())),
     }
 }
 
@@ -143,7 +119,7 @@ fn to_openai_logprobs<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logpro
         None => Ok(py.None().into_bound(py)),
         Some(entries) => {
             let content = serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect());
-            json_to_py(py, &serde_json::json!({ "content": content }))
+            crate::json::to_py(py, &serde_json::json!({ "content": content }))
         }
     }
 }

@@ -93,15 +93,18 @@ pub struct Error {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// An `InvalidArgument` whose value has the wrong type (not a bad value of the right one):
+    /// Python raises those as `TypeError`s too.
+    wrong_type: bool,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), source: None }
+        Error { kind, message: message.into(), source: None, wrong_type: false }
     }
 
     pub fn with_source(kind: ErrorKind, message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Error { kind, message: message.into(), source: Some(Box::new(source)) }
+        Error { kind, message: message.into(), source: Some(Box::new(source)), wrong_type: false }
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -110,6 +113,17 @@ impl Error {
 
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// An `InvalidArgument` error for a value of the wrong type: text where a number belongs,
+    /// a list where an object does. Its kind and code stay `invalid_argument`.
+    pub fn invalid_type(message: impl Into<String>) -> Self {
+        Error { wrong_type: true, ..Error::new(ErrorKind::InvalidArgument, message) }
+    }
+
+    /// Whether this is an [`Error::invalid_type`] error (a binding may raise its type error).
+    pub fn is_wrong_type(&self) -> bool {
+        self.wrong_type
     }
 
     pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
@@ -132,7 +146,7 @@ impl Clone for Error {
         if let Some(source) = &self.source {
             message = format!("{message}: {source}");
         }
-        Error { kind: self.kind, message, source: None }
+        Error { kind: self.kind, message, source: None, wrong_type: self.wrong_type }
     }
 }
 

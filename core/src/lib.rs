@@ -23,6 +23,7 @@ pub mod fuzzing;
 mod llama;
 pub mod log;
 mod model;
+pub mod openai;
 mod options;
 mod stream;
 

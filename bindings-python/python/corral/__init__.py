@@ -24,7 +24,7 @@ import asyncio
 import atexit
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, AsyncGenerator, Mapping, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Generic, Mapping, Optional, Protocol, Sequence, TypeVar, Union, cast
 
 from ._foreign import refuse_foreign_llama_cpp
 
@@ -148,7 +148,45 @@ class GenerateOptions(TypedDict, total=False):
 _Messages = Sequence[Mapping[str, Any]]
 
 
-class Model(_native.Model):
+_Prompt = TypeVar("_Prompt")
+_PromptIn = TypeVar("_PromptIn", contravariant=True)
+
+
+class _Streams(Protocol[_PromptIn]):
+    """What the ``*_async`` methods build on: the native streaming methods."""
+
+    def complete_stream(self, prompt: _PromptIn, **options: Unpack[GenerateOptions]) -> Stream: ...
+
+    def chat_stream(self, messages: _Messages, **options: Unpack[GenerateOptions]) -> Stream: ...
+
+
+class _AsyncMethods(Generic[_Prompt]):
+    """The ``*_async`` methods of ``Model`` (prompt: text or token ids) and ``Session`` (text)."""
+
+    __slots__ = ()
+
+    async def complete_async(self: _Streams[_Prompt], prompt: _Prompt, **options: Unpack[GenerateOptions]) -> Completion:
+        """``complete`` without blocking the event loop; cancelling the task cancels generation."""
+        return await _collect(self.complete_stream(prompt, **options))
+
+    async def chat_async(self: _Streams[_Prompt], messages: _Messages, **options: Unpack[GenerateOptions]) -> Completion:
+        """``chat`` without blocking the event loop; cancelling the task cancels generation."""
+        return await _collect(self.chat_stream(messages, **options))
+
+    def complete_stream_async(
+        self: _Streams[_Prompt], prompt: _Prompt, **options: Unpack[GenerateOptions]
+    ) -> AsyncGenerator[Chunk, None]:
+        """An async iterator of Chunks. Arguments are checked, and generation starts, at the call."""
+        return _iterate(self.complete_stream(prompt, **options))
+
+    def chat_stream_async(
+        self: _Streams[_Prompt], messages: _Messages, **options: Unpack[GenerateOptions]
+    ) -> AsyncGenerator[Chunk, None]:
+        """An async iterator of Chunks. Arguments are checked, and generation starts, at the call."""
+        return _iterate(self.chat_stream(messages, **options))
+
+
+class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
     """A loaded GGUF model.
 
     ``Model(path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None,
@@ -164,47 +202,13 @@ class Model(_native.Model):
         """A conversation that keeps its KV cache between calls."""
         return Session(self)
 
-    async def complete_async(self, prompt: Union[str, Sequence[int]], **options: Unpack[GenerateOptions]) -> Completion:
-        """``complete`` without blocking the event loop; cancelling the task cancels generation."""
-        return await _collect(self.complete_stream(prompt, **options))
 
-    async def chat_async(self, messages: _Messages, **options: Unpack[GenerateOptions]) -> Completion:
-        """``chat`` without blocking the event loop; cancelling the task cancels generation."""
-        return await _collect(self.chat_stream(messages, **options))
-
-    def complete_stream_async(
-        self, prompt: Union[str, Sequence[int]], **options: Unpack[GenerateOptions]
-    ) -> AsyncGenerator[Chunk, None]:
-        """An async iterator of Chunks. Arguments are checked, and generation starts, at the call."""
-        return _iterate(self.complete_stream(prompt, **options))
-
-    def chat_stream_async(self, messages: _Messages, **options: Unpack[GenerateOptions]) -> AsyncGenerator[Chunk, None]:
-        """An async iterator of Chunks. Arguments are checked, and generation starts, at the call."""
-        return _iterate(self.chat_stream(messages, **options))
-
-
-class Session(_native.Session):
+class Session(_native.Session, _AsyncMethods[str]):
     """A conversation bound to one engine sequence: each call passes the whole prompt or
     message list, and what it shares with the previous call is reused from the KV cache
     (``usage.cached_tokens``). ``close()`` it, or use it as a context manager."""
 
     __slots__ = ()
-
-    async def complete_async(self, prompt: str, **options: Unpack[GenerateOptions]) -> Completion:
-        """``complete`` without blocking the event loop; cancelling the task cancels generation."""
-        return await _collect(self.complete_stream(prompt, **options))
-
-    async def chat_async(self, messages: _Messages, **options: Unpack[GenerateOptions]) -> Completion:
-        """``chat`` without blocking the event loop; cancelling the task cancels generation."""
-        return await _collect(self.chat_stream(messages, **options))
-
-    def complete_stream_async(self, prompt: str, **options: Unpack[GenerateOptions]) -> AsyncGenerator[Chunk, None]:
-        """An async iterator of Chunks. Arguments are checked, and generation starts, at the call."""
-        return _iterate(self.complete_stream(prompt, **options))
-
-    def chat_stream_async(self, messages: _Messages, **options: Unpack[GenerateOptions]) -> AsyncGenerator[Chunk, None]:
-        """An async iterator of Chunks. Arguments are checked, and generation starts, at the call."""
-        return _iterate(self.chat_stream(messages, **options))
 
 
 # asyncio: one worker thread per request waits on the engine (GIL released) and hands its

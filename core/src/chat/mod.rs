@@ -31,44 +31,6 @@ impl Message {
         Message { role: role.into(), content: Some(content.into()), ..Default::default() }
     }
 
-    /// Reads OpenAI's shape: `{"role", "content", "tool_calls", "tool_call_id", "name"}`, where
-    /// `content` is text, a list of `{"type": "text", "text": ...}` parts, or null in an
-    /// assistant message that calls tools.
-    pub fn from_openai(value: &serde_json::Value) -> Result<Message> {
-        let field = |key: &str| -> Result<Option<String>> {
-            match value.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
-                Some(_) => Err(Error::invalid_argument(format!("a message's {key:?} must be a string"))),
-            }
-        };
-        if !value.is_object() {
-            return Err(Error::invalid_argument("a message must be an object"));
-        }
-        let role = field("role")?.ok_or_else(|| Error::invalid_argument("a message has no \"role\""))?;
-        let tool_calls = match value.get("tool_calls") {
-            None | Some(serde_json::Value::Null) => Vec::new(),
-            Some(serde_json::Value::Array(calls)) => calls.iter().map(ToolCall::from_openai).collect::<Result<_>>()?,
-            Some(_) => return Err(Error::invalid_argument("a message's \"tool_calls\" must be an array")),
-        };
-        let content = match value.get("content") {
-            None | Some(serde_json::Value::Null) if !tool_calls.is_empty() => None,
-            None | Some(serde_json::Value::Null) => return Err(Error::invalid_argument("a message has no \"content\"")),
-            Some(serde_json::Value::String(text)) => Some(text.clone()),
-            Some(serde_json::Value::Array(parts)) => Some(
-                parts
-                    .iter()
-                    .map(|part| match (part.get("type").and_then(|t| t.as_str()), part.get("text").and_then(|t| t.as_str())) {
-                        (Some("text"), Some(text)) => Ok(text),
-                        _ => Err(Error::invalid_argument("only {\"type\": \"text\", \"text\": ...} content parts are supported")),
-                    })
-                    .collect::<Result<String>>()?,
-            ),
-            Some(_) => return Err(Error::invalid_argument("a message's \"content\" must be a string or a list of text parts")),
-        };
-        Ok(Message { role, content, tool_calls, tool_call_id: field("tool_call_id")?, name: field("name")? })
-    }
-
     /// The message as templates see it (the dict Hugging Face's `apply_chat_template` gets).
     fn to_template_value(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
@@ -100,31 +62,6 @@ pub struct ToolCall {
 }
 
 impl ToolCall {
-    /// Reads OpenAI's shape (`{"id", "type": "function", "function": {"name", "arguments"}}`);
-    /// `arguments` may be JSON text or a JSON object.
-    pub fn from_openai(value: &serde_json::Value) -> Result<ToolCall> {
-        let bad = || Error::invalid_argument("a tool call must look like {\"id\": ..., \"function\": {\"name\": ..., \"arguments\": ...}}");
-        let function = value.get("function").filter(|f| f.is_object()).ok_or_else(bad)?;
-        let name = function.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
-        let arguments = match function.get("arguments") {
-            Some(serde_json::Value::String(text)) => text.clone(),
-            None | Some(serde_json::Value::Null) => "{}".to_string(),
-            Some(other) => other.to_string(),
-        };
-        let id = value.get("id").and_then(|i| i.as_str()).unwrap_or_default();
-        Ok(ToolCall { id: id.to_string(), name: name.to_string(), arguments })
-    }
-
-    /// OpenAI's shape: `{"id", "type": "function", "function": {"name", "arguments"}}` with
-    /// the arguments as JSON text.
-    pub fn to_openai(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        })
-    }
-
     /// OpenAI's shape, with the arguments parsed: templates print them with `tojson` or
     /// iterate them, as in Hugging Face's tool-use convention.
     fn to_template_value(&self) -> serde_json::Value {

@@ -34,14 +34,7 @@ pub enum ToolChoice {
 impl ToolChoice {
     /// Parses `"auto"`, `"none"`, `"required"` or a function name given as `{"name": ...}` elsewhere.
     pub fn parse(text: &str) -> Result<ToolChoice> {
-        match text {
-            "auto" => Ok(ToolChoice::Auto),
-            "none" => Ok(ToolChoice::None),
-            "required" => Ok(ToolChoice::Required),
-            other => {
-                Err(Error::invalid_argument(format!("tool_choice must be \"auto\", \"none\", \"required\" or a function, got {other:?}")))
-            }
-        }
+        crate::openai::tool_choice(&Value::String(text.to_string()), crate::openai::Dialect::Python, "tool_choice")
     }
 }
 
