@@ -66,9 +66,15 @@ def test_async_chat_example(model_path: Path) -> None:
     assert "gathered 3 answers" in out
 
 
+def _prebuilt(package: Path) -> bool:
+    """The prebuilt wheel renames corral's llama.cpp libraries (scripts/dist/rename-runtime.sh)."""
+    return (package / "libcorral-llama.so.0").is_file()
+
+
 def test_llama_cpp_and_cpu_variants_ship_in_the_package() -> None:
     package = Path(corral.__file__).parent
-    for lib in ("libllama.so.0", "libggml.so.0", "libggml-base.so.0", "libggml-cpu-x64.so"):
+    prefix = "libcorral-" if _prebuilt(package) else "lib"
+    for lib in (f"{prefix}llama.so.0", f"{prefix}ggml.so.0", f"{prefix}ggml-base.so.0", "libggml-cpu-x64.so"):
         assert (package / lib).is_file(), f"{lib} missing from the installed package"
     variants = sorted(p.name for p in package.glob("libggml-cpu-*.so"))
     assert len(variants) >= 3, variants
@@ -77,8 +83,11 @@ def test_llama_cpp_and_cpu_variants_ship_in_the_package() -> None:
 
 def test_another_llama_cpp_in_the_process_is_a_clear_import_error(tmp_path: Path) -> None:
     # Another package's copy of llama.cpp (here: corral's own libraries from another folder,
-    # as llama-cpp-python ships them under the same names) loaded before corral.
+    # as llama-cpp-python ships them under the same names) loaded before corral. The prebuilt
+    # wheel's libraries have their own names: scripts/dist/test.sh runs the two side by side.
     package = Path(corral.__file__).parent
+    if _prebuilt(package):
+        pytest.skip("the prebuilt wheel's libraries do not share llama.cpp's names")
     for lib in ("libggml-base.so.0", "libggml.so.0"):
         (tmp_path / lib).write_bytes((package / lib).read_bytes())
     script = (
