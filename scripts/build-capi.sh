@@ -48,7 +48,7 @@ Name: corral
 Description: Run GGUF language models in-process (shared library)
 Version: $VERSION
 Cflags: -I\${includedir}
-Libs: -L\${libdir} -lcorral
+Libs: -L\${libdir} -Wl,-rpath,\${libdir} -lcorral
 PC
 cat > "$PREFIX/lib/pkgconfig/corral-static.pc" <<PC
 prefix=\${pcfiledir}/../..
