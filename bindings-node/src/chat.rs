@@ -19,3 +19,11 @@ pub(crate) fn tools(value: Option<&serde_json::Value>) -> napi::Result<Vec<serde
         Some(tools) => corral::openai::tools(tools, Dialect::Node, "tools").or_throw(),
     }
 }
+
+/// A completion prompt as JS gives it: text or token ids.
+pub(crate) fn prompt(prompt: &napi::bindgen_prelude::Either<String, Vec<i32>>) -> corral::Prompt<'_> {
+    match prompt {
+        napi::bindgen_prelude::Either::A(text) => corral::Prompt::Text(text),
+        napi::bindgen_prelude::Either::B(tokens) => corral::Prompt::Tokens(tokens),
+    }
+}

@@ -183,14 +183,8 @@ impl NativeModel {
             let (p1, o1) = (prompt.clone(), options.clone());
             complete_blocking(
                 cancel,
-                move || match &p1 {
-                    Either::A(text) => streaming.complete_stream(text, &o1),
-                    Either::B(tokens) => streaming.generate_stream(tokens, &o1),
-                },
-                move || match &prompt {
-                    Either::A(text) => model.complete(text, &options),
-                    Either::B(tokens) => model.generate(tokens, &options),
-                },
+                move || streaming.generate_stream(chat::prompt(&p1), &o1),
+                move || model.generate(chat::prompt(&prompt), &options),
             )
         })
         .await
@@ -227,10 +221,7 @@ impl NativeModel {
     ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let model = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || match &prompt {
-            Either::A(text) => model.complete_stream(text, &options),
-            Either::B(tokens) => model.generate_stream(tokens, &options),
-        })))
+        Ok(TokenStream::new(Box::new(move || model.generate_stream(chat::prompt(&prompt), &options))))
     }
 
     #[napi(catch_unwind)]

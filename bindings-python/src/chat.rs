@@ -43,6 +43,15 @@ pub enum Prompt {
     Tokens(Vec<i32>),
 }
 
+impl Prompt {
+    pub fn as_core(&self) -> corral::Prompt<'_> {
+        match self {
+            Prompt::Text(text) => corral::Prompt::Text(text),
+            Prompt::Tokens(tokens) => corral::Prompt::Tokens(tokens),
+        }
+    }
+}
+
 pub fn prompt(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Prompt> {
     if let Ok(text) = value.cast::<PyString>() {
         return Ok(Prompt::Text(text.to_cow()?.into_owned()));

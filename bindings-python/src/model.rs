@@ -10,7 +10,7 @@ use pyo3::types::{PyBool, PyDict};
 
 use corral::{ErrorKind, ModelOptions};
 
-use crate::chat::{self, Prompt};
+use crate::chat;
 use crate::error::{invalid_type, to_py_err, type_name, OrRaise};
 use crate::options::{bool_arg, generate_options, u32_arg};
 use crate::session::PySession;
@@ -166,10 +166,7 @@ impl PyModel {
     fn prompt_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         let prompt = chat::prompt(py, prompt)?;
         let options = generate_options(py, kwargs)?;
-        self.stream(py, Kind::Text, options.logprobs.is_some(), move |model| match &prompt {
-            Prompt::Text(text) => model.complete_stream(text, &options),
-            Prompt::Tokens(tokens) => model.generate_stream(tokens, &options),
-        })
+        self.stream(py, Kind::Text, options.logprobs.is_some(), move |model| model.generate_stream(prompt.as_core(), &options))
     }
 
     fn chat_stream_inner(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {

@@ -25,6 +25,15 @@ fi
 "$TOOLS/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/dist/requirements.txt"
 export PATH="$TOOLS/bin:$PATH"
 
+# llama.cpp's libraries and the CPU variants as this build staged them (corral-core's build
+# script). The bindings' build scripts copy them into their source folders only when they
+# rerun, and an everyday build may have written its own there since: take them from here.
+runtime_into() {
+  RUNTIME="$(ls -dt "$CARGO_TARGET_DIR"/release/build/corral-core-*/out/runtime | head -1)"
+  rm -f "$1"/lib*.so*
+  cp "$RUNTIME"/lib*.so* "$1/"
+}
+
 echo "== wheel" >&2
 rm -rf "$DIST_WORK/wheel"
 # --auditwheel skip: the libraries are already in the package; repairing would add renamed
@@ -33,6 +42,7 @@ maturin build --release --locked -m bindings-python/Cargo.toml --interpreter pyt
   --compatibility manylinux_2_31 --auditwheel skip -o "$DIST_WORK/wheel/raw" >&2
 wheel unpack -d "$DIST_WORK/wheel/unpacked" "$DIST_WORK"/wheel/raw/corral-*.whl >&2
 PACKAGE="$(echo "$DIST_WORK"/wheel/unpacked/corral-*/corral)"
+runtime_into "$PACKAGE"
 scripts/dist/rename-runtime.sh "$PACKAGE"
 wheel pack -d "$OUT" "$(dirname "$PACKAGE")" >&2
 WHEEL="$(echo "$OUT"/corral-"$VERSION"-*.whl)"
@@ -47,7 +57,8 @@ rm -rf "$NPM"
 node bindings-node/scripts/build.mjs >&2
 PLATFORM="$NPM/corral-linux-x64-gnu"
 mkdir -p "$PLATFORM"
-cp bindings-node/native/corral.linux-x64-gnu.node bindings-node/native/lib*.so* "$PLATFORM/"
+cp bindings-node/native/corral.linux-x64-gnu.node "$PLATFORM/"
+runtime_into "$PLATFORM"
 scripts/dist/rename-runtime.sh "$PLATFORM"
 MAIN="$NPM/corral"
 mkdir -p "$MAIN/native"

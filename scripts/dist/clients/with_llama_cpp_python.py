@@ -1,5 +1,5 @@
 """corral's prebuilt wheel and llama-cpp-python generating in one process, in either import
-order. A manual check (llama-cpp-python builds llama.cpp from source on install, minutes):
+order. Run by scripts/dist/test-llama-cpp-python.sh (make test-dist); by hand:
 
     pip install dist/corral-*.whl llama-cpp-python
     python scripts/dist/clients/with_llama_cpp_python.py MODEL corral-first|llama-cpp-python-first
