@@ -54,6 +54,10 @@ function checkSignal(signal: unknown): AbortSignal | undefined {
 /** Splits generation options into the signal and the rest, which corral-core reads. */
 function generateOptions(options: GenerateOptions | undefined | null): [Omit<GenerateOptions, 'signal'>, AbortSignal | undefined] {
   const { signal, ...rest } = checkOptions(options, undefined, 'generation')
+  // Options cross to corral-core as JSON, which has no NaN or Infinity: name the option here.
+  for (const [name, value] of Object.entries(rest)) {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a finite number, got ${value}`)
+  }
   return [rest, checkSignal(signal)]
 }
 

@@ -122,6 +122,10 @@ describe('generation options', () => {
       )
     })
   }
+  test('a non-finite number names its option', async () => {
+    await assert.rejects(model.complete('Hi', { topP: Number.NaN }), /topP must be a finite number/)
+    await assert.rejects(model.complete('Hi', { temperature: -Infinity }), /temperature must be a finite number/)
+  })
 
   test('options that are not an object', async () => {
     await rejectsWith(assert, model.complete('Hi', 'fast'), InvalidArgumentError, 'invalid_argument')
