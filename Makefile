@@ -45,7 +45,6 @@ test-dist: dist model
 	./scripts/dist/test.sh
 	./scripts/dist/test-npm.sh
 	./scripts/dist/test-llama-cpp-python.sh
-	CORRAL_PY_VENV=$(CURDIR)/target/dist/py-venv CORRAL_PY_WHEEL=$$(ls $(CURDIR)/dist/corral-*-manylinux_2_31_x86_64.whl) ./scripts/test-python.sh
 
 bench: build model
 	./target/release/corral bench $(MODEL)

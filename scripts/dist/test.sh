@@ -2,8 +2,9 @@
 # `make test-dist`: installs the prebuilt packages of dist/ (scripts/dist/build.sh) on a clean
 # Debian bullseye machine (glibc 2.31, Python 3.9, no compiler) with no network, the way a
 # user does, and runs the examples there:
-#   - the wheel: pip install --no-index into a venv; examples/python/chat.py and
-#     scripts/dist/clients/coexist.py (corral beside another llama.cpp, both import orders);
+#   - the wheel: pip install --no-index into a venv; the Python examples,
+#     scripts/dist/clients/coexist.py (corral beside another llama.cpp, both import orders)
+#     and the whole Python suite (its test dependencies downloaded here beforehand);
 #   - the npm tarballs: npm install --ignore-scripts --offline; examples/node/chat.mjs, from
 #     CommonJS and ESM;
 #   - the C SDK: tar xf anywhere; examples/c/chat.c compiled through the SDK's pkg-config
@@ -43,6 +44,17 @@ cp "$MODEL" "$MACHINE/work/models/"
 cp -r examples "$MACHINE/work/examples"
 rm -rf "$MACHINE/work/examples/node/node_modules" "$MACHINE/work/examples/node/package-lock.json"
 cp scripts/dist/clients/* "$MACHINE/work/"
+# The Python suite too, with its test dependencies fetched here for Python 3.9 (the machine
+# has no network).
+mkdir -p "$MACHINE/work/bindings-python" "$MACHINE/work/wheels"
+cp -r bindings-python/tests bindings-python/pyproject.toml "$MACHINE/work/bindings-python/"
+mkdir -p "$MACHINE/work/scripts" "$MACHINE/work/core/tests/data"
+cp scripts/render-chat-templates.py "$MACHINE/work/scripts/"  # the template corpus check
+cp -r core/tests/data/chat_templates "$MACHINE/work/core/tests/data/"
+"$WORK/tools/bin/pip" download --quiet --disable-pip-version-check -d "$MACHINE/work/wheels" --only-binary=:all: \
+  --python-version 3.9 --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  --platform any $(sed -n 's/^test = \[\(.*\)\]$/\1/p' bindings-python/pyproject.toml | tr -d '",') \
+  tomli exceptiongroup  # what they need on Python < 3.11 (pip judges markers by this Python)
 cp "$(readlink -f "$(command -v node)")" "$MACHINE/opt/node/bin/node"
 cp -r "$(dirname "$(readlink -f "$(command -v npm)")")/.." "$MACHINE/opt/node/lib/npm"
 ln -s ../lib/npm/bin/npm-cli.js "$MACHINE/opt/node/bin/npm"
@@ -84,8 +96,11 @@ echo "-- python: $(python3 --version), glibc $(ldd --version | head -1 | grep -o
 python3 -m venv /tmp/venv
 /tmp/venv/bin/pip install --quiet --no-index dist/corral-$VERSION-cp39-abi3-manylinux_2_31_x86_64.whl
 /tmp/venv/bin/python examples/python/chat.py "$MODEL" --prompt "What is the capital of France?" --max-tokens 24
+/tmp/venv/bin/python examples/python/async_chat.py "$MODEL" --max-tokens 12
 /tmp/venv/bin/python coexist.py "$MODEL" corral-first
 /tmp/venv/bin/python coexist.py "$MODEL" foreign-first
+/tmp/venv/bin/pip install --quiet --no-index --find-links wheels "$(ls dist/corral-*.whl)[test]"
+(cd bindings-python && CORRAL_TEST_MODEL="$MODEL" /tmp/venv/bin/python -m pytest -q -p no:cacheprovider)
 
 echo "-- node $(node --version)"
 mkdir /tmp/app && cd /tmp/app && cp /work/examples/node/chat.mjs /work/cjs.cjs .
