@@ -43,7 +43,6 @@ dist: setup
 
 test-dist: dist model
 	./scripts/dist/test.sh
-	./scripts/dist/test-npm.sh
 	./scripts/dist/test-llama-cpp-python.sh
 
 bench: build model

@@ -5,8 +5,8 @@
 #   - the wheel: pip install --no-index into a venv; the Python examples,
 #     scripts/dist/clients/coexist.py (corral beside another llama.cpp, both import orders)
 #     and the whole Python suite (its test dependencies downloaded here beforehand);
-#   - the npm tarballs: npm install --ignore-scripts --offline; examples/node/chat.mjs, from
-#     CommonJS and ESM;
+#   - the npm tarballs: npm install --ignore-scripts --offline; examples/node/chat.mjs, a
+#     CommonJS client and the Node suite;
 #   - the C SDK: tar xf anywhere; examples/c/chat.c compiled through the SDK's pkg-config
 #     (shared and static) outside the machine, run inside it.
 # The machine is a chroot (run in a network namespace of its own) of a fresh copy of a
@@ -51,6 +51,11 @@ cp -r bindings-python/tests bindings-python/pyproject.toml "$MACHINE/work/bindin
 mkdir -p "$MACHINE/work/scripts" "$MACHINE/work/core/tests/data"
 cp scripts/render-chat-templates.py "$MACHINE/work/scripts/"  # the template corpus check
 cp -r core/tests/data/chat_templates "$MACHINE/work/core/tests/data/"
+# The Node suite, less package.test.mjs (it checks the source package's generated files).
+mkdir -p "$MACHINE/work/node-tests"
+for file in bindings-node/test/*.mjs; do
+  [ "$(basename "$file")" = package.test.mjs ] || cp "$file" "$MACHINE/work/node-tests/"
+done
 "$WORK/tools/bin/pip" download --quiet --disable-pip-version-check -d "$MACHINE/work/wheels" --only-binary=:all: \
   --python-version 3.9 --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform any $(sed -n 's/^test = \[\(.*\)\]$/\1/p' bindings-python/pyproject.toml | tr -d '",') \
@@ -108,6 +113,8 @@ npm init -y >/dev/null
 npm install --ignore-scripts --offline --no-audit --no-fund /work/dist/corral-linux-x64-gnu-$VERSION.tgz /work/dist/corral-$VERSION.tgz
 node chat.mjs "$MODEL" "What is the capital of France?"
 node cjs.cjs "$MODEL"
+cp -r /work/node-tests test
+CORRAL_TEST_MODEL="$MODEL" node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=dot test/*.test.mjs
 
 echo "-- C"
 cd /work
