@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Python package the way a user installs it (`pip install ./bindings-python`, a
 # maturin wheel) into a venv under target/ and runs its pytest suite. Idempotent; arguments
-# go to pytest (e.g. `scripts/test-python.sh -k session -x`). With CORRAL_PY_WHEEL=FILE it
-# installs that wheel instead (the prebuilt one: make test-dist).
+# go to pytest (e.g. `scripts/test-python.sh -k session -x`).
 #
 # The wheel is built by cargo in the workspace's target/ with the release profile, so the
 # llama.cpp build that `cargo build --release` / `cargo test --release` made is reused.
@@ -21,15 +20,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/nu
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-if [ -n "${CORRAL_PY_WHEEL:-}" ]; then
-  # The suite on a built wheel (make test-dist: the prebuilt one), not on a source build.
-  echo "installing $CORRAL_PY_WHEEL..." >&2
-  "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps "$CORRAL_PY_WHEEL" >&2
-  "$VENV/bin/python" -m pip install --quiet "$CORRAL_PY_WHEEL[test]" >&2
-else
-  echo "building and installing bindings-python (maturin, release profile)..." >&2
-  "$VENV/bin/python" -m pip install --quiet "$ROOT/bindings-python[test]" >&2
-fi
+echo "building and installing bindings-python (maturin, release profile)..." >&2
+"$VENV/bin/python" -m pip install --quiet "$ROOT/bindings-python[test]" >&2
 
 export CORRAL_TEST_MODEL="${CORRAL_TEST_MODEL:-$("$ROOT/scripts/fetch-model.sh")}"
 cd "$ROOT/bindings-python"

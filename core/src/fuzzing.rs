@@ -108,3 +108,16 @@ pub fn tool_calls(data: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// JSON text, read the way the bindings' values are (core/src/openai): as generation options,
+/// messages, tools and `tool_choice`, in both dialects. Any outcome but a panic is fine.
+pub fn openai_vocabulary(data: &[u8]) -> Result<(), String> {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return Ok(()) };
+    for dialect in [crate::openai::Dialect::Python, crate::openai::Dialect::Node] {
+        let _ = crate::openai::generate_options(&value, dialect);
+        let _ = crate::openai::messages(&value, dialect);
+        let _ = crate::openai::tools(&value, dialect, "tools");
+        let _ = crate::openai::tool_choice(&value, dialect, "tool_choice");
+    }
+    Ok(())
+}
