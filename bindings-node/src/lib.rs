@@ -4,6 +4,7 @@
 //! error classes and `AbortSignal` support. Each file mirrors the core module it wraps.
 
 mod chat;
+mod embed;
 mod error;
 mod log;
 mod model;

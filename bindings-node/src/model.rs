@@ -69,7 +69,7 @@ pub struct EngineStats {
 /// frees the model once no session or stream uses it.
 #[napi]
 pub struct NativeModel {
-    inner: corral::Model,
+    pub(crate) inner: corral::Model,
 }
 
 #[napi]

@@ -6,6 +6,7 @@
 //! atomics), so no call ever fails with "already borrowed".
 
 mod chat;
+mod embed;
 mod error;
 mod json;
 mod log;
@@ -44,6 +45,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyEngineStats>()?;
     m.add_class::<model::PySpecialToken>()?;
     m.add_class::<session::PySession>()?;
+    m.add_class::<embed::PyEmbeddings>()?;
+    m.add_class::<embed::PyCancelToken>()?;
     m.add_class::<stream::PyStream>()?;
     m.add_class::<stream::PyChunk>()?;
     m.add_class::<stream::PyCompletion>()?;

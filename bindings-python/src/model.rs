@@ -316,6 +316,36 @@ impl PyModel {
         py.detach(|| model.apply_chat_template(&messages, add_generation_prompt, &tools, template.as_deref())).or_raise(py)
     }
 
+    /// One vector per text (a str or a list of str): `normalize=True` (unit length),
+    /// `truncate=False` (cut texts longer than the model takes instead of raising
+    /// `ContextOverflowError`), `pooling=None` (`"mean"`, `"cls"`, `"last"`; default the
+    /// model's own), `timeout=None` (seconds); `cancel`, a `CancelToken`.
+    #[pyo3(signature = (texts, *, cancel=None, **options), text_signature = "($self, texts, *, normalize=True, truncate=False, pooling=None, timeout=None, cancel=None)")]
+    fn embed(
+        &self,
+        py: Python<'_>,
+        texts: &Bound<'_, PyAny>,
+        cancel: Option<&Bound<'_, crate::embed::PyCancelToken>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<crate::embed::PyEmbeddings> {
+        crate::embed::embed(py, &self.model, texts, cancel.map(|c| c.get()), options)
+    }
+
+    /// Scores each document against the query with a reranker, best first:
+    /// `[{"index", "score", "document"}]`, scores in [0, 1]. `top_n=None`, `truncate=False`,
+    /// `timeout=None` (seconds); `cancel`, a `CancelToken`.
+    #[pyo3(signature = (query, documents, *, cancel=None, **options), text_signature = "($self, query, documents, *, top_n=None, truncate=False, timeout=None, cancel=None)")]
+    fn rerank<'py>(
+        &self,
+        py: Python<'py>,
+        query: &str,
+        documents: &Bound<'py, PyAny>,
+        cancel: Option<&Bound<'py, crate::embed::PyCancelToken>>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        crate::embed::rerank(py, &self.model, query, documents, cancel.map(|c| c.get()), options)
+    }
+
     /// Log-probability of each token given the ones before it (`len(tokens) - 1` values).
     fn score(&self, py: Python<'_>, tokens: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
         let tokens = chat::token_ids(py, tokens, "tokens")?;

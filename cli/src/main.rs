@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use corral::{Error, ErrorKind, GenerateOptions, Message, Model, ModelOptions, Stream};
 use serde_json::json;
 
+mod embed;
 mod soak;
 
 #[derive(Parser)]
@@ -95,6 +96,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Embed each TEXT; one JSON vector per line on stdout.
+    Embed(embed::EmbedArgs),
+    /// Score each DOC against QUERY with a reranker; one JSON object per line, best first.
+    Rerank(embed::RerankArgs),
+    /// Texts per second embedding 256 short texts, side by side with llama-cpp-python and
+    /// node-llama-cpp when given, and the cosine agreement of their vectors.
+    BenchEmbed(embed::BenchEmbedArgs),
     /// Many callers create, use, cancel and free sessions and streams on one model while RSS is
     /// watched; fails on any error but `cancelled` or RSS growth past --max-growth-mb.
     Soak(soak::SoakArgs),
@@ -393,6 +401,9 @@ fn run(cli: Cli) -> corral::Result<()> {
             }
             Ok(())
         }
+        Command::Embed(args) => embed::embed(&args),
+        Command::Rerank(args) => embed::rerank(&args),
+        Command::BenchEmbed(args) => embed::bench(&args),
         Command::Soak(args) => {
             if !soak::run(&args)? {
                 std::process::exit(1);

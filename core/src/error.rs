@@ -37,6 +37,9 @@ pub enum ErrorKind {
     InvalidGrammar,
     /// A bug or an unexpected failure inside corral or llama.cpp.
     Internal,
+    /// The model cannot do what was asked: `rerank` on a model without a rank head,
+    /// generation on an embedding-only model.
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -57,11 +60,12 @@ impl ErrorKind {
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::InvalidGrammar => "invalid_grammar",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unsupported => "unsupported",
         }
     }
 
     /// Every kind, in declaration order (bindings use this to build their tables).
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::ModelNotFound,
         ErrorKind::InvalidModel,
         ErrorKind::UnsupportedArchitecture,
@@ -76,6 +80,7 @@ impl ErrorKind {
         ErrorKind::DeadlineExceeded,
         ErrorKind::InvalidGrammar,
         ErrorKind::Internal,
+        ErrorKind::Unsupported,
     ];
 }
 

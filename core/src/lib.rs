@@ -15,6 +15,7 @@ mod backend;
 #[doc(hidden)]
 pub mod bench;
 mod chat;
+mod embed;
 mod engine;
 mod error;
 #[cfg(feature = "fuzzing")]
@@ -30,6 +31,7 @@ mod stream;
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
 pub use chat::tools::{ToolCallDelta, ToolChoice, ToolFormat};
 pub use chat::{ChatTemplate, Message, ToolCall};
+pub use embed::{EmbedOptions, Embeddings, Pooling, RerankOptions, RerankResult};
 pub use engine::EngineStats;
 pub use error::{Error, ErrorKind, Result};
 pub use model::session::Session;

@@ -24,7 +24,7 @@ import asyncio
 import atexit
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, AsyncGenerator, Generic, Mapping, Optional, Protocol, Sequence, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, Dict, Generic, List, Mapping, Optional, Protocol, Sequence, TypeVar, Union, cast
 
 from ._foreign import refuse_foreign_llama_cpp
 
@@ -56,7 +56,9 @@ from ._native import (
     ToolCall,
     ToolCallDelta,
     UnsupportedArchitectureError,
+    UnsupportedError,
     Usage,
+    CancelToken,
     __version__,
     default_threads,
     supports_gpu_offload,
@@ -70,6 +72,7 @@ else:
 
 __all__ = [
     "BusyError",
+    "CancelToken",
     "CancelledError",
     "Chunk",
     "ClosedError",
@@ -78,6 +81,7 @@ __all__ = [
     "CorralError",
     "DeadlineExceededError",
     "DecodeFailedError",
+    "Embeddings",
     "EngineStats",
     "GenerateOptions",
     "InternalError",
@@ -97,6 +101,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "UnsupportedArchitectureError",
+    "UnsupportedError",
     "Usage",
     "__version__",
     "default_threads",
@@ -145,6 +150,25 @@ class GenerateOptions(TypedDict, total=False):
     template: Optional[str]
 
 
+class EmbedOptions(TypedDict, total=False):
+    """The keyword arguments of ``Model.embed`` (besides ``output``)."""
+
+    normalize: Optional[bool]
+    truncate: Optional[bool]
+    pooling: Optional[str]
+    timeout: Optional[float]
+    cancel: Optional[CancelToken]
+
+
+class RerankOptions(TypedDict, total=False):
+    """The keyword arguments of ``Model.rerank``."""
+
+    top_n: Optional[int]
+    truncate: Optional[bool]
+    timeout: Optional[float]
+    cancel: Optional[CancelToken]
+
+
 _Messages = Sequence[Mapping[str, Any]]
 
 
@@ -186,6 +210,32 @@ class _AsyncMethods(Generic[_Prompt]):
         return _iterate(self.chat_stream(messages, **options))
 
 
+class Embeddings(List[List[float]]):
+    """One vector (a list of floats) per text, in the order of the texts.
+
+    ``prompt_tokens``: tokens evaluated; ``dimensions``: length of each vector;
+    ``to_openai()``: OpenAI's embeddings response; ``to_numpy()``: an ``(n, dimensions)``
+    float32 array (needs numpy).
+    """
+
+    def __init__(self, native: _native.NativeEmbeddings) -> None:
+        super().__init__(native.vectors())
+        self._native = native
+        self.prompt_tokens: int = native.prompt_tokens
+        self.dimensions: int = native.dimensions
+
+    def to_openai(self) -> Dict[str, Any]:
+        """``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}],
+        "model", "usage": {"prompt_tokens", "total_tokens"}}``."""
+        return self._native.to_openai()
+
+    def to_numpy(self) -> Any:
+        """The vectors as an ``(n, dimensions)`` float32 numpy array."""
+        import numpy
+
+        return numpy.frombuffer(self._native.to_bytes(), dtype=numpy.float32).reshape(len(self), self.dimensions)
+
+
 class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
     """A loaded GGUF model.
 
@@ -201,6 +251,36 @@ class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
     def session(self) -> Session:
         """A conversation that keeps its KV cache between calls."""
         return Session(self)
+
+    def embed(  # type: ignore[override]
+        self, texts: Union[str, Sequence[str]], *, output: str = "list", **options: Unpack[EmbedOptions]
+    ) -> Any:
+        """One vector per text (a str, or a list of str), batched with every other call on
+        this model. Returns ``Embeddings`` (a list of lists of floats), or with
+        ``output="numpy"`` an ``(n, dimensions)`` float32 array. Keywords: ``normalize=True``
+        (unit length), ``truncate=False`` (cut over-long texts instead of raising
+        ``ContextOverflowError``), ``pooling`` (``"mean"``, ``"cls"``, ``"last"``; default the
+        model's own, mean for chat models), ``timeout`` (seconds), ``cancel`` (a
+        ``CancelToken``). An empty list gives an empty result; an empty string raises
+        ``InvalidArgumentError``."""
+        if output not in ("list", "numpy"):
+            raise InvalidArgumentError(f'output must be "list" or "numpy", got {output!r}')
+        embeddings = Embeddings(super().embed(texts, **options))
+        return embeddings.to_numpy() if output == "numpy" else embeddings
+
+    async def embed_async(
+        self, texts: Union[str, Sequence[str]], *, output: str = "list", **options: Unpack[EmbedOptions]
+    ) -> Any:
+        """``embed`` without blocking the event loop; cancelling the task cancels the call."""
+        token = CancelToken()
+        return await _in_thread(lambda: self.embed(texts, output=output, cancel=token, **options), token.cancel)
+
+    async def rerank_async(
+        self, query: str, documents: Sequence[str], **options: Unpack[RerankOptions]
+    ) -> List[Dict[str, Any]]:
+        """``rerank`` without blocking the event loop; cancelling the task cancels the call."""
+        token = CancelToken()
+        return await _in_thread(lambda: self.rerank(query, documents, cancel=token, **options), token.cancel)
 
 
 class Session(_native.Session, _AsyncMethods[str]):
@@ -234,9 +314,13 @@ def _post(loop: asyncio.AbstractEventLoop, deliver: Any, item: object) -> bool:
     return True
 
 
-async def _collect(stream: Stream) -> Completion:
+_T = TypeVar("_T")
+
+
+async def _in_thread(call: Callable[[], _T], cancel: Callable[[], None]) -> _T:
+    """Runs a blocking call on its own thread; cancelling the awaiting task calls ``cancel``."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[Completion] = loop.create_future()
+    future: asyncio.Future[_T] = loop.create_future()
 
     def settle(outcome: object) -> None:
         if future.done():  # the awaiting task was cancelled
@@ -244,12 +328,12 @@ async def _collect(stream: Stream) -> Completion:
         if isinstance(outcome, _Failure):
             future.set_exception(outcome.error)
         else:
-            future.set_result(cast(Completion, outcome))
+            future.set_result(cast(_T, outcome))
 
     def work() -> None:
         outcome: object
         try:
-            outcome = stream.collect()
+            outcome = call()
         except BaseException as error:  # handed to the awaiting task
             outcome = _Failure(error)
         _post(loop, settle, outcome)
@@ -258,8 +342,12 @@ async def _collect(stream: Stream) -> Completion:
     try:
         return await future
     except BaseException:
-        stream.cancel()
+        cancel()
         raise
+
+
+async def _collect(stream: Stream) -> Completion:
+    return await _in_thread(stream.collect, stream.cancel)
 
 
 async def _iterate(stream: Stream) -> AsyncGenerator[Chunk, None]:

@@ -7,6 +7,7 @@ from typing_extensions import Self, disjoint_base
 
 __all__ = [
     "BusyError",
+    "CancelToken",
     "CancelledError",
     "Chunk",
     "ClosedError",
@@ -24,6 +25,7 @@ __all__ = [
     "Model",
     "ModelInfo",
     "ModelNotFoundError",
+    "NativeEmbeddings",
     "NoChatTemplateError",
     "Session",
     "SpecialToken",
@@ -32,6 +34,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "UnsupportedArchitectureError",
+    "UnsupportedError",
     "Usage",
     "__version__",
     "default_threads",
@@ -65,6 +68,24 @@ class BusyError(CorralError, RuntimeError): ...
 class DeadlineExceededError(CorralError, TimeoutError): ...
 class InvalidGrammarError(CorralError, ValueError): ...
 class InternalError(CorralError, RuntimeError): ...
+class UnsupportedError(CorralError, ValueError): ...
+
+@final
+class CancelToken:
+    def __new__(cls) -> Self: ...
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+
+@final
+class NativeEmbeddings:
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def dimensions(self) -> int: ...
+    def vectors(self) -> list[list[float]]: ...
+    def to_bytes(self) -> bytes: ...
+    def to_openai(self) -> dict[str, Any]: ...
 
 @final
 class SpecialToken:
@@ -247,6 +268,26 @@ class Model:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         template: Optional[str] = None,
     ) -> str: ...
+    def embed(
+        self,
+        texts: Union[str, Sequence[str]],
+        *,
+        normalize: bool = True,
+        truncate: bool = False,
+        pooling: Optional[str] = None,
+        timeout: Optional[float] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> NativeEmbeddings: ...
+    def rerank(
+        self,
+        query: str,
+        documents: Union[str, Sequence[str]],
+        *,
+        top_n: Optional[int] = None,
+        truncate: bool = False,
+        timeout: Optional[float] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> list[dict[str, Any]]: ...
     def score(self, tokens: Sequence[int]) -> list[float]: ...
     def complete(
         self,

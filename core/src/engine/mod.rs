@@ -10,6 +10,7 @@
 //! that prefix (copied between sequences when needed) instead of recomputing it.
 
 pub(crate) mod cores;
+pub(crate) mod embed;
 pub(crate) mod preempt;
 mod request;
 mod sampling;
@@ -100,6 +101,8 @@ fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Co
             max_sequences: config.max_sequences,
             threads: config.threads,
             flash_attention: config.flash_attention,
+            ubatch_size: None,
+            pooling: None,
             abort: Some((callback, data)),
         },
     )

@@ -40,6 +40,10 @@ pub(crate) struct ContextConfig {
     pub max_sequences: u32,
     pub threads: u32,
     pub flash_attention: Option<bool>,
+    /// Tokens per micro-batch (`None`: `batch_size`, at most 512).
+    pub ubatch_size: Option<u32>,
+    /// Pooled embeddings instead of logits, with this pooling (`None`: a generation context).
+    pub pooling: Option<sys::llama_pooling_type>,
     /// llama.cpp calls this between graph operations; `true` stops the decode.
     pub abort: Option<(unsafe extern "C" fn(*mut c_void) -> bool, *mut c_void)>,
 }
@@ -83,12 +87,16 @@ impl<'m> Context<'m> {
         let mut params = unsafe { sys::llama_context_default_params() };
         params.n_ctx = config.n_ctx;
         params.n_batch = config.batch_size;
-        params.n_ubatch = config.batch_size.min(512);
+        params.n_ubatch = config.ubatch_size.unwrap_or(config.batch_size.min(512));
         params.n_seq_max = config.max_sequences;
         params.kv_unified = true;
         params.n_threads = config.threads as i32;
         params.n_threads_batch = config.threads as i32;
         params.flash_attn_type = flash_attention_policy(config.flash_attention);
+        if let Some(pooling) = config.pooling {
+            params.embeddings = true;
+            params.pooling_type = pooling;
+        }
         if let Some((callback, data)) = config.abort {
             params.abort_callback = Some(callback);
             params.abort_callback_data = data;
@@ -149,6 +157,16 @@ impl<'m> Context<'m> {
         }
         // SAFETY: n_vocab floats, valid until the next decode (which needs `&mut self`).
         unsafe { std::slice::from_raw_parts(logits, self.n_vocab) }
+    }
+
+    /// The pooled output of sequence `seq` of the last decode (`len` values: the embedding, or
+    /// the rank head's scores); `None` when llama.cpp has none.
+    pub(crate) fn pooled(&self, seq: i32, len: usize) -> Option<&[f32]> {
+        // SAFETY: a live context; llama.cpp returns the sequence's pooled output or null.
+        let values = unsafe { sys::llama_get_embeddings_seq(self.raw(), seq) };
+        // SAFETY: `len` floats (n_embd_out, or n_cls_out for rank pooling), valid until the
+        // next decode (which needs `&mut self`).
+        (!values.is_null()).then(|| unsafe { std::slice::from_raw_parts(values, len) })
     }
 
     fn memory(&self) -> sys::llama_memory_t {

@@ -141,3 +141,24 @@ pub(crate) fn detokenize(model: &LlamaModel, tokens: &[LlamaToken], remove_speci
     }
     Err(broken("render these tokens"))
 }
+
+/// The BOS, EOS and SEP tokens the tokenizer adds around texts (each `None` where it adds none
+/// or the file's id is out of range), for joining a query and a document the way llama.cpp does.
+pub(crate) fn pair_specials(model: &LlamaModel) -> (Option<llama_token>, Option<llama_token>, Option<llama_token>) {
+    use llama_cpp_sys_2 as sys;
+    let vocab = raw_vocab(model);
+    // SAFETY: a live model's vocabulary; these read plain fields.
+    let (n_tokens, bos, eos, sep, add_bos, add_eos, add_sep) = unsafe {
+        (
+            sys::llama_vocab_n_tokens(vocab),
+            sys::llama_vocab_bos(vocab),
+            sys::llama_vocab_eos(vocab),
+            sys::llama_vocab_sep(vocab),
+            sys::llama_vocab_get_add_bos(vocab),
+            sys::llama_vocab_get_add_eos(vocab),
+            sys::llama_vocab_get_add_sep(vocab),
+        )
+    };
+    let valid = |added: bool, token: llama_token| (added && (0..n_tokens).contains(&token)).then_some(token);
+    (valid(add_bos, bos), valid(add_eos, eos), valid(add_sep, sep))
+}

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::chat::tools::{ToolCallParser, ToolChoice, ToolFormat};
 use crate::chat::{ChatTemplate, Message};
+use crate::engine::embed::{EmbedConfig, EmbedRequest, Embedder};
 use crate::engine::preempt::Preemption;
 use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
@@ -77,6 +78,11 @@ pub(crate) struct ModelInner {
     next_session: AtomicU64,
     stats: Arc<StatsCounters>,
     preemption: Arc<Preemption>,
+    /// The embedding engine, started by the first `embed` or `rerank` (engine/embed.rs).
+    embedder: Mutex<Option<Embedder>>,
+    embed_config: EmbedConfig,
+    /// False for encoder-only models (BERT and the like): they embed but cannot generate.
+    generates: bool,
 }
 
 /// A loaded model. Cheap to clone, `Send + Sync`: share it between threads; every clone
@@ -256,12 +262,15 @@ impl Model {
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(StatsCounters::default());
         let preemption = Arc::new(Preemption::default());
+        let threads = options.threads.unwrap_or_else(default_threads);
+        let embed_config = EmbedConfig { max_tokens: crate::embed::max_tokens(&info), threads, flash_attention: options.flash_attention };
+        let generates = crate::embed::is_causal(&info);
         let config = EngineConfig {
             max_queued: options.max_queued,
             on_kv_full: options.on_kv_full,
             stats: stats.clone(),
             n_ctx: context_length,
-            threads: options.threads.unwrap_or_else(default_threads),
+            threads,
             max_sequences: options.max_sequences,
             batch_size: options.batch_size,
             flash_attention: options.flash_attention,
@@ -279,6 +288,9 @@ impl Model {
                 next_session: AtomicU64::new(1),
                 stats,
                 preemption,
+                embedder: Mutex::new(None),
+                embed_config,
+                generates,
             }),
         })
     }
@@ -291,7 +303,7 @@ impl Model {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    fn llama(&self) -> Result<Arc<LlamaModel>> {
+    pub(crate) fn llama(&self) -> Result<Arc<LlamaModel>> {
         self.inner.llama.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(Error::closed)
     }
 
@@ -421,6 +433,7 @@ impl Model {
         if self.is_closed() {
             return Err(Error::closed());
         }
+        self.check_generates()?;
         options.validate()?;
         if prompt.is_empty() {
             return Err(Error::invalid_argument("the prompt is empty"));
@@ -468,6 +481,30 @@ impl Model {
             Error::new(ErrorKind::InvalidGrammar, format!("invalid grammar: {detail}"))
         })?;
         Ok(Some(sampler))
+    }
+
+    fn check_generates(&self) -> Result<()> {
+        if self.inner.generates {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{} is an encoder-only model: it embeds but cannot generate", self.inner.info.name),
+            ))
+        }
+    }
+
+    /// Hands a request to the embedding engine, starting it on first use.
+    pub(crate) fn send_embed(&self, request: EmbedRequest) -> Result<()> {
+        let mut embedder = self.inner.embedder.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        if embedder.is_none() {
+            *embedder = Some(engine::embed::spawn(self.llama()?, self.inner.embed_config)?);
+        }
+        let sender = &embedder.as_ref().expect("started above").requests;
+        sender.send(request).map_err(|_| Error::internal("the embedding engine stopped"))
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -565,6 +602,7 @@ impl Model {
 
     /// Log-probability of each token given all before it (`tokens.len() - 1` values).
     pub fn score(&self, tokens: &[i32]) -> Result<Vec<f32>> {
+        self.check_generates()?;
         let tokens = self.checked_tokens(tokens)?;
         if tokens.len() < 2 {
             return Err(Error::invalid_argument("scoring needs at least two tokens"));
@@ -619,6 +657,14 @@ impl ModelInner {
         if let Some(handle) = self.engine.lock().unwrap_or_else(|e| e.into_inner()).take() {
             if handle.thread().id() != std::thread::current().id() {
                 let _ = handle.join();
+            }
+        }
+        // The embedding engine ends after its current decode; queued calls fail with `closed`.
+        if let Some(Embedder { requests, thread, closing }) = self.embedder.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            closing.store(true, Ordering::Release);
+            drop(requests);
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
             }
         }
         self.llama.write().unwrap_or_else(|e| e.into_inner()).take();

@@ -1,15 +1,18 @@
-//! OpenAI's vocabulary, read in one place for every binding: generation options
-//! (`max_tokens`, `response_format`, `tool_choice`, ...), chat messages and tools, from JSON
-//! values, spelt the way the calling binding spells them (see [`Dialect`]).
+//! OpenAI's vocabulary, read in one place for every binding: generation, embedding and rerank
+//! options (`max_tokens`, `response_format`, `tool_choice`, `normalize`, ...), chat messages
+//! and tools, from JSON values, spelt the way the calling binding spells them (see
+//! [`Dialect`]); and the OpenAI-shaped results built from corral's.
 //!
 //! A binding converts its own values to `serde_json::Value` (numbers through [`number`], so
 //! NaN never becomes `null`) and calls [`generate_options`], [`messages`] or [`tools`]. A
 //! value of the wrong JSON type fails with [`Error::invalid_type`], a bad value of the right
 //! type with `invalid_argument`; both name what was wrong as the caller spelt it.
 
+mod embed;
 mod messages;
 mod options;
 
+pub use embed::{embed_options, embeddings_response, rerank_options, rerank_result};
 pub use messages::{messages, tools};
 pub use options::{generate_option_names, generate_options, tool_choice};
 

@@ -134,7 +134,7 @@ fn stop(dialect: Dialect, name: &str, value: &Value) -> Result<Vec<String>> {
 }
 
 /// A positive duration, in the dialect's unit.
-fn timeout(dialect: Dialect, name: &str, value: &Value) -> Result<Duration> {
+pub(super) fn timeout(dialect: Dialect, name: &str, value: &Value) -> Result<Duration> {
     let (per_second, unit) = match dialect {
         Dialect::Python => (1.0, "seconds"),
         Dialect::Node => (1000.0, "milliseconds"),

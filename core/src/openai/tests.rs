@@ -231,3 +231,32 @@ fn bad_messages() {
     assert_eq!(failure(messages(&json!([{"role": 1}]), Dialect::Python), true), "messages[0][\"role\"] must be a str, got int");
     assert_eq!(failure(tools(&json!({}), Dialect::Python, "tools"), true), "tools must be a list of tool dicts, got dict");
 }
+
+#[test]
+fn embed_and_rerank_options_in_both_dialects() {
+    use crate::embed::Pooling;
+    let p = super::embed_options(&json!({"normalize": false, "pooling": "cls", "timeout": 2}), Dialect::Python).unwrap();
+    assert!(!p.normalize && !p.truncate);
+    assert_eq!(p.pooling, Some(Pooling::Cls));
+    assert_eq!(p.timeout, Some(std::time::Duration::from_secs(2)));
+    let n = super::rerank_options(&json!({"topN": 3, "truncate": true, "timeout": 500}), Dialect::Node).unwrap();
+    assert_eq!(n.top_n, Some(3));
+    assert!(n.truncate);
+    assert_eq!(n.timeout, Some(std::time::Duration::from_millis(500)));
+    assert!(super::embed_options(&json!({"top_n": 3}), Dialect::Python).unwrap_err().is_wrong_type());
+    assert!(super::embed_options(&json!({"normalize": 1}), Dialect::Python).unwrap_err().is_wrong_type());
+    assert_eq!(super::embed_options(&json!({"pooling": "max"}), Dialect::Node).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert!(super::embed_options(&Value::Null, Dialect::Node).unwrap().normalize);
+}
+
+#[test]
+fn embeddings_response_has_openai_shape() {
+    let e = crate::embed::Embeddings { vectors: vec![vec![0.5, 0.25], vec![1.0, 0.0]], prompt_tokens: 7 };
+    let r = super::embeddings_response(&e, "m");
+    assert_eq!(r["object"], "list");
+    assert_eq!(r["data"][1]["index"], 1);
+    assert_eq!(r["data"][0]["embedding"], json!([0.5, 0.25]));
+    assert_eq!(r["data"][0]["object"], "embedding");
+    assert_eq!(r["usage"]["prompt_tokens"], 7);
+    assert_eq!(r["model"], "m");
+}
