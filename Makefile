@@ -14,6 +14,7 @@ setup:
 
 model:
 	./scripts/fetch-model.sh >/dev/null
+	./scripts/fetch-embedding-models.sh >/dev/null
 
 build: setup
 	$(CARGO) build --release --locked -p corral-cli

@@ -22,6 +22,10 @@ export declare class CancelToken {
  * frees the model once no session or stream uses it.
  */
 export declare class NativeModel {
+  /** One vector per text; options `normalize`, `truncate`, `pooling`, `timeout` (ms). */
+  embed(texts: Array<string>, options?: any | undefined | null, cancel?: CancelToken | undefined | null): Promise<Float32Array[]>
+  /** Documents scored against the query, best first; options `topN`, `truncate`, `timeout`. */
+  rerank(query: string, documents: Array<string>, options?: any | undefined | null, cancel?: CancelToken | undefined | null): Promise<Array<RerankResult>>
   /**
    * Loads a GGUF model on a blocking-pool thread. `onProgress` receives load progress in
    * [0, 1] (from the loading thread, through a threadsafe function); `cancel` stops loading.
@@ -188,6 +192,15 @@ export interface ModelInfo {
   chatTemplate?: string
   /** Every GGUF metadata key with its typed value. */
   metadata: Record<string, any>
+}
+
+/** One document's relevance to the query. */
+export interface RerankResult {
+  /** The document's position in the input. */
+  index: number
+  /** Relevance in [0, 1]. */
+  score: number
+  document: string
 }
 
 /**

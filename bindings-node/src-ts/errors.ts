@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'deadline_exceeded'
   | 'invalid_grammar'
   | 'internal'
+  | 'unsupported'
 
 /** Every corral error: `err.code` is one of the stable {@link ErrorCode}s. */
 export class CorralError extends Error {
@@ -108,6 +109,13 @@ export class InternalError extends CorralError {
   declare readonly code: 'internal'
 }
 
+/** The model cannot do this: `rerank` on a model that is not a reranker, generation on an
+ * encoder-only (embedding) model. */
+export class UnsupportedError extends CorralError {
+  static override readonly code = 'unsupported'
+  declare readonly code: 'unsupported'
+}
+
 /**
  * An `AbortSignal` stopped the operation (name `AbortError`, like the DOM's). Its `cause` is
  * the signal's `reason`.
@@ -134,6 +142,7 @@ const CLASSES: Record<ErrorCode, typeof CorralError> = {
   deadline_exceeded: DeadlineExceededError,
   invalid_grammar: InvalidGrammarError,
   internal: InternalError,
+  unsupported: UnsupportedError,
 }
 
 /** The class for a code (`CorralError` itself for a code this version does not know). */

@@ -20,6 +20,7 @@ export {
   Session,
   TemplateError,
   UnsupportedArchitectureError,
+  UnsupportedError,
   defaultThreads,
   errorClass,
   openAIId,

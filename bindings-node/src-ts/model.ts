@@ -8,9 +8,12 @@ import type {
   Completion,
   EngineStats,
   DetokenizeOptions,
+  EmbedOptions,
   GenerateOptions,
   LoadOptions,
   ModelInfo,
+  RerankOptions,
+  RerankResult,
   TokenizeOptions,
 } from './types.js'
 
@@ -35,7 +38,7 @@ const LOAD_KEYS: Record<keyof LoadOptions, true> = {
 function checkOptions<T extends object>(options: T | undefined | null, keys: Record<string, true> | undefined, what: string): T {
   if (options === undefined || options === null) return {} as T
   if (typeof options !== 'object' || Array.isArray(options)) {
-    throw new InvalidArgumentError(`${what} must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)
+    throw new InvalidArgumentError(`${what} options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)
   }
   if (keys !== undefined) {
     for (const key of Object.keys(options)) {
@@ -51,9 +54,10 @@ function checkSignal(signal: unknown): AbortSignal | undefined {
   return signal
 }
 
-/** Splits generation options into the signal and the rest, which corral-core reads. */
-function generateOptions(options: GenerateOptions | undefined | null): [Omit<GenerateOptions, 'signal'>, AbortSignal | undefined] {
-  const { signal, ...rest } = checkOptions(options, undefined, 'generation')
+/** Splits request options into the signal and the rest, which corral-core reads (and whose
+ * names it checks). */
+function requestOptions<T extends { signal?: AbortSignal }>(options: T | undefined | null, what: string): [Omit<T, 'signal'>, AbortSignal | undefined] {
+  const { signal, ...rest } = checkOptions(options, undefined, what)
   // Options cross to corral-core as JSON, which has no NaN or Infinity: name the option here.
   for (const [name, value] of Object.entries(rest)) {
     if (typeof value === 'number' && !Number.isFinite(value)) throw new InvalidArgumentError(`${name} must be a finite number, got ${value}`)
@@ -61,11 +65,33 @@ function generateOptions(options: GenerateOptions | undefined | null): [Omit<Gen
   return [rest, checkSignal(signal)]
 }
 
+/** Splits generation options into the signal and the rest, which corral-core reads. */
+function generateOptions(options: GenerateOptions | undefined | null): [Omit<GenerateOptions, 'signal'>, AbortSignal | undefined] {
+  return requestOptions(options, 'generation')
+}
+
+/** `what` as an array of strings (one string: a one-element array). */
+function checkStrings(value: unknown, what: string, single: boolean): string[] {
+  if (single && typeof value === 'string') return [value]
+  const expected = single ? 'a string or an array of strings' : 'an array of strings'
+  if (!Array.isArray(value)) throw new InvalidArgumentError(`${what} must be ${expected}, got ${describe(value)}`)
+  for (let i = 0; i < value.length; i++) {
+    if (typeof value[i] !== 'string') throw new InvalidArgumentError(`${what}[${i}] must be a string, got ${describe(value[i])}`)
+  }
+  return value
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value
+}
+
 /**
  * Runs a native async call with an optional `AbortSignal`: the signal cancels it through a
  * native `CancelToken`, and the call then rejects with an `AbortError`.
  */
-async function cancellable<T extends { finishReason?: string }>(
+async function cancellable<T>(
   signal: AbortSignal | undefined,
   run: (token: native.CancelToken | undefined) => Promise<T>,
 ): Promise<T> {
@@ -82,7 +108,9 @@ async function cancellable<T extends { finishReason?: string }>(
   signal.addEventListener('abort', onAbort, { once: true })
   try {
     const result = await run(token)
-    if (result.finishReason === 'cancelled' && signal.aborted) throw abortError(signal)
+    // A generation stopped by the token resolves with `finishReason: 'cancelled'`.
+    const finishReason = (result as { finishReason?: unknown } | null | undefined)?.finishReason
+    if (finishReason === 'cancelled' && signal.aborted) throw abortError(signal)
     return result
   } catch (error) {
     throw signal.aborted ? abortError(signal) : toCorralError(error)
@@ -199,6 +227,31 @@ export class Model {
     } catch (error) {
       throw toCorralError(error)
     }
+  }
+
+  /**
+   * One vector per text (a single string: a one-element array), unit length unless
+   * `normalize: false`, so a dot product is the cosine similarity. Any model can embed: an
+   * embedding model (BERT, ...) or a chat model (mean pooling). Texts are batched together
+   * and with other requests; a text longer than the context rejects with
+   * `ContextOverflowError` unless `truncate: true`, an empty text with `InvalidArgumentError`.
+   */
+  async embed(texts: string | string[], options?: EmbedOptions): Promise<Float32Array[]> {
+    const list = checkStrings(texts, 'texts', true)
+    const [opts, signal] = requestOptions(options, 'embed')
+    return cancellable(signal, (token) => this.#native.embed(list, opts, token))
+  }
+
+  /**
+   * Scores each document's relevance to `query` with a reranker model (a GGUF with a rank
+   * head, such as bge-reranker): results best first, each with the document's index in
+   * `documents`. Rejects with `UnsupportedError` on a model that is not a reranker.
+   */
+  async rerank(query: string, documents: string[], options?: RerankOptions): Promise<RerankResult[]> {
+    if (typeof query !== 'string') throw new InvalidArgumentError(`query must be a string, got ${describe(query)}`)
+    const docs = checkStrings(documents, 'documents', false)
+    const [opts, signal] = requestOptions(options, 'rerank')
+    return cancellable(signal, (token) => this.#native.rerank(query, docs, opts, token))
   }
 
   /** Request, token and prefix-cache totals since the model was loaded. */

@@ -142,3 +142,47 @@ export interface ChatTemplateOptions {
   /** One of the model's named templates (e.g. `tool_use`) or Jinja source. */
   template?: string
 }
+
+/** How an embedding model turns its token vectors into one vector per text. */
+export type Pooling = 'mean' | 'cls' | 'last'
+
+/** Options of `Model.embed` (read by corral-core, which rejects unknown names). */
+export interface EmbedOptions {
+  /** Scale each vector to unit length (L2), so a dot product is the cosine similarity.
+   * Default true. */
+  normalize?: boolean
+  /** Cut a text that does not fit in the context to its first tokens instead of failing
+   * with `ContextOverflowError`. Default false. */
+  truncate?: boolean
+  /** Override the model's pooling: `mean` of the token vectors, `cls` (the first token's,
+   * BERT's `[CLS]`) or `last` (the last token's, causal embedding models). Default: the GGUF's
+   * `pooling_type`, or mean for models that declare none (such as chat models). */
+  pooling?: Pooling
+  /** Milliseconds before the request fails with `deadline_exceeded`. */
+  timeout?: number
+  /** Aborts the request: the promise rejects with an `AbortError`. */
+  signal?: AbortSignal
+}
+
+/** Options of `Model.rerank` (read by corral-core, which rejects unknown names). */
+export interface RerankOptions {
+  /** Keep only the best `topN` results. Default: all of them. */
+  topN?: number
+  /** Cut a query plus document that does not fit in the context (the document loses its
+   * end) instead of failing with `ContextOverflowError`. Default false. */
+  truncate?: boolean
+  /** Milliseconds before the request fails with `deadline_exceeded`. */
+  timeout?: number
+  /** Aborts the request: the promise rejects with an `AbortError`. */
+  signal?: AbortSignal
+}
+
+/** One document's relevance to the query (`Model.rerank` returns them best first). */
+export interface RerankResult extends native.RerankResult {
+  /** The document's position in the `documents` passed to `rerank`. */
+  index: number
+  /** Relevance in [0, 1] (higher is more relevant). */
+  score: number
+  /** The document's text, as passed. */
+  document: string
+}

@@ -157,7 +157,6 @@ class EmbedOptions(TypedDict, total=False):
     truncate: Optional[bool]
     pooling: Optional[str]
     timeout: Optional[float]
-    cancel: Optional[CancelToken]
 
 
 class RerankOptions(TypedDict, total=False):
@@ -166,7 +165,6 @@ class RerankOptions(TypedDict, total=False):
     top_n: Optional[int]
     truncate: Optional[bool]
     timeout: Optional[float]
-    cancel: Optional[CancelToken]
 
 
 _Messages = Sequence[Mapping[str, Any]]
@@ -252,8 +250,13 @@ class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
         """A conversation that keeps its KV cache between calls."""
         return Session(self)
 
-    def embed(  # type: ignore[override]
-        self, texts: Union[str, Sequence[str]], *, output: str = "list", **options: Unpack[EmbedOptions]
+    def embed(
+        self,
+        texts: Union[str, Sequence[str]],
+        *,
+        output: str = "list",
+        cancel: Optional[CancelToken] = None,
+        **options: Unpack[EmbedOptions],
     ) -> Any:
         """One vector per text (a str, or a list of str), batched with every other call on
         this model. Returns ``Embeddings`` (a list of lists of floats), or with
@@ -265,7 +268,7 @@ class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
         ``InvalidArgumentError``."""
         if output not in ("list", "numpy"):
             raise InvalidArgumentError(f'output must be "list" or "numpy", got {output!r}')
-        embeddings = Embeddings(super().embed(texts, **options))
+        embeddings = Embeddings(super().embed(texts, cancel=cancel, **options))
         return embeddings.to_numpy() if output == "numpy" else embeddings
 
     async def embed_async(
