@@ -63,6 +63,10 @@ typedef enum {
   CORRAL_ERR_INVALID_GRAMMAR = 13,
   CORRAL_ERR_INTERNAL = 14,
   /*
+   The model cannot do this: rerank without a rank head, generation on an encoder.
+   */
+  CORRAL_ERR_UNSUPPORTED = 15,
+  /*
    A required pointer argument was NULL.
    */
   CORRAL_ERR_NULL_ARGUMENT = 100,
@@ -110,6 +114,19 @@ typedef enum corral_prompt_kind corral_prompt_kind;
 typedef int32_t corral_prompt_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/*
+ How a text's token vectors become one vector (`corral_embed_params.pooling`).
+ */
+typedef enum {
+  /*
+   The model's own (its GGUF's `pooling_type`; mean for chat models).
+   */
+  CORRAL_POOLING_MODEL = -1,
+  CORRAL_POOLING_MEAN = 0,
+  CORRAL_POOLING_CLS = 1,
+  CORRAL_POOLING_LAST = 2,
+} corral_pooling;
 
 /*
  A loaded model. Thread-safe: share one `corral_model *` between threads; concurrent
@@ -166,6 +183,84 @@ typedef struct {
    */
   char *logprobs_json;
 } corral_result;
+
+/*
+ Options of corral_model_embed; start from corral_embed_default_params().
+ */
+typedef struct {
+  /*
+   Scale each vector to unit length (default true).
+   */
+  bool normalize;
+  /*
+   Cut texts longer than the model takes instead of failing with
+   CORRAL_ERR_CONTEXT_OVERFLOW (default false).
+   */
+  bool truncate;
+  /*
+   A corral_pooling value (default CORRAL_POOLING_MODEL).
+   */
+  int32_t pooling;
+  /*
+   Fail with CORRAL_ERR_DEADLINE_EXCEEDED past this many milliseconds (0: no limit).
+   */
+  uint32_t timeout_ms;
+} corral_embed_params;
+
+/*
+ Options of corral_model_rerank; start from corral_rerank_default_params().
+ */
+typedef struct {
+  /*
+   Keep only the best `top_n` documents (0: all).
+   */
+  uint32_t top_n;
+  /*
+   Cut a query plus document longer than the model takes (default false).
+   */
+  bool truncate;
+  /*
+   Fail with CORRAL_ERR_DEADLINE_EXCEEDED past this many milliseconds (0: no limit).
+   */
+  uint32_t timeout_ms;
+} corral_rerank_params;
+
+/*
+ The vectors of one corral_model_embed call: `count` rows of `dimensions` floats in `data`,
+ row after row, in the order of the texts. Release with corral_embeddings_free.
+ */
+typedef struct {
+  float *data;
+  uintptr_t count;
+  uintptr_t dimensions;
+  /*
+   Tokens evaluated, special tokens included.
+   */
+  uint32_t prompt_tokens;
+} corral_embeddings;
+
+/*
+ One document's relevance to the query.
+ */
+typedef struct {
+  /*
+   The document's position in the `documents` array passed in.
+   */
+  uintptr_t index;
+  /*
+   Relevance in [0, 1].
+   */
+  float score;
+} corral_rerank_result;
+
+/*
+ The results of one corral_model_rerank call, best first. Release with
+ corral_rerank_results_free.
+ */
+typedef struct {
+  corral_rerank_result *results;
+  uintptr_t count;
+} corral_rerank_results;
 
 /*
  A log line: level 1 = debug, 2 = info, 3 = warn, 4 = error; `source` is "llama.cpp" or
@@ -436,6 +531,57 @@ void corral_string_free(char *string);
  Frees the text of a result filled by a completion call and resets it (NULL is ignored).
  */
 void corral_result_free(corral_result *result);
+
+/*
+ Default embedding options (the same defaults as every corral binding).
+ */
+corral_embed_params corral_embed_default_params(void);
+
+/*
+ Default rerank options.
+ */
+corral_rerank_params corral_rerank_default_params(void);
+
+/*
+ Embeds `count` NUL-terminated UTF-8 texts, batched with every other call on the model.
+ `params` may be NULL (defaults). On CORRAL_OK, `*out` holds `count` vectors (none for
+ count 0); release it with corral_embeddings_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
+ CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (an empty text, a bad pooling),
+ CORRAL_ERR_CONTEXT_OVERFLOW (a text longer than the model takes, unless truncate),
+ CORRAL_ERR_DEADLINE_EXCEEDED, CORRAL_ERR_DECODE_FAILED, CORRAL_ERR_CLOSED. Thread-safe.
+ */
+corral_status corral_model_embed(const corral_model *model,
+                                 const char *const *texts,
+                                 uintptr_t count,
+                                 const corral_embed_params *params,
+                                 corral_embeddings *out);
+
+/*
+ Frees the vectors of an embeddings struct filled by corral_model_embed and zeroes it (NULL
+ is ignored; freeing twice is harmless).
+ */
+void corral_embeddings_free(corral_embeddings *embeddings);
+
+/*
+ Scores `count` documents against `query` with a reranker (a GGUF whose pooling is rank):
+ on CORRAL_OK `*out` holds the results, best first (at most `top_n`); release it with
+ corral_rerank_results_free. `params` may be NULL. Errors: CORRAL_ERR_NULL_ARGUMENT,
+ CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (an empty query or document),
+ CORRAL_ERR_UNSUPPORTED (the model is not a reranker), CORRAL_ERR_CONTEXT_OVERFLOW,
+ CORRAL_ERR_DEADLINE_EXCEEDED, CORRAL_ERR_DECODE_FAILED, CORRAL_ERR_CLOSED. Thread-safe.
+ */
+corral_status corral_model_rerank(const corral_model *model,
+                                  const char *query,
+                                  const char *const *documents,
+                                  uintptr_t count,
+                                  const corral_rerank_params *params,
+                                  corral_rerank_results *out);
+
+/*
+ Frees the results filled by corral_model_rerank and zeroes the struct (NULL is ignored;
+ freeing twice is harmless).
+ */
+void corral_rerank_results_free(corral_rerank_results *results);
 
 /*
  The message of the last failed corral call on the calling thread ("" if none). Valid until

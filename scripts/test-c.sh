@@ -7,6 +7,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 command -v valgrind >/dev/null || ./scripts/setup.sh valgrind
 MODEL="$(./scripts/fetch-model.sh)"
+# The suite embeds with MiniLM and reranks with the test reranker (source, f16, q8_0, rank).
+mapfile -t EMBEDDING_MODELS < <(./scripts/fetch-embedding-models.sh)
+export CORRAL_EMBED_MODEL="${EMBEDDING_MODELS[1]}" CORRAL_RERANK_MODEL="${EMBEDDING_MODELS[3]}"
 ./scripts/build-capi.sh >/dev/null 2>&1 || ./scripts/build-capi.sh
 export PKG_CONFIG_PATH="$ROOT/target/capi/lib/pkgconfig"
 OUT="$ROOT/target/c-tests"; mkdir -p "$OUT"

@@ -11,13 +11,15 @@
 //!
 //! Modules: `boundary` (panic guard, argument checks, ownership handed out and back), `error`
 //! (status codes, last error), `params` (params structs in, core options), `conversions`
-//! (results, chunks and stats out), `model`, `session`, `stream` (the three handles),
+//! (results, chunks and stats out), `model`, `session`, `stream` (the three handles), `embed`
+//! (embeddings and rerank on a model),
 //! `logging` (the log callback).
 
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
 mod boundary;
 mod conversions;
+mod embed;
 mod error;
 mod logging;
 mod model;
@@ -26,6 +28,7 @@ mod session;
 mod stream;
 
 pub use conversions::*;
+pub use embed::*;
 pub use error::{corral_last_error_message, corral_status, corral_status_name};
 pub use logging::*;
 pub use model::*;

@@ -1,6 +1,7 @@
 // Bad inputs: each asserts the exact error class and `code`, never "some exception".
 import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -205,7 +206,11 @@ describe('classes', () => {
     const codes = [
       'model_not_found', 'invalid_model', 'unsupported_architecture', 'invalid_argument', 'context_overflow', 'cancelled',
       'decode_failed', 'no_chat_template', 'template_error', 'closed', 'busy', 'deadline_exceeded', 'invalid_grammar', 'internal',
+      'unsupported',
     ]
+    // The same list, in the same order, as corral-core's (through the native module).
+    const native = createRequire(import.meta.url)('../native/index.js')
+    assert.deepEqual(native.errorCodes(), codes)
     for (const code of codes) {
       const cls = errorClass(code)
       assert.notEqual(cls, CorralError, code)
@@ -228,6 +233,7 @@ describe('after dispose', () => {
     await rejectsWith(assert, doomed.complete('Hi'), ClosedError, 'closed')
     await rejectsWith(assert, doomed.chat([{ role: 'user', content: 'Hi' }]), ClosedError, 'closed')
     await rejectsWith(assert, doomed.score([1, 2]), ClosedError, 'closed')
+    await rejectsWith(assert, doomed.embed('Hi'), ClosedError, 'closed')
     await rejectsWith(
       assert,
       (async () => {

@@ -14,6 +14,13 @@ if (!existsSync(MODEL_PATH)) {
   throw new Error(`test model not found at ${MODEL_PATH}: run scripts/fetch-model.sh or set CORRAL_TEST_MODEL`)
 }
 
+// The embedding test models (scripts/fetch-embedding-models.sh): MiniLM, and the same MiniLM
+// with a seeded random rank head (a test-only reranker). Checked by the tests that use them.
+export const EMBED_MODEL_PATH =
+  process.env.CORRAL_EMBED_MODEL ?? resolve(REPO_DIR, 'models/all-MiniLM-L6-v2.f16.gguf')
+export const RERANK_MODEL_PATH =
+  process.env.CORRAL_RERANK_MODEL ?? resolve(REPO_DIR, 'models/minilm-rank-test.gguf')
+
 /** Loads the test model; pass options to override the small test defaults. */
 export function loadModel(options = {}) {
   return Model.load(MODEL_PATH, { contextLength: 2048, ...options })

@@ -395,6 +395,104 @@ static void test_score(corral_model *m) {
     corral_floats_free(NULL, 0);
 }
 
+static double dot(const float *a, const float *b, size_t n) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += (double)a[i] * b[i];
+    return sum;
+}
+
+/* Embeddings on the chat model (mean pooling) and argument checks. */
+static void test_embed(corral_model *m) {
+    const char *texts[] = {"A man is eating food.", "A man is eating a piece of bread.", "The sky is blue."};
+    corral_embeddings e = {0};
+    CHECK_STATUS(corral_model_embed(m, texts, 3, NULL, &e), CORRAL_OK);
+    CHECK(e.count == 3 && e.dimensions == 576 && e.prompt_tokens > 9);
+    for (size_t i = 0; i < e.count; i++) {
+        const float *v = e.data + i * e.dimensions;
+        CHECK(dot(v, v, e.dimensions) > 0.9999 && dot(v, v, e.dimensions) < 1.0001);
+    }
+    corral_embeddings_free(&e);
+    CHECK(e.data == NULL && e.count == 0);
+    corral_embeddings_free(&e);
+    corral_embeddings_free(NULL);
+
+    corral_embed_params p = corral_embed_default_params();
+    CHECK(p.normalize && !p.truncate && p.pooling == CORRAL_POOLING_MODEL && p.timeout_ms == 0);
+    p.normalize = false;
+    p.pooling = CORRAL_POOLING_LAST;
+    CHECK_STATUS(corral_model_embed(m, texts, 1, &p, &e), CORRAL_OK);
+    CHECK(e.count == 1 && dot(e.data, e.data, e.dimensions) > 1.01);
+    corral_embeddings_free(&e);
+    p.pooling = 7;
+    CHECK_STATUS(corral_model_embed(m, texts, 1, &p, &e), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_model_embed(m, texts, 0, NULL, &e), CORRAL_OK);
+    CHECK(e.count == 0);
+    corral_embeddings_free(&e);
+    const char *bad[] = {"fine", NULL};
+    CHECK_STATUS(corral_model_embed(m, bad, 2, NULL, &e), CORRAL_ERR_NULL_ARGUMENT);
+    const char *empty[] = {""};
+    CHECK_STATUS(corral_model_embed(m, empty, 1, NULL, &e), CORRAL_ERR_INVALID_ARGUMENT);
+    const char *invalid_utf8[] = {"\xff\xfe"};
+    CHECK_STATUS(corral_model_embed(m, invalid_utf8, 1, NULL, &e), CORRAL_ERR_INVALID_UTF8);
+    CHECK_STATUS(corral_model_embed(NULL, texts, 1, NULL, &e), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_embed(m, NULL, 1, NULL, &e), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_embed(m, texts, 1, NULL, NULL), CORRAL_ERR_NULL_ARGUMENT);
+
+    corral_rerank_results r = {0};
+    CHECK_STATUS(corral_model_rerank(m, "q", texts, 2, NULL, &r), CORRAL_ERR_UNSUPPORTED);
+    CHECK(strcmp(corral_status_name(CORRAL_ERR_UNSUPPORTED), "unsupported") == 0);
+    corral_rerank_results_free(&r);
+    corral_rerank_results_free(NULL);
+}
+
+/* MiniLM (CORRAL_EMBED_MODEL) and the test-only reranker (CORRAL_RERANK_MODEL), when given. */
+static void test_embedding_models(void) {
+    const char *embed_path = getenv("CORRAL_EMBED_MODEL");
+    const char *rerank_path = getenv("CORRAL_RERANK_MODEL");
+    if (embed_path) {
+        corral_model *m = NULL;
+        CHECK_STATUS(corral_model_load(embed_path, NULL, &m), CORRAL_OK);
+        const char *texts[] = {"A man is eating food.", "A man is eating a piece of bread."};
+        corral_embeddings e = {0};
+        CHECK_STATUS(corral_model_embed(m, texts, 2, NULL, &e), CORRAL_OK);
+        CHECK(e.count == 2 && e.dimensions == 384);
+        /* A float32 numpy forward pass of the same weights gives 0.7553. */
+        double cosine = dot(e.data, e.data + e.dimensions, e.dimensions);
+        CHECK(cosine > 0.752 && cosine < 0.758);
+        corral_embeddings_free(&e);
+        corral_result res = {0};
+        CHECK_STATUS(corral_model_complete(m, "hi", NULL, NULL, NULL, &res), CORRAL_ERR_UNSUPPORTED);
+        corral_model_free(m);
+    }
+    if (rerank_path) {
+        /* The head is seeded random weights: mechanics only, not ranking quality. */
+        corral_model *m = NULL;
+        CHECK_STATUS(corral_model_load(rerank_path, NULL, &m), CORRAL_OK);
+        const char *docs[] = {"A man is eating food.", "The sky is blue.", "Bread is baked."};
+        corral_rerank_results r = {0};
+        CHECK_STATUS(corral_model_rerank(m, "What do people eat?", docs, 3, NULL, &r), CORRAL_OK);
+        CHECK(r.count == 3);
+        int seen = 0;
+        for (size_t i = 0; i < r.count; i++) {
+            CHECK(r.results[i].score >= 0.0f && r.results[i].score <= 1.0f);
+            CHECK(r.results[i].index < 3);
+            seen |= 1 << r.results[i].index;
+            if (i > 0) CHECK(r.results[i - 1].score >= r.results[i].score);
+        }
+        CHECK(seen == 7);
+        size_t best = r.results[0].index;
+        corral_rerank_results_free(&r);
+        corral_rerank_params p = corral_rerank_default_params();
+        p.top_n = 1;
+        CHECK_STATUS(corral_model_rerank(m, "What do people eat?", docs, 3, &p, &r), CORRAL_OK);
+        CHECK(r.count == 1 && r.results[0].index == best);
+        corral_rerank_results_free(&r);
+        CHECK_STATUS(corral_model_rerank(m, NULL, docs, 3, NULL, &r), CORRAL_ERR_NULL_ARGUMENT);
+        CHECK_STATUS(corral_model_rerank(m, "", docs, 3, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+        corral_model_free(m);
+    }
+}
+
 static int log_lines;
 static void on_log(int32_t level, const char *source, const char *message, void *user_data) {
     (void)level;
@@ -609,6 +707,7 @@ int main(int argc, char **argv) {
     test_chat_template(m);
     test_streams(m);
     test_stats_and_clear_cache(m);
+    test_embed(m);
     if (!quick) {
         test_complete(m);
         test_chat_and_sessions(m);
@@ -617,6 +716,7 @@ int main(int argc, char **argv) {
         test_generate_prompts(m);
     }
     corral_model_free(m);
+    if (!quick) test_embedding_models();
     test_logging();
     test_free_with_live_handles();
     printf("%d passed, %d failed\n", passed, failed);

@@ -7,15 +7,20 @@ import {
   Model,
   ModelNotFoundError,
   Session,
+  UnsupportedError,
   setLogger,
   version,
   type Chunk,
   type Completion,
+  type EmbedOptions,
   type ErrorCode,
   type FinishReason,
   type GenerateOptions,
   type LoadOptions,
   type ModelInfo,
+  type Pooling,
+  type RerankOptions,
+  type RerankResult,
   type Usage,
 } from 'corral'
 
@@ -61,6 +66,22 @@ export async function main(): Promise<string> {
     }
   }
 
+  const embedOptions: EmbedOptions = { normalize: true, truncate: true, pooling: 'mean', timeout: 1_000, signal: ac.signal }
+  const vectors: Float32Array[] = await model.embed(['first text', 'second text'], embedOptions)
+  const [single]: Float32Array[] = await model.embed('one text')
+  const pooling: Pooling = 'cls'
+  console.log(vectors[0].length, single[0], (await model.embed([], { pooling }))[0])
+  const rerankOptions: RerankOptions = { topN: 3, truncate: false, timeout: 1_000, signal: ac.signal }
+  try {
+    const ranked: RerankResult[] = await model.rerank('query', ['a', 'b'], rerankOptions)
+    for (const { index, score, document } of ranked) console.log(index.toFixed(0), score.toFixed(3), document.length)
+  } catch (error) {
+    if (error instanceof UnsupportedError) {
+      const code: 'unsupported' = error.code
+      console.log(code)
+    }
+  }
+
   setLogger((level, source, message) => console.log(level, source, message), 'debug')
   setLogger(null)
 
@@ -70,6 +91,12 @@ export async function main(): Promise<string> {
   await model.complete('x', { maxToken: 1 })
   // @ts-expect-error a message needs a role
   await model.chat([{ content: 'x' }])
+  // @ts-expect-error not a pooling
+  await model.embed('x', { pooling: 'max' })
+  // @ts-expect-error texts are strings
+  await model.embed([1, 2])
+  // @ts-expect-error a misspelt rerank option
+  await model.rerank('q', ['d'], { top_n: 1 })
   // @ts-expect-error not a log level
   setLogger(null, 'loud')
 
