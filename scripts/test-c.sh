@@ -20,10 +20,12 @@ RPATH=(-Wl,-rpath,"$LIBDIR")
 
 echo "== examples (shared library, pkg-config)"
 cc "${WARN[@]}" examples/c/chat.c $(pkg-config --cflags --libs corral) "${RPATH[@]}" -o "$OUT/chat"
+cc "${WARN[@]}" examples/c/embed.c $(pkg-config --cflags --libs corral) "${RPATH[@]}" -o "$OUT/embed"
 cc "${WARN[@]}" examples/c/threads.c $(pkg-config --cflags --libs corral) "${RPATH[@]}" -lpthread -o "$OUT/threads"
 "$OUT/chat" "$MODEL" "Say hello in one short sentence." > "$OUT/chat.out"
 grep -q . "$OUT/chat.out"
 "$OUT/threads" "$MODEL"
+"$OUT/embed" "$CORRAL_EMBED_MODEL" | grep -q "sourdough"
 
 echo "== static library"
 cc "${WARN[@]}" examples/c/chat.c $(pkg-config --cflags --libs corral-static) -o "$OUT/chat-static"

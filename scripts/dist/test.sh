@@ -16,6 +16,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 MODEL="$("$ROOT/scripts/fetch-model.sh")"
+# The embedding test models: MiniLM's source weights, f16, q8_0 and the test reranker.
+mapfile -t EMBEDDING_MODELS < <("$ROOT/scripts/fetch-embedding-models.sh")
 WORK="$ROOT/target/dist"
 for artifact in "dist/corral-$VERSION-cp39-abi3-manylinux_2_31_x86_64.whl" "dist/corral-$VERSION.tgz" \
   "dist/corral-linux-x64-gnu-$VERSION.tgz" "dist/corral-$VERSION-x86_64-linux-gnu.tar.gz"; do
@@ -40,7 +42,8 @@ fi
 # What the user brings: the packages, the model, the examples; Node.js.
 mkdir -p "$MACHINE/work/dist" "$MACHINE/work/models" "$MACHINE/opt/node/bin" "$MACHINE/opt/node/lib"
 cp dist/corral-* "$MACHINE/work/dist/"
-cp "$MODEL" "$MACHINE/work/models/"
+cp "$MODEL" "${EMBEDDING_MODELS[1]}" "${EMBEDDING_MODELS[3]}" "$MACHINE/work/models/"
+cp -r "${EMBEDDING_MODELS[0]}" "$MACHINE/work/models/"
 cp -r examples "$MACHINE/work/examples"
 rm -rf "$MACHINE/work/examples/node/node_modules" "$MACHINE/work/examples/node/package-lock.json"
 cp scripts/dist/clients/* "$MACHINE/work/"
@@ -94,7 +97,10 @@ PKG="env PKG_CONFIG_PATH=$SDK/lib/pkgconfig pkg-config"
 mount -t proc proc "$MACHINE/proc"
 echo "== on Debian bullseye, no compiler, no network" >&2
 unshare -n chroot "$MACHINE" /usr/bin/env -i HOME=/root PATH=/opt/node/bin:/usr/bin:/bin LANG=C.UTF-8 \
-  MODEL="/work/models/$(basename "$MODEL")" VERSION="$VERSION" /bin/bash -euo pipefail -c '
+  MODEL="/work/models/$(basename "$MODEL")" VERSION="$VERSION" \
+  CORRAL_EMBED_MODEL="/work/models/$(basename "${EMBEDDING_MODELS[1]}")" \
+  CORRAL_RERANK_MODEL="/work/models/$(basename "${EMBEDDING_MODELS[3]}")" \
+  CORRAL_EMBED_SOURCE="/work/models/$(basename "${EMBEDDING_MODELS[0]}")" /bin/bash -euo pipefail -c '
 cd /work
 grep -q "VERSION_ID=\"11\"" /etc/os-release
 echo "-- python: $(python3 --version), glibc $(ldd --version | head -1 | grep -o "[0-9.]*$")"
@@ -102,6 +108,7 @@ python3 -m venv /tmp/venv
 /tmp/venv/bin/pip install --quiet --no-index dist/corral-$VERSION-cp39-abi3-manylinux_2_31_x86_64.whl
 /tmp/venv/bin/python examples/python/chat.py "$MODEL" --prompt "What is the capital of France?" --max-tokens 24
 /tmp/venv/bin/python examples/python/async_chat.py "$MODEL" --max-tokens 12
+/tmp/venv/bin/python examples/python/search.py "$CORRAL_EMBED_MODEL" --rerank "$CORRAL_RERANK_MODEL"
 /tmp/venv/bin/python coexist.py "$MODEL" corral-first
 /tmp/venv/bin/python coexist.py "$MODEL" foreign-first
 /tmp/venv/bin/pip install --quiet --no-index --find-links wheels "$(ls dist/corral-*.whl)[test]"
