@@ -22,6 +22,7 @@ if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0
 fi
 
 export CORRAL_TEST_MODEL="${CORRAL_TEST_MODEL:-$("$ROOT/scripts/fetch-model.sh")}"
+"$ROOT/scripts/fetch-embedding-models.sh" >/dev/null  # MiniLM and the test reranker (embed.test.mjs)
 cd "$ROOT/bindings-node"
 echo "building and installing bindings-node (npm install: cargo release build + tsc)..." >&2
 npm install --no-audit --no-fund >&2

@@ -24,5 +24,6 @@ echo "building and installing bindings-python (maturin, release profile)..." >&2
 "$VENV/bin/python" -m pip install --quiet "$ROOT/bindings-python[test]" >&2
 
 export CORRAL_TEST_MODEL="${CORRAL_TEST_MODEL:-$("$ROOT/scripts/fetch-model.sh")}"
+"$ROOT/scripts/fetch-embedding-models.sh" >/dev/null  # MiniLM, its source weights, the test reranker
 cd "$ROOT/bindings-python"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -84,7 +84,12 @@ pub struct corral_rerank_results {
 #[no_mangle]
 pub extern "C" fn corral_embed_default_params() -> corral_embed_params {
     let d = EmbedOptions::default();
-    corral_embed_params { normalize: d.normalize, truncate: d.truncate, pooling: corral_pooling::CORRAL_POOLING_MODEL as i32, timeout_ms: 0 }
+    corral_embed_params {
+        normalize: d.normalize,
+        truncate: d.truncate,
+        pooling: corral_pooling::CORRAL_POOLING_MODEL as i32,
+        timeout_ms: 0,
+    }
 }
 
 /// Default rerank options.

@@ -77,9 +77,7 @@ fn concurrent_calls_share_the_engine() {
     let model = minilm();
     let expected = model.embed(&texts(12), &EmbedOptions::default()).unwrap().vectors;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| scope.spawn(|| model.embed(&texts(12), &EmbedOptions::default()).unwrap().vectors))
-            .collect();
+        let handles: Vec<_> = (0..4).map(|_| scope.spawn(|| model.embed(&texts(12), &EmbedOptions::default()).unwrap().vectors)).collect();
         for handle in handles {
             for (a, b) in handle.join().unwrap().iter().zip(&expected) {
                 assert!(cosine(a, b) >= 0.9999);
@@ -103,12 +101,16 @@ fn bad_inputs_get_typed_errors_and_the_model_keeps_serving() {
     cancel.cancel();
     let err = model.embed(&texts(4), &EmbedOptions { cancel: Some(cancel), ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
-    let err = model.embed(&texts(4), &EmbedOptions { timeout: Some(Duration::ZERO), ..Default::default() }).unwrap_err();
+    let err = model.embed(&texts(4), &EmbedOptions { timeout: Some(Duration::from_nanos(1)), ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DeadlineExceeded);
     let err = model.embed(&["x"], &EmbedOptions { pooling: Some(Pooling::Rank), ..Default::default() }).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     // An encoder cannot generate, nor rank without a head.
     assert_eq!(model.complete("hello", &GenerateOptions::default()).unwrap_err().kind(), ErrorKind::Unsupported);
+    let chat = model.chat(&[corral::Message::new("user", "hi")], &GenerateOptions::default()).unwrap_err();
+    assert_eq!(chat.kind(), ErrorKind::Unsupported);
+    let zero = EmbedOptions { timeout: Some(Duration::ZERO), ..Default::default() };
+    assert_eq!(model.embed(&["x"], &zero).unwrap_err().kind(), ErrorKind::InvalidArgument);
     assert_eq!(model.rerank("q", &["d"], &RerankOptions::default()).unwrap_err().kind(), ErrorKind::Unsupported);
     assert_eq!(model.embed(&["still serving"], &EmbedOptions::default()).unwrap().vectors[0].len(), 384);
 }
@@ -148,7 +150,10 @@ fn rerank_scores_every_document_in_order() {
     }
     let top = model.rerank("What do people eat?", &documents, &RerankOptions { top_n: Some(2), ..Default::default() }).unwrap();
     assert_eq!(top, results[..2]);
-    assert_eq!(model.rerank("q", &["d"], &RerankOptions { top_n: Some(0), ..Default::default() }).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        model.rerank("q", &["d"], &RerankOptions { top_n: Some(0), ..Default::default() }).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     assert_eq!(model.rerank("", &["d"], &RerankOptions::default()).unwrap_err().kind(), ErrorKind::InvalidArgument);
     let long = "word ".repeat(600);
     assert_eq!(model.rerank("q", &[&long], &RerankOptions::default()).unwrap_err().kind(), ErrorKind::ContextOverflow);
@@ -161,7 +166,8 @@ fn rerank_scores_every_document_in_order() {
 fn a_chat_model_embeds_while_it_generates() {
     let model = chat_model();
     std::thread::scope(|scope| {
-        let generation = scope.spawn(|| model.complete("Once upon a time", &GenerateOptions { max_tokens: Some(32), ..Default::default() }));
+        let generation =
+            scope.spawn(|| model.complete("Once upon a time", &GenerateOptions { max_tokens: Some(32), ..Default::default() }));
         let e = model.embed(&texts(16), &EmbedOptions::default()).unwrap();
         assert_eq!(e.vectors.len(), 16);
         assert!(e.vectors.iter().all(|v| v.len() == 576 && v.iter().all(|x| x.is_finite())));

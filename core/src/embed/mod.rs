@@ -39,11 +39,14 @@ impl Pooling {
         }
     }
 
+    /// The pooling `embed` takes by this name: `mean`, `cls` or `last` (`rank` belongs to
+    /// `rerank`).
     pub fn from_name(name: &str) -> Result<Pooling> {
-        Pooling::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| Error::invalid_argument(format!("pooling must be one of mean, cls, last, rank; got {name:?}")))
+        match Pooling::ALL.into_iter().find(|p| p.name() == name) {
+            Some(Pooling::Rank) => Err(rank_is_for_rerank()),
+            Some(pooling) => Ok(pooling),
+            None => Err(Error::invalid_argument(format!("pooling must be one of mean, cls, last; got {name:?}"))),
+        }
     }
 
     /// The pooling a GGUF declares in `<arch>.pooling_type` (llama.cpp's numbering).
@@ -81,6 +84,35 @@ pub struct EmbedOptions {
     pub timeout: Option<Duration>,
     /// Cancels the call (it then fails with `cancelled`).
     pub cancel: Option<CancelHandle>,
+}
+
+fn rank_is_for_rerank() -> Error {
+    Error::invalid_argument("rank pooling scores query-document pairs: use rerank")
+}
+
+fn check_timeout(timeout: Option<Duration>) -> Result<()> {
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Err(Error::invalid_argument("timeout must be positive"));
+    }
+    Ok(())
+}
+
+impl EmbedOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.pooling == Some(Pooling::Rank) {
+            return Err(rank_is_for_rerank());
+        }
+        check_timeout(self.timeout)
+    }
+}
+
+impl RerankOptions {
+    pub fn validate(&self) -> Result<()> {
+        if self.top_n == Some(0) {
+            return Err(Error::invalid_argument("top_n must be at least 1"));
+        }
+        check_timeout(self.timeout)
+    }
 }
 
 impl Default for EmbedOptions {
@@ -147,14 +179,12 @@ impl Model {
     /// generations on this model share the cores. An empty list gives an empty result; an empty
     /// string is `invalid_argument` (it has no content to embed).
     pub fn embed(&self, texts: &[impl AsRef<str>], options: &EmbedOptions) -> Result<Embeddings> {
-        let pooling = match options.pooling {
-            Some(p) => p,
-            // A reranker's own pooling scores pairs; its vectors are the mean of its tokens.
-            None => self.declared_pooling().filter(|&p| p != Pooling::Rank).unwrap_or(Pooling::Mean),
-        };
-        if pooling == Pooling::Rank {
-            return Err(Error::invalid_argument("rank pooling scores query-document pairs: use rerank"));
+        if self.is_closed() {
+            return Err(Error::closed());
         }
+        options.validate()?;
+        // A reranker's own pooling scores pairs; its vectors are the mean of its tokens.
+        let pooling = options.pooling.unwrap_or_else(|| self.declared_pooling().filter(|&p| p != Pooling::Rank).unwrap_or(Pooling::Mean));
         let max = self.embed_max_tokens();
         let mut batches = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
@@ -182,14 +212,18 @@ impl Model {
     /// Scores each document's relevance to `query`, in [0, 1], best first. Needs a reranker
     /// (a GGUF whose `pooling_type` is rank); other models fail with `unsupported`.
     pub fn rerank(&self, query: &str, documents: &[impl AsRef<str>], options: &RerankOptions) -> Result<Vec<RerankResult>> {
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        options.validate()?;
         if self.declared_pooling() != Some(Pooling::Rank) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!("{} is not a reranker (its GGUF declares no rank pooling)", self.info().name),
             ));
         }
-        if options.top_n == Some(0) {
-            return Err(Error::invalid_argument("top_n must be at least 1"));
+        if query.is_empty() {
+            return Err(Error::invalid_argument("the query is empty"));
         }
         let max = self.embed_max_tokens();
         let pairs = documents
@@ -237,9 +271,6 @@ impl Model {
     /// as llama.cpp joins them: BOS query EOS SEP document EOS (each only where the
     /// tokenizer adds it).
     fn rerank_tokens(&self, query: &str, document: &str, max: usize, truncate: bool) -> Result<Vec<LlamaToken>> {
-        if query.is_empty() {
-            return Err(Error::invalid_argument("the query is empty"));
-        }
         if document.is_empty() {
             return Err(Error::invalid_argument("the document is empty"));
         }
@@ -249,7 +280,13 @@ impl Model {
             let tokens = self.prompt_tokens(&text, true)?;
             if tokens.len() > max {
                 // The template puts text after the document: no sound place to cut.
-                return Err(too_long("the query and document".into(), tokens.len(), max));
+                return Err(Error::new(
+                    ErrorKind::ContextOverflow,
+                    format!(
+                        "the query and document are {} tokens in the reranker's template, more than the {max} it takes at once",
+                        tokens.len()
+                    ),
+                ));
             }
             return Ok(tokens);
         }
@@ -259,8 +296,23 @@ impl Model {
         let joined_len = |document_len: usize| special.len() + query_tokens.len() + document_len;
         if joined_len(document_tokens.len()) > max {
             let room = max.saturating_sub(joined_len(0));
-            if !truncate || room == 0 {
-                return Err(too_long("the query and document".into(), joined_len(document_tokens.len()), max));
+            if room == 0 {
+                return Err(Error::new(
+                    ErrorKind::ContextOverflow,
+                    format!(
+                        "the query is {} tokens, leaving no room for a document in the {max} this model takes at once",
+                        query_tokens.len()
+                    ),
+                ));
+            }
+            if !truncate {
+                return Err(Error::new(
+                    ErrorKind::ContextOverflow,
+                    format!(
+                        "the query and document are {} tokens, more than the {max} this model takes at once; pass truncate to cut the document",
+                        joined_len(document_tokens.len())
+                    ),
+                ));
             }
             document_tokens.truncate(room);
         }
@@ -352,9 +404,10 @@ mod tests {
 
     #[test]
     fn pooling_names_round_trip() {
-        for p in Pooling::ALL {
+        for p in [Pooling::Mean, Pooling::Cls, Pooling::Last] {
             assert_eq!(Pooling::from_name(p.name()).unwrap(), p);
         }
+        assert!(Pooling::from_name("rank").unwrap_err().message().contains("use rerank"));
         assert_eq!(Pooling::from_name("max").unwrap_err().kind(), ErrorKind::InvalidArgument);
     }
 

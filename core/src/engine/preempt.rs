@@ -109,6 +109,8 @@ mod tests {
             max_sequences: 1,
             threads: 2,
             flash_attention: None,
+            ubatch_size: None,
+            pooling: None,
             abort: preemption.map(abort_callback),
         };
         Context::new(model, &config).unwrap()

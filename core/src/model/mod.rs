@@ -522,6 +522,7 @@ impl Model {
         session: Option<u64>,
         stream: bool,
     ) -> Result<Stream> {
+        self.check_generates()?;
         match prompt {
             Prompt::Text(text) => {
                 options.check_for_completion()?;

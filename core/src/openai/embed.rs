@@ -35,6 +35,15 @@ fn unknown(dialect: Dialect, what: &str, key: &str, names: &[&str]) -> Error {
     }
 }
 
+/// A timeout above zero, named as the caller spelt it.
+fn positive_timeout(dialect: Dialect, name: &str, value: &Value) -> Result<std::time::Duration> {
+    let t = timeout(dialect, name, value)?;
+    if t.is_zero() {
+        return Err(Error::invalid_argument(format!("{name} must be positive")));
+    }
+    Ok(t)
+}
+
 /// `embed` options from an object of them (null: all defaults).
 pub fn embed_options(value: &Value, dialect: Dialect) -> Result<EmbedOptions> {
     let mut options = EmbedOptions::default();
@@ -43,7 +52,7 @@ pub fn embed_options(value: &Value, dialect: Dialect) -> Result<EmbedOptions> {
             "normalize" => options.normalize = dialect.boolean(name, value)?,
             "truncate" => options.truncate = dialect.boolean(name, value)?,
             "pooling" => options.pooling = Some(Pooling::from_name(&dialect.text(name, value)?)?),
-            "timeout" => options.timeout = Some(timeout(dialect, name, value)?),
+            "timeout" => options.timeout = Some(positive_timeout(dialect, name, value)?),
             other => return Err(Error::internal(format!("embed option {other:?} has no reader"))),
         }
     }
@@ -55,9 +64,12 @@ pub fn rerank_options(value: &Value, dialect: Dialect) -> Result<RerankOptions> 
     let mut options = RerankOptions::default();
     for (option, name, value) in entries(value, dialect, "rerank", RERANK_OPTIONS)? {
         match option {
-            "top_n" => options.top_n = Some(dialect.uint(name, value)? as usize),
+            "top_n" => match dialect.uint(name, value)? {
+                0 => return Err(Error::invalid_argument(format!("{name} must be at least 1"))),
+                n => options.top_n = Some(n as usize),
+            },
             "truncate" => options.truncate = dialect.boolean(name, value)?,
-            "timeout" => options.timeout = Some(timeout(dialect, name, value)?),
+            "timeout" => options.timeout = Some(positive_timeout(dialect, name, value)?),
             other => return Err(Error::internal(format!("rerank option {other:?} has no reader"))),
         }
     }
