@@ -14,7 +14,7 @@ use crate::chat;
 use crate::error::{invalid_type, to_py_err, type_name, OrRaise};
 use crate::options::{bool_arg, generate_options, u32_arg};
 use crate::session::PySession;
-use crate::stream::{Kind, Origin, PyCompletion, PyStream};
+use crate::stream::{origin, Kind, PyCompletion, PyStream};
 
 /// A special token (BOS, EOS, EOT): its id and text.
 #[pyclass(module = "corral", name = "SpecialToken", frozen, get_all)]
@@ -160,7 +160,7 @@ impl PyModel {
     ) -> PyResult<PyStream> {
         let model = &self.model;
         let stream = py.detach(|| start(model)).or_raise(py)?;
-        Ok(PyStream::new(stream, Origin::new(kind, self.name.clone()), logprobs))
+        Ok(PyStream::new(stream, origin(kind, &self.name), logprobs))
     }
 
     fn prompt_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {

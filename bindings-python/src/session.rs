@@ -9,7 +9,7 @@ use crate::chat;
 use crate::error::{invalid_type, type_name, OrRaise};
 use crate::model::PyModel;
 use crate::options::generate_options;
-use crate::stream::{Kind, Origin, PyCompletion, PyStream};
+use crate::stream::{origin, Kind, PyCompletion, PyStream};
 
 /// A conversation bound to one engine sequence. Each call passes the whole prompt or message
 /// list; what it shares with the previous call is reused from the KV cache
@@ -36,7 +36,7 @@ impl PySession {
     ) -> PyResult<PyStream> {
         let session = &self.session;
         let stream = py.detach(|| start(session)).or_raise(py)?;
-        Ok(PyStream::new(stream, Origin::new(kind, self.model_name.clone()), logprobs))
+        Ok(PyStream::new(stream, origin(kind, &self.model_name), logprobs))
     }
 
     fn prompt_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {

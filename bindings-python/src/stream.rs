@@ -1,9 +1,9 @@
 //! Streams and results: `Stream` (an iterator that waits with the GIL released), `Chunk`,
 //! `Completion`, `Usage`, and their OpenAI-shaped dicts.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -16,42 +16,14 @@ use crate::error::OrRaise;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Whether a generation answers a chat or completes raw text: decides the OpenAI shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Chat,
-}
+pub use corral::openai::ResponseKind as Kind;
 
-/// What the OpenAI shapes need besides the output: shared by every chunk of one stream.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    kind: Kind,
-    model: Arc<str>,
-    id: Arc<str>,
-    created: u64,
-}
+/// What the OpenAI shapes need besides the output (kind, id, time, model): shared by every
+/// chunk of one stream.
+pub type Origin = Arc<corral::openai::ResponseMeta>;
 
-impl Origin {
-    pub fn new(kind: Kind, model: Arc<str>) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        let prefix = match kind {
-            Kind::Text => "cmpl",
-            Kind::Chat => "chatcmpl",
-        };
-        let serial = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{prefix}-{:x}{:06x}", now.as_nanos(), serial & 0xff_ffff);
-        Origin { kind, model, id: id.into(), created: now.as_secs() }
-    }
-}
-
-/// OpenAI has no "cancelled": a cancelled generation stopped, as far as a client can tell.
-fn openai_finish_reason(reason: FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Length => "length",
-        FinishReason::ToolCalls => "tool_calls",
-        _ => "stop",
-    }
+pub fn origin(kind: Kind, model: &str) -> Origin {
+    Arc::new(corral::openai::ResponseMeta::new(kind, model))
 }
 
 /// A tool the model called.
@@ -101,26 +73,11 @@ impl PyToolCallDelta {
     }
 }
 
-fn to_openai_deltas<'py>(py: Python<'py>, deltas: &[corral::ToolCallDelta]) -> PyResult<Bound<'py, PyAny>> {
-    crate::json::to_py(py, &serde_json::Value::Array(deltas.iter().map(corral::ToolCallDelta::to_openai).collect()))
-}
-
 /// OpenAI `logprobs.content` entries, or None when not requested.
 fn logprob_entries<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logprob>>) -> PyResult<Bound<'py, PyAny>> {
     match logprobs {
         None => Ok(py.None().into_bound(py)),
         Some(entries) => crate::json::to_py(py, &serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect())),
-    }
-}
-
-/// OpenAI's `logprobs` of a choice: `{"content": [...]}`, or None when not requested.
-fn to_openai_logprobs<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logprob>>) -> PyResult<Bound<'py, PyAny>> {
-    match logprobs {
-        None => Ok(py.None().into_bound(py)),
-        Some(entries) => {
-            let content = serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect());
-            crate::json::to_py(py, &serde_json::json!({ "content": content }))
-        }
     }
 }
 
@@ -187,26 +144,9 @@ impl PyUsage {
 }
 
 impl PyUsage {
-    /// OpenAI's `CompletionUsage`.
-    fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("prompt_tokens", self.prompt_tokens)?;
-        d.set_item("completion_tokens", self.completion_tokens)?;
-        d.set_item("total_tokens", u64::from(self.prompt_tokens) + u64::from(self.completion_tokens))?;
-        let details = PyDict::new(py);
-        details.set_item("cached_tokens", self.cached_tokens)?;
-        d.set_item("prompt_tokens_details", details)?;
-        Ok(d)
+    fn to_openai(&self) -> serde_json::Value {
+        corral::openai::usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
     }
-}
-
-fn openai_envelope<'py>(py: Python<'py>, origin: &Origin, object: &str) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("id", &*origin.id)?;
-    d.set_item("object", object)?;
-    d.set_item("created", origin.created)?;
-    d.set_item("model", &*origin.model)?;
-    Ok(d)
 }
 
 /// A whole generation.
@@ -222,6 +162,12 @@ pub struct PyCompletion {
     tool_calls: Vec<PyToolCall>,
     /// `None` unless logprobs were requested.
     logprobs: Option<Vec<corral::Logprob>>,
+}
+
+impl PyCompletion {
+    fn core_tool_calls(&self) -> Vec<corral::ToolCall> {
+        self.tool_calls.iter().map(PyToolCall::to_core).collect()
+    }
 }
 
 #[pymethods]
@@ -251,39 +197,16 @@ impl PyCompletion {
     }
 
     /// The assistant message to append to the conversation for the next turn (OpenAI shape).
-    fn message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let message = PyDict::new(py);
-        message.set_item("role", "assistant")?;
-        if self.tool_calls.is_empty() {
-            message.set_item("content", &self.text)?;
-        } else {
-            message.set_item("content", if self.text.trim().is_empty() { None } else { Some(&self.text) })?;
-            let calls = self.tool_calls.iter().map(|c| c.to_openai(py)).collect::<PyResult<Vec<_>>>()?;
-            message.set_item("tool_calls", PyList::new(py, calls)?)?;
-        }
-        Ok(message)
+    fn message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::json::to_py(py, &corral::openai::assistant_message(&self.text, &self.core_tool_calls()))
     }
 
     /// An OpenAI `ChatCompletion` dict (from chat calls) or `Completion` dict (from complete calls).
-    fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let choice = PyDict::new(py);
-        choice.set_item("index", 0)?;
-        choice.set_item("finish_reason", openai_finish_reason(self.reason))?;
-        choice.set_item("logprobs", to_openai_logprobs(py, &self.logprobs)?)?;
-        let object = match self.origin.kind {
-            Kind::Chat => {
-                choice.set_item("message", self.message(py)?)?;
-                "chat.completion"
-            }
-            Kind::Text => {
-                choice.set_item("text", &self.text)?;
-                "text_completion"
-            }
-        };
-        let d = openai_envelope(py, &self.origin, object)?;
-        d.set_item("choices", PyList::new(py, [choice])?)?;
-        d.set_item("usage", self.usage.get().to_openai(py)?)?;
-        Ok(d)
+    fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let usage = self.usage.get().to_openai();
+        let logprobs = corral::openai::logprobs(self.logprobs.as_deref());
+        let response = corral::openai::completion(&self.origin, &self.text, self.reason, &self.core_tool_calls(), usage, logprobs);
+        crate::json::to_py(py, &response)
     }
 
     fn __repr__(&self) -> String {
@@ -336,43 +259,11 @@ impl PyChunk {
     }
 
     /// An OpenAI `ChatCompletionChunk` dict (chat streams) or streamed `Completion` dict.
-    fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let choice = PyDict::new(py);
-        choice.set_item("index", 0)?;
-        choice.set_item("finish_reason", self.reason.map(openai_finish_reason))?;
-        choice.set_item("logprobs", to_openai_logprobs(py, &self.logprobs)?)?;
-        let object = match self.origin.kind {
-            Kind::Chat => {
-                let delta = PyDict::new(py);
-                if self.first {
-                    delta.set_item("role", "assistant")?;
-                }
-                if !self.tool_calls.is_empty() {
-                    delta.set_item("tool_calls", to_openai_deltas(py, &self.tool_calls)?)?;
-                }
-                delta.set_item("content", &self.text)?;
-                choice.set_item("delta", delta)?;
-                "chat.completion.chunk"
-            }
-            Kind::Text => {
-                choice.set_item("text", &self.text)?;
-                "text_completion"
-            }
-        };
-        let d = openai_envelope(py, &self.origin, object)?;
-        d.set_item("choices", PyList::new(py, [choice])?)?;
-        match &self.usage {
-            Some(usage) => d.set_item("usage", usage.get().to_openai(py)?)?,
-            None => d.set_item("usage", py.None())?,
-        }
-        Ok(d)
-    }
-
-    fn __repr__(&self) -> String {
-        match self.reason {
-            None => format!("Chunk(text={:?})", self.text),
-            Some(reason) => format!("Chunk(text={:?}, finish_reason={:?})", self.text, reason.as_str()),
-        }
+    fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let usage = self.usage.as_ref().map_or(serde_json::Value::Null, |u| u.get().to_openai());
+        let logprobs = corral::openai::logprobs(self.logprobs.as_deref());
+        let response = corral::openai::chunk(&self.origin, &self.text, self.first, self.reason, &self.tool_calls, usage, logprobs);
+        crate::json::to_py(py, &response)
     }
 }
 
