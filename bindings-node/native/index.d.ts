@@ -194,6 +194,19 @@ export interface ModelInfo {
   metadata: Record<string, any>
 }
 
+/** A fresh `chatcmpl-...` id, for the chunks of one stream. */
+export declare function openAIId(): string
+
+/** The envelope of an OpenAI object. */
+export interface OpenAIOptions {
+  /** The `model` field (e.g. `model.info.name`). */
+  model: string
+  /** The response id; generated when left out. Give every chunk of one stream the same id. */
+  id?: string
+  /** Unix seconds; now when left out. */
+  created?: number
+}
+
 /** One document's relevance to the query. */
 export interface RerankResult {
   /** The document's position in the input. */
@@ -245,6 +258,12 @@ export interface ToolCallDelta {
   name?: string
   arguments: string
 }
+
+/** A `chat.completion` object from a chat result. */
+export declare function toOpenAIChatCompletion(completion: Completion, options: OpenAIOptions): Record<string, any>
+
+/** A `chat.completion.chunk` object from a chat stream's chunk; `first` adds the role. */
+export declare function toOpenAIChatCompletionChunk(chunk: Chunk, options: OpenAIOptions, first?: boolean | undefined | null): Record<string, any>
 
 /** Token counts and timings of one request. */
 export interface Usage {

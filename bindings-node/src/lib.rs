@@ -8,6 +8,7 @@ mod embed;
 mod error;
 mod log;
 mod model;
+mod openai;
 mod options;
 mod session;
 mod stream;
