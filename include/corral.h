@@ -67,6 +67,10 @@ typedef enum {
    */
   CORRAL_ERR_UNSUPPORTED = 15,
   /*
+   A saved session state is corrupt, truncated, or from another model or configuration.
+   */
+  CORRAL_ERR_INVALID_STATE = 16,
+  /*
    A required pointer argument was NULL.
    */
   CORRAL_ERR_NULL_ARGUMENT = 100,
@@ -847,6 +851,50 @@ corral_status corral_session_chat(const corral_session *session,
                                   corral_chunk_callback callback,
                                   void *user_data,
                                   corral_result *out_result);
+
+/*
+ The session's state (its tokens and KV cache, with a fingerprint of the model and
+ configuration they fit), to restore with corral_model_session_from_state in this process or
+ another. On CORRAL_OK `*out_state` holds `*out_len` bytes owned by the caller
+ (corral_bytes_free). Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_BUSY (the session is
+ generating), CORRAL_ERR_CLOSED. Thread-safe.
+ */
+corral_status corral_session_state(const corral_session *session,
+                                   uint8_t **out_state,
+                                   uintptr_t *out_len);
+
+/*
+ Writes the session's state to `path` (see corral_session_state). Errors:
+ CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (the file
+ cannot be written), CORRAL_ERR_BUSY, CORRAL_ERR_CLOSED. Thread-safe.
+ */
+corral_status corral_session_save(const corral_session *session, const char *path);
+
+/*
+ Frees bytes returned by corral_session_state (`len` as returned). NULL is ignored.
+ */
+void corral_bytes_free(uint8_t *bytes, uintptr_t len);
+
+/*
+ A new session continuing a saved one: its next call evaluates only what follows the saved
+ tokens. On CORRAL_OK `*out_session` is owned by the caller (corral_session_free). Errors:
+ CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_STATE (corrupt or truncated, or saved from
+ another model, context length or configuration: the message says what differs),
+ CORRAL_ERR_CONTEXT_OVERFLOW, CORRAL_ERR_BUSY, CORRAL_ERR_CLOSED. Thread-safe.
+ */
+corral_status corral_model_session_from_state(const corral_model *model,
+                                              const uint8_t *state,
+                                              uintptr_t len,
+                                              corral_session **out_session);
+
+/*
+ corral_model_session_from_state with the state read from `path` (corral_session_save).
+ Errors: as corral_model_session_from_state, plus CORRAL_ERR_INVALID_UTF8 and
+ CORRAL_ERR_INVALID_ARGUMENT (the file cannot be read).
+ */
+corral_status corral_model_load_session(const corral_model *model,
+                                        const char *path,
+                                        corral_session **out_session);
 
 /*
  Waits for the next chunk. On CORRAL_OK `*out_chunk` is filled; its text is borrowed until

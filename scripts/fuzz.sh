@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes corral's parsers of untrusted input (the cargo-fuzz targets in fuzz/: gguf_header,
-# chat_template, json_schema, tool_calls, openai_vocabulary, c_json) for SECONDS each (default 60), one after the
+# chat_template, json_schema, tool_calls, openai_vocabulary, session_state, c_json) for SECONDS each (default 60), one after the
 # other. Installs cargo-fuzz when missing; builds with nightly Rust into target/fuzz; runs each
 # target on a copy of its seeds (fuzz/corpus/<target>, kept growing in target/fuzz-corpus) and
 # prints the executions done. Exits non-zero if any target crashed, timed out or ran out of
@@ -12,7 +12,7 @@ cd "$ROOT"
 DURATION="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gguf_header chat_template json_schema tool_calls openai_vocabulary c_json)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(gguf_header chat_template json_schema tool_calls openai_vocabulary session_state c_json)
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
 TARGET_DIR="$ROOT/target/fuzz"
 

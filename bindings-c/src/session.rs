@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 
 use corral::Session;
 
-use crate::boundary::{free_handle, guard, guard_void, into_handle, try_mut, try_ref, try_str};
+use crate::boundary::{free_handle, free_slice, guard, guard_void, into_handle, owned_slice, try_mut, try_ref, try_slice, try_str};
 use crate::conversions::corral_result;
 use crate::error::{corral_status, fail};
 use crate::model::corral_model;
@@ -113,5 +113,89 @@ pub unsafe extern "C" fn corral_session_chat(
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
         // SAFETY: params and out_result are NULL or valid (this function's contract).
         unsafe { generate(Target::Session(&s.session), PromptInput::Messages(msgs), params, callback, user_data, out_result) }
+    })
+}
+
+/// The session's state (its tokens and KV cache, with a fingerprint of the model and
+/// configuration they fit), to restore with corral_model_session_from_state in this process or
+/// another. On CORRAL_OK `*out_state` holds `*out_len` bytes owned by the caller
+/// (corral_bytes_free). Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_BUSY (the session is
+/// generating), CORRAL_ERR_CLOSED. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_session_state(
+    session: *const corral_session,
+    out_state: *mut *mut u8,
+    out_len: *mut usize,
+) -> corral_status {
+    guard(|| {
+        let s = try_ref!(session);
+        let out_state = try_mut!(out_state);
+        let out_len = try_mut!(out_len);
+        let state = s.session.state().map_err(fail)?;
+        (*out_state, *out_len) = owned_slice(state);
+        Ok(())
+    })
+}
+
+/// Writes the session's state to `path` (see corral_session_state). Errors:
+/// CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (the file
+/// cannot be written), CORRAL_ERR_BUSY, CORRAL_ERR_CLOSED. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_session_save(session: *const corral_session, path: *const c_char) -> corral_status {
+    guard(|| {
+        let s = try_ref!(session);
+        let path = try_str!(path);
+        s.session.save(path).map_err(fail)
+    })
+}
+
+/// Frees bytes returned by corral_session_state (`len` as returned). NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn corral_bytes_free(bytes: *mut u8, len: usize) {
+    guard_void(|| {
+        // SAFETY: NULL or bytes from corral_session_state (owned_slice) with their length,
+        // freed once.
+        unsafe { free_slice(bytes, len) };
+    });
+}
+
+/// A new session continuing a saved one: its next call evaluates only what follows the saved
+/// tokens. On CORRAL_OK `*out_session` is owned by the caller (corral_session_free). Errors:
+/// CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_STATE (corrupt or truncated, or saved from
+/// another model, context length or configuration: the message says what differs),
+/// CORRAL_ERR_CONTEXT_OVERFLOW, CORRAL_ERR_BUSY, CORRAL_ERR_CLOSED. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_session_from_state(
+    model: *const corral_model,
+    state: *const u8,
+    len: usize,
+    out_session: *mut *mut corral_session,
+) -> corral_status {
+    guard(|| {
+        let m = try_ref!(model);
+        let state = try_slice!(state, len, "state");
+        let out_session = try_mut!(out_session);
+        let session = m.model.session_from_state(state).map_err(fail)?;
+        *out_session = into_handle(corral_session { session });
+        Ok(())
+    })
+}
+
+/// corral_model_session_from_state with the state read from `path` (corral_session_save).
+/// Errors: as corral_model_session_from_state, plus CORRAL_ERR_INVALID_UTF8 and
+/// CORRAL_ERR_INVALID_ARGUMENT (the file cannot be read).
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_load_session(
+    model: *const corral_model,
+    path: *const c_char,
+    out_session: *mut *mut corral_session,
+) -> corral_status {
+    guard(|| {
+        let m = try_ref!(model);
+        let path = try_str!(path);
+        let out_session = try_mut!(out_session);
+        let session = m.model.load_session(path).map_err(fail)?;
+        *out_session = into_handle(corral_session { session });
+        Ok(())
     })
 }

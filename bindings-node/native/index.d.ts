@@ -48,6 +48,10 @@ export declare class NativeModel {
   chatStream(messages: Array<object>, options?: object | undefined | null): TokenStream
   /** A conversation that keeps its KV cache between calls. */
   session(): NativeSession
+  /** A session continuing a saved one (`NativeSession.state`). */
+  sessionFromState(state: Buffer): Promise<NativeSession>
+  /** `sessionFromState` with the state read from a file (`NativeSession.save`). */
+  loadSession(path: string): Promise<NativeSession>
   /** Log-probability of each token given those before it. */
   score(tokens: Array<number>): Promise<Array<number>>
   stats(): EngineStats
@@ -62,6 +66,13 @@ export declare class NativeModel {
 
 /** A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence. */
 export declare class NativeSession {
+  /**
+   * The session's tokens and KV cache with a fingerprint of what they fit
+   * (`corral::Session::state`).
+   */
+  state(): Promise<Buffer>
+  /** Writes `state()` to a file. */
+  save(path: string): Promise<void>
   complete(prompt: string, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
   chat(messages: Array<object>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
   completeStream(prompt: string, options?: object | undefined | null): TokenStream

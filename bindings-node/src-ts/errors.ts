@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'invalid_grammar'
   | 'internal'
   | 'unsupported'
+  | 'invalid_state'
 
 /** Every corral error: `err.code` is one of the stable {@link ErrorCode}s. */
 export class CorralError extends Error {
@@ -115,6 +116,12 @@ export class UnsupportedError extends CorralError {
   static override readonly code = 'unsupported'
   declare readonly code: 'unsupported'
 }
+/** A saved session state is corrupt or truncated, or was saved from another model or
+ * configuration (the message says what differs). */
+export class InvalidStateError extends CorralError {
+  static override readonly code = 'invalid_state'
+  declare readonly code: 'invalid_state'
+}
 
 /**
  * An `AbortSignal` stopped the operation (name `AbortError`, like the DOM's). Its `cause` is
@@ -143,6 +150,7 @@ const CLASSES: Record<ErrorCode, typeof CorralError> = {
   invalid_grammar: InvalidGrammarError,
   internal: InternalError,
   unsupported: UnsupportedError,
+  invalid_state: InvalidStateError,
 }
 
 /** The class for a code (`CorralError` itself for a code this version does not know). */

@@ -21,6 +21,7 @@ export {
   TemplateError,
   UnsupportedArchitectureError,
   UnsupportedError,
+  InvalidStateError,
   defaultThreads,
   errorClass,
   openAIId,

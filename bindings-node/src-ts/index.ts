@@ -34,6 +34,7 @@ export {
   TemplateError,
   UnsupportedArchitectureError,
   UnsupportedError,
+  InvalidStateError,
   errorClass,
   type ErrorCode,
 } from './errors.js'

@@ -220,6 +220,29 @@ export class Model {
     return new Session(call(() => this.#native.session()))
   }
 
+  /** A session continuing a saved one (`Session.state()`, from this process or another): its
+   * next call evaluates only what is new. Rejects with `InvalidStateError` for a state from
+   * another model or configuration, or a damaged one. */
+  async restoreSession(state: Uint8Array): Promise<Session> {
+    if (!(state instanceof Uint8Array)) throw new InvalidArgumentError('state must be a Uint8Array (a Buffer from session.state())')
+    try {
+      return new Session(await this.#native.sessionFromState(Buffer.from(state.buffer, state.byteOffset, state.byteLength)))
+    } catch (error) {
+      throw toCorralError(error)
+    }
+  }
+
+  /** `restoreSession` with the state `Session.save(path)` wrote. */
+  async loadSession(path: string): Promise<Session> {
+    if (typeof path !== 'string') throw new InvalidArgumentError('path must be a string')
+    try {
+      return new Session(await this.#native.loadSession(path))
+    } catch (error) {
+      throw toCorralError(error)
+    }
+  }
+
+
   /** Log-probability of each token given those before it (`tokens.length - 1` values). */
   async score(tokens: number[]): Promise<number[]> {
     try {
@@ -298,6 +321,27 @@ export class Session {
 
   get closed(): boolean {
     return this.#native.closed
+  }
+
+  /** The session's tokens and KV cache, with a fingerprint of the model and configuration
+   * they fit: give it to `model.restoreSession(state)`, in this process or another. Rejects
+   * with `BusyError` while the session is generating. */
+  async state(): Promise<Buffer> {
+    try {
+      return await this.#native.state()
+    } catch (error) {
+      throw toCorralError(error)
+    }
+  }
+
+  /** Writes `state()` to a file (`model.loadSession(path)` reads it back). */
+  async save(path: string): Promise<void> {
+    if (typeof path !== 'string') throw new InvalidArgumentError('path must be a string')
+    try {
+      await this.#native.save(path)
+    } catch (error) {
+      throw toCorralError(error)
+    }
   }
 
   async complete(prompt: string, options?: GenerateOptions): Promise<Completion> {

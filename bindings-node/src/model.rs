@@ -242,6 +242,21 @@ impl NativeModel {
         self.inner.session().or_throw().map(NativeSession::new)
     }
 
+    /// A session continuing a saved one (`NativeSession.state`).
+    #[napi(catch_unwind)]
+    pub async fn session_from_state(&self, state: napi::bindgen_prelude::Buffer) -> napi::Result<NativeSession> {
+        let model = self.inner.clone();
+        let state = state.to_vec();
+        blocking(move || model.session_from_state(&state)).await.map(NativeSession::new)
+    }
+
+    /// `sessionFromState` with the state read from a file (`NativeSession.save`).
+    #[napi(catch_unwind)]
+    pub async fn load_session(&self, path: String) -> napi::Result<NativeSession> {
+        let model = self.inner.clone();
+        blocking(move || model.load_session(&path)).await.map(NativeSession::new)
+    }
+
     /// Log-probability of each token given those before it.
     #[napi(catch_unwind)]
     pub async fn score(&self, tokens: Vec<i32>) -> napi::Result<Vec<f64>> {

@@ -23,6 +23,21 @@ impl NativeSession {
 
 #[napi]
 impl NativeSession {
+    /// The session's tokens and KV cache with a fingerprint of what they fit
+    /// (`corral::Session::state`).
+    #[napi(catch_unwind)]
+    pub async fn state(&self) -> napi::Result<napi::bindgen_prelude::Buffer> {
+        let session = self.inner.clone();
+        blocking(move || session.state()).await.map(Into::into)
+    }
+
+    /// Writes `state()` to a file.
+    #[napi(catch_unwind)]
+    pub async fn save(&self, path: String) -> napi::Result<()> {
+        let session = self.inner.clone();
+        blocking(move || session.save(&path)).await
+    }
+
     #[napi(catch_unwind)]
     pub async fn complete(
         &self,

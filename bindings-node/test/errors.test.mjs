@@ -207,6 +207,7 @@ describe('classes', () => {
       'model_not_found', 'invalid_model', 'unsupported_architecture', 'invalid_argument', 'context_overflow', 'cancelled',
       'decode_failed', 'no_chat_template', 'template_error', 'closed', 'busy', 'deadline_exceeded', 'invalid_grammar', 'internal',
       'unsupported',
+      'invalid_state',
     ]
     // The same list, in the same order, as corral-core's (through the native module).
     const native = createRequire(import.meta.url)('../native/index.js')

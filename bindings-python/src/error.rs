@@ -29,6 +29,7 @@ fn python_class(py: Python<'_>, kind: ErrorKind) -> Option<(&'static str, Bound<
         ErrorKind::InvalidGrammar => ("InvalidGrammarError", py.get_type::<PyValueError>()),
         ErrorKind::Internal => ("InternalError", py.get_type::<PyRuntimeError>()),
         ErrorKind::Unsupported => ("UnsupportedError", py.get_type::<PyValueError>()),
+        ErrorKind::InvalidState => ("InvalidStateError", py.get_type::<PyValueError>()),
         // A kind added to core later is raised as a plain CorralError carrying its code.
         _ => return None,
     };

@@ -379,7 +379,7 @@ impl PyModel {
 
     /// A conversation that keeps its KV cache between calls.
     fn session(slf: &Bound<'_, Self>) -> PyResult<PySession> {
-        PySession::open(slf.py(), slf.get())
+        PySession::open(slf.py(), slf.get(), None)
     }
 
     /// Request, token and prefix-cache totals since the model was loaded.

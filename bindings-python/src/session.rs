@@ -21,9 +21,14 @@ pub struct PySession {
 }
 
 impl PySession {
-    pub(crate) fn open(py: Python<'_>, model: &PyModel) -> PyResult<Self> {
+    /// A new session, or one continuing a saved `state` (`Session.state()`).
+    pub(crate) fn open(py: Python<'_>, model: &PyModel, state: Option<&[u8]>) -> PyResult<Self> {
         model.check_open(py)?;
-        let session = model.model.session().or_raise(py)?;
+        let core = &model.model;
+        let session = match state {
+            None => core.session().or_raise(py)?,
+            Some(state) => py.detach(|| core.session_from_state(state)).or_raise(py)?,
+        };
         Ok(PySession { session, model_name: model.name.clone() })
     }
 
@@ -54,10 +59,29 @@ impl PySession {
 
 #[pymethods]
 impl PySession {
-    /// Opens a session on `model` (same as `model.session()`).
+    /// Opens a session on `model` (same as `model.session()`); with `state` (bytes from
+    /// `Session.state()`), one that continues the saved session: its next call evaluates only
+    /// what is new. A state from another model or configuration, or a damaged one, raises
+    /// `InvalidStateError`.
     #[new]
-    fn new(py: Python<'_>, model: &Bound<'_, PyModel>) -> PyResult<Self> {
-        PySession::open(py, model.get())
+    #[pyo3(signature = (model, state=None))]
+    fn new(py: Python<'_>, model: &Bound<'_, PyModel>, state: Option<&[u8]>) -> PyResult<Self> {
+        PySession::open(py, model.get(), state)
+    }
+
+    /// The session's tokens and KV cache, with a fingerprint of the model and configuration
+    /// they fit: pass it to `model.session(state=...)`, in this process or another. Raises
+    /// `BusyError` while the session is generating.
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let session = &self.session;
+        let state = py.detach(|| session.state()).or_raise(py)?;
+        Ok(pyo3::types::PyBytes::new(py, &state))
+    }
+
+    /// Writes `state()` to a file (`model.load_session(path)` reads it back).
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let session = &self.session;
+        py.detach(|| session.save(&path)).or_raise(py)
     }
 
     #[getter]

@@ -40,6 +40,9 @@ pub enum ErrorKind {
     /// The model cannot do what was asked: `rerank` on a model without a rank head,
     /// generation on an embedding-only model.
     Unsupported,
+    /// A saved session state is corrupt or truncated, or was saved from another model or
+    /// configuration (the message says what differs).
+    InvalidState,
 }
 
 impl ErrorKind {
@@ -61,11 +64,12 @@ impl ErrorKind {
             ErrorKind::InvalidGrammar => "invalid_grammar",
             ErrorKind::Internal => "internal",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::InvalidState => "invalid_state",
         }
     }
 
     /// Every kind, in declaration order (bindings use this to build their tables).
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::ModelNotFound,
         ErrorKind::InvalidModel,
         ErrorKind::UnsupportedArchitecture,
@@ -81,6 +85,7 @@ impl ErrorKind {
         ErrorKind::InvalidGrammar,
         ErrorKind::Internal,
         ErrorKind::Unsupported,
+        ErrorKind::InvalidState,
     ];
 }
 

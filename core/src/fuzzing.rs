@@ -121,3 +121,15 @@ pub fn openai_vocabulary(data: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A saved session state (`Model::session_from_state`'s input), decoded and checked; a state
+/// that decodes is encoded again and must decode to the same. Any error is fine; a panic or a
+/// difference is a bug.
+pub fn session_state(data: &[u8]) -> Result<(), String> {
+    let Ok(state) = crate::state::decode(data) else { return Ok(()) };
+    let again = crate::state::decode(&crate::state::encode(&state)).map_err(|e| e.to_string())?;
+    if again != state {
+        return Err("a decoded state does not survive encoding".into());
+    }
+    Ok(())
+}

@@ -26,6 +26,7 @@ pub mod log;
 mod model;
 pub mod openai;
 mod options;
+mod state;
 mod stream;
 
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};

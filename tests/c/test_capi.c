@@ -401,6 +401,49 @@ static double dot(const float *a, const float *b, size_t n) {
     return sum;
 }
 
+/* A session saved (bytes and file) and restored; damaged states. */
+static void test_session_state(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 4;
+    p.temperature = 0.0f;
+    const char *text = "The harbour master logged twelve ships and three storms on the first day of spring.";
+    corral_session *s = NULL;
+    CHECK_STATUS(corral_model_session(m, &s), CORRAL_OK);
+    corral_result first = {0};
+    CHECK_STATUS(corral_session_complete(s, text, &p, NULL, NULL, &first), CORRAL_OK);
+    uint8_t *state = NULL;
+    size_t len = 0;
+    CHECK_STATUS(corral_session_state(s, &state, &len), CORRAL_OK);
+    CHECK(state != NULL && len > 100);
+    const char *path = write_file("session.state", "", 0);
+    char saved_path[4096];
+    snprintf(saved_path, sizeof saved_path, "%s", path);
+    CHECK_STATUS(corral_session_save(s, saved_path), CORRAL_OK);
+    corral_session_free(s);
+
+    corral_session *restored = NULL;
+    CHECK_STATUS(corral_model_session_from_state(m, state, len, &restored), CORRAL_OK);
+    corral_result again = {0};
+    CHECK_STATUS(corral_session_complete(restored, text, &p, NULL, NULL, &again), CORRAL_OK);
+    CHECK(again.usage.cached_tokens + 1 == first.usage.prompt_tokens); /* all but the last, re-evaluated for logits */
+    CHECK(strcmp(again.text, first.text) == 0);
+    corral_result_free(&again);
+    corral_session_free(restored);
+    CHECK_STATUS(corral_model_load_session(m, saved_path, &restored), CORRAL_OK);
+    corral_session_free(restored);
+    corral_result_free(&first);
+
+    state[len / 2] ^= 0xff;
+    CHECK_STATUS(corral_model_session_from_state(m, state, len, &restored), CORRAL_ERR_INVALID_STATE);
+    CHECK_STATUS(corral_model_session_from_state(m, state, len / 3, &restored), CORRAL_ERR_INVALID_STATE);
+    CHECK_STATUS(corral_model_session_from_state(m, NULL, 10, &restored), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_load_session(m, "/nonexistent/session.state", &restored), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(corral_session_state(NULL, &state, &len), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(corral_status_name(CORRAL_ERR_INVALID_STATE), "invalid_state") == 0);
+    corral_bytes_free(state, len);
+    corral_bytes_free(NULL, 0);
+}
+
 /* Embeddings on the chat model (mean pooling) and argument checks. */
 static void test_embed(corral_model *m) {
     const char *texts[] = {"A man is eating food.", "A man is eating a piece of bread.", "The sky is blue."};
@@ -714,6 +757,7 @@ int main(int argc, char **argv) {
         test_score(m);
         test_tools_and_json_messages(m);
         test_generate_prompts(m);
+        test_session_state(m);
     }
     corral_model_free(m);
     if (!quick) test_embedding_models();

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, Dict, Generic, List, Mapping, Optional, Protocol, Sequence, TypeVar, Union, cast
 
@@ -47,6 +48,7 @@ from ._native import (
     InvalidArgumentTypeError,
     InvalidGrammarError,
     InvalidModelError,
+    InvalidStateError,
     ModelInfo,
     ModelNotFoundError,
     NoChatTemplateError,
@@ -89,6 +91,7 @@ __all__ = [
     "InvalidArgumentTypeError",
     "InvalidGrammarError",
     "InvalidModelError",
+    "InvalidStateError",
     "Message",
     "Model",
     "ModelInfo",
@@ -246,9 +249,17 @@ class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
 
     __slots__ = ()
 
-    def session(self) -> Session:
-        """A conversation that keeps its KV cache between calls."""
-        return Session(self)
+    def session(self, state: Optional[bytes] = None) -> Session:
+        """A conversation that keeps its KV cache between calls; with ``state`` (from
+        ``Session.state()``, in this process or another), one that continues a saved session:
+        its next call evaluates only what is new. A state from another model or configuration,
+        or a damaged one, raises ``InvalidStateError``."""
+        return Session(self, state)
+
+    def load_session(self, path: Union[str, os.PathLike[str]]) -> Session:
+        """``session(state=...)`` with the state ``Session.save(path)`` wrote."""
+        with open(path, "rb") as f:
+            return Session(self, f.read())
 
     def embed(
         self,

@@ -1,9 +1,11 @@
 # Stubs of the compiled module (src/*.rs), checked against it by `python -m mypy.stubtest corral._native`.
+# The generation keywords are spelt out per method (not **options: Unpack[...]): stubtest of
+# the mypy that still runs on Python 3.9 (1.19) cannot match those against the native signatures.
 import os
 from types import TracebackType
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union, final
 
-from typing_extensions import Self, TypedDict, Unpack, disjoint_base
+from typing_extensions import Self, disjoint_base
 
 __all__ = [
     "BusyError",
@@ -22,6 +24,7 @@ __all__ = [
     "InvalidArgumentTypeError",
     "InvalidGrammarError",
     "InvalidModelError",
+    "InvalidStateError",
     "Model",
     "ModelInfo",
     "ModelNotFoundError",
@@ -69,6 +72,7 @@ class DeadlineExceededError(CorralError, TimeoutError): ...
 class InvalidGrammarError(CorralError, ValueError): ...
 class InternalError(CorralError, RuntimeError): ...
 class UnsupportedError(CorralError, ValueError): ...
+class InvalidStateError(CorralError, ValueError): ...
 
 @final
 class CancelToken:
@@ -238,31 +242,6 @@ class Stream:
 _Messages = Sequence[Mapping[str, Any]]
 _Stop = Union[str, Sequence[str], None]
 
-class _GenerateOptions(TypedDict, total=False):
-    """The generation keywords (corral-core reads them; None keeps the default)."""
-
-    max_tokens: Optional[int]
-    temperature: Optional[float]
-    top_k: Optional[int]
-    top_p: Optional[float]
-    min_p: Optional[float]
-    repeat_penalty: Optional[float]
-    repeat_last_n: Optional[int]
-    frequency_penalty: Optional[float]
-    presence_penalty: Optional[float]
-    seed: Optional[int]
-    stop: _Stop
-    timeout: Optional[float]
-    ignore_eos: Optional[bool]
-    parse_special: Optional[bool]
-    grammar: Optional[str]
-    response_format: Optional[Mapping[str, Any]]
-    logprobs: Optional[bool]
-    top_logprobs: Optional[int]
-    tools: Optional[Sequence[Mapping[str, Any]]]
-    tool_choice: Union[str, Mapping[str, Any], None]
-    template: Optional[str]
-
 @disjoint_base
 class Model:
     def __new__(
@@ -314,10 +293,110 @@ class Model:
         cancel: Optional[CancelToken] = None,
     ) -> list[dict[str, Any]]: ...
     def score(self, tokens: Sequence[int]) -> list[float]: ...
-    def complete(self, prompt: Union[str, Sequence[int]], **options: Unpack[_GenerateOptions]) -> Completion: ...
-    def complete_stream(self, prompt: Union[str, Sequence[int]], **options: Unpack[_GenerateOptions]) -> Stream: ...
-    def chat(self, messages: _Messages, **options: Unpack[_GenerateOptions]) -> Completion: ...
-    def chat_stream(self, messages: _Messages, **options: Unpack[_GenerateOptions]) -> Stream: ...
+    def complete(
+        self,
+        prompt: Union[str, Sequence[int]],
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Completion: ...
+    def complete_stream(
+        self,
+        prompt: Union[str, Sequence[int]],
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Stream: ...
+    def chat(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Completion: ...
+    def chat_stream(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Stream: ...
     def session(self) -> Session: ...
     def stats(self) -> EngineStats: ...
     def clear_cache(self) -> None: ...
@@ -333,13 +412,115 @@ class Model:
 
 @disjoint_base
 class Session:
-    def __new__(cls, model: Model) -> Self: ...
+    def __new__(cls, model: Model, state: Optional[bytes] = None) -> Self: ...
+    def state(self) -> bytes: ...
+    def save(self, path: Union[str, os.PathLike[str]]) -> None: ...
     @property
     def closed(self) -> bool: ...
-    def complete(self, prompt: str, **options: Unpack[_GenerateOptions]) -> Completion: ...
-    def complete_stream(self, prompt: str, **options: Unpack[_GenerateOptions]) -> Stream: ...
-    def chat(self, messages: _Messages, **options: Unpack[_GenerateOptions]) -> Completion: ...
-    def chat_stream(self, messages: _Messages, **options: Unpack[_GenerateOptions]) -> Stream: ...
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Completion: ...
+    def complete_stream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Stream: ...
+    def chat(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Completion: ...
+    def chat_stream(
+        self,
+        messages: _Messages,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        repeat_penalty: Optional[float] = None,
+        repeat_last_n: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: _Stop = None,
+        timeout: Optional[float] = None,
+        ignore_eos: Optional[bool] = None,
+        parse_special: Optional[bool] = None,
+        grammar: Optional[str] = None,
+        response_format: Optional[Mapping[str, Any]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        template: Optional[str] = None,
+    ) -> Stream: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(

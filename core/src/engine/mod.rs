@@ -15,12 +15,14 @@ pub(crate) mod preempt;
 mod request;
 mod sampling;
 mod score;
+mod state;
 mod stats;
 
 use request::{fail, finish, on_token, Active};
 pub(crate) use request::{Command, GenerateRequest, ScoreRequest};
 pub(crate) use sampling::build_sampler;
 use sampling::{log_softmax_at, sample, token_logprobs};
+pub(crate) use state::SequenceState;
 pub use stats::EngineStats;
 pub(crate) use stats::StatsCounters;
 
@@ -254,6 +256,12 @@ impl<'m> Engine<'m> {
                     Command::Score(req) => {
                         let result = self.score(&req);
                         let _ = req.reply.send(result);
+                    }
+                    Command::SaveSession { session, reply } => {
+                        let _ = reply.send(self.save_session(session));
+                    }
+                    Command::RestoreSession { session, state, reply } => {
+                        let _ = reply.send(self.restore_session(session, state));
                     }
                     Command::ReleaseSession(id) => {
                         for slot in self.slots.iter_mut().filter(|s| s.owner == Some(id)) {

@@ -40,6 +40,17 @@ pub(crate) enum Command {
     Score(ScoreRequest),
     /// The session ended: its sequence may be reused by anyone.
     ReleaseSession(u64),
+    /// The tokens and KV cells of a session's sequence (`Session::state`).
+    SaveSession {
+        session: u64,
+        reply: SyncSender<Result<super::SequenceState>>,
+    },
+    /// Puts a saved sequence back, owned by a new session.
+    RestoreSession {
+        session: u64,
+        state: super::SequenceState,
+        reply: SyncSender<Result<()>>,
+    },
     /// Drop every cached prefix not in use by a running request.
     ClearCache,
     Shutdown,

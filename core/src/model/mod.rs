@@ -83,6 +83,8 @@ pub(crate) struct ModelInner {
     embed_config: EmbedConfig,
     /// False for encoder-only models (BERT and the like): they embed but cannot generate.
     generates: bool,
+    /// The model file's identity in saved session states, computed on first use.
+    identity: std::sync::OnceLock<u64>,
 }
 
 /// A loaded model. Cheap to clone, `Send + Sync`: share it between threads; every clone
@@ -291,6 +293,7 @@ impl Model {
                 embedder: Mutex::new(None),
                 embed_config,
                 generates,
+                identity: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -505,6 +508,21 @@ impl Model {
         }
         let sender = &embedder.as_ref().expect("started above").requests;
         sender.send(request).map_err(|_| Error::internal("the embedding engine stopped"))
+    }
+
+    /// Identifies the model file in saved session states: its size, parameter count and every
+    /// metadata key and value (vocabulary included), hashed.
+    pub(crate) fn identity(&self) -> u64 {
+        *self.inner.identity.get_or_init(|| {
+            let info = &self.inner.info;
+            let metadata = serde_json::to_vec(&info.metadata).unwrap_or_default();
+            let seed = crate::state::fnv1a(&info.size_bytes.to_le_bytes(), 0xcbf2_9ce4_8422_2325);
+            crate::state::fnv1a(&metadata, crate::state::fnv1a(&info.parameters.to_le_bytes(), seed))
+        })
+    }
+
+    pub(crate) fn send_command(&self, command: Command) -> Result<()> {
+        self.send(command)
     }
 
     fn send(&self, command: Command) -> Result<()> {

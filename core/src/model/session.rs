@@ -18,12 +18,22 @@ pub struct Session {
     closed: AtomicBool,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).field("closed", &self.is_closed()).finish_non_exhaustive()
+    }
+}
+
 impl Session {
     pub(crate) fn new(model: Model, id: u64) -> Self {
         Session { model, id, closed: AtomicBool::new(false) }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::new(crate::ErrorKind::Closed, "the session has been closed"));
         }
