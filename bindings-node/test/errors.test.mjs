@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
 import {
@@ -210,7 +210,9 @@ describe('classes', () => {
       'invalid_state',
     ]
     // The same list, in the same order, as corral-core's (through the native module).
-    const native = createRequire(import.meta.url)('../native/index.js')
+    // The package's own native loader, wherever the package is installed.
+    const require = createRequire(import.meta.url)
+    const native = require(join(dirname(require.resolve('corral')), '../native/index.js'))
     assert.deepEqual(native.errorCodes(), codes)
     for (const code of codes) {
       const cls = errorClass(code)

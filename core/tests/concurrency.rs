@@ -1,15 +1,16 @@
 //! Many requests on one model at once: continuous batching, prefix cache, cancellation,
 //! deadlines, queue limits, KV pressure and memory stability; and two models at once.
 
+#[path = "support/models.rs"]
+mod models;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use corral::{ErrorKind, FinishReason, GenerateOptions, KvFullPolicy, Model, ModelOptions};
 
 fn model_path() -> PathBuf {
-    std::env::var_os("CORRAL_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    models::default_model()
 }
 
 fn load(options: ModelOptions) -> Model {

@@ -1,19 +1,14 @@
 //! `Model::embed` and `Model::rerank` on real GGUF files: the MiniLM embedding model and the
 //! test-only reranker built by scripts/fetch-embedding-models.sh, and the default chat model.
 
+#[path = "support/models.rs"]
+mod models;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use corral::{CancelHandle, EmbedOptions, ErrorKind, GenerateOptions, Model, ModelOptions, Pooling, RerankOptions};
-
-fn path(variable: &str, default: &str, fetch: &str) -> PathBuf {
-    let path = std::env::var_os(variable)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(default));
-    assert!(path.exists(), "test model missing at {}: run {fetch}", path.display());
-    path
-}
 
 fn load(path: PathBuf) -> Model {
     Model::load(path, ModelOptions { threads: Some(2), ..Default::default() }).expect("the model loads")
@@ -21,17 +16,17 @@ fn load(path: PathBuf) -> Model {
 
 fn minilm() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| load(path("CORRAL_EMBED_MODEL", "all-MiniLM-L6-v2.f16.gguf", "scripts/fetch-embedding-models.sh")))
+    MODEL.get_or_init(|| load(models::embedding_model()))
 }
 
 fn reranker() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| load(path("CORRAL_RERANK_MODEL", "minilm-rank-test.gguf", "scripts/fetch-embedding-models.sh")))
+    MODEL.get_or_init(|| load(models::reranker_model()))
 }
 
 fn chat_model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| load(path("CORRAL_TEST_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf", "scripts/fetch-model.sh")))
+    MODEL.get_or_init(|| load(models::default_model()))
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -179,7 +174,7 @@ fn a_chat_model_embeds_while_it_generates() {
 
 #[test]
 fn closing_the_model_ends_embedding_calls() {
-    let model = load(path("CORRAL_EMBED_MODEL", "all-MiniLM-L6-v2.f16.gguf", "scripts/fetch-embedding-models.sh"));
+    let model = load(models::embedding_model());
     model.embed(&["warm"], &EmbedOptions::default()).unwrap();
     model.close();
     assert_eq!(model.embed(&["x"], &EmbedOptions::default()).unwrap_err().kind(), ErrorKind::Closed);

@@ -1,5 +1,8 @@
 //! End-to-end tests of the core on the real default model (fetched by scripts/fetch-model.sh).
 
+#[path = "support/models.rs"]
+mod models;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -7,11 +10,7 @@ use std::time::{Duration, Instant};
 use corral::{ErrorKind, FinishReason, GenerateOptions, Message, Model, ModelOptions};
 
 fn model_path() -> PathBuf {
-    let path = std::env::var_os("CORRAL_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(path.exists(), "test model missing at {}: run scripts/fetch-model.sh", path.display());
-    path
+    models::default_model()
 }
 
 fn model() -> &'static Model {

@@ -4,13 +4,16 @@
 //! process. If any variant aborted, this whole test binary would die: the log's last
 //! `variant:` line names it.
 
+#[path = "support/models.rs"]
+mod models;
+
 #[path = "support/tiny_gguf.rs"]
 mod tiny_gguf;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use corral::{ErrorKind, GenerateOptions, Message, Model, ModelOptions};
+use corral::{EmbedOptions, ErrorKind, GenerateOptions, Message, Model, ModelOptions, RerankOptions};
 use tiny_gguf::{tiny_model, Gguf, Meta, Tensor, ARCHITECTURES};
 
 /// A fresh path for each file: a model keeps its file mapped, and rewriting a mapped file
@@ -33,6 +36,12 @@ fn greedy(max_tokens: u32) -> GenerateOptions {
 /// Loads the file and, when that works, generates from it and chats with it.
 fn exercise(path: &Path) -> corral::Result<()> {
     let model = Model::load(path, options())?;
+    // Embedding builds another context and pools: it reads more of the file.
+    model.embed(&["Hello the cat sat on", "a mat"], &EmbedOptions::default())?;
+    match model.rerank("cat", &["a mat"], &RerankOptions::default()) {
+        Err(e) if e.kind() != ErrorKind::Unsupported => return Err(e),
+        _ => {}
+    }
     model.complete("Hello the cat sat on", &greedy(4))?;
     model.chat(&[Message::new("user", "Hello")], &greedy(2))?;
     Ok(())
@@ -45,6 +54,8 @@ const EXPECTED: &[ErrorKind] = &[
     ErrorKind::TemplateError,
     ErrorKind::NoChatTemplate,
     ErrorKind::ContextOverflow,
+    // A file that declares non-causal attention is an encoder: it embeds, it does not generate.
+    ErrorKind::Unsupported,
     ErrorKind::DecodeFailed,
 ];
 
@@ -187,6 +198,11 @@ fn broken_structures_are_refused_or_work() {
         edit("rope scaling factor NaN", &|g| g.set(&format!("{arch}.rope.scaling.factor"), Meta::F32(f32::NAN)));
         edit("pooling type huge", &|g| g.set(&format!("{arch}.pooling_type"), Meta::U32(u32::MAX)));
         edit("causal attention off", &|g| g.set(&format!("{arch}.attention.causal"), Meta::Bool(false)));
+        edit("rank pooling without a head", &|g| g.set(&format!("{arch}.pooling_type"), Meta::U32(4)));
+        edit("rank head with 100k labels", &|g| {
+            g.set(&format!("{arch}.pooling_type"), Meta::U32(4));
+            g.set(&format!("{arch}.classifier.output_labels"), Meta::Strings(vec!["x".into(); 100_000]));
+        });
         edit("alignment not a power of two", &|g| g.set("general.alignment", Meta::U32(48)));
         edit("no output norm", &|g| g.tensors.retain(|t| t.name != "output_norm.weight"));
         edit("embedding rows short", &|g| {
@@ -232,9 +248,7 @@ const EMBD_ROWS: u64 = tiny_gguf::EMBD;
 /// The default model itself, with the two values that used to abort the process.
 #[test]
 fn the_default_model_with_hostile_values_is_refused() {
-    let path = std::env::var_os("CORRAL_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let path = models::default_model();
     let original = std::fs::read(&path).unwrap();
     let good = Model::load(&path, options()).unwrap();
     for (key, value) in [
@@ -258,9 +272,7 @@ fn the_default_model_with_hostile_values_is_refused() {
 /// model and a session on it keep working, the session's cache intact.
 #[test]
 fn a_hostile_template_leaves_the_model_and_its_sessions_working() {
-    let path = std::env::var_os("CORRAL_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let path = models::default_model();
     let model = Model::load(&path, ModelOptions { context_length: Some(1024), ..Default::default() }).unwrap();
     let session = model.session().unwrap();
     let mut conversation = vec![Message::new("user", "Say hi.")];

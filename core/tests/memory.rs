@@ -1,14 +1,15 @@
 //! Memory stays flat over repeated rounds of concurrent sessions (its own test binary, so no
 //! other test's model shares the process RSS).
 
+#[path = "support/models.rs"]
+mod models;
+
 use std::path::PathBuf;
 
 use corral::{GenerateOptions, Model, ModelOptions};
 
 fn model_path() -> PathBuf {
-    std::env::var_os("CORRAL_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    models::default_model()
 }
 
 fn load(options: ModelOptions) -> Model {

@@ -1,16 +1,15 @@
 //! Saved sessions: a conversation's state saved, restored into a newly loaded model, and
 //! continued as if it had never stopped; bad states are `invalid_state`.
 
+#[path = "support/models.rs"]
+mod models;
+
 use std::path::PathBuf;
 
 use corral::{ErrorKind, GenerateOptions, Model, ModelOptions};
 
 fn model_path() -> PathBuf {
-    let path = std::env::var_os("CORRAL_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(path.exists(), "test model missing at {}: run scripts/fetch-model.sh", path.display());
-    path
+    models::default_model()
 }
 
 fn load(context_length: u32) -> Model {

@@ -1,6 +1,8 @@
 //! Tool calls, per-call templates and structured chat output on the real default model.
 
-use std::path::PathBuf;
+#[path = "support/models.rs"]
+mod models;
+
 use std::sync::OnceLock;
 
 use corral::{Constraint, ErrorKind, FinishReason, GenerateOptions, Message, Model, ModelOptions, ToolCall, ToolChoice};
@@ -9,9 +11,7 @@ use serde_json::{json, Value};
 fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let path = std::env::var_os("CORRAL_TEST_MODEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        let path = models::default_model();
         Model::load(path, ModelOptions { context_length: Some(4096), threads: Some(2), ..Default::default() })
             .expect("the default model loads")
     })

@@ -194,18 +194,11 @@ fn create(model: &LlamaModel, config: EmbedConfig, pooling: Pooling) -> Result<P
     Ok(PooledContext { pooling, ctx, output_len, batch: Batch::new(config.max_tokens as usize) })
 }
 
-/// Embeds one token on one thread with llama.cpp's asserts caught: shapes in the file that only
+/// The embedding context's first decode (`guarded_first_decode`): shapes in the file that only
 /// bite when pooling fail here, as `invalid_model`, instead of aborting at the first call.
 fn check_first_embedding(model: &LlamaModel, ctx: &mut Context<'_>, output_len: usize, threads: u32) -> Result<()> {
-    let vocab = model.vocab();
-    let token = Some(vocab.bos().0).filter(|t| (0..vocab.n_tokens()).contains(t)).unwrap_or(0);
-    let mut batch = Batch::new(1);
-    batch.add(LlamaToken(token), 0, 0, true);
-    ctx.set_threads(1);
-    // SAFETY: a live context used by this thread only, running one thread.
-    let outcome = unsafe { crate::llama::guard::decode(ctx.raw(), batch.raw()) };
     let invalid = |what: String| Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot embed with this model: {what}"));
-    match outcome {
+    match crate::engine::guarded_first_decode(model, ctx, threads) {
         crate::llama::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
         crate::llama::guard::GuardedDecode::Returned(0) => {
             if ctx.pooled(0, output_len).is_none() {
@@ -217,7 +210,6 @@ fn check_first_embedding(model: &LlamaModel, ctx: &mut Context<'_>, output_len: 
             return Err(invalid(detail));
         }
     }
-    ctx.set_threads(threads);
     ctx.clear();
     Ok(())
 }

@@ -110,19 +110,26 @@ fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Co
     )
 }
 
-/// Decodes one token on one thread with llama.cpp's asserts caught, before any request: a
-/// value in the file that only bites when computing (a norm epsilon, a shape) fails the load
-/// here, instead of aborting the process at the first request. NaN logits fail it too.
-fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -> Result<()> {
+/// Decodes one token (BOS, or token 0) on one thread with llama.cpp's asserts caught, then
+/// sets the context back to `threads`. A new context does this before any request: a value in
+/// the file that only bites when computing (a norm epsilon, a shape) then fails the load
+/// instead of aborting the process at the first request.
+pub(crate) fn guarded_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -> crate::llama::guard::GuardedDecode {
     let vocab = model.vocab();
     let token = Some(vocab.bos().0).filter(|t| (0..vocab.n_tokens()).contains(t)).unwrap_or(0);
     let mut batch = Batch::new(1);
     batch.add(LlamaToken(token), 0, 0, true);
     ctx.set_threads(1);
-    // SAFETY: this engine's live context, used by this thread only, running one thread.
+    // SAFETY: a live context used by this thread only, running one thread.
     let outcome = unsafe { crate::llama::guard::decode(ctx.raw(), batch.raw()) };
+    ctx.set_threads(threads);
+    outcome
+}
+
+/// The generation context's first decode (`guarded_first_decode`); NaN logits fail it too.
+fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -> Result<()> {
     let invalid = |what: String| Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot run this model: {what}"));
-    match outcome {
+    match guarded_first_decode(model, ctx, threads) {
         crate::llama::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
         crate::llama::guard::GuardedDecode::Returned(0) => {
             if ctx.logits(0).iter().any(|x| x.is_nan()) {
@@ -132,7 +139,6 @@ fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -
         // Not a generation model (an encoder, say): the requests themselves will say so.
         crate::llama::guard::GuardedDecode::Returned(_) => {}
     }
-    ctx.set_threads(threads);
     ctx.clear();
     Ok(())
 }

@@ -1,0 +1,29 @@
+//! What the integration tests share: where the test models are.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::path::PathBuf;
+
+/// A test model: the file `$variable` names, else `models/<file>` in the repository. Fails
+/// naming the script that fetches it when it is missing.
+pub fn test_model(variable: &str, file: &str, fetch: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(file));
+    assert!(path.exists(), "test model missing at {}: run {fetch} (or set {variable})", path.display());
+    path
+}
+
+/// The default model, SmolLM2-135M-Instruct Q4_1.
+pub fn default_model() -> PathBuf {
+    test_model("CORRAL_TEST_MODEL", "SmolLM2-135M-Instruct.Q4_1.gguf", "scripts/fetch-model.sh")
+}
+
+/// all-MiniLM-L6-v2 (f16), built by scripts/fetch-embedding-models.sh.
+pub fn embedding_model() -> PathBuf {
+    test_model("CORRAL_EMBED_MODEL", "all-MiniLM-L6-v2.f16.gguf", "scripts/fetch-embedding-models.sh")
+}
+
+/// The test-only reranker (MiniLM with a seeded random rank head).
+pub fn reranker_model() -> PathBuf {
+    test_model("CORRAL_RERANK_MODEL", "minilm-rank-test.gguf", "scripts/fetch-embedding-models.sh")
+}
