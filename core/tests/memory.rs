@@ -4,21 +4,9 @@
 #[path = "support/models.rs"]
 mod models;
 
-use std::path::PathBuf;
+use models::{greedy, load};
 
 use corral::{GenerateOptions, Model, ModelOptions};
-
-fn model_path() -> PathBuf {
-    models::default_model()
-}
-
-fn load(options: ModelOptions) -> Model {
-    Model::load(model_path(), options).expect("model loads")
-}
-
-fn greedy(max_tokens: u32) -> GenerateOptions {
-    GenerateOptions { max_tokens: Some(max_tokens), temperature: 0.0, ..Default::default() }
-}
 
 fn prompt(i: usize) -> String {
     format!("Story {i}: {}. Then", "alpha river stone cloud ".repeat(i * 5 + 1))

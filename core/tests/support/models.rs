@@ -27,3 +27,13 @@ pub fn embedding_model() -> PathBuf {
 pub fn reranker_model() -> PathBuf {
     test_model("CORRAL_RERANK_MODEL", "minilm-rank-test.gguf", "scripts/fetch-embedding-models.sh")
 }
+
+/// The default model with `options`.
+pub fn load(options: corral::ModelOptions) -> corral::Model {
+    corral::Model::load(default_model(), options).expect("the default model loads")
+}
+
+/// Greedy sampling (deterministic) of at most `max_tokens`.
+pub fn greedy(max_tokens: u32) -> corral::GenerateOptions {
+    corral::GenerateOptions { max_tokens: Some(max_tokens), temperature: 0.0, ..Default::default() }
+}
