@@ -8,7 +8,7 @@ use models::{greedy, load};
 
 use std::time::Duration;
 
-use corral::{ErrorKind, FinishReason, GenerateOptions, KvFullPolicy, Model, ModelOptions};
+use corral::{ErrorKind, FinishReason, GenerateOptions, KvFullPolicy, ModelOptions};
 
 fn prompt(i: usize) -> String {
     // Mixed lengths: 1 to ~200 words.

@@ -6,7 +6,7 @@ mod models;
 
 use models::{greedy, load};
 
-use corral::{GenerateOptions, Model, ModelOptions};
+use corral::{Model, ModelOptions};
 
 fn prompt(i: usize) -> String {
     format!("Story {i}: {}. Then", "alpha river stone cloud ".repeat(i * 5 + 1))
