@@ -7,13 +7,16 @@ MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
 CARGO ?= cargo
 PROMPT ?= Explain in two sentences why the sky is blue.
 
-.PHONY: demo test setup model build test-rust test-c test-python test-node test-dist dist bench header
+.PHONY: demo test setup model embedding-models build test-rust test-c test-python test-node test-dist dist bench header
 
 setup:
 	./scripts/setup.sh
 
 model:
 	./scripts/fetch-model.sh >/dev/null
+
+# MiniLM (f16, Q8_0), its source weights and the test reranker, for the embedding tests.
+embedding-models: setup
 	./scripts/fetch-embedding-models.sh >/dev/null
 
 build: setup
@@ -22,7 +25,7 @@ build: setup
 demo: build model
 	./target/release/corral chat $(MODEL) "$(PROMPT)" --max-tokens 200 --temperature 0.7 --seed 3
 
-test: setup model test-rust test-c test-python test-node test-dist
+test: setup model embedding-models test-rust test-c test-python test-node test-dist
 
 test-rust:
 	$(CARGO) fmt --all --check
