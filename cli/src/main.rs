@@ -96,6 +96,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write MODEL as a GGUF of TYPE (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_1, F16, ...) at OUTPUT,
+    /// with llama.cpp's quantizer (already quantized tensors are requantized).
+    Quantize {
+        model: PathBuf,
+        output: PathBuf,
+        #[arg(value_name = "TYPE")]
+        file_type: String,
+        #[arg(long)]
+        threads: Option<u32>,
+    },
     /// Embed each TEXT; one JSON vector per line on stdout.
     Embed(embed::EmbedArgs),
     /// Score each DOC against QUERY with a reranker; one JSON object per line, best first.
@@ -399,6 +409,11 @@ fn run(cli: Cli) -> corral::Result<()> {
                     "TTFT 1000-token prefix: cold {cold:.1} ms, cached {cached:.1} ms ({speedup:.0}x), cached while 7 others run {busy:.1} ms ({busy_speedup:.0}x)"
                 );
             }
+            Ok(())
+        }
+        Command::Quantize { model, output, file_type, threads } => {
+            corral::quantize(&model, &output, &file_type, threads.unwrap_or_else(corral::default_threads))?;
+            eprintln!("wrote {} ({file_type})", output.display());
             Ok(())
         }
         Command::Embed(args) => embed::embed(&args),

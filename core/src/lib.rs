@@ -26,6 +26,7 @@ pub mod log;
 mod model;
 pub mod openai;
 mod options;
+mod quantize;
 mod state;
 mod stream;
 
@@ -38,6 +39,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use model::session::Session;
 pub use model::{default_threads, Model, ModelInfo, Prompt, SpecialToken};
 pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};
+pub use quantize::quantize;
 pub use stream::{CancelHandle, Chunk, Completion, FinishReason, Logprob, Poll, Stream, TokenLogprob, Usage};
 
 /// corral's version (from Cargo.toml).

@@ -129,46 +129,6 @@ fn max_prompt_bytes(context_length: u32) -> usize {
     (context_length as usize).saturating_mul(MAX_BYTES_PER_TOKEN).max(1 << 20)
 }
 
-fn quantization_name(file_type: Option<u64>) -> String {
-    let name = match file_type {
-        Some(0) => "F32",
-        Some(1) => "F16",
-        Some(2) => "Q4_0",
-        Some(3) => "Q4_1",
-        Some(7) => "Q8_0",
-        Some(8) => "Q5_0",
-        Some(9) => "Q5_1",
-        Some(10) => "Q2_K",
-        Some(11) => "Q3_K_S",
-        Some(12) => "Q3_K_M",
-        Some(13) => "Q3_K_L",
-        Some(14) => "Q4_K_S",
-        Some(15) => "Q4_K_M",
-        Some(16) => "Q5_K_S",
-        Some(17) => "Q5_K_M",
-        Some(18) => "Q6_K",
-        Some(19) => "IQ2_XXS",
-        Some(20) => "IQ2_XS",
-        Some(21) => "Q2_K_S",
-        Some(22) => "IQ3_XS",
-        Some(23) => "IQ3_XXS",
-        Some(24) => "IQ1_S",
-        Some(25) => "IQ4_NL",
-        Some(26) => "IQ3_S",
-        Some(27) => "IQ3_M",
-        Some(28) => "IQ2_S",
-        Some(29) => "IQ2_M",
-        Some(30) => "IQ4_XS",
-        Some(31) => "IQ1_M",
-        Some(32) => "BF16",
-        Some(36) => "TQ1_0",
-        Some(37) => "TQ2_0",
-        Some(38) => "MXFP4_MOE",
-        Some(_) | None => "unknown",
-    };
-    name.to_string()
-}
-
 fn special_token(model: &LlamaModel, token: LlamaToken) -> Option<SpecialToken> {
     let vocab = model.vocab();
     if token.0 < 0 || token.0 >= vocab.n_tokens() {
@@ -247,7 +207,7 @@ impl Model {
                 .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
             parameters: llama.n_params(),
             size_bytes: header.file_size,
-            quantization: quantization_name(header.get_u64("general.file_type")),
+            quantization: crate::quantize::file_type_name(header.get_u64("general.file_type")),
             context_length_trained: trained,
             context_length,
             embedding_length: llama.n_embd().max(0) as u32,
