@@ -152,9 +152,13 @@ pub struct RerankResult {
 }
 
 /// Most tokens of one text (or joined query and document) for a causal model. Every text sits
-/// whole in one micro-batch and llama.cpp keeps logits for every token of it, so this bounds
-/// the memory of a chat model's embedding context (2048 x 49k vocabulary = 400 MB).
-const MAX_CAUSAL_TOKENS: u32 = 2048;
+/// whole in one micro-batch, and llama.cpp computes and keeps a row of logits for every token
+/// of it (1,024 tokens x a 49k vocabulary = 200 MB), so this bounds a chat model's embedding
+/// context; decodes of many short texts stop at `CAUSAL_TOKENS_PER_DECODE`.
+const MAX_CAUSAL_TOKENS: u32 = 1024;
+
+/// Tokens one decode of a causal model packs (a longer text still goes, alone).
+pub(crate) const CAUSAL_TOKENS_PER_DECODE: u32 = 512;
 
 /// How long the longest text may be, in tokens: the loaded and the trained context, and for
 /// causal models `MAX_CAUSAL_TOKENS`. This also sizes the embedding context's micro-batch.

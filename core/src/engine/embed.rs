@@ -38,8 +38,10 @@ pub(crate) struct EmbedRequest {
 /// How the embedding contexts are sized.
 #[derive(Clone, Copy)]
 pub(crate) struct EmbedConfig {
-    /// Most tokens of one text; also the tokens of one decode (one micro-batch).
+    /// Most tokens of one text; also the size of the one micro-batch a decode is.
     pub max_tokens: u32,
+    /// Tokens a decode packs texts up to (a single longer text still goes alone).
+    pub tokens_per_decode: u32,
     pub threads: u32,
     pub flash_attention: Option<bool>,
 }
@@ -218,6 +220,7 @@ fn check_first_embedding(model: &LlamaModel, ctx: &mut Context<'_>, output_len: 
 /// stores their vectors.
 fn decode_round(pooled: &mut PooledContext<'_>, config: EmbedConfig, queue: &mut VecDeque<Pending>) {
     let budget = config.max_tokens as usize;
+    let packing_budget = config.tokens_per_decode.min(config.max_tokens) as usize;
     pooled.batch.clear();
     // (queue index, text index) of each sequence in the batch.
     let mut plan: Vec<(usize, usize)> = Vec::new();
@@ -230,7 +233,8 @@ fn decode_round(pooled: &mut PooledContext<'_>, config: EmbedConfig, queue: &mut
                 continue;
             }
             let text = &pending.request.texts[pending.next_text];
-            if plan.len() == MAX_SEQUENCES as usize || tokens + text.len() > budget {
+            let full = if plan.is_empty() { tokens + text.len() > budget } else { tokens + text.len() > packing_budget };
+            if plan.len() == MAX_SEQUENCES as usize || full {
                 break 'fill;
             }
             let seq = plan.len() as i32;

@@ -225,8 +225,11 @@ impl Model {
         let stats = Arc::new(StatsCounters::default());
         let preemption = Arc::new(Preemption::default());
         let threads = options.threads.unwrap_or_else(default_threads);
-        let embed_config = EmbedConfig { max_tokens: crate::embed::max_tokens(&info), threads, flash_attention: options.flash_attention };
         let generates = crate::embed::is_causal(&info);
+        let max_tokens = crate::embed::max_tokens(&info);
+        // Causal models keep logits for every token a decode packs: pack fewer.
+        let tokens_per_decode = if generates { crate::embed::CAUSAL_TOKENS_PER_DECODE } else { max_tokens };
+        let embed_config = EmbedConfig { max_tokens, tokens_per_decode, threads, flash_attention: options.flash_attention };
         let config = EngineConfig {
             max_queued: options.max_queued,
             on_kv_full: options.on_kv_full,
