@@ -186,6 +186,11 @@ typedef struct {
    (`{"token", "logprob", "bytes", "top_logprobs"}`); NULL otherwise. Owned like `text`.
    */
   char *logprobs_json;
+  /*
+   Chat: the model's reasoning before its answer (`<think>...</think>`), apart from
+   `text`; NULL when it gave none. Owned like `text`.
+   */
+  char *reasoning;
 } corral_result;
 
 /*
@@ -484,6 +489,11 @@ typedef struct {
    this call; NULL = the model's template.
    */
   const char *chat_template;
+  /*
+   Chat only: most tokens of reasoning (`<think>...</think>`) before the answer, then the
+   block is closed; 0 turns thinking off where the template can; -1 = no limit.
+   */
+  int32_t reasoning_budget;
 } corral_generate_params;
 
 /*
@@ -520,6 +530,10 @@ typedef struct {
    With `logprobs` requested: this chunk's tokens as in corral_result; NULL otherwise.
    */
   const char *logprobs_json;
+  /*
+   Reasoning in this chunk (see corral_result), NULL when none. Borrowed like `text`.
+   */
+  const char *reasoning;
 } corral_chunk;
 
 #ifdef __cplusplus

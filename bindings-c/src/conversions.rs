@@ -75,6 +75,9 @@ pub struct corral_result {
     /// With `logprobs` requested: a JSON array of OpenAI `logprobs.content` entries
     /// (`{"token", "logprob", "bytes", "top_logprobs"}`); NULL otherwise. Owned like `text`.
     pub logprobs_json: *mut c_char,
+    /// Chat: the model's reasoning before its answer (`<think>...</think>`), apart from
+    /// `text`; NULL when it gave none. Owned like `text`.
+    pub reasoning: *mut c_char,
 }
 
 /// One pulled chunk. `text` is borrowed from the stream: valid until the next
@@ -95,6 +98,8 @@ pub struct corral_chunk {
     pub tool_calls_json: *const c_char,
     /// With `logprobs` requested: this chunk's tokens as in corral_result; NULL otherwise.
     pub logprobs_json: *const c_char,
+    /// Reasoning in this chunk (see corral_result), NULL when none. Borrowed like `text`.
+    pub reasoning: *const c_char,
 }
 
 /// Request, token and prefix-cache totals since the model was loaded (corral_model_stats).
@@ -144,6 +149,7 @@ pub(crate) fn owned_result(
     usage: corral_usage,
     tool_calls_json: Option<CString>,
     logprobs_json: Option<CString>,
+    reasoning: &str,
 ) -> corral_result {
     let text = c_string(text);
     let into_raw = |json: Option<CString>| json.map_or(std::ptr::null_mut(), CString::into_raw);
@@ -154,6 +160,7 @@ pub(crate) fn owned_result(
         usage,
         tool_calls_json: into_raw(tool_calls_json),
         logprobs_json: into_raw(logprobs_json),
+        reasoning: into_raw((!reasoning.is_empty()).then(|| c_string(reasoning))),
     }
 }
 
@@ -172,7 +179,7 @@ pub unsafe extern "C" fn corral_result_free(result: *mut corral_result) {
     guard_void(|| {
         // A result filled by corral (or zeroed by the caller).
         if let Some(r) = try_opt_mut!(result) {
-            for owned in [&mut r.text, &mut r.tool_calls_json, &mut r.logprobs_json] {
+            for owned in [&mut r.text, &mut r.tool_calls_json, &mut r.logprobs_json, &mut r.reasoning] {
                 // SAFETY: NULL or a string of this result, allocated by CString::into_raw;
                 // reset to NULL right after, so it is never freed twice.
                 unsafe { free_string(*owned) };

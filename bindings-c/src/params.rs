@@ -92,6 +92,9 @@ pub struct corral_generate_params {
     /// Chat only: one of the model's named templates (e.g. "tool_use") or Jinja source for
     /// this call; NULL = the model's template.
     pub chat_template: *const c_char,
+    /// Chat only: most tokens of reasoning (`<think>...</think>`) before the answer, then the
+    /// block is closed; 0 turns thinking off where the template can; -1 = no limit.
+    pub reasoning_budget: i32,
 }
 
 /// One chat message (UTF-8, NUL-terminated; copied by the call). Conversations with tool calls
@@ -148,6 +151,7 @@ pub extern "C" fn corral_generate_default_params() -> corral_generate_params {
         json_schema: std::ptr::null(),
         json_object: false,
         logprobs: -1,
+        reasoning_budget: -1,
         tools_json: std::ptr::null(),
         tool_choice: std::ptr::null(),
         chat_template: std::ptr::null(),
@@ -248,7 +252,13 @@ pub(crate) unsafe fn generate_options(params: *const corral_generate_params) -> 
         Some(name) => ToolChoice::Function(name.to_string()),
     };
     let template = try_opt_str!(p.chat_template, "params.chat_template").map(str::to_string);
+    let reasoning_budget = match p.reasoning_budget {
+        -1 => None,
+        n if n >= 0 => Some(n as u32),
+        n => return Err(invalid(format!("reasoning_budget must be -1 or >= 0, got {n}"))),
+    };
     let options = GenerateOptions {
+        reasoning_budget,
         constraint,
         logprobs,
         tools,

@@ -29,6 +29,7 @@ struct BorrowedChunk {
     text: CString,
     tool_calls_json: Option<CString>,
     logprobs_json: Option<CString>,
+    reasoning: Option<CString>,
 }
 
 impl BorrowedChunk {
@@ -41,6 +42,7 @@ impl BorrowedChunk {
             usage,
             tool_calls_json: ptr(&self.tool_calls_json),
             logprobs_json: ptr(&self.logprobs_json),
+            reasoning: ptr(&self.reasoning),
         }
     }
 }
@@ -112,6 +114,7 @@ fn run_blocking(
 ) -> Result<(), corral_status> {
     let mut stream = stream;
     let mut text = String::new();
+    let mut reasoning = String::new();
     let mut logprobs = Vec::new();
     while let Some(chunk) = stream.next_chunk() {
         let chunk = chunk.map_err(fail)?;
@@ -126,6 +129,7 @@ fn run_blocking(
             }
         }
         text.push_str(&chunk.text);
+        reasoning.push_str(&chunk.reasoning);
         logprobs.extend(chunk.logprobs);
         if let Some(reason) = chunk.finish_reason {
             if let Some(out) = out_result {
@@ -136,6 +140,7 @@ fn run_blocking(
                     usage,
                     json_array_or_null(stream.tool_calls(), ToolCall::to_openai),
                     json_array_or_null(&logprobs, Logprob::to_openai),
+                    &reasoning,
                 );
             }
             return Ok(());
@@ -179,6 +184,7 @@ pub unsafe extern "C" fn corral_stream_next(stream: *const corral_stream, out_ch
             text: c_string(&chunk.text),
             tool_calls_json: json_array_or_null(&chunk.tool_calls, ToolCallDelta::to_openai),
             logprobs_json: json_array_or_null(&chunk.logprobs, Logprob::to_openai),
+            reasoning: (!chunk.reasoning.is_empty()).then(|| c_string(&chunk.reasoning)),
         };
         *out_chunk = current.to_c(finish_reason, usage);
         Ok(())

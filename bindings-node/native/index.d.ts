@@ -103,6 +103,8 @@ export interface Chunk {
   logprobs?: Array<Logprob>
   /** Tool-call progress in this chunk (the call's text is not in `text`). */
   toolCalls?: Array<ToolCallDelta>
+  /** Reasoning in this chunk (`<think>...</think>`), apart from `text`; absent when none. */
+  reasoning?: string
 }
 
 /** A whole generation. */
@@ -116,6 +118,8 @@ export interface Completion {
   logprobs?: Array<Logprob>
   /** The tools the model called (then `finishReason` is `tool_calls`). */
   toolCalls: Array<ToolCall>
+  /** The model's reasoning before its answer (`<think>...</think>`); '' when none. */
+  reasoning: string
 }
 
 /**

@@ -13,7 +13,7 @@ export function openAIId(): string {
 
 /** A `chat.completion` object from a chat result. */
 export function toOpenAIChatCompletion(completion: Completion, options: OpenAIOptions) {
-  const whole = { ...completion, tokens: completion.tokens ?? [], toolCalls: completion.toolCalls ?? [] }
+  const whole = { ...completion, tokens: completion.tokens ?? [], toolCalls: completion.toolCalls ?? [], reasoning: completion.reasoning ?? '' }
   return native.toOpenAIChatCompletion(whole as native.Completion, options)
 }
 

@@ -62,7 +62,8 @@ pub fn to_openai_chat_completion(completion: Completion, options: OpenAIOptions)
         .map(|c: &ToolCall| corral::ToolCall { id: c.id.clone(), name: c.name.clone(), arguments: c.arguments.clone() })
         .collect();
     let reason = finish_reason(&completion.finish_reason).unwrap_or(FinishReason::Stop);
-    corral::openai::completion(&meta(options), &completion.text, reason, &calls, usage(&completion.usage), logprobs(&completion.logprobs))
+    let output = corral::openai::Output { text: &completion.text, reasoning: &completion.reasoning, tool_calls: &calls };
+    corral::openai::completion(&meta(options), output, reason, usage(&completion.usage), logprobs(&completion.logprobs))
 }
 
 /// A `chat.completion.chunk` object from a chat stream's chunk; `first` adds the role.
@@ -81,5 +82,6 @@ pub fn to_openai_chat_completion_chunk(chunk: Chunk, options: OpenAIOptions, fir
         .collect();
     let reason = chunk.finish_reason.as_deref().and_then(finish_reason);
     let usage = chunk.usage.as_ref().map_or(Value::Null, usage);
-    corral::openai::chunk(&meta(options), &chunk.text, first.unwrap_or(false), reason, &deltas, usage, logprobs(&chunk.logprobs))
+    let reasoning = chunk.reasoning.as_deref().unwrap_or("");
+    corral::openai::chunk(&meta(options), &chunk.text, reasoning, first.unwrap_or(false), reason, &deltas, usage, logprobs(&chunk.logprobs))
 }

@@ -100,6 +100,8 @@ pub struct Chunk {
     pub logprobs: Option<Vec<Logprob>>,
     /// Tool-call progress in this chunk (the call's text is not in `text`).
     pub tool_calls: Option<Vec<ToolCallDelta>>,
+    /// Reasoning in this chunk (`<think>...</think>`), apart from `text`; absent when none.
+    pub reasoning: Option<String>,
 }
 
 impl From<corral::Chunk> for Chunk {
@@ -114,6 +116,7 @@ impl From<corral::Chunk> for Chunk {
             usage: c.usage.map(Usage::from),
             logprobs: logprobs(c.logprobs),
             tool_calls,
+            reasoning: (!c.reasoning.is_empty()).then_some(c.reasoning),
         }
     }
 }
@@ -130,6 +133,8 @@ pub struct Completion {
     pub logprobs: Option<Vec<Logprob>>,
     /// The tools the model called (then `finishReason` is `tool_calls`).
     pub tool_calls: Vec<ToolCall>,
+    /// The model's reasoning before its answer (`<think>...</think>`); '' when none.
+    pub reasoning: String,
 }
 
 impl From<corral::Completion> for Completion {
@@ -141,6 +146,7 @@ impl From<corral::Completion> for Completion {
             usage: c.usage.into(),
             logprobs: logprobs(c.logprobs),
             tool_calls: c.tool_calls.into_iter().map(|t| ToolCall { id: t.id, name: t.name, arguments: t.arguments }).collect(),
+            reasoning: c.reasoning,
         }
     }
 }
@@ -249,6 +255,7 @@ fn cancelled_before_start() -> Chunk {
         usage: Some(corral::Usage::default().into()),
         logprobs: None,
         tool_calls: None,
+        reasoning: None,
     }
 }
 

@@ -154,6 +154,9 @@ impl PyUsage {
 pub struct PyCompletion {
     #[pyo3(get)]
     text: String,
+    /// The model's reasoning before its answer (`<think>...</think>`); "" when none.
+    #[pyo3(get)]
+    reasoning: String,
     tokens: Vec<i32>,
     reason: FinishReason,
     #[pyo3(get)]
@@ -198,14 +201,16 @@ impl PyCompletion {
 
     /// The assistant message to append to the conversation for the next turn (OpenAI shape).
     fn message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        crate::json::to_py(py, &corral::openai::assistant_message(&self.text, &self.core_tool_calls()))
+        crate::json::to_py(py, &corral::openai::assistant_message(&self.text, &self.core_tool_calls(), &self.reasoning))
     }
 
     /// An OpenAI `ChatCompletion` dict (from chat calls) or `Completion` dict (from complete calls).
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let usage = self.usage.get().to_openai();
         let logprobs = corral::openai::logprobs(self.logprobs.as_deref());
-        let response = corral::openai::completion(&self.origin, &self.text, self.reason, &self.core_tool_calls(), usage, logprobs);
+        let calls = self.core_tool_calls();
+        let output = corral::openai::Output { text: &self.text, reasoning: &self.reasoning, tool_calls: &calls };
+        let response = corral::openai::completion(&self.origin, output, self.reason, usage, logprobs);
         crate::json::to_py(py, &response)
     }
 
@@ -219,6 +224,9 @@ impl PyCompletion {
 pub struct PyChunk {
     #[pyo3(get)]
     text: String,
+    /// Reasoning in this chunk (`<think>...</think>`), apart from `text`.
+    #[pyo3(get)]
+    reasoning: String,
     tokens: Vec<i32>,
     reason: Option<FinishReason>,
     #[pyo3(get)]
@@ -262,7 +270,8 @@ impl PyChunk {
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let usage = self.usage.as_ref().map_or(serde_json::Value::Null, |u| u.get().to_openai());
         let logprobs = corral::openai::logprobs(self.logprobs.as_deref());
-        let response = corral::openai::chunk(&self.origin, &self.text, self.first, self.reason, &self.tool_calls, usage, logprobs);
+        let response =
+            corral::openai::chunk(&self.origin, &self.text, &self.reasoning, self.first, self.reason, &self.tool_calls, usage, logprobs);
         crate::json::to_py(py, &response)
     }
 }
@@ -309,6 +318,7 @@ impl PyStream {
         let usage = chunk.usage.map(|u| Py::new(py, PyUsage::from(u))).transpose()?;
         Ok(PyChunk {
             text: chunk.text,
+            reasoning: chunk.reasoning,
             tokens: chunk.tokens,
             reason: chunk.finish_reason,
             usage,
@@ -322,10 +332,12 @@ impl PyStream {
     /// Consumes the rest of the stream into one result.
     pub fn collect_completion(&self, py: Python<'_>) -> PyResult<PyCompletion> {
         let mut text = String::new();
+        let mut reasoning = String::new();
         let mut tokens = Vec::new();
         let mut logprobs = Vec::new();
         while let Some(chunk) = self.next_core_chunk(py)? {
             text.push_str(&chunk.text);
+            reasoning.push_str(&chunk.reasoning);
             tokens.extend_from_slice(&chunk.tokens);
             logprobs.extend(chunk.logprobs);
             if let Some(reason) = chunk.finish_reason {
@@ -338,6 +350,7 @@ impl PyStream {
                     .collect();
                 return Ok(PyCompletion {
                     text,
+                    reasoning,
                     tokens,
                     reason,
                     usage,

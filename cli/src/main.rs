@@ -1,7 +1,7 @@
 //! `corral`: the command-line tool over the corral core.
 //!
-//! Output contract: generated text only on stdout; finish reason, usage, progress and errors on
-//! stderr. Any error is one line naming its kind and a non-zero exit status.
+//! Output contract: generated text only on stdout; a thinking model's reasoning, finish reason,
+//! usage, progress and errors on stderr. Any error is one line naming its kind and a non-zero exit status.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -181,6 +181,10 @@ fn print_stream(stream: Stream) -> corral::Result<()> {
     let mut out = std::io::stdout().lock();
     for chunk in stream {
         let chunk = chunk?;
+        // A thinking model's reasoning goes to stderr: stdout carries the answer only.
+        if !chunk.reasoning.is_empty() {
+            eprint!("{}", chunk.reasoning);
+        }
         if out.write_all(chunk.text.as_bytes()).and_then(|_| out.flush()).is_err() {
             // stdout closed (e.g. piped into `head`): stop generating, not an error.
             return Ok(());

@@ -150,6 +150,10 @@ pub struct GenerateOptions {
     /// Chat only: the chat template for this call: the name of one of the model's named
     /// templates (`tokenizer.chat_template.<name>`, e.g. `tool_use`) or Jinja source.
     pub template: Option<String>,
+    /// Chat only: most tokens of reasoning (`<think>...</think>`) before the answer; then the
+    /// block is closed for the model. `Some(0)` turns thinking off where the template has
+    /// `enable_thinking` (Qwen3). `None`: no limit.
+    pub reasoning_budget: Option<u32>,
 }
 
 /// A constraint on generated text.
@@ -189,6 +193,7 @@ impl Default for GenerateOptions {
             tools: Vec::new(),
             tool_choice: ToolChoice::Auto,
             template: None,
+            reasoning_budget: None,
         }
     }
 }
@@ -236,8 +241,8 @@ impl GenerateOptions {
 impl GenerateOptions {
     /// Tools and templates shape a chat prompt: a raw completion has none.
     pub(crate) fn check_for_completion(&self) -> Result<()> {
-        if !self.tools.is_empty() || self.template.is_some() {
-            return Err(Error::invalid_argument("tools and template apply to chat, not to completion of a raw prompt"));
+        if !self.tools.is_empty() || self.template.is_some() || self.reasoning_budget.is_some() {
+            return Err(Error::invalid_argument("tools, template and reasoning_budget apply to chat, not to completion of a raw prompt"));
         }
         Ok(())
     }

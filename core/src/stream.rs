@@ -1,6 +1,7 @@
 //! What a generation produces: streamed chunks, the final result, usage figures, and the
 //! text plumbing between tokens and chunks (UTF-8 hold-back, stop strings).
 
+use crate::chat::reasoning::ReasoningSplitter;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -101,6 +102,8 @@ pub struct Chunk {
     pub logprobs: Vec<Logprob>,
     /// Tool-call progress when the request offered tools (the call's text is not in `text`).
     pub tool_calls: Vec<ToolCallDelta>,
+    /// Reasoning (`<think>...</think>`) in this chunk, apart from `text` (chat only).
+    pub reasoning: String,
 }
 
 /// A whole generation.
@@ -113,6 +116,9 @@ pub struct Completion {
     pub logprobs: Vec<Logprob>,
     /// The tools the model called (then `finish_reason` is `ToolCalls`).
     pub tool_calls: Vec<ToolCall>,
+    /// The model's reasoning before its answer (`<think>...</think>`), apart from `text`;
+    /// empty when it gave none.
+    pub reasoning: String,
 }
 
 pub(crate) enum Event {
@@ -143,6 +149,8 @@ pub struct Stream {
     tool_parser: Option<ToolCallParser>,
     /// Complete tool calls, handed out with the final chunk.
     tool_calls: Vec<ToolCall>,
+    /// Separates reasoning from the answer (chat replies).
+    reasoning: Option<ReasoningSplitter>,
     /// Keeps the model (and its engine) alive while the stream is.
     _model: Arc<dyn Send + Sync>,
 }
@@ -157,11 +165,16 @@ pub enum Poll {
 
 impl Stream {
     pub(crate) fn new(events: Receiver<Event>, cancel: CancelHandle, model: Arc<dyn Send + Sync>) -> Self {
-        Stream { events, cancel, done: false, tool_parser: None, tool_calls: Vec::new(), _model: model }
+        Stream { events, cancel, done: false, tool_parser: None, tool_calls: Vec::new(), reasoning: None, _model: model }
     }
 
     pub(crate) fn with_tool_parser(mut self, parser: Option<ToolCallParser>) -> Self {
         self.tool_parser = parser;
+        self
+    }
+
+    pub(crate) fn with_reasoning(mut self, splitter: Option<ReasoningSplitter>) -> Self {
+        self.reasoning = splitter;
         self
     }
 
@@ -218,6 +231,17 @@ impl Stream {
                 if chunk.finish_reason.is_some() {
                     self.done = true;
                 }
+                // Reasoning first: tool calls are part of the answer.
+                if let Some(splitter) = &mut self.reasoning {
+                    let (mut reasoning, mut answer) = splitter.push(&chunk.text);
+                    if chunk.finish_reason.is_some() {
+                        let (r, a) = splitter.finish();
+                        reasoning.push_str(&r);
+                        answer.push_str(&a);
+                    }
+                    chunk.reasoning = reasoning;
+                    chunk.text = answer;
+                }
                 if let Some(parser) = &mut self.tool_parser {
                     let (text, mut deltas) = parser.push(&chunk.text);
                     chunk.text = text;
@@ -249,16 +273,26 @@ impl Stream {
     /// Consumes the stream into one result.
     pub fn collect_completion(mut self) -> Result<Completion> {
         let mut text = String::new();
+        let mut reasoning = String::new();
         let mut tokens = Vec::new();
         let mut logprobs = Vec::new();
         while let Some(chunk) = self.next_chunk() {
             let chunk = chunk?;
             text.push_str(&chunk.text);
+            reasoning.push_str(&chunk.reasoning);
             tokens.extend_from_slice(&chunk.tokens);
             logprobs.extend(chunk.logprobs);
             if let Some(finish_reason) = chunk.finish_reason {
                 let tool_calls = std::mem::take(&mut self.tool_calls);
-                return Ok(Completion { text, tokens, finish_reason, usage: chunk.usage.unwrap_or_default(), logprobs, tool_calls });
+                return Ok(Completion {
+                    text,
+                    tokens,
+                    finish_reason,
+                    usage: chunk.usage.unwrap_or_default(),
+                    logprobs,
+                    tool_calls,
+                    reasoning,
+                });
             }
         }
         Err(Error::internal("the stream ended without a final chunk"))

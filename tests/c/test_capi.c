@@ -401,6 +401,34 @@ static double dot(const float *a, const float *b, size_t n) {
     return sum;
 }
 
+/* A reply's <think> block comes back as `reasoning` (a grammar scripts the output). */
+static void test_reasoning(corral_model *m) {
+    corral_generate_params p = corral_generate_default_params();
+    CHECK(p.reasoning_budget == -1);
+    p.max_tokens = 48;
+    p.grammar = "root ::= \"<think>\" \"I should add two and two.\" \"</think>\" \"\\n\\nFour.\"";
+    corral_message msg = {"user", "What is two plus two?"};
+    corral_result r = {0};
+    CHECK_STATUS(corral_model_chat(m, &msg, 1, &p, NULL, NULL, &r), CORRAL_OK);
+    CHECK(r.reasoning != NULL && strcmp(r.reasoning, "I should add two and two.") == 0);
+    CHECK(strcmp(r.text, "Four.") == 0);
+    corral_result_free(&r);
+    CHECK(r.reasoning == NULL);
+    corral_stream *st = NULL;
+    CHECK_STATUS(corral_model_generate_stream(m, &(corral_prompt){.kind = CORRAL_PROMPT_MESSAGES, .messages = &msg, .n_messages = 1}, &p, &st), CORRAL_OK);
+    char reasoning[256] = "";
+    corral_chunk ch;
+    while (corral_stream_next(st, &ch) == CORRAL_OK) {
+        if (ch.reasoning) strncat(reasoning, ch.reasoning, sizeof reasoning - strlen(reasoning) - 1);
+        if (ch.finish_reason != CORRAL_FINISH_NONE) break;
+    }
+    CHECK(strcmp(reasoning, "I should add two and two.") == 0);
+    corral_stream_free(st);
+    p.grammar = NULL;
+    p.reasoning_budget = -2;
+    CHECK_STATUS(corral_model_chat(m, &msg, 1, &p, NULL, NULL, &r), CORRAL_ERR_INVALID_ARGUMENT);
+}
+
 /* A session saved (bytes and file) and restored; damaged states. */
 static void test_session_state(corral_model *m) {
     corral_generate_params p = corral_generate_default_params();
@@ -758,6 +786,7 @@ int main(int argc, char **argv) {
         test_tools_and_json_messages(m);
         test_generate_prompts(m);
         test_session_state(m);
+        test_reasoning(m);
     }
     corral_model_free(m);
     if (!quick) test_embedding_models();

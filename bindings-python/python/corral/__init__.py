@@ -151,6 +151,7 @@ class GenerateOptions(TypedDict, total=False):
     tools: Optional[Sequence[Mapping[str, Any]]]
     tool_choice: Union[str, Mapping[str, Any], None]
     template: Optional[str]
+    reasoning_budget: Optional[int]
 
 
 class EmbedOptions(TypedDict, total=False):

@@ -194,6 +194,8 @@ class Completion:
     @property
     def text(self) -> str: ...
     @property
+    def reasoning(self) -> str: ...
+    @property
     def tokens(self) -> list[int]: ...
     @property
     def finish_reason(self) -> str: ...
@@ -210,6 +212,8 @@ class Completion:
 class Chunk:
     @property
     def text(self) -> str: ...
+    @property
+    def reasoning(self) -> str: ...
     @property
     def tokens(self) -> list[int]: ...
     @property
@@ -318,6 +322,7 @@ class Model:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Completion: ...
     def complete_stream(
         self,
@@ -344,6 +349,7 @@ class Model:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Stream: ...
     def chat(
         self,
@@ -370,6 +376,7 @@ class Model:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Completion: ...
     def chat_stream(
         self,
@@ -396,6 +403,7 @@ class Model:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Stream: ...
     def session(self) -> Session: ...
     def stats(self) -> EngineStats: ...
@@ -442,6 +450,7 @@ class Session:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Completion: ...
     def complete_stream(
         self,
@@ -468,6 +477,7 @@ class Session:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Stream: ...
     def chat(
         self,
@@ -494,6 +504,7 @@ class Session:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Completion: ...
     def chat_stream(
         self,
@@ -520,6 +531,7 @@ class Session:
         tools: Optional[Sequence[Mapping[str, Any]]] = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
+        reasoning_budget: Optional[int] = None,
     ) -> Stream: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...

@@ -2,6 +2,7 @@
 //! with minijinja the way Hugging Face's `apply_chat_template` renders it with jinja2
 //! (`trim_blocks`, `lstrip_blocks`, Python string methods, `raise_exception`, `tojson`).
 
+pub(crate) mod reasoning;
 pub(crate) mod schema;
 pub(crate) mod tools;
 
@@ -308,6 +309,18 @@ impl ChatTemplate {
     /// Renders `messages` (and `tools`: OpenAI function definitions, `None` for the template
     /// when empty, as Hugging Face passes them).
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool, tools: &[serde_json::Value]) -> Result<String> {
+        self.render_with_thinking(messages, add_generation_prompt, tools, None)
+    }
+
+    /// `render`, with `enable_thinking` given to the template (Qwen3's switch; `None` leaves
+    /// it undefined).
+    pub(crate) fn render_with_thinking(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        tools: &[serde_json::Value],
+        enable_thinking: Option<bool>,
+    ) -> Result<String> {
         let messages: Vec<serde_json::Value> = messages.iter().map(Message::to_template_value).collect();
         let input_bytes =
             serde_json::to_string(&messages).map(|s| s.len()).unwrap_or(0) + tools.iter().map(|t| t.to_string().len()).sum::<usize>();
@@ -319,6 +332,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
+            enable_thinking => enable_thinking,
         };
         // Fuel is set per render: the environment is shared by clones and threads.
         let mut env = self.env.clone();

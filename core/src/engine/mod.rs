@@ -19,7 +19,7 @@ mod state;
 mod stats;
 
 use request::{fail, finish, on_token, Active};
-pub(crate) use request::{Command, GenerateRequest, ScoreRequest};
+pub(crate) use request::{Command, GenerateRequest, ReasoningLimit, ScoreRequest};
 pub(crate) use sampling::build_sampler;
 use sampling::{log_softmax_at, sample, token_logprobs};
 pub(crate) use state::SequenceState;
@@ -345,6 +345,7 @@ impl<'m> Engine<'m> {
                     usage: Some(Usage { prompt_tokens: req.prompt.len() as u32, ..Usage::default() }),
                     logprobs: Vec::new(),
                     tool_calls: Vec::new(),
+                    reasoning: String::new(),
                 }));
                 continue;
             }
@@ -441,6 +442,7 @@ impl<'m> Engine<'m> {
         self.stats.cached_tokens.fetch_add(reuse as u64, Ordering::Relaxed);
         let sampler = build_sampler(self.model, &req.options);
         let grammar = req.grammar.take();
+        let reasoning = req.reasoning_limit.take().map(request::ReasoningTracker::new);
         let stop = StopMatcher::new(req.options.stop.clone());
         slot.active = Some(Active {
             sampler,
@@ -455,6 +457,7 @@ impl<'m> Engine<'m> {
             finished: false,
             admitted: Instant::now(),
             prompt_finished: None,
+            reasoning,
             first_token: None,
             last_token: None,
             request: req,
@@ -594,7 +597,15 @@ impl<'m> Engine<'m> {
                 }
             }
             let Some(index) = logits_at else { continue };
-            let token = sample(self.model, &self.ctx, index, active);
+            // A spent reasoning budget feeds the closing tag instead of sampling.
+            let forced = active.reasoning.as_mut().and_then(|r| r.forced.pop_front());
+            let token = match forced {
+                Some(token) => {
+                    active.sampler.accept(token);
+                    token
+                }
+                None => sample(self.model, &self.ctx, index, active),
+            };
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
             let logprobs = active
                 .request

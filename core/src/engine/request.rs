@@ -27,6 +27,65 @@ pub(crate) struct GenerateRequest {
     pub stream: bool,
     /// The output constraint's grammar sampler, built (and so checked) on the caller's thread.
     pub grammar: Option<LlamaSampler>,
+    /// A chat's `reasoning_budget`: how its `<think>` block is closed when the budget runs out.
+    pub reasoning_limit: Option<ReasoningLimit>,
+}
+
+/// Caps a reply's reasoning: after `budget` tokens inside `<think>`, the engine feeds the model
+/// `close` (`</think>` and a blank line) instead of sampling, and the answer follows.
+pub(crate) struct ReasoningLimit {
+    pub budget: u32,
+    /// The prompt already opened the block.
+    pub opened: bool,
+    pub close: Vec<LlamaToken>,
+}
+
+/// Where a capped reply's reasoning stands.
+pub(super) struct ReasoningTracker {
+    limit: ReasoningLimit,
+    inside: bool,
+    done: bool,
+    used: u32,
+    /// The last few characters generated, to see tags split across tokens.
+    tail: String,
+    /// Tokens to feed instead of sampling (the closing tag).
+    pub(super) forced: std::collections::VecDeque<LlamaToken>,
+}
+
+impl ReasoningTracker {
+    pub(super) fn new(limit: ReasoningLimit) -> Self {
+        let inside = limit.opened;
+        ReasoningTracker { limit, inside, done: false, used: 0, tail: String::new(), forced: Default::default() }
+    }
+
+    /// Follows one generated token's text; closes the block when the budget is spent.
+    fn on_text(&mut self, text: &str) {
+        if self.done {
+            return;
+        }
+        self.tail.push_str(text);
+        if !self.inside && self.tail.contains("<think>") {
+            self.inside = true;
+            self.tail.clear();
+            return;
+        }
+        if self.inside && self.tail.contains("</think>") {
+            self.done = true;
+            return;
+        }
+        if self.tail.len() > 32 {
+            let cut = self.tail.len() - 16;
+            let cut = (cut..self.tail.len()).find(|&i| self.tail.is_char_boundary(i)).unwrap_or(self.tail.len());
+            self.tail.drain(..cut);
+        }
+        if self.inside {
+            self.used += 1;
+            if self.used >= self.limit.budget {
+                self.forced.extend(self.limit.close.iter().copied());
+                self.done = true;
+            }
+        }
+    }
 }
 
 pub(crate) struct ScoreRequest {
@@ -76,6 +135,8 @@ pub(super) struct Active {
     pub(super) finished: bool,
     pub(super) admitted: Instant,
     pub(super) prompt_finished: Option<Instant>,
+    /// Follows `<think>` when the request capped its reasoning.
+    pub(super) reasoning: Option<ReasoningTracker>,
     pub(super) first_token: Option<Instant>,
     pub(super) last_token: Option<Instant>,
 }
@@ -103,8 +164,14 @@ pub(super) fn on_token(
         Err(e) => return fail(active, e),
     };
     let text = active.decoder.push(&piece);
+    if let Some(tracker) = active.reasoning.as_mut() {
+        tracker.on_text(&text);
+    }
     let (text, stopped) = active.stop.push(&text);
-    push_chunk(active, Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None, logprobs, tool_calls: Vec::new() });
+    push_chunk(
+        active,
+        Chunk { text, tokens: vec![token.0], finish_reason: None, usage: None, logprobs, tool_calls: Vec::new(), reasoning: String::new() },
+    );
     if stopped {
         return finish(active, FinishReason::Stop);
     }
@@ -177,7 +244,15 @@ pub(super) fn finish(active: &mut Active, reason: FinishReason) {
     let usage = usage(active);
     push_chunk(
         active,
-        Chunk { text, tokens: Vec::new(), finish_reason: Some(reason), usage: Some(usage), logprobs: Vec::new(), tool_calls: Vec::new() },
+        Chunk {
+            text,
+            tokens: Vec::new(),
+            finish_reason: Some(reason),
+            usage: Some(usage),
+            logprobs: Vec::new(),
+            tool_calls: Vec::new(),
+            reasoning: String::new(),
+        },
     );
 }
 

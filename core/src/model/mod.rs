@@ -364,8 +364,10 @@ impl Model {
         let mut options = options.clone();
         let messages = messages_for(&template, messages);
         let messages = messages.as_ref();
+        // A budget of 0 turns thinking off in templates that can (Qwen3's `enable_thinking`).
+        let thinking = (options.reasoning_budget == Some(0)).then_some(false);
         let (rendered, parser) = if specs.is_empty() || options.tool_choice == ToolChoice::None {
-            (template.render(messages, true, &options.tools)?, None)
+            (template.render_with_thinking(messages, true, &options.tools, thinking)?, None)
         } else {
             let mut format = ToolFormat::detect(template.source());
             // A template that never looks at `tools` cannot show them to the model.
@@ -374,9 +376,9 @@ impl Model {
             }
             let rendered = if format == ToolFormat::Generic {
                 let prompt = crate::chat::tools::generic_tool_prompt(&options.tools, &options.tool_choice);
-                template.render(&crate::chat::tools::with_generic_tool_prompt(messages, &prompt), true, &[])?
+                template.render_with_thinking(&crate::chat::tools::with_generic_tool_prompt(messages, &prompt), true, &[], thinking)?
             } else {
-                template.render(messages, true, &options.tools)?
+                template.render_with_thinking(messages, true, &options.tools, thinking)?
             };
             if let Some(grammar) = crate::chat::tools::tool_grammar(format, &specs, &options.tool_choice)? {
                 if options.constraint.is_some() {
@@ -392,10 +394,22 @@ impl Model {
         let template_adds_bos = !bos_text.is_empty() && rendered.starts_with(bos_text);
         let add_bos = self.inner.info.add_bos_token && !template_adds_bos;
         let tokens = self.tokenize(&rendered, add_bos, true)?.into_iter().map(LlamaToken).collect();
-        Ok(PreparedChat { tokens, options, parser })
+        let reasoning_opened = crate::chat::reasoning::ReasoningSplitter::prompt_opens_reasoning(&rendered);
+        Ok(PreparedChat { tokens, options, parser, reasoning_opened })
     }
 
     pub(crate) fn submit(&self, prompt: Vec<LlamaToken>, options: &GenerateOptions, session: Option<u64>, stream: bool) -> Result<Stream> {
+        self.submit_with(prompt, options, session, stream, None)
+    }
+
+    fn submit_with(
+        &self,
+        prompt: Vec<LlamaToken>,
+        options: &GenerateOptions,
+        session: Option<u64>,
+        stream: bool,
+        reasoning_limit: Option<engine::ReasoningLimit>,
+    ) -> Result<Stream> {
         if self.is_closed() {
             return Err(Error::closed());
         }
@@ -423,6 +437,7 @@ impl Model {
             submitted: Instant::now(),
             stream,
             grammar,
+            reasoning_limit,
         };
         self.send(Command::Generate(request))?;
         // Counted after the send: the engine, stopped for it, finds it in its channel.
@@ -516,7 +531,18 @@ impl Model {
             }
             Prompt::Messages(messages) => {
                 let chat = self.prepare_chat(messages, options)?;
-                Ok(self.submit(chat.tokens, &chat.options, session, stream)?.with_tool_parser(chat.parser))
+                let reasoning = crate::chat::reasoning::ReasoningSplitter::new(chat.reasoning_opened);
+                // A grammar decides every token itself: a budget cannot close the block then.
+                let limit = match chat.options.reasoning_budget {
+                    Some(budget) if budget > 0 && chat.options.constraint.is_none() => Some(engine::ReasoningLimit {
+                        budget,
+                        opened: chat.reasoning_opened,
+                        close: self.tokenize("</think>\n\n", false, true)?.into_iter().map(LlamaToken).collect(),
+                    }),
+                    _ => None,
+                };
+                let stream = self.submit_with(chat.tokens, &chat.options, session, stream, limit)?;
+                Ok(stream.with_tool_parser(chat.parser).with_reasoning(Some(reasoning)))
             }
         }
     }
@@ -617,6 +643,8 @@ pub(crate) struct PreparedChat {
     tokens: Vec<LlamaToken>,
     options: GenerateOptions,
     parser: Option<ToolCallParser>,
+    /// The rendered prompt leaves a `<think>` block open: the reply starts as reasoning.
+    reasoning_opened: bool,
 }
 
 fn check_messages(messages: &[Message]) -> Result<()> {

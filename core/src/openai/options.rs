@@ -37,6 +37,7 @@ const OPTIONS: &[(&str, Option<Dialect>)] = &[
     ("tools", None),
     ("tool_choice", None),
     ("template", None),
+    ("reasoning_budget", None),
 ];
 
 /// The generation options a dialect accepts, as it spells them.
@@ -100,6 +101,7 @@ pub fn generate_options(value: &Value, dialect: Dialect) -> Result<GenerateOptio
             "tools" => options.tools = super::tools(value, dialect, name)?,
             "tool_choice" => options.tool_choice = tool_choice(value, dialect, name)?,
             "template" => options.template = Some(dialect.text(name, value)?),
+            "reasoning_budget" => options.reasoning_budget = Some(dialect.uint(name, value)?),
             other => return Err(Error::internal(format!("generation option {other:?} has no reader"))),
         }
     }

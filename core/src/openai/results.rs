@@ -80,22 +80,38 @@ pub fn logprobs(entries: Option<&[Logprob]>) -> Value {
 }
 
 /// The assistant message to append to the conversation for the next turn: content null when
-/// the model only called tools.
-pub fn assistant_message(text: &str, tool_calls: &[ToolCall]) -> Value {
-    if tool_calls.is_empty() {
-        return json!({"role": "assistant", "content": text});
+/// the model only called tools; `reasoning_content` when it reasoned first (the field
+/// DeepSeek's API and OpenAI-compatible servers use).
+pub fn assistant_message(text: &str, tool_calls: &[ToolCall], reasoning: &str) -> Value {
+    let mut message = Map::new();
+    message.insert("role".into(), "assistant".into());
+    let content = if !tool_calls.is_empty() && text.trim().is_empty() { Value::Null } else { text.into() };
+    message.insert("content".into(), content);
+    if !reasoning.is_empty() {
+        message.insert("reasoning_content".into(), reasoning.into());
     }
-    let content = if text.trim().is_empty() { Value::Null } else { text.into() };
-    json!({"role": "assistant", "content": content, "tool_calls": tool_calls.iter().map(ToolCall::to_openai).collect::<Vec<_>>()})
+    if !tool_calls.is_empty() {
+        message.insert("tool_calls".into(), tool_calls.iter().map(ToolCall::to_openai).collect());
+    }
+    Value::Object(message)
+}
+
+/// A generation's output: its text, reasoning and tool calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Output<'a> {
+    pub text: &'a str,
+    pub reasoning: &'a str,
+    pub tool_calls: &'a [ToolCall],
 }
 
 /// A whole generation: `chat.completion` or `text_completion`.
-pub fn completion(meta: &ResponseMeta, text: &str, reason: FinishReason, tool_calls: &[ToolCall], usage: Value, logprobs: Value) -> Value {
+pub fn completion(meta: &ResponseMeta, output: Output<'_>, reason: FinishReason, usage: Value, logprobs: Value) -> Value {
+    let Output { text, reasoning, tool_calls } = output;
     let mut choice = Map::new();
     choice.insert("index".into(), 0.into());
     let object = match meta.kind {
         ResponseKind::Chat => {
-            choice.insert("message".into(), assistant_message(text, tool_calls));
+            choice.insert("message".into(), assistant_message(text, tool_calls, reasoning));
             "chat.completion"
         }
         ResponseKind::Text => {
@@ -116,6 +132,7 @@ pub fn completion(meta: &ResponseMeta, text: &str, reason: FinishReason, tool_ca
 pub fn chunk(
     meta: &ResponseMeta,
     text: &str,
+    reasoning: &str,
     first: bool,
     reason: Option<FinishReason>,
     tool_calls: &[ToolCallDelta],
@@ -131,6 +148,9 @@ pub fn chunk(
                 delta.insert("role".into(), "assistant".into());
             }
             delta.insert("content".into(), text.into());
+            if !reasoning.is_empty() {
+                delta.insert("reasoning_content".into(), reasoning.into());
+            }
             if !tool_calls.is_empty() {
                 delta.insert("tool_calls".into(), tool_calls.iter().map(ToolCallDelta::to_openai).collect());
             }
