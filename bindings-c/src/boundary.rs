@@ -184,6 +184,17 @@ macro_rules! try_slice {
     };
 }
 
+/// `count` strings from a C array of them: CORRAL_ERR_NULL_ARGUMENT for a NULL array (with a
+/// count above 0) or item, CORRAL_ERR_INVALID_UTF8; errors name the item (`texts[2]`).
+///
+/// # Safety
+/// `array` is NULL (with `count` 0) or points to `count` pointers, each NULL or a
+/// NUL-terminated string, all valid for `'a` (corral.h's convention for arguments).
+pub(crate) unsafe fn str_array_arg<'a>(array: *const *const c_char, count: usize, name: &str) -> Result<Vec<&'a str>, corral_status> {
+    let pointers = try_slice!(array, count, name);
+    pointers.iter().enumerate().map(|(i, &p)| Ok(try_str!(p, &format!("{name}[{i}]")))).collect()
+}
+
 pub(crate) use {try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use corral::{EmbedOptions, Pooling, RerankOptions};
 
-use crate::boundary::{free_slice, guard, guard_void, owned_slice, try_mut, try_opt_mut, try_opt_ref, try_ref, try_slice, try_str};
+use crate::boundary::{free_slice, guard, guard_void, owned_slice, str_array_arg, try_mut, try_opt_mut, try_opt_ref, try_ref, try_str};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
 use crate::model::corral_model;
@@ -113,16 +113,6 @@ fn embed_options(params: &corral_embed_params) -> Result<EmbedOptions, corral_st
     Ok(EmbedOptions { normalize: params.normalize, truncate: params.truncate, pooling, timeout: timeout(params.timeout_ms), cancel: None })
 }
 
-/// `count` strings from a C array of them.
-///
-/// # Safety
-/// `array` is NULL (with `count` 0) or points to `count` pointers, each NULL or a
-/// NUL-terminated string, all valid for the call (corral.h's convention for arguments).
-unsafe fn strings<'a>(array: *const *const c_char, count: usize, name: &str) -> Result<Vec<&'a str>, corral_status> {
-    let pointers = try_slice!(array, count, name);
-    pointers.iter().enumerate().map(|(i, &p)| Ok(try_str!(p, &format!("{name}[{i}]")))).collect()
-}
-
 /// Embeds `count` NUL-terminated UTF-8 texts, batched with every other call on the model.
 /// `params` may be NULL (defaults). On CORRAL_OK, `*out` holds `count` vectors (none for
 /// count 0); release it with corral_embeddings_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
@@ -140,8 +130,8 @@ pub unsafe extern "C" fn corral_model_embed(
     guard(|| {
         let m = try_ref!(model);
         let out = try_mut!(out);
-        // SAFETY: the caller's array of `count` strings (see `strings`).
-        let texts = unsafe { strings(texts, count, "texts") }?;
+        // SAFETY: the caller's array of `count` strings (corral.h).
+        let texts = unsafe { str_array_arg(texts, count, "texts") }?;
         let options = embed_options(try_opt_ref!(params).unwrap_or(&corral_embed_default_params()))?;
         let embeddings = m.model.embed(&texts, &options).map_err(fail)?;
         let dimensions = embeddings.vectors.first().map_or(0, Vec::len);
@@ -184,8 +174,8 @@ pub unsafe extern "C" fn corral_model_rerank(
         let m = try_ref!(model);
         let query = try_str!(query);
         let out = try_mut!(out);
-        // SAFETY: the caller's array of `count` strings (see `strings`).
-        let documents = unsafe { strings(documents, count, "documents") }?;
+        // SAFETY: the caller's array of `count` strings (corral.h).
+        let documents = unsafe { str_array_arg(documents, count, "documents") }?;
         let params = try_opt_ref!(params).copied().unwrap_or_else(|| corral_rerank_default_params());
         let options = RerankOptions {
             top_n: (params.top_n > 0).then_some(params.top_n as usize),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use corral::{Constraint, GenerateOptions, KvFullPolicy, Message, ModelOptions, ProgressCallback, ToolChoice, MAX_TOP_LOGPROBS};
 
-use crate::boundary::{try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
+use crate::boundary::{str_array_arg, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, invalid, set_error};
 
@@ -226,10 +226,8 @@ pub(crate) unsafe fn generate_options(params: *const corral_generate_params) -> 
         s if (0..u32::MAX as i64).contains(&s) => Some(s as u32),
         s => return Err(invalid(format!("seed must be -1 or in 0..4294967294, got {s}"))),
     };
-    let stop = try_slice!(p.stop, p.n_stop, "params.stop")
-        .iter()
-        .map(|&item| Ok(try_str!(item, "params.stop[i]").to_string()))
-        .collect::<Result<Vec<_>, corral_status>>()?;
+    // SAFETY: the caller's guarantee covers `stop` and its `n_stop` strings.
+    let stop = unsafe { str_array_arg(p.stop, p.n_stop, "params.stop") }?.into_iter().map(str::to_string).collect();
     let constraint = match (p.grammar.is_null(), p.json_schema.is_null(), p.json_object) {
         (true, true, false) => None,
         (false, true, false) => Some(Constraint::Grammar(try_str!(p.grammar, "params.grammar").to_string())),

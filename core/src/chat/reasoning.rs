@@ -3,8 +3,8 @@
 //! prompt already opened one, as DeepSeek-R1's template does) has its reasoning split off, as it
 //! streams: results carry it as `reasoning` (OpenAI-compatible servers' `reasoning_content`).
 
-const OPEN: &str = "<think>";
-const CLOSE: &str = "</think>";
+pub(crate) const OPEN: &str = "<think>";
+pub(crate) const CLOSE: &str = "</think>";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

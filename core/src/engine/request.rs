@@ -64,12 +64,12 @@ impl ReasoningTracker {
             return;
         }
         self.tail.push_str(text);
-        if !self.inside && self.tail.contains("<think>") {
+        if !self.inside && self.tail.contains(crate::chat::reasoning::OPEN) {
             self.inside = true;
             self.tail.clear();
             return;
         }
-        if self.inside && self.tail.contains("</think>") {
+        if self.inside && self.tail.contains(crate::chat::reasoning::CLOSE) {
             self.done = true;
             return;
         }

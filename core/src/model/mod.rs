@@ -494,16 +494,12 @@ impl Model {
         *self.inner.identity.get_or_init(|| {
             let info = &self.inner.info;
             let metadata = serde_json::to_vec(&info.metadata).unwrap_or_default();
-            let seed = crate::state::fnv1a(&info.size_bytes.to_le_bytes(), 0xcbf2_9ce4_8422_2325);
+            let seed = crate::state::fnv1a(&info.size_bytes.to_le_bytes(), crate::state::FNV_OFFSET);
             crate::state::fnv1a(&metadata, crate::state::fnv1a(&info.parameters.to_le_bytes(), seed))
         })
     }
 
-    pub(crate) fn send_command(&self, command: Command) -> Result<()> {
-        self.send(command)
-    }
-
-    fn send(&self, command: Command) -> Result<()> {
+    pub(crate) fn send(&self, command: Command) -> Result<()> {
         let commands = self.inner.commands.lock().unwrap_or_else(|e| e.into_inner());
         commands.as_ref().ok_or_else(Error::closed)?.send(command).map_err(|_| Error::closed())
     }
@@ -537,7 +533,11 @@ impl Model {
                     Some(budget) if budget > 0 && chat.options.constraint.is_none() => Some(engine::ReasoningLimit {
                         budget,
                         opened: chat.reasoning_opened,
-                        close: self.tokenize("</think>\n\n", false, true)?.into_iter().map(LlamaToken).collect(),
+                        close: self
+                            .tokenize(&format!("{}\n\n", crate::chat::reasoning::CLOSE), false, true)?
+                            .into_iter()
+                            .map(LlamaToken)
+                            .collect(),
                     }),
                     _ => None,
                 };

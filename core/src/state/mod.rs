@@ -58,7 +58,7 @@ pub(crate) fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
     bytes.iter().fold(seed, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 pub(crate) fn encode(state: &SavedState) -> Vec<u8> {
     let f = &state.fingerprint;
@@ -215,7 +215,7 @@ impl Model {
         let session = self.session()?;
         let tokens = saved.tokens.into_iter().map(LlamaToken).collect();
         let (reply, result) = sync_channel(1);
-        self.send_command(Command::RestoreSession { session: session.id(), state: SequenceState { tokens, data: saved.data }, reply })?;
+        self.send(Command::RestoreSession { session: session.id(), state: SequenceState { tokens, data: saved.data }, reply })?;
         result.recv().map_err(|_| Error::closed())??;
         Ok(session)
     }
@@ -237,7 +237,7 @@ impl Session {
         self.check()?;
         let model = self.model();
         let (reply, result) = sync_channel(1);
-        model.send_command(Command::SaveSession { session: self.id(), reply })?;
+        model.send(Command::SaveSession { session: self.id(), reply })?;
         let sequence = result.recv().map_err(|_| Error::closed())??;
         let tokens = sequence.tokens.iter().map(|t| t.0).collect();
         Ok(encode(&SavedState { fingerprint: model.fingerprint(), tokens, data: sequence.data }))
