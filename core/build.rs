@@ -32,7 +32,7 @@ fn main() {
         }
     }
     assert!(staged > 0, "no llama.cpp libraries found in {} or {}", libs.display(), backends.display());
-    compile_abort_guard(&backends.parent().expect("backends folder has a parent").join("include"));
+    compile_native(&backends.parent().expect("backends folder has a parent").join("include"));
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
         let cmake_build = backends.parent().expect("backends folder has a parent").join("build");
         relink_cpu_variants(&cmake_build, &runtime);
@@ -44,13 +44,16 @@ fn main() {
     println!("cargo:runtime_dir={}", runtime.display());
 }
 
-/// `native/abort_guard.cpp`: turns llama.cpp's asserts into errors (src/guard.rs).
-fn compile_abort_guard(llama_include: &Path) {
+/// `native/abort_guard.cpp`: turns llama.cpp's asserts into errors (src/llama/guard.rs);
+/// `native/memory_breakdown.cpp`: llama.cpp's memory figures (src/fit/mod.rs).
+fn compile_native(llama_include: &Path) {
     println!("cargo:rerun-if-changed=native/abort_guard.cpp");
+    println!("cargo:rerun-if-changed=native/memory_breakdown.cpp");
     cc::Build::new()
         .cpp(true)
         .std("c++17")
         .file("native/abort_guard.cpp")
+        .file("native/memory_breakdown.cpp")
         .include(llama_include)
         .warnings(true)
         .compile("corral_abort_guard");

@@ -24,12 +24,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print a model's metadata.
+    /// Print a model's metadata, or with --estimate what loading it takes in memory (without
+    /// loading it).
     Info {
         model: PathBuf,
         /// One JSON object with every field and every GGUF key.
         #[arg(long)]
         json: bool,
+        /// Weights, KV cache, compute buffers and total memory for --context-length and
+        /// --sequences, and the memory available to this process.
+        #[arg(long)]
+        estimate: bool,
+        /// Tokens of KV cache, or `auto` (the largest that fits); default: the trained
+        /// context, at most 4096.
+        #[arg(long)]
+        context_length: Option<ContextLength>,
+        /// Concurrent sequences (corral's default: 8).
+        #[arg(long)]
+        sequences: Option<u32>,
     },
     /// Stream a completion of PROMPT to stdout.
     Complete {
@@ -139,8 +151,36 @@ struct GenerationArgs {
     stop: Vec<String>,
     #[arg(long)]
     threads: Option<u32>,
+    /// Tokens of KV cache, or `auto` (the largest that fits in memory).
     #[arg(long)]
-    context_length: Option<u32>,
+    context_length: Option<ContextLength>,
+}
+
+/// `--context-length`: a number of tokens or `auto`.
+#[derive(Clone, Copy)]
+enum ContextLength {
+    Tokens(u32),
+    Auto,
+}
+
+impl std::str::FromStr for ContextLength {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        if text == "auto" {
+            return Ok(ContextLength::Auto);
+        }
+        text.parse().map(ContextLength::Tokens).map_err(|_| format!("expected a number of tokens or `auto`, got {text:?}"))
+    }
+}
+
+impl ContextLength {
+    fn apply(context_length: Option<ContextLength>, options: &mut ModelOptions) {
+        match context_length {
+            Some(ContextLength::Tokens(tokens)) => options.context_length = Some(tokens),
+            Some(ContextLength::Auto) => options.auto_context_length = true,
+            None => {}
+        }
+    }
 }
 
 impl GenerationArgs {
@@ -160,8 +200,9 @@ impl GenerationArgs {
     }
 }
 
-fn load(path: &PathBuf, context_length: Option<u32>, threads: Option<u32>) -> corral::Result<Model> {
-    let mut options = ModelOptions { context_length, threads, max_sequences: 1, ..Default::default() };
+fn load(path: &PathBuf, context_length: Option<ContextLength>, threads: Option<u32>) -> corral::Result<Model> {
+    let mut options = ModelOptions { threads, max_sequences: 1, ..Default::default() };
+    ContextLength::apply(context_length, &mut options);
     if std::io::stderr().is_terminal() {
         options.on_progress = Some(Arc::new(|p: f32| {
             let width = 30;
@@ -206,6 +247,37 @@ fn print_stream(stream: Stream) -> corral::Result<()> {
     Ok(())
 }
 
+fn print_estimate(e: &corral::MemoryEstimate, json: bool) {
+    if json {
+        let figures = json!({
+            "context_length": e.context_length,
+            "weights_bytes": e.weights_bytes,
+            "mapped_weights_bytes": e.mapped_weights_bytes,
+            "kv_cache_bytes": e.kv_cache_bytes,
+            "compute_bytes": e.compute_bytes,
+            "overhead_bytes": e.overhead_bytes,
+            "total_bytes": e.total_bytes,
+            "required_bytes": e.required_bytes(),
+            "available_bytes": e.available_bytes,
+            "fits": e.fits(),
+        });
+        println!("{figures}");
+        return;
+    }
+    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64);
+    println!("context length:  {}", e.context_length);
+    println!("weights:         {} ({} mapped from the file)", mib(e.weights_bytes), mib(e.mapped_weights_bytes));
+    println!("KV cache:        {}", mib(e.kv_cache_bytes));
+    println!("compute:         {}", mib(e.compute_bytes));
+    println!("overhead:        {}", mib(e.overhead_bytes));
+    println!("total:           {}", mib(e.total_bytes));
+    println!("required:        {} (total less the mapped weights)", mib(e.required_bytes()));
+    match e.available_bytes {
+        Some(available) => println!("available:       {} ({})", mib(available), if e.fits() { "fits" } else { "does not fit" }),
+        None => println!("available:       unknown"),
+    }
+}
+
 fn info_json(model: &Model) -> serde_json::Value {
     let i = model.info();
     json!({
@@ -228,8 +300,15 @@ fn info_json(model: &Model) -> serde_json::Value {
 
 fn run(cli: Cli) -> corral::Result<()> {
     match cli.command {
-        Command::Info { model, json } => {
-            let model = load(&model, Some(256), None)?;
+        Command::Info { model, json, estimate: true, context_length, sequences } => {
+            let mut options = ModelOptions::default();
+            ContextLength::apply(context_length, &mut options);
+            options.max_sequences = sequences.unwrap_or(options.max_sequences);
+            print_estimate(&corral::estimate_memory(&model, &options)?, json);
+            Ok(())
+        }
+        Command::Info { model, json, .. } => {
+            let model = load(&model, Some(ContextLength::Tokens(256)), None)?;
             if json {
                 println!("{}", info_json(&model));
             } else {
@@ -267,7 +346,7 @@ fn run(cli: Cli) -> corral::Result<()> {
         Command::Perplexity { model, file, context_length, threads } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, format!("cannot read {}", file.display()), e))?;
-            let model = load(&model, Some(context_length), threads)?;
+            let model = load(&model, Some(ContextLength::Tokens(context_length)), threads)?;
             let mut tokens = model.tokenize(&text, true, false)?;
             tokens.truncate(context_length as usize - 1);
             let logprobs = model.score(&tokens)?;

@@ -43,6 +43,9 @@ pub enum ErrorKind {
     /// A saved session state is corrupt or truncated, or was saved from another model or
     /// configuration (the message says what differs).
     InvalidState,
+    /// Loading with these options needs more memory than this process has available (its
+    /// cgroup's limit, else the machine's available memory): refused before allocating.
+    InsufficientMemory,
 }
 
 impl ErrorKind {
@@ -65,11 +68,12 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::InvalidState => "invalid_state",
+            ErrorKind::InsufficientMemory => "insufficient_memory",
         }
     }
 
     /// Every kind, in declaration order (bindings use this to build their tables).
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::ModelNotFound,
         ErrorKind::InvalidModel,
         ErrorKind::UnsupportedArchitecture,
@@ -86,6 +90,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::Unsupported,
         ErrorKind::InvalidState,
+        ErrorKind::InsufficientMemory,
     ];
 }
 

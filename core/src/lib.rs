@@ -18,6 +18,7 @@ mod chat;
 mod embed;
 mod engine;
 mod error;
+mod fit;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -36,6 +37,7 @@ pub use chat::{ChatTemplate, Message, ToolCall};
 pub use embed::{EmbedOptions, Embeddings, Pooling, RerankOptions, RerankResult};
 pub use engine::EngineStats;
 pub use error::{Error, ErrorKind, Result};
+pub use fit::{estimate_memory, MemoryEstimate};
 pub use model::session::Session;
 pub use model::{default_threads, Model, ModelInfo, Prompt, SpecialToken};
 pub use options::{checked_u32, Constraint, GenerateOptions, KvFullPolicy, ModelOptions, ProgressCallback, MAX_TOP_LOGPROBS};

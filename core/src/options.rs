@@ -12,6 +12,9 @@ pub struct ModelOptions {
     /// Tokens of KV cache shared by all sequences of the model (prompt + output of every
     /// running request and cached prefix). Default: the model's trained context, capped at 4096.
     pub context_length: Option<u32>,
+    /// Pick the largest context that fits in the memory available to the process, up to the
+    /// model's trained context (instead of `context_length`).
+    pub auto_context_length: bool,
     /// Threads for generation and prompt processing. Default: the number of physical cores.
     pub threads: Option<u32>,
     /// Layers to offload to a GPU (0 = CPU only; needs a GPU feature at build time).
@@ -53,6 +56,7 @@ impl Default for ModelOptions {
     fn default() -> Self {
         ModelOptions {
             context_length: None,
+            auto_context_length: false,
             threads: None,
             gpu_layers: 0,
             use_mmap: true,
@@ -72,6 +76,7 @@ impl std::fmt::Debug for ModelOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelOptions")
             .field("context_length", &self.context_length)
+            .field("auto_context_length", &self.auto_context_length)
             .field("threads", &self.threads)
             .field("gpu_layers", &self.gpu_layers)
             .field("use_mmap", &self.use_mmap)
@@ -87,10 +92,18 @@ impl std::fmt::Debug for ModelOptions {
     }
 }
 
+/// The context length when none is given: the trained one, at most 4096 tokens.
+pub(crate) fn default_context_length(trained: u32) -> u32 {
+    trained.clamp(1, 4096)
+}
+
 impl ModelOptions {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.context_length == Some(0) {
             return Err(Error::invalid_argument("context_length must be at least 1"));
+        }
+        if self.auto_context_length && self.context_length.is_some() {
+            return Err(Error::invalid_argument("context_length is either a number of tokens or \"auto\", not both"));
         }
         if self.threads == Some(0) || self.threads.is_some_and(|t| t > 1024) {
             return Err(Error::invalid_argument("threads must be between 1 and 1024"));

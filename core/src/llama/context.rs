@@ -48,6 +48,49 @@ pub(crate) struct ContextConfig {
     pub abort: Option<(unsafe extern "C" fn(*mut c_void) -> bool, *mut c_void)>,
 }
 
+/// llama.cpp's parameters for a context made as `config` says.
+pub(crate) fn context_params(config: &ContextConfig) -> sys::llama_context_params {
+    // SAFETY: plain data.
+    let mut params = unsafe { sys::llama_context_default_params() };
+    params.n_ctx = config.n_ctx;
+    params.n_batch = config.batch_size;
+    params.n_ubatch = config.ubatch_size.unwrap_or(config.batch_size.min(512));
+    params.n_seq_max = config.max_sequences;
+    params.kv_unified = true;
+    params.n_threads = config.threads as i32;
+    params.n_threads_batch = config.threads as i32;
+    params.flash_attn_type = flash_attention_policy(config.flash_attention);
+    if let Some(pooling) = config.pooling {
+        params.embeddings = true;
+        params.pooling_type = pooling;
+    }
+    if let Some((callback, data)) = config.abort {
+        params.abort_callback = Some(callback);
+        params.abort_callback_data = data;
+    }
+    params
+}
+
+/// Creates a llama context; llama.cpp's asserts while it builds the graphs (from the file's
+/// shapes) become `invalid_model`. The caller frees it.
+///
+/// # Safety
+/// `model` is a live llama model.
+pub(crate) unsafe fn create_raw(model: *mut sys::llama_model, params: sys::llama_context_params) -> Result<NonNull<sys::llama_context>> {
+    // Creating contexts concurrently is unsound (llama.cpp mutates the model meanwhile).
+    let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+    crate::log::clear_last_llama_error();
+    // SAFETY: a live model (the caller's promise); llama.cpp copies the parameters.
+    let raw = crate::llama::guard::catching_asserts(|| unsafe { sys::llama_init_from_model(model, params) });
+    NonNull::new(raw).ok_or_else(|| {
+        if let Some(assert) = crate::llama::guard::take_assert_message() {
+            return Error::new(ErrorKind::InvalidModel, format!("llama.cpp rejects this model's shapes: {assert}"));
+        }
+        let detail = crate::log::take_last_llama_error().unwrap_or_else(|| "llama_init_from_model failed".into());
+        Error::new(ErrorKind::Internal, format!("cannot create a llama context: {detail}"))
+    })
+}
+
 /// Why a decode did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DecodeFailure {
@@ -83,36 +126,8 @@ impl<'m> Context<'m> {
     /// `invalid_model`.
     pub(crate) fn new(model: &'m LlamaModel, config: &ContextConfig) -> Result<Self> {
         crate::backend::backend()?;
-        // SAFETY: plain data.
-        let mut params = unsafe { sys::llama_context_default_params() };
-        params.n_ctx = config.n_ctx;
-        params.n_batch = config.batch_size;
-        params.n_ubatch = config.ubatch_size.unwrap_or(config.batch_size.min(512));
-        params.n_seq_max = config.max_sequences;
-        params.kv_unified = true;
-        params.n_threads = config.threads as i32;
-        params.n_threads_batch = config.threads as i32;
-        params.flash_attn_type = flash_attention_policy(config.flash_attention);
-        if let Some(pooling) = config.pooling {
-            params.embeddings = true;
-            params.pooling_type = pooling;
-        }
-        if let Some((callback, data)) = config.abort {
-            params.abort_callback = Some(callback);
-            params.abort_callback_data = data;
-        }
-        // Creating contexts concurrently is unsound (llama.cpp mutates the model meanwhile).
-        let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
-        crate::log::clear_last_llama_error();
-        // SAFETY: a live model; llama.cpp copies the parameters.
-        let raw = crate::llama::guard::catching_asserts(|| unsafe { sys::llama_init_from_model(raw_model(model), params) });
-        let Some(raw) = NonNull::new(raw) else {
-            if let Some(assert) = crate::llama::guard::take_assert_message() {
-                return Err(Error::new(ErrorKind::InvalidModel, format!("llama.cpp rejects this model's shapes: {assert}")));
-            }
-            let detail = crate::log::take_last_llama_error().unwrap_or_else(|| "llama_init_from_model failed".into());
-            return Err(Error::new(ErrorKind::Internal, format!("cannot create a llama context: {detail}")));
-        };
+        // SAFETY: a live model.
+        let raw = unsafe { create_raw(raw_model(model), context_params(config))? };
         let n_vocab = model.vocab().n_tokens().max(0) as usize;
         Ok(Context { raw, n_vocab, _model: PhantomData })
     }

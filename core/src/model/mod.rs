@@ -138,15 +138,24 @@ fn special_token(model: &LlamaModel, token: LlamaToken) -> Option<SpecialToken> 
     Some(SpecialToken { id: token.0, text })
 }
 
+/// Reads and checks a model file's header and hyperparameters before llama.cpp sees it.
+pub(crate) fn check_file(path: &Path) -> Result<crate::model::gguf::GgufHeader> {
+    let header = crate::model::gguf::read_header(path)?;
+    crate::model::hparams::check(&header)
+        .map_err(|problem| Error::new(ErrorKind::InvalidModel, format!("{}: not a usable model: {problem}", path.display())))?;
+    Ok(header)
+}
+
 impl Model {
-    /// Loads a GGUF model and starts its engine.
+    /// Loads a GGUF model and starts its engine. Options that cannot fit in the memory left to
+    /// the process fail with `insufficient_memory` before anything is allocated
+    /// ([`crate::estimate_memory`] says what they take).
     pub fn load(path: impl AsRef<Path>, options: ModelOptions) -> Result<Model> {
         let path = path.as_ref();
         options.validate()?;
-        let header = crate::model::gguf::read_header(path)?;
-        crate::model::hparams::check(&header)
-            .map_err(|problem| Error::new(ErrorKind::InvalidModel, format!("{}: not a usable model: {problem}", path.display())))?;
+        let header = check_file(path)?;
         let backend = crate::backend::backend()?;
+        let context_length = crate::fit::plan_load(path, &options)?.context_length;
 
         let cancelled = Arc::new(AtomicBool::new(false));
         let mut params = LlamaModelParams::default()
@@ -182,7 +191,6 @@ impl Model {
         let llama = Arc::new(llama);
 
         let trained = llama.n_ctx_train();
-        let context_length = options.context_length.unwrap_or_else(|| trained.clamp(1, 4096));
         let vocab = llama.vocab();
         let chat_template = options.chat_template.clone().or_else(|| header.get_str("tokenizer.chat_template").map(str::to_string));
         let bos_token = special_token(&llama, vocab.bos());
