@@ -30,6 +30,11 @@
 
 
 /*
+ corral_model_params.context_length: pick the largest context that fits in memory.
+ */
+#define CORRAL_CONTEXT_LENGTH_AUTO UINT32_MAX
+
+/*
  Why a generation ended.
  */
 typedef enum {
@@ -70,6 +75,10 @@ typedef enum {
    A saved session state is corrupt, truncated, or from another model or configuration.
    */
   CORRAL_ERR_INVALID_STATE = 16,
+  /*
+   Loading with these parameters needs more memory than the process has available.
+   */
+  CORRAL_ERR_INSUFFICIENT_MEMORY = 17,
   /*
    A required pointer argument was NULL.
    */
@@ -272,15 +281,6 @@ typedef struct {
 } corral_rerank_results;
 
 /*
- A log line: level 1 = debug, 2 = info, 3 = warn, 4 = error; `source` is "llama.cpp" or
- "corral". May be called from any thread; strings valid only during the call.
- */
-typedef void (*corral_log_callback)(int32_t level,
-                                    const char *source,
-                                    const char *message,
-                                    void *user_data);
-
-/*
  Load progress in [0, 1]. Return false to cancel loading (load then fails with
  CORRAL_ERR_CANCELLED). Called on the loading thread.
  */
@@ -291,7 +291,9 @@ typedef bool (*corral_progress_callback)(float progress, void *user_data);
  */
 typedef struct {
   /*
-   KV cache size in tokens shared by all requests; 0 = model default (trained, max 4096).
+   KV cache size in tokens shared by all requests; 0 = model default (trained, max 4096);
+   CORRAL_CONTEXT_LENGTH_AUTO = the largest that fits in the memory available (up to the
+   trained length).
    */
   uint32_t context_length;
   /*
@@ -332,6 +334,59 @@ typedef struct {
    */
   int32_t on_kv_full;
 } corral_model_params;
+
+/*
+ What a model takes in memory with given parameters (bytes). Filled by corral_estimate_memory.
+ */
+typedef struct {
+  /*
+   The context length the figures are for (CORRAL_CONTEXT_LENGTH_AUTO resolved).
+   */
+  uint32_t context_length;
+  /*
+   The weights, with the copies the CPU backend repacks for its kernels.
+   */
+  uint64_t weights_bytes;
+  /*
+   Of weights_bytes, what is mapped from the file (pageable: not counted as required).
+   */
+  uint64_t mapped_weights_bytes;
+  uint64_t kv_cache_bytes;
+  /*
+   Compute buffers and one step's logits.
+   */
+  uint64_t compute_bytes;
+  /*
+   corral's and llama.cpp's own code and tables.
+   */
+  uint64_t overhead_bytes;
+  /*
+   The expected resident size of the loaded model (the sum of the above).
+   */
+  uint64_t total_bytes;
+  /*
+   What must fit in memory: total_bytes less mapped_weights_bytes.
+   */
+  uint64_t required_bytes;
+  /*
+   Memory the process can still take (its cgroup's limit, else the machine's available
+   memory); 0 where the system does not say.
+   */
+  uint64_t available_bytes;
+  /*
+   Whether required_bytes fits in available_bytes (true where that is unknown).
+   */
+  bool fits;
+} corral_memory_estimate;
+
+/*
+ A log line: level 1 = debug, 2 = info, 3 = warn, 4 = error; `source` is "llama.cpp" or
+ "corral". May be called from any thread; strings valid only during the call.
+ */
+typedef void (*corral_log_callback)(int32_t level,
+                                    const char *source,
+                                    const char *message,
+                                    void *user_data);
 
 /*
  What a model is. Strings are borrowed from the model: valid until corral_model_free.
@@ -614,6 +669,16 @@ const char *corral_last_error_message(void);
 const char *corral_status_name(int32_t status);
 
 /*
+ Estimates what corral_model_load(path, params) would take in memory, without loading the
+ weights (llama.cpp sizes every buffer in a dry run). `params` may be NULL (defaults).
+ Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_MODEL_NOT_FOUND,
+ CORRAL_ERR_INVALID_MODEL, CORRAL_ERR_INVALID_ARGUMENT. Thread-safe.
+ */
+corral_status corral_estimate_memory(const char *path,
+                                     const corral_model_params *params,
+                                     corral_memory_estimate *out_estimate);
+
+/*
  Sends llama.cpp's and corral's log lines at `min_level` (1 debug .. 4 error) and above to
  `callback`; NULL callback restores silence. `user_data` is passed back untouched; the
  callback may run on any thread, concurrently. Process-wide.
@@ -637,7 +702,8 @@ const char *corral_cpu_variant(void);
  model: release it with corral_model_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
  CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_MODEL_NOT_FOUND, CORRAL_ERR_INVALID_MODEL,
  CORRAL_ERR_UNSUPPORTED_ARCHITECTURE, CORRAL_ERR_INVALID_ARGUMENT, CORRAL_ERR_CANCELLED
- (progress callback returned false). Thread-safe.
+ (progress callback returned false), CORRAL_ERR_INSUFFICIENT_MEMORY (the parameters need
+ more memory than the process has: see corral_estimate_memory). Thread-safe.
  */
 corral_status corral_model_load(const char *path,
                                 const corral_model_params *params,

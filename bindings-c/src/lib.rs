@@ -13,7 +13,7 @@
 //! (status codes, last error), `params` (params structs in, core options), `conversions`
 //! (results, chunks and stats out), `model`, `session`, `stream` (the three handles), `embed`
 //! (embeddings and rerank on a model),
-//! `logging` (the log callback).
+//! `fit` (what a load takes in memory), `logging` (the log callback).
 
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
@@ -21,6 +21,7 @@ mod boundary;
 mod conversions;
 mod embed;
 mod error;
+mod fit;
 mod logging;
 mod model;
 mod params;
@@ -30,11 +31,12 @@ mod stream;
 pub use conversions::*;
 pub use embed::*;
 pub use error::{corral_last_error_message, corral_status, corral_status_name};
+pub use fit::*;
 pub use logging::*;
 pub use model::*;
 pub use params::{
     corral_chunk_callback, corral_generate_default_params, corral_generate_params, corral_message, corral_model_default_params,
-    corral_model_params, corral_progress_callback,
+    corral_model_params, corral_progress_callback, CORRAL_CONTEXT_LENGTH_AUTO,
 };
 pub use session::*;
 pub use stream::{corral_stream, corral_stream_cancel, corral_stream_free, corral_stream_next};

@@ -74,7 +74,8 @@ pub extern "C" fn corral_cpu_variant() -> *const c_char {
 /// model: release it with corral_model_free. Errors: CORRAL_ERR_NULL_ARGUMENT,
 /// CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_MODEL_NOT_FOUND, CORRAL_ERR_INVALID_MODEL,
 /// CORRAL_ERR_UNSUPPORTED_ARCHITECTURE, CORRAL_ERR_INVALID_ARGUMENT, CORRAL_ERR_CANCELLED
-/// (progress callback returned false). Thread-safe.
+/// (progress callback returned false), CORRAL_ERR_INSUFFICIENT_MEMORY (the parameters need
+/// more memory than the process has: see corral_estimate_memory). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_load(
     path: *const c_char,

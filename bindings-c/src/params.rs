@@ -19,11 +19,16 @@ pub type corral_progress_callback = Option<unsafe extern "C" fn(progress: f32, u
 /// Return false to stop generation (the result's finish reason is then CORRAL_FINISH_CANCELLED).
 pub type corral_chunk_callback = Option<unsafe extern "C" fn(text: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
 
+/// corral_model_params.context_length: pick the largest context that fits in memory.
+pub const CORRAL_CONTEXT_LENGTH_AUTO: u32 = u32::MAX;
+
 /// Options for corral_model_load. Start from corral_model_default_params().
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct corral_model_params {
-    /// KV cache size in tokens shared by all requests; 0 = model default (trained, max 4096).
+    /// KV cache size in tokens shared by all requests; 0 = model default (trained, max 4096);
+    /// CORRAL_CONTEXT_LENGTH_AUTO = the largest that fits in the memory available (up to the
+    /// trained length).
     pub context_length: u32,
     /// 0 = number of physical cores.
     pub threads: u32,
@@ -186,7 +191,8 @@ pub(crate) unsafe fn model_options(params: *const corral_model_params) -> Result
         f
     });
     Ok(ModelOptions {
-        context_length: (p.context_length > 0).then_some(p.context_length),
+        context_length: (p.context_length > 0 && p.context_length != CORRAL_CONTEXT_LENGTH_AUTO).then_some(p.context_length),
+        auto_context_length: p.context_length == CORRAL_CONTEXT_LENGTH_AUTO,
         threads: (p.threads > 0).then_some(p.threads),
         gpu_layers: p.gpu_layers,
         use_mmap: p.use_mmap,

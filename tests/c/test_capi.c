@@ -760,6 +760,34 @@ static void test_generate_prompts(corral_model *m) {
     corral_tokens_free(tokens, n);
 }
 
+/* What a load takes in memory, without loading; context "auto". */
+static void test_estimate_memory(void) {
+    corral_model_params p = corral_model_default_params();
+    p.context_length = 2048;
+    corral_memory_estimate e;
+    CHECK_STATUS(corral_estimate_memory(model_path, &p, &e), CORRAL_OK);
+    CHECK(e.context_length == 2048);
+    CHECK(e.kv_cache_bytes == 30ull * 3 * 64 * 2 * 2 * 2048); /* layers x KV heads x dim x (K+V) x f16 */
+    CHECK(e.weights_bytes > 90ull << 20 && e.mapped_weights_bytes <= e.weights_bytes);
+    CHECK(e.total_bytes == e.weights_bytes + e.kv_cache_bytes + e.compute_bytes + e.overhead_bytes);
+    CHECK(e.required_bytes == e.total_bytes - e.mapped_weights_bytes);
+    CHECK(e.fits && e.available_bytes > e.required_bytes);
+    p.context_length = CORRAL_CONTEXT_LENGTH_AUTO;
+    CHECK_STATUS(corral_estimate_memory(model_path, &p, &e), CORRAL_OK);
+    CHECK(e.context_length == 8192); /* the trained context fits here */
+    corral_model *m = NULL;
+    p.max_sequences = 1;
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_OK);
+    corral_model_info info;
+    CHECK_STATUS(corral_model_info_get(m, &info), CORRAL_OK);
+    CHECK(info.context_length == 8192);
+    corral_model_free(m);
+    CHECK_STATUS(corral_estimate_memory(NULL, &p, &e), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_estimate_memory(model_path, &p, NULL), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_estimate_memory("/nonexistent.gguf", NULL, &e), CORRAL_ERR_MODEL_NOT_FOUND);
+    CHECK(strcmp(corral_status_name(CORRAL_ERR_INSUFFICIENT_MEMORY), "insufficient_memory") == 0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s MODEL.gguf [--quick]\n", argv[0]);
@@ -771,6 +799,7 @@ int main(int argc, char **argv) {
     test_version_and_status_names();
     test_bad_model_files();
     test_progress_cancel();
+    test_estimate_memory();
     corral_model *m = load_small();
     if (!m) return 1;
     test_info_and_metadata(m);
