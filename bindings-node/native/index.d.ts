@@ -149,13 +149,20 @@ export interface EngineStats {
 /** Every stable error code, in declaration order (the TS layer builds its classes from it). */
 export declare function errorCodes(): Array<string>
 
+/**
+ * Estimates what `Model.load(path, options)` takes in memory without loading the weights
+ * (llama.cpp sizes every buffer in a dry run), on a blocking-pool thread.
+ */
+export declare function estimateMemory(path: string, options?: LoadOptions | undefined | null): Promise<MemoryEstimate>
+
 /** How to load a model (see `ModelOptions` in corral-core for each field). */
 export interface LoadOptions {
   /**
-   * KV cache size in tokens, shared by all concurrent requests. Default: the model's
-   * trained context, capped at 4096.
+   * KV cache size in tokens, shared by all concurrent requests, or `'auto'`: the largest
+   * that fits in the memory available to the process (up to the trained context). Default:
+   * the model's trained context, capped at 4096.
    */
-  contextLength?: number
+  contextLength?: number | 'auto'
   /** Threads for prompt processing and generation. Default: physical cores. */
   threads?: number
   /** Layers to offload to a GPU (0 = CPU only). */
@@ -183,6 +190,32 @@ export interface LoadOptions {
 export interface Logprob {
   token: TokenLogprob
   top: Array<TokenLogprob>
+}
+
+/** What a model takes in memory with given load options, in bytes. */
+export interface MemoryEstimate {
+  /** The context length the figures are for (`'auto'` resolved). */
+  contextLength: number
+  /** The weights, with the copies the CPU backend repacks for its kernels. */
+  weightsBytes: number
+  /** Of `weightsBytes`, what is mapped from the file (pageable: not counted as required). */
+  mappedWeightsBytes: number
+  kvCacheBytes: number
+  /** Compute buffers and one step's logits. */
+  computeBytes: number
+  /** corral's and llama.cpp's own code and tables. */
+  overheadBytes: number
+  /** The expected resident size of the loaded model (the sum of the above). */
+  totalBytes: number
+  /** What must fit in memory: `totalBytes` less `mappedWeightsBytes`. */
+  requiredBytes: number
+  /**
+   * Memory the process can still take (its cgroup's limit, else the machine's available
+   * memory); `null` where the system does not say.
+   */
+  availableBytes?: number
+  /** Whether `requiredBytes` fits in `availableBytes` (true where that is unknown). */
+  fits: boolean
 }
 
 /** What a model is, from its GGUF metadata and llama.cpp. */

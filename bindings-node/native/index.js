@@ -842,6 +842,7 @@ module.exports.TokenStream = nativeBinding.TokenStream
 module.exports.cpuVariant = nativeBinding.cpuVariant
 module.exports.defaultThreads = nativeBinding.defaultThreads
 module.exports.errorCodes = nativeBinding.errorCodes
+module.exports.estimateMemory = nativeBinding.estimateMemory
 module.exports.openAIId = nativeBinding.openAIId
 module.exports.setLogCallback = nativeBinding.setLogCallback
 module.exports.supportsGpuOffload = nativeBinding.supportsGpuOffload

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'internal'
   | 'unsupported'
   | 'invalid_state'
+  | 'insufficient_memory'
 
 /** Every corral error: `err.code` is one of the stable {@link ErrorCode}s. */
 export class CorralError extends Error {
@@ -123,6 +124,13 @@ export class InvalidStateError extends CorralError {
   declare readonly code: 'invalid_state'
 }
 
+/** Loading with these options needs more memory than the process has available (its cgroup's
+ * limit, else the machine's available memory): refused before anything was allocated. */
+export class InsufficientMemoryError extends CorralError {
+  static override readonly code = 'insufficient_memory'
+  declare readonly code: 'insufficient_memory'
+}
+
 /**
  * An `AbortSignal` stopped the operation (name `AbortError`, like the DOM's). Its `cause` is
  * the signal's `reason`.
@@ -151,6 +159,7 @@ const CLASSES: Record<ErrorCode, typeof CorralError> = {
   internal: InternalError,
   unsupported: UnsupportedError,
   invalid_state: InvalidStateError,
+  insufficient_memory: InsufficientMemoryError,
 }
 
 /** The class for a code (`CorralError` itself for a code this version does not know). */

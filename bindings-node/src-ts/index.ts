@@ -13,6 +13,7 @@ import { call } from './errors.js'
 import native = require('./native.js')
 
 export { Model, Session } from './model.js'
+export { estimateMemory, type MemoryEstimate } from './fit.js'
 export { CompletionStream } from './stream.js'
 export { openAIId, toOpenAIChatCompletion, toOpenAIChatCompletionChunk, type OpenAIOptions } from './openai.js'
 export { setLogger, type Logger } from './log.js'
@@ -35,6 +36,7 @@ export {
   UnsupportedArchitectureError,
   UnsupportedError,
   InvalidStateError,
+  InsufficientMemoryError,
   errorClass,
   type ErrorCode,
 } from './errors.js'

@@ -20,7 +20,7 @@ import type {
 // Every load option name, so a typo (`contextLenght`) is an error instead of silently ignored.
 // The `Record<keyof ...>` type makes the compiler keep this list in step with the interface.
 // Generation options have no list here: corral-core reads them, and rejects unknown names.
-const LOAD_KEYS: Record<keyof LoadOptions, true> = {
+export const LOAD_KEYS: Record<keyof LoadOptions, true> = {
   contextLength: true,
   threads: true,
   gpuLayers: true,
@@ -35,7 +35,7 @@ const LOAD_KEYS: Record<keyof LoadOptions, true> = {
   onProgress: true,
   signal: true,
 }
-function checkOptions<T extends object>(options: T | undefined | null, keys: Record<string, true> | undefined, what: string): T {
+export function checkOptions<T extends object>(options: T | undefined | null, keys: Record<string, true> | undefined, what: string): T {
   if (options === undefined || options === null) return {} as T
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidArgumentError(`${what} options must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`)

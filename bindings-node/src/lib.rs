@@ -6,6 +6,7 @@
 mod chat;
 mod embed;
 mod error;
+mod fit;
 mod log;
 mod model;
 mod openai;

@@ -6,6 +6,7 @@
 //! corral-core (`corral::openai::generate_options`, camelCase, `timeout` in milliseconds).
 
 use corral::openai::Dialect;
+use napi::Either;
 use napi_derive::napi;
 
 use crate::error::{invalid_argument, OrThrow};
@@ -14,9 +15,11 @@ use crate::error::{invalid_argument, OrThrow};
 #[napi(object)]
 #[derive(Default)]
 pub struct LoadOptions {
-    /// KV cache size in tokens, shared by all concurrent requests. Default: the model's
-    /// trained context, capped at 4096.
-    pub context_length: Option<f64>,
+    /// KV cache size in tokens, shared by all concurrent requests, or `'auto'`: the largest
+    /// that fits in the memory available to the process (up to the trained context). Default:
+    /// the model's trained context, capped at 4096.
+    #[napi(ts_type = "number | 'auto'")]
+    pub context_length: Option<Either<f64, String>>,
     /// Threads for prompt processing and generation. Default: physical cores.
     pub threads: Option<f64>,
     /// Layers to offload to a GPU (0 = CPU only).
@@ -57,10 +60,17 @@ impl LoadOptions {
             Some("error") => corral::KvFullPolicy::Error,
             Some(other) => return Err(invalid_argument(format!("onKvFull must be 'wait' or 'error', got {other:?}"))),
         };
+        let (context_length, auto_context_length) = match &self.context_length {
+            None => (None, false),
+            Some(Either::A(tokens)) => (uint("contextLength", Some(*tokens))?, false),
+            Some(Either::B(text)) if text == "auto" => (None, true),
+            Some(Either::B(text)) => return Err(invalid_argument(format!("contextLength must be a number or 'auto', got {text:?}"))),
+        };
         // A newer core may add options: those keep their defaults until exposed here.
         #[allow(clippy::needless_update)]
         let options = corral::ModelOptions {
-            context_length: uint("contextLength", self.context_length)?.or(d.context_length),
+            context_length: context_length.or(d.context_length),
+            auto_context_length,
             threads: uint("threads", self.threads)?.or(d.threads),
             gpu_layers: uint("gpuLayers", self.gpu_layers)?.unwrap_or(d.gpu_layers),
             use_mmap: self.use_mmap.unwrap_or(d.use_mmap),

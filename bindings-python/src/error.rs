@@ -3,7 +3,7 @@
 //! (`ModelNotFoundError` is a `FileNotFoundError`, bad arguments are `ValueError`s, ...).
 //! The kinds are mapped here and nowhere else.
 
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyMemoryError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -30,6 +30,7 @@ fn python_class(py: Python<'_>, kind: ErrorKind) -> Option<(&'static str, Bound<
         ErrorKind::Internal => ("InternalError", py.get_type::<PyRuntimeError>()),
         ErrorKind::Unsupported => ("UnsupportedError", py.get_type::<PyValueError>()),
         ErrorKind::InvalidState => ("InvalidStateError", py.get_type::<PyValueError>()),
+        ErrorKind::InsufficientMemory => ("InsufficientMemoryError", py.get_type::<PyMemoryError>()),
         // A kind added to core later is raised as a plain CorralError carrying its code.
         _ => return None,
     };

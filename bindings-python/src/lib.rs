@@ -8,6 +8,7 @@
 mod chat;
 mod embed;
 mod error;
+mod fit;
 mod json;
 mod log;
 mod model;
@@ -47,6 +48,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<session::PySession>()?;
     m.add_class::<embed::PyEmbeddings>()?;
     m.add_class::<embed::PyCancelToken>()?;
+    m.add_class::<fit::PyMemoryEstimate>()?;
     m.add_class::<stream::PyStream>()?;
     m.add_class::<stream::PyChunk>()?;
     m.add_class::<stream::PyCompletion>()?;
@@ -57,6 +59,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(supports_gpu_offload, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_variant, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(fit::estimate_memory, m)?)?;
     error::register(m)?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use corral::{ErrorKind, ModelOptions};
 
 use crate::chat;
 use crate::error::{invalid_type, to_py_err, type_name, OrRaise};
-use crate::options::{bool_arg, generate_options, u32_arg};
+use crate::options::{generate_options, model_options, LoadArgs};
 use crate::session::PySession;
 use crate::stream::{origin, Kind, PyCompletion, PyStream};
 
@@ -213,7 +213,7 @@ fn load(py: Python<'_>, path: PathBuf, mut options: ModelOptions, on_progress: O
 #[pymethods]
 impl PyModel {
     /// Loads a GGUF model. Options left as None take corral's defaults: context_length = the
-    /// trained context capped at 4096, threads = physical cores, gpu_layers = 0, use_mmap = True,
+    /// trained context capped at 4096 ("auto": the largest that fits in memory), threads = physical cores, gpu_layers = 0, use_mmap = True,
     /// use_mlock = False, max_sequences = 8, batch_size = 512, flash_attention = auto.
     /// `on_progress(fraction)` is called while loading; returning False cancels (CancelledError).
     #[new]
@@ -235,26 +235,11 @@ impl PyModel {
     ) -> PyResult<Self> {
         let path: PathBuf =
             path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
-        let int = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| u32_arg(py, name, &v)).transpose();
-        let flag = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| bool_arg(py, name, &v)).transpose();
         let chat_template = chat_template
             .map(|t| t.extract::<String>().map_err(|_| invalid_type(py, format!("chat_template must be a str, got {}", type_name(&t)))))
             .transpose()?;
-        let defaults = ModelOptions::default();
-        let options = ModelOptions {
-            context_length: int("context_length", context_length)?.or(defaults.context_length),
-            threads: int("threads", threads)?.or(defaults.threads),
-            gpu_layers: int("gpu_layers", gpu_layers)?.unwrap_or(defaults.gpu_layers),
-            use_mmap: flag("use_mmap", use_mmap)?.unwrap_or(defaults.use_mmap),
-            use_mlock: flag("use_mlock", use_mlock)?.unwrap_or(defaults.use_mlock),
-            max_sequences: int("max_sequences", max_sequences)?.unwrap_or(defaults.max_sequences),
-            batch_size: int("batch_size", batch_size)?.unwrap_or(defaults.batch_size),
-            flash_attention: flag("flash_attention", flash_attention)?.or(defaults.flash_attention),
-            chat_template: chat_template.or(defaults.chat_template),
-            on_progress: None,
-            // Options this binding does not expose keep core's defaults.
-            ..defaults
-        };
+        let args = LoadArgs { context_length, threads, gpu_layers, use_mmap, use_mlock, max_sequences, batch_size, flash_attention };
+        let options = ModelOptions { chat_template, ..model_options(py, args)? };
         let on_progress = match on_progress {
             Some(callback) if !callback.is_callable() => {
                 return Err(invalid_type(py, format!("on_progress must be callable, got {}", type_name(&callback))));

@@ -1,12 +1,12 @@
 //! Python keyword arguments to core options. Generation keywords are read by corral-core
 //! (`corral::openai::generate_options`, where their defaults, checks and OpenAI shapes live):
-//! here they only become JSON. Model options are read here (`u32_arg`, `bool_arg`).
+//! here they only become JSON. Model options are read here (`model_options`).
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt};
 
 use corral::openai::Dialect;
-use corral::{checked_u32, GenerateOptions};
+use corral::{checked_u32, GenerateOptions, ModelOptions};
 
 use crate::error::{invalid_argument, invalid_type, type_name, OrRaise};
 
@@ -21,6 +21,44 @@ pub fn u32_arg(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult
 
 pub fn bool_arg(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<bool> {
     value.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| invalid_type(py, format!("{name} must be a bool, got {}", type_name(value))))
+}
+
+/// The load keywords of `Model(...)` and `estimate_memory(...)` (None: not given).
+pub struct LoadArgs<'py> {
+    pub context_length: Option<Bound<'py, PyAny>>,
+    pub threads: Option<Bound<'py, PyAny>>,
+    pub gpu_layers: Option<Bound<'py, PyAny>>,
+    pub use_mmap: Option<Bound<'py, PyAny>>,
+    pub use_mlock: Option<Bound<'py, PyAny>>,
+    pub max_sequences: Option<Bound<'py, PyAny>>,
+    pub batch_size: Option<Bound<'py, PyAny>>,
+    pub flash_attention: Option<Bound<'py, PyAny>>,
+}
+
+/// Core model options from the load keywords; what is not given keeps core's defaults.
+/// `context_length` is an int or `"auto"` (the largest context that fits in memory).
+pub fn model_options(py: Python<'_>, args: LoadArgs<'_>) -> PyResult<ModelOptions> {
+    let int = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| u32_arg(py, name, &v)).transpose();
+    let flag = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| bool_arg(py, name, &v)).transpose();
+    let defaults = ModelOptions::default();
+    let auto_context_length = args.context_length.as_ref().is_some_and(|v| v.extract::<String>().is_ok_and(|s| s == "auto"));
+    let context_length = if auto_context_length { None } else { args.context_length };
+    if let Some(text) = context_length.as_ref().and_then(|v| v.extract::<String>().ok()) {
+        return Err(invalid_argument(py, format!("context_length must be an int or \"auto\", got {text:?}")));
+    }
+    Ok(ModelOptions {
+        context_length: int("context_length", context_length)?.or(defaults.context_length),
+        auto_context_length,
+        threads: int("threads", args.threads)?.or(defaults.threads),
+        gpu_layers: int("gpu_layers", args.gpu_layers)?.unwrap_or(defaults.gpu_layers),
+        use_mmap: flag("use_mmap", args.use_mmap)?.unwrap_or(defaults.use_mmap),
+        use_mlock: flag("use_mlock", args.use_mlock)?.unwrap_or(defaults.use_mlock),
+        max_sequences: int("max_sequences", args.max_sequences)?.unwrap_or(defaults.max_sequences),
+        batch_size: int("batch_size", args.batch_size)?.unwrap_or(defaults.batch_size),
+        flash_attention: flag("flash_attention", args.flash_attention)?.or(defaults.flash_attention),
+        // Options this binding does not expose keep core's defaults.
+        ..defaults
+    })
 }
 
 /// Builds core options from the keyword arguments of a generation call; fails here, with the

@@ -92,6 +92,9 @@ impl std::fmt::Debug for ModelOptions {
     }
 }
 
+/// The longest context corral accepts (16M tokens, beyond any model's training).
+pub const MAX_CONTEXT_LENGTH: u32 = 1 << 24;
+
 /// The context length when none is given: the trained one, at most 4096 tokens.
 pub(crate) fn default_context_length(trained: u32) -> u32 {
     trained.clamp(1, 4096)
@@ -101,6 +104,11 @@ impl ModelOptions {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.context_length == Some(0) {
             return Err(Error::invalid_argument("context_length must be at least 1"));
+        }
+        // llama.cpp keeps host bookkeeping per KV cell even before any allocation: a context
+        // of billions of tokens would take minutes and gigabytes just to be sized.
+        if self.context_length.is_some_and(|n| n > MAX_CONTEXT_LENGTH) {
+            return Err(Error::invalid_argument(format!("context_length must be at most {MAX_CONTEXT_LENGTH}")));
         }
         if self.auto_context_length && self.context_length.is_some() {
             return Err(Error::invalid_argument("context_length is either a number of tokens or \"auto\", not both"));

@@ -115,6 +115,12 @@ fn estimates_follow_the_options_and_check_the_file() {
     std::fs::write(&random, b"GGUF\x03\x00\x00\x00garbage").unwrap();
     assert_eq!(corral::estimate_memory(&random, &ModelOptions::default()).unwrap_err().kind(), ErrorKind::InvalidModel);
     std::fs::remove_file(&random).unwrap();
+    let absurd = ModelOptions { context_length: Some(1 << 30), ..Default::default() };
+    assert_eq!(corral::estimate_memory(default_model(), &absurd).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    // Ten million tokens: 230 GB of KV cache, refused before anything is allocated.
+    let huge = ModelOptions { context_length: Some(10_000_000), ..Default::default() };
+    assert!(!corral::estimate_memory(default_model(), &huge).unwrap().fits());
+    assert_eq!(corral::Model::load(default_model(), huge).unwrap_err().kind(), ErrorKind::InsufficientMemory);
     let both = ModelOptions { context_length: Some(512), auto_context_length: true, ..Default::default() };
     assert_eq!(corral::estimate_memory(default_model(), &both).unwrap_err().kind(), ErrorKind::InvalidArgument);
 }

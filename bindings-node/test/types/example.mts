@@ -4,10 +4,12 @@ import {
   ClosedError,
   CompletionStream,
   CorralError,
+  InsufficientMemoryError,
   Model,
   ModelNotFoundError,
   Session,
   UnsupportedError,
+  estimateMemory,
   setLogger,
   version,
   type Chunk,
@@ -17,6 +19,7 @@ import {
   type FinishReason,
   type GenerateOptions,
   type LoadOptions,
+  type MemoryEstimate,
   type ModelInfo,
   type Pooling,
   type RerankOptions,
@@ -28,6 +31,8 @@ declare const bar: { update(fraction: number): void }
 
 export async function main(): Promise<string> {
   const loadOptions: LoadOptions = { contextLength: 4096, threads: 2, onProgress: (p) => bar.update(p) }
+  const estimate: MemoryEstimate = await estimateMemory('model.gguf', { contextLength: 'auto' })
+  if (!estimate.fits) throw new InsufficientMemoryError(`needs ${estimate.requiredBytes} bytes, ${estimate.availableBytes ?? 0} available`)
   const model = await Model.load('model.gguf', loadOptions)
   const info: ModelInfo = model.info
   console.log(info.architecture, info.parameters, info.metadata['general.name'], version)

@@ -48,7 +48,9 @@ from ._native import (
     InvalidArgumentTypeError,
     InvalidGrammarError,
     InvalidModelError,
+    InsufficientMemoryError,
     InvalidStateError,
+    MemoryEstimate,
     ModelInfo,
     ModelNotFoundError,
     NoChatTemplateError,
@@ -63,6 +65,7 @@ from ._native import (
     CancelToken,
     __version__,
     default_threads,
+    estimate_memory,
     supports_gpu_offload,
     cpu_variant,
 )
@@ -91,7 +94,9 @@ __all__ = [
     "InvalidArgumentTypeError",
     "InvalidGrammarError",
     "InvalidModelError",
+    "InsufficientMemoryError",
     "InvalidStateError",
+    "MemoryEstimate",
     "Message",
     "Model",
     "ModelInfo",
@@ -110,6 +115,7 @@ __all__ = [
     "default_threads",
     "disable_logging",
     "enable_logging",
+    "estimate_memory",
     "supports_gpu_offload",
     "cpu_variant",
 ]
@@ -244,6 +250,9 @@ class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
     ``Model(path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None,
     use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None,
     chat_template=None, on_progress=None)``; ``None`` takes corral's default.
+    ``context_length="auto"`` takes the largest context that fits in the memory available to
+    the process (up to the trained one); options that cannot fit raise
+    ``InsufficientMemoryError`` before anything is allocated (``estimate_memory`` tells).
     ``on_progress(fraction)`` is called while loading; returning ``False`` (or raising)
     cancels loading with ``CancelledError``. Use it as a context manager, or call ``close()``.
     """

@@ -3,7 +3,7 @@
 # the mypy that still runs on Python 3.9 (1.19) cannot match those against the native signatures.
 import os
 from types import TracebackType
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union, final
+from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence, Union, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -24,7 +24,9 @@ __all__ = [
     "InvalidArgumentTypeError",
     "InvalidGrammarError",
     "InvalidModelError",
+    "InsufficientMemoryError",
     "InvalidStateError",
+    "MemoryEstimate",
     "Model",
     "ModelInfo",
     "ModelNotFoundError",
@@ -41,6 +43,7 @@ __all__ = [
     "Usage",
     "__version__",
     "default_threads",
+    "estimate_memory",
     "set_log_handler",
     "supports_gpu_offload",
     "cpu_variant",
@@ -51,6 +54,18 @@ __version__: str
 def supports_gpu_offload() -> bool: ...
 def cpu_variant() -> str: ...
 def default_threads() -> int: ...
+def estimate_memory(
+    path: Union[str, os.PathLike[str]],
+    *,
+    context_length: Union[int, Literal["auto"], None] = None,
+    threads: Optional[int] = None,
+    gpu_layers: Optional[int] = None,
+    use_mmap: Optional[bool] = None,
+    use_mlock: Optional[bool] = None,
+    max_sequences: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    flash_attention: Optional[bool] = None,
+) -> MemoryEstimate: ...
 def set_log_handler(handler: Optional[Callable[[int, str, str], object]], level: int = 30) -> None: ...
 
 class CorralError(Exception):
@@ -73,6 +88,30 @@ class InvalidGrammarError(CorralError, ValueError): ...
 class InternalError(CorralError, RuntimeError): ...
 class UnsupportedError(CorralError, ValueError): ...
 class InvalidStateError(CorralError, ValueError): ...
+class InsufficientMemoryError(CorralError, MemoryError): ...
+
+@final
+class MemoryEstimate:
+    @property
+    def context_length(self) -> int: ...
+    @property
+    def weights_bytes(self) -> int: ...
+    @property
+    def mapped_weights_bytes(self) -> int: ...
+    @property
+    def kv_cache_bytes(self) -> int: ...
+    @property
+    def compute_bytes(self) -> int: ...
+    @property
+    def overhead_bytes(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def required_bytes(self) -> int: ...
+    @property
+    def available_bytes(self) -> Optional[int]: ...
+    @property
+    def fits(self) -> bool: ...
 
 @final
 class CancelToken:
@@ -252,7 +291,7 @@ class Model:
         cls,
         path: Union[str, os.PathLike[str]],
         *,
-        context_length: Optional[int] = None,
+        context_length: Union[int, Literal["auto"], None] = None,
         threads: Optional[int] = None,
         gpu_layers: Optional[int] = None,
         use_mmap: Optional[bool] = None,

@@ -154,7 +154,7 @@ impl DryModel {
 
     fn trained_context(&self) -> u32 {
         // SAFETY: a live model.
-        (unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }).max(1) as u32
+        (unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }).clamp(1, crate::options::MAX_CONTEXT_LENGTH as i32) as u32
     }
 
     fn vocab_size(&self) -> u64 {
