@@ -19,6 +19,7 @@ use llama_cpp_sys_2 as sys;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::llama::context::{context_params, create_raw, ContextConfig};
+use crate::model::gguf::GgufHeader;
 use crate::options::ModelOptions;
 
 /// What a model takes in memory with given load options (estimated, in bytes).
@@ -77,15 +78,49 @@ pub fn estimate_memory(path: impl AsRef<Path>, options: &ModelOptions) -> Result
     dry.plan(options, available::available_bytes())
 }
 
-/// Resolves the context length `Model::load` uses and checks that it fits: the estimate, or
-/// `insufficient_memory`.
-pub(crate) fn plan_load(path: &Path, options: &ModelOptions) -> Result<MemoryEstimate> {
+/// Resolves the context length `Model::load` uses and checks that it fits, or fails with
+/// `insufficient_memory`. The dry run costs about as much as reading the tokenizer (0.1 s for
+/// the default model), so it is skipped where a generous bound from the metadata fits twice
+/// over in the memory available.
+pub(crate) fn plan_load(path: &Path, header: &GgufHeader, options: &ModelOptions) -> Result<u32> {
+    let available = available::available_bytes();
+    let trained = header
+        .get_str("general.architecture")
+        .and_then(|arch| header.get_u64(&format!("{arch}.context_length")))
+        .map(|n| n.clamp(1, u64::from(crate::options::MAX_CONTEXT_LENGTH)) as u32);
+    let wanted = match (options.auto_context_length, options.context_length, trained) {
+        (true, _, Some(trained)) => Some(trained),
+        (false, Some(n), _) => Some(n),
+        (false, None, Some(trained)) => Some(crate::options::default_context_length(trained)),
+        _ => None,
+    };
+    if let (Some(n_ctx), Some(available)) = (wanted, available) {
+        if upper_bound(header, n_ctx, options).is_some_and(|bound| bound.saturating_mul(2) <= available) {
+            return Ok(n_ctx);
+        }
+    }
     let dry = DryModel::load(path, options)?;
-    let estimate = dry.plan(options, available::available_bytes())?;
+    let estimate = dry.plan(options, available)?;
     if !estimate.fits() {
         return Err(insufficient(path, &estimate));
     }
-    Ok(estimate)
+    Ok(estimate.context_length)
+}
+
+/// More than a load of `header`'s model with a context of `n_ctx` can take: the file twice
+/// (mapped, and repacked copies), an f32 KV cache as wide as the widest layer, attention scores
+/// for a whole micro-batch against the whole context, the widest activations, and the logits.
+/// `None` where the metadata lacks a size.
+fn upper_bound(header: &GgufHeader, n_ctx: u32, options: &ModelOptions) -> Option<u64> {
+    let shape = crate::model::hparams::shape_bounds(header)?;
+    let n_ctx = u64::from(n_ctx);
+    let ubatch = u64::from(options.batch_size.min(512));
+    let kv = shape.layers.checked_mul(n_ctx)?.checked_mul(shape.kv_width)?.checked_mul(2 * 4)?;
+    let scores = ubatch.checked_mul(n_ctx)?.checked_mul(shape.heads)?;
+    let activations = ubatch.checked_mul(16)?.checked_mul(shape.kv_width.max(shape.feed_forward))?;
+    let logits = shape.vocab.checked_mul(u64::from(options.max_sequences).max(ubatch))?;
+    let compute = scores.checked_add(activations)?.checked_add(logits)?.checked_mul(4)?;
+    header.file_size.checked_mul(2)?.checked_add(kv)?.checked_add(compute)?.checked_add(OVERHEAD_BYTES)
 }
 
 fn mib(bytes: u64) -> u64 {

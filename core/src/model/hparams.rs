@@ -65,6 +65,46 @@ pub(crate) fn check(header: &GgufHeader) -> Result<(), String> {
     Ok(())
 }
 
+/// The largest sizes a model's metadata declares, for a quick upper bound on its memory
+/// (`fit`). Only for files that passed [`check`].
+pub(crate) struct ShapeBounds {
+    pub layers: u64,
+    /// The widest of the embedding and the key/value rows of one layer.
+    pub kv_width: u64,
+    pub heads: u64,
+    /// The widest feed-forward activation of one token (all experts used counted).
+    pub feed_forward: u64,
+    pub vocab: u64,
+}
+
+/// `None` where a size is missing or the architecture keeps other state (recurrent models).
+pub(crate) fn shape_bounds(header: &GgufHeader) -> Option<ShapeBounds> {
+    let arch = header.get_str("general.architecture")?;
+    if RECURRENT.contains(&arch) {
+        return None;
+    }
+    let keys = Keys { header, prefix: format!("{arch}.") };
+    let max = |key: &str| keys.per_layer(key).ok().and_then(|values| values.into_iter().max());
+    let layers = keys.uint("block_count").ok()??;
+    let width = keys.uint("embedding_length").ok()??;
+    let heads = max("attention.head_count").filter(|&h| h > 0)?;
+    let kv_heads = max("attention.head_count_kv").unwrap_or(heads);
+    let head_dim = ["attention.key_length", "attention.value_length", "attention.key_length_mla", "attention.value_length_mla"]
+        .iter()
+        .filter_map(|key| keys.uint(key).ok().flatten())
+        .max()
+        .unwrap_or(width / heads);
+    let experts_used = max("expert_used_count").unwrap_or(1).max(1);
+    let feed_forward = ["feed_forward_length", "expert_feed_forward_length", "expert_shared_feed_forward_length"]
+        .iter()
+        .filter_map(|key| max(key))
+        .max()
+        .unwrap_or(4 * width)
+        .saturating_mul(experts_used);
+    let vocab = header.metadata.get("tokenizer.ggml.tokens")?.as_array()?.len() as u64;
+    Some(ShapeBounds { layers, kv_width: width.max(kv_heads.max(heads) * head_dim), heads, feed_forward, vocab })
+}
+
 struct Keys<'a> {
     header: &'a GgufHeader,
     prefix: String,

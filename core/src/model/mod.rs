@@ -155,7 +155,7 @@ impl Model {
         options.validate()?;
         let header = check_file(path)?;
         let backend = crate::backend::backend()?;
-        let context_length = crate::fit::plan_load(path, &options)?.context_length;
+        let context_length = crate::fit::plan_load(path, &header, &options)?;
 
         let cancelled = Arc::new(AtomicBool::new(false));
         let mut params = LlamaModelParams::default()
