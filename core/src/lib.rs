@@ -10,6 +10,7 @@
 //! # Ok::<(), corral::Error>(())
 //! ```
 
+mod adapter;
 mod backend;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
@@ -31,6 +32,7 @@ mod quantize;
 mod state;
 mod stream;
 
+pub use adapter::{AdapterChoice, AdapterFile};
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
 pub use chat::tools::{ToolCallDelta, ToolChoice, ToolFormat};
 pub use chat::{ChatTemplate, Message, ToolCall};

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub use crate::adapter::{AdapterChoice, AdapterFile};
 pub use crate::chat::tools::ToolChoice;
 use crate::error::{Error, Result};
 
@@ -37,6 +38,9 @@ pub struct ModelOptions {
     pub max_queued: u32,
     /// What a request does when its prompt does not fit in the free KV cache right now.
     pub on_kv_full: KvFullPolicy,
+    /// LoRA adapters to load with the model; requests choose them by name
+    /// (`GenerateOptions::adapters`). More can be added later with `Model::load_adapter`.
+    pub adapters: Vec<AdapterFile>,
 }
 
 /// What happens to a request whose prompt does not fit in the KV cache left free by the
@@ -68,6 +72,7 @@ impl Default for ModelOptions {
             on_progress: None,
             max_queued: 1024,
             on_kv_full: KvFullPolicy::Wait,
+            adapters: Vec::new(),
         }
     }
 }
@@ -88,6 +93,7 @@ impl std::fmt::Debug for ModelOptions {
             .field("on_progress", &self.on_progress.as_ref().map(|_| "<callback>"))
             .field("max_queued", &self.max_queued)
             .field("on_kv_full", &self.on_kv_full)
+            .field("adapters", &self.adapters)
             .finish()
     }
 }
@@ -175,6 +181,9 @@ pub struct GenerateOptions {
     /// block is closed for the model. `Some(0)` turns thinking off where the template has
     /// `enable_thinking` (Qwen3). `None`: no limit.
     pub reasoning_budget: Option<u32>,
+    /// LoRA adapters (loaded on the model) and their scales for this request; empty = the
+    /// base model.
+    pub adapters: Vec<AdapterChoice>,
 }
 
 /// A constraint on generated text.
@@ -215,6 +224,7 @@ impl Default for GenerateOptions {
             tool_choice: ToolChoice::Auto,
             template: None,
             reasoning_budget: None,
+            adapters: Vec::new(),
         }
     }
 }

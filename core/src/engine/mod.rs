@@ -36,6 +36,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::llama::context::{Batch, Context, ContextConfig, DecodeFailure};
 
+use crate::adapter::AdapterSet;
 use crate::engine::preempt::Preemption;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::KvFullPolicy;
@@ -63,6 +64,8 @@ struct Slot {
     cached: Vec<LlamaToken>,
     /// The session this sequence belongs to while that session lives.
     owner: Option<u64>,
+    /// The key of the adapter set its cached tokens were computed with ("" = none).
+    adapters: String,
     active: Option<Active>,
     last_used: Instant,
 }
@@ -165,7 +168,14 @@ fn run(model: &LlamaModel, config: &EngineConfig, commands: &Receiver<Command>, 
         threads: config.threads as usize,
         ctx,
         slots: (0..config.max_sequences as i32)
-            .map(|seq_id| Slot { seq_id, cached: Vec::new(), owner: None, active: None, last_used: Instant::now() })
+            .map(|seq_id| Slot {
+                seq_id,
+                cached: Vec::new(),
+                owner: None,
+                adapters: String::new(),
+                active: None,
+                last_used: Instant::now(),
+            })
             .collect(),
         queue: VecDeque::new(),
         max_queued: config.max_queued as usize,
@@ -176,6 +186,9 @@ fn run(model: &LlamaModel, config: &EngineConfig, commands: &Receiver<Command>, 
         cores: None,
         preemption,
         preempted_last: false,
+        applied: Arc::default(),
+        wanted: Arc::default(),
+        steps_on_applied: 0,
     };
     engine.serve(commands);
 }
@@ -203,10 +216,29 @@ struct Engine<'m> {
     preemption: Option<Arc<Preemption>>,
     /// The last generation decode was stopped for a new request: the next one runs to the end.
     preempted_last: bool,
+    /// The adapter set the context applies, and the one this step's decode runs with: requests
+    /// with other sets wait for a later step (crate::adapter).
+    applied: Arc<AdapterSet>,
+    wanted: Arc<AdapterSet>,
+    /// Steps run in a row with `applied` while requests with other sets waited.
+    steps_on_applied: u32,
 }
+
+/// Steps one adapter set runs in a row while requests with another wait: switching costs
+/// llama.cpp a new graph plan, about one decode.
+const ADAPTER_SET_STEPS: u32 = 4;
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The prompt tokens `req` can reuse from `slot`'s cache: none if computed with other adapters.
+fn reusable(slot: &Slot, req: &GenerateRequest) -> usize {
+    if slot.adapters == req.adapters.key {
+        common_prefix(&slot.cached, &req.prompt)
+    } else {
+        0
+    }
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
@@ -395,7 +427,7 @@ impl<'m> Engine<'m> {
             .iter()
             .enumerate()
             .filter(|(_, s)| free(s))
-            .max_by_key(|(_, s)| (s.owner.is_none(), common_prefix(&s.cached, &req.prompt), std::cmp::Reverse(s.last_used)))
+            .max_by_key(|(_, s)| (s.owner.is_none(), reusable(s, req), std::cmp::Reverse(s.last_used)))
             .map(|(i, _)| i)
     }
 
@@ -403,13 +435,13 @@ impl<'m> Engine<'m> {
         let prompt_len = req.prompt.len();
         // At least one prompt token is always evaluated, to get logits for the first sample.
         let max_reuse = prompt_len.saturating_sub(1);
-        let own = common_prefix(&self.slots[target].cached, &req.prompt).min(max_reuse);
+        let own = reusable(&self.slots[target], &req).min(max_reuse);
         let best_other = self
             .slots
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != target)
-            .map(|(i, s)| (i, common_prefix(&s.cached, &req.prompt).min(max_reuse)))
+            .map(|(i, s)| (i, reusable(s, &req).min(max_reuse)))
             .max_by_key(|&(_, n)| n);
         let seq = self.slots[target].seq_id;
         let mut reuse = own;
@@ -432,6 +464,7 @@ impl<'m> Engine<'m> {
         let slot = &mut self.slots[target];
         slot.cached.clear();
         slot.cached.extend_from_slice(&req.prompt[..reuse]);
+        slot.adapters.clone_from(&req.adapters.key);
         if let Some(session) = req.session {
             slot.owner = Some(session);
         } else if slot.owner.is_some() {
@@ -473,7 +506,9 @@ impl<'m> Engine<'m> {
     /// prompt's decode, not after one that also carries every other sequence's next token.
     /// The generating sequences lose nothing: their tokens take one decode either way.
     fn step(&mut self) {
-        let runnable = |a: &&Active| !a.finished && !a.paused();
+        self.wanted = self.choose_adapter_set();
+        let wanted = &self.wanted.key;
+        let runnable = |a: &&Active| !a.finished && !a.paused() && a.request.adapters.key == *wanted;
         let active = || self.slots.iter().filter_map(|s| s.active.as_ref()).filter(runnable);
         let generating = active().any(|a| a.next_token.is_some());
         let prefilling = active().any(|a| a.next_token.is_none() && a.prompt_done < a.request.prompt.len());
@@ -495,7 +530,7 @@ impl<'m> Engine<'m> {
         let mut n = 0usize;
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(active) = slot.active.as_ref() else { continue };
-            if !generation || active.finished || active.paused() {
+            if !generation || active.finished || active.paused() || active.request.adapters.key != self.wanted.key {
                 continue;
             }
             if let Some(token) = active.next_token {
@@ -516,7 +551,11 @@ impl<'m> Engine<'m> {
             }
             let slot = &self.slots[i];
             let Some(active) = slot.active.as_ref() else { continue };
-            if active.finished || active.next_token.is_some() || active.prompt_done >= active.request.prompt.len() {
+            if active.finished
+                || active.next_token.is_some()
+                || active.prompt_done >= active.request.prompt.len()
+                || active.request.adapters.key != self.wanted.key
+            {
                 continue;
             }
             let prompt = &active.request.prompt;
@@ -622,7 +661,42 @@ impl<'m> Engine<'m> {
         // Give the cores back before asking again, so that another model waiting has its turn.
         self.cores = None;
         self.cores = Some(crate::engine::cores::take(self.threads));
+        if self.applied.key != self.wanted.key {
+            self.wanted.apply(self.ctx.raw());
+            self.applied = self.wanted.clone();
+        }
         self.ctx.decode(&self.batch)
+    }
+
+    /// The adapter set of this step's decode: the one applied while its requests have work,
+    /// for at most ADAPTER_SET_STEPS steps in a row when requests with other sets wait; then
+    /// the next set in key order, so every set gets its turn.
+    fn choose_adapter_set(&mut self) -> Arc<AdapterSet> {
+        let mut sets: Vec<&Arc<AdapterSet>> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.active.as_ref())
+            .filter(|a| !a.finished && !a.paused())
+            .map(|a| &a.request.adapters)
+            .collect();
+        sets.sort_by(|a, b| a.key.cmp(&b.key));
+        sets.dedup_by(|a, b| a.key == b.key);
+        let current = sets.iter().position(|s| s.key == self.applied.key);
+        let chosen = match current {
+            Some(i) if sets.len() == 1 || self.steps_on_applied < ADAPTER_SET_STEPS => {
+                self.steps_on_applied += 1;
+                sets[i]
+            }
+            _ => {
+                self.steps_on_applied = 1;
+                let next = sets.iter().position(|s| s.key > self.applied.key).unwrap_or(0);
+                match sets.get(next) {
+                    Some(set) => set,
+                    None => return self.applied.clone(),
+                }
+            }
+        };
+        chosen.clone()
     }
 
     /// The unified KV cache is full: drop cached prefixes nobody is using; if that frees

@@ -29,6 +29,8 @@ pub(crate) struct GenerateRequest {
     pub grammar: Option<LlamaSampler>,
     /// A chat's `reasoning_budget`: how its `<think>` block is closed when the budget runs out.
     pub reasoning_limit: Option<ReasoningLimit>,
+    /// The LoRA adapters it runs with (crate::adapter).
+    pub adapters: std::sync::Arc<crate::adapter::AdapterSet>,
 }
 
 /// Caps a reply's reasoning: after `budget` tokens inside `<think>`, the engine feeds the model

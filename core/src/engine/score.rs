@@ -18,6 +18,8 @@ impl Engine<'_> {
         let Some(target) = self.slots.iter().position(|s| s.active.is_none()) else {
             return Err(Error::new(ErrorKind::Busy, "no free sequence to score on"));
         };
+        // Scores are the base model's.
+        self.wanted = std::sync::Arc::default();
         let seq = self.slots[target].seq_id;
         self.ctx.remove(seq, None, None);
         self.slots[target].cached.clear();

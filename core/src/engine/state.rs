@@ -12,6 +12,8 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) struct SequenceState {
     pub tokens: Vec<LlamaToken>,
     pub data: Vec<u8>,
+    /// The key of the adapter set the cells were computed with (crate::adapter).
+    pub adapters: String,
 }
 
 impl Engine<'_> {
@@ -22,10 +24,10 @@ impl Engine<'_> {
         }
         let Some(slot) = self.slots.iter().filter(|s| s.owner == Some(session)).max_by_key(|s| s.last_used) else {
             // Nothing evaluated yet (or the cache was cleared): an empty state.
-            return Ok(SequenceState { tokens: Vec::new(), data: Vec::new() });
+            return Ok(SequenceState { tokens: Vec::new(), data: Vec::new(), adapters: String::new() });
         };
         if slot.cached.is_empty() {
-            return Ok(SequenceState { tokens: Vec::new(), data: Vec::new() });
+            return Ok(SequenceState { tokens: Vec::new(), data: Vec::new(), adapters: String::new() });
         }
         let ctx = self.ctx.raw();
         // SAFETY: this engine's live context, used by this thread only.
@@ -37,7 +39,7 @@ impl Engine<'_> {
             return Err(Error::internal("llama.cpp could not write the session's KV cache"));
         }
         data.truncate(written);
-        Ok(SequenceState { tokens: slot.cached.clone(), data })
+        Ok(SequenceState { tokens: slot.cached.clone(), data, adapters: slot.adapters.clone() })
     }
 
     /// Puts a saved sequence on a free sequence owned by `session`. llama.cpp checks the bytes
@@ -97,6 +99,7 @@ impl Engine<'_> {
         }
         let slot = &mut self.slots[target];
         slot.cached = state.tokens;
+        slot.adapters = state.adapters;
         slot.owner = Some(session);
         slot.last_used = std::time::Instant::now();
         Ok(())

@@ -18,6 +18,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
 
+use crate::adapter::{Adapter, AdapterSet};
 use crate::chat::tools::{ToolCallParser, ToolChoice, ToolFormat};
 use crate::chat::{ChatTemplate, Message};
 use crate::engine::embed::{EmbedConfig, EmbedRequest, Embedder};
@@ -85,6 +86,8 @@ pub(crate) struct ModelInner {
     generates: bool,
     /// The model file's identity in saved session states, computed on first use.
     identity: std::sync::OnceLock<u64>,
+    /// LoRA adapters by name (crate::adapter).
+    adapters: Mutex<BTreeMap<String, Arc<Adapter>>>,
 }
 
 /// A loaded model. Cheap to clone, `Send + Sync`: share it between threads; every clone
@@ -249,6 +252,14 @@ impl Model {
             flash_attention: options.flash_attention,
             preemption: preemption.clone(),
         };
+        let mut adapters = BTreeMap::new();
+        for file in &options.adapters {
+            if adapters.contains_key(&file.name) {
+                return Err(Error::invalid_argument(format!("adapter name {:?} is given twice", file.name)));
+            }
+            let adapter = crate::adapter::load(&llama, &info.architecture, &file.name, &file.path)?;
+            adapters.insert(file.name.clone(), Arc::new(adapter));
+        }
         let handle = engine::spawn(llama.clone(), config, rx)?;
         Ok(Model {
             inner: Arc::new(ModelInner {
@@ -265,6 +276,7 @@ impl Model {
                 embed_config,
                 generates,
                 identity: std::sync::OnceLock::new(),
+                adapters: Mutex::new(adapters),
             }),
         })
     }
@@ -433,6 +445,7 @@ impl Model {
                 format!("the prompt has {} tokens but the context holds {n_ctx} (prompt and output together)", prompt.len()),
             ));
         }
+        let adapters = Arc::new(self.adapter_set(&options.adapters)?);
         let grammar = self.compile_constraint(options)?;
         let (tx, rx) = sync_channel(engine::STREAM_BUFFER);
         let cancel = CancelHandle::default();
@@ -446,6 +459,7 @@ impl Model {
             stream,
             grammar,
             reasoning_limit,
+            adapters,
         };
         self.send(Command::Generate(request))?;
         // Counted after the send: the engine, stopped for it, finds it in its channel.
@@ -606,6 +620,43 @@ impl Model {
         let _ = self.send(Command::ReleaseSession(id));
     }
 
+    /// Loads a LoRA adapter for this model under `name`, for requests to choose
+    /// (`GenerateOptions::adapters`) from now on. A file that is not a LoRA adapter of this
+    /// model is `invalid_model`; the model keeps serving either way.
+    pub fn load_adapter(&self, name: &str, path: impl AsRef<Path>) -> Result<()> {
+        crate::adapter::check_name(name)?;
+        if self.inner.adapters.lock().unwrap_or_else(|e| e.into_inner()).contains_key(name) {
+            return Err(Error::invalid_argument(format!("an adapter named {name:?} is already loaded: remove it first")));
+        }
+        let adapter = Arc::new(crate::adapter::load(&self.llama()?, &self.inner.info.architecture, name, path.as_ref())?);
+        let mut adapters = self.inner.adapters.lock().unwrap_or_else(|e| e.into_inner());
+        if adapters.contains_key(name) {
+            return Err(Error::invalid_argument(format!("an adapter named {name:?} is already loaded: remove it first")));
+        }
+        adapters.insert(name.to_string(), adapter);
+        Ok(())
+    }
+
+    /// Unloads an adapter: new requests can no longer choose it; requests already running with
+    /// it finish with it (its memory is freed after them).
+    pub fn remove_adapter(&self, name: &str) -> Result<()> {
+        let removed = self.inner.adapters.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        removed.map(drop).ok_or_else(|| Error::invalid_argument(format!("no adapter named {name:?} is loaded")))
+    }
+
+    /// The names of the loaded adapters, sorted.
+    pub fn adapters(&self) -> Vec<String> {
+        self.inner.adapters.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    fn adapter_set(&self, choices: &[crate::adapter::AdapterChoice]) -> Result<AdapterSet> {
+        if choices.is_empty() {
+            return Ok(AdapterSet::default());
+        }
+        let adapters = self.inner.adapters.lock().unwrap_or_else(|e| e.into_inner());
+        AdapterSet::resolve(choices, |name| adapters.get(name).cloned())
+    }
+
     /// Request, token and prefix-cache totals since the model was loaded.
     pub fn stats(&self) -> EngineStats {
         self.inner.stats.snapshot()
@@ -685,6 +736,8 @@ impl ModelInner {
                 let _ = thread.join();
             }
         }
+        // Adapters keep the llama model alive (llama.cpp frees them through it).
+        self.adapters.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.llama.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 }

@@ -38,6 +38,7 @@ const OPTIONS: &[(&str, Option<Dialect>)] = &[
     ("tool_choice", None),
     ("template", None),
     ("reasoning_budget", None),
+    ("adapters", None),
 ];
 
 /// The generation options a dialect accepts, as it spells them.
@@ -48,6 +49,28 @@ pub fn generate_option_names(dialect: Dialect) -> Vec<String> {
 /// The table's name of `key` as `dialect` spells it, if it has that option.
 fn lookup(dialect: Dialect, key: &str) -> Option<&'static str> {
     OPTIONS.iter().filter(|(_, only)| only.is_none_or(|d| d == dialect)).map(|(name, _)| *name).find(|name| dialect.name(name) == key)
+}
+
+/// `adapters`: `[{"name": str, "scale": number (default 1)}, ...]`.
+fn adapters(dialect: Dialect, name: &str, value: &Value) -> Result<Vec<crate::adapter::AdapterChoice>> {
+    let Value::Array(items) = value else { return Err(dialect.wrong_type(name, dialect.words().list, value)) };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let what = format!("{name}[{i}]");
+            let Value::Object(fields) = item else { return Err(dialect.wrong_type(&what, dialect.words().object, item)) };
+            if let Some(unknown) = fields.keys().find(|k| *k != "name" && *k != "scale") {
+                return Err(Error::invalid_argument(format!("{what} has an unknown key {unknown:?} (name, scale)")));
+            }
+            let adapter = fields.get("name").ok_or_else(|| Error::invalid_argument(format!("{what} needs a name")))?;
+            let scale = match fields.get("scale") {
+                None | Some(Value::Null) => 1.0,
+                Some(scale) => dialect.float(&format!("{what}.scale"), scale)?,
+            };
+            Ok(crate::adapter::AdapterChoice { name: dialect.text(&format!("{what}.name"), adapter)?, scale })
+        })
+        .collect()
 }
 
 /// Generation options from an object of them (null: all defaults), validated.
@@ -102,6 +125,7 @@ pub fn generate_options(value: &Value, dialect: Dialect) -> Result<GenerateOptio
             "tool_choice" => options.tool_choice = tool_choice(value, dialect, name)?,
             "template" => options.template = Some(dialect.text(name, value)?),
             "reasoning_budget" => options.reasoning_budget = Some(dialect.uint(name, value)?),
+            "adapters" => options.adapters = adapters(dialect, name, value)?,
             other => return Err(Error::internal(format!("generation option {other:?} has no reader"))),
         }
     }

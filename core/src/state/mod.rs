@@ -182,9 +182,6 @@ fn check_fits(saved: &Fingerprint, model: &Fingerprint) -> Result<()> {
     if saved.kv_cache_type != model.kv_cache_type {
         return differs("KV cache type", &saved.kv_cache_type, &model.kv_cache_type);
     }
-    if saved.adapters != model.adapters {
-        return differs("adapters", &format!("{:?}", saved.adapters), &format!("{:?}", model.adapters));
-    }
     Ok(())
 }
 
@@ -215,7 +212,8 @@ impl Model {
         let session = self.session()?;
         let tokens = saved.tokens.into_iter().map(LlamaToken).collect();
         let (reply, result) = sync_channel(1);
-        self.send(Command::RestoreSession { session: session.id(), state: SequenceState { tokens, data: saved.data }, reply })?;
+        let state = SequenceState { tokens, data: saved.data, adapters: saved.fingerprint.adapters };
+        self.send(Command::RestoreSession { session: session.id(), state, reply })?;
         result.recv().map_err(|_| Error::closed())??;
         Ok(session)
     }
@@ -240,7 +238,10 @@ impl Session {
         model.send(Command::SaveSession { session: self.id(), reply })?;
         let sequence = result.recv().map_err(|_| Error::closed())??;
         let tokens = sequence.tokens.iter().map(|t| t.0).collect();
-        Ok(encode(&SavedState { fingerprint: model.fingerprint(), tokens, data: sequence.data }))
+        // The adapter set travels with the cells: a restored session reuses them with the
+        // same adapters (same files, same scales), and recomputes them with any other.
+        let fingerprint = Fingerprint { adapters: sequence.adapters, ..model.fingerprint() };
+        Ok(encode(&SavedState { fingerprint, tokens, data: sequence.data }))
     }
 
     /// Writes `state()` to a file (through a temporary file, so a crash leaves no torn state).

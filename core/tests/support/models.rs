@@ -37,3 +37,13 @@ pub fn load(options: corral::ModelOptions) -> corral::Model {
 pub fn greedy(max_tokens: u32) -> corral::GenerateOptions {
     corral::GenerateOptions { max_tokens: Some(max_tokens), temperature: 0.0, ..Default::default() }
 }
+
+/// The test-only LoRA adapters of the default model (`which` = 'a' or 'b'), built by
+/// scripts/fetch-embedding-models.sh.
+pub fn test_adapter(which: char) -> PathBuf {
+    test_model(
+        &format!("CORRAL_TEST_ADAPTER_{}", which.to_ascii_uppercase()),
+        &format!("smollm2-lora-test-{which}.gguf"),
+        "scripts/fetch-embedding-models.sh",
+    )
+}
