@@ -549,6 +549,11 @@ typedef struct {
    block is closed; 0 turns thinking off where the template can; -1 = no limit.
    */
   int32_t reasoning_budget;
+  /*
+   LoRA adapters (loaded with corral_model_load_adapter) and their scales, as a JSON array
+   `[{"name": "style", "scale": 0.8}, ...]` (scale defaults to 1); NULL = the base model.
+   */
+  const char *adapters_json;
 } corral_generate_params;
 
 /*
@@ -731,6 +736,31 @@ corral_status corral_model_stats(const corral_model *model, corral_engine_stats 
  requests keep theirs. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_CLOSED. Thread-safe.
  */
 corral_status corral_model_clear_cache(const corral_model *model);
+
+/*
+ Loads a LoRA adapter for this model under `name`; requests choose it through
+ corral_generate_params.adapters_json. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8,
+ CORRAL_ERR_MODEL_NOT_FOUND (no such file), CORRAL_ERR_INVALID_MODEL (not a LoRA adapter of
+ this model), CORRAL_ERR_INVALID_ARGUMENT (a bad or taken name), CORRAL_ERR_CLOSED. The model
+ keeps serving either way. Thread-safe.
+ */
+corral_status corral_model_load_adapter(const corral_model *model,
+                                        const char *name,
+                                        const char *path);
+
+/*
+ Unloads an adapter: new requests can no longer choose it; running ones finish with it.
+ Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (no
+ adapter of that name). Thread-safe.
+ */
+corral_status corral_model_remove_adapter(const corral_model *model, const char *name);
+
+/*
+ The names of the loaded adapters as a JSON array of strings, sorted. On CORRAL_OK
+ `*out_json` is owned by the caller: release it with corral_string_free. Errors:
+ CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
+ */
+corral_status corral_model_adapters_json(const corral_model *model, char **out_json);
 
 /*
  Every GGUF metadata key/value as one JSON object. On CORRAL_OK `*out_json` is owned by the

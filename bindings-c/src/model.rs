@@ -162,6 +162,43 @@ pub unsafe extern "C" fn corral_model_clear_cache(model: *const corral_model) ->
     })
 }
 
+/// Loads a LoRA adapter for this model under `name`; requests choose it through
+/// corral_generate_params.adapters_json. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8,
+/// CORRAL_ERR_MODEL_NOT_FOUND (no such file), CORRAL_ERR_INVALID_MODEL (not a LoRA adapter of
+/// this model), CORRAL_ERR_INVALID_ARGUMENT (a bad or taken name), CORRAL_ERR_CLOSED. The model
+/// keeps serving either way. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_load_adapter(model: *const corral_model, name: *const c_char, path: *const c_char) -> corral_status {
+    guard(|| {
+        let m = try_ref!(model);
+        m.model.load_adapter(try_str!(name), try_str!(path)).map_err(fail)
+    })
+}
+
+/// Unloads an adapter: new requests can no longer choose it; running ones finish with it.
+/// Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8, CORRAL_ERR_INVALID_ARGUMENT (no
+/// adapter of that name). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_remove_adapter(model: *const corral_model, name: *const c_char) -> corral_status {
+    guard(|| {
+        let m = try_ref!(model);
+        m.model.remove_adapter(try_str!(name)).map_err(fail)
+    })
+}
+
+/// The names of the loaded adapters as a JSON array of strings, sorted. On CORRAL_OK
+/// `*out_json` is owned by the caller: release it with corral_string_free. Errors:
+/// CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn corral_model_adapters_json(model: *const corral_model, out_json: *mut *mut c_char) -> corral_status {
+    guard(|| {
+        let m = try_ref!(model);
+        let out_json = try_mut!(out_json);
+        *out_json = owned_string(&serde_json::Value::from(m.model.adapters()).to_string());
+        Ok(())
+    })
+}
+
 /// Every GGUF metadata key/value as one JSON object. On CORRAL_OK `*out_json` is owned by the
 /// caller: release it with corral_string_free. Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
 #[no_mangle]

@@ -100,6 +100,9 @@ pub struct corral_generate_params {
     /// Chat only: most tokens of reasoning (`<think>...</think>`) before the answer, then the
     /// block is closed; 0 turns thinking off where the template can; -1 = no limit.
     pub reasoning_budget: i32,
+    /// LoRA adapters (loaded with corral_model_load_adapter) and their scales, as a JSON array
+    /// `[{"name": "style", "scale": 0.8}, ...]` (scale defaults to 1); NULL = the base model.
+    pub adapters_json: *const c_char,
 }
 
 /// One chat message (UTF-8, NUL-terminated; copied by the call). Conversations with tool calls
@@ -157,6 +160,7 @@ pub extern "C" fn corral_generate_default_params() -> corral_generate_params {
         json_object: false,
         logprobs: -1,
         reasoning_budget: -1,
+        adapters_json: std::ptr::null(),
         tools_json: std::ptr::null(),
         tool_choice: std::ptr::null(),
         chat_template: std::ptr::null(),
@@ -204,6 +208,8 @@ pub(crate) unsafe fn model_options(params: *const corral_model_params) -> Result
         on_progress,
         max_queued: p.max_queued,
         on_kv_full,
+        // Adapters are loaded with corral_model_load_adapter.
+        adapters: Vec::new(),
     })
 }
 
@@ -261,7 +267,16 @@ pub(crate) unsafe fn generate_options(params: *const corral_generate_params) -> 
         n if n >= 0 => Some(n as u32),
         n => return Err(invalid(format!("reasoning_budget must be -1 or >= 0, got {n}"))),
     };
+    let adapters = match try_opt_str!(p.adapters_json, "params.adapters_json") {
+        None => Vec::new(),
+        Some(text) => {
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| invalid(format!("params.adapters_json is not JSON: {e}")))?;
+            corral::openai::adapters(corral::openai::Dialect::Node, "params.adapters_json", &value).map_err(fail)?
+        }
+    };
     let options = GenerateOptions {
+        adapters,
         reasoning_budget,
         constraint,
         logprobs,

@@ -154,6 +154,9 @@ struct GenerationArgs {
     /// Tokens of KV cache, or `auto` (the largest that fits in memory).
     #[arg(long)]
     context_length: Option<ContextLength>,
+    /// A LoRA adapter to apply, as PATH or PATH:SCALE (repeatable).
+    #[arg(long, value_name = "PATH[:SCALE]")]
+    lora: Vec<String>,
 }
 
 /// `--context-length`: a number of tokens or `auto`.
@@ -184,9 +187,26 @@ impl ContextLength {
 }
 
 impl GenerationArgs {
+    /// The --lora adapters, named `lora1`, `lora2`, ... in the order given.
+    fn adapters(&self) -> Vec<(corral::AdapterFile, f32)> {
+        self.lora
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let (path, scale) = match spec.rsplit_once(':').and_then(|(path, scale)| Some((path, scale.parse().ok()?))) {
+                    Some((path, scale)) => (path, scale),
+                    None => (spec.as_str(), 1.0),
+                };
+                (corral::AdapterFile { name: format!("lora{}", i + 1), path: path.into() }, scale)
+            })
+            .collect()
+    }
+
     fn options(&self) -> GenerateOptions {
         let d = GenerateOptions::default();
+        let adapters = self.adapters().into_iter().map(|(file, scale)| corral::AdapterChoice { name: file.name, scale }).collect();
         GenerateOptions {
+            adapters,
             max_tokens: self.max_tokens,
             temperature: self.temperature.unwrap_or(d.temperature),
             top_k: self.top_k.unwrap_or(d.top_k),
@@ -201,7 +221,16 @@ impl GenerationArgs {
 }
 
 fn load(path: &PathBuf, context_length: Option<ContextLength>, threads: Option<u32>) -> corral::Result<Model> {
-    let mut options = ModelOptions { threads, max_sequences: 1, ..Default::default() };
+    load_with(path, context_length, threads, Vec::new())
+}
+
+fn load_with(
+    path: &PathBuf,
+    context_length: Option<ContextLength>,
+    threads: Option<u32>,
+    adapters: Vec<corral::AdapterFile>,
+) -> corral::Result<Model> {
+    let mut options = ModelOptions { threads, max_sequences: 1, adapters, ..Default::default() };
     ContextLength::apply(context_length, &mut options);
     if std::io::stderr().is_terminal() {
         options.on_progress = Some(Arc::new(|p: f32| {
@@ -330,12 +359,14 @@ fn run(cli: Cli) -> corral::Result<()> {
         }
         Command::Complete { model, prompt, generation } => {
             let options = generation.options();
-            let model = load(&model, generation.context_length, generation.threads)?;
+            let adapters = generation.adapters().into_iter().map(|(file, _)| file).collect();
+            let model = load_with(&model, generation.context_length, generation.threads, adapters)?;
             print_stream(model.complete_stream(&prompt, &options)?)
         }
         Command::Chat { model, message, system, generation } => {
             let options = generation.options();
-            let model = load(&model, generation.context_length, generation.threads)?;
+            let adapters = generation.adapters().into_iter().map(|(file, _)| file).collect();
+            let model = load_with(&model, generation.context_length, generation.threads, adapters)?;
             let mut messages = Vec::new();
             if let Some(system) = system {
                 messages.push(Message::new("system", system));

@@ -760,6 +760,55 @@ static void test_generate_prompts(corral_model *m) {
     corral_tokens_free(tokens, n);
 }
 
+/* LoRA adapters: loaded on the model, chosen per request; bad files are typed errors. */
+static void test_adapters(corral_model *m) {
+    char adapter[4096];
+    const char *slash = strrchr(model_path, '/');
+    snprintf(adapter, sizeof adapter, "%.*s/smollm2-lora-test-a.gguf", slash ? (int) (slash - model_path) : 1,
+             slash ? model_path : ".");
+    CHECK_STATUS(corral_model_load_adapter(m, "a", adapter), CORRAL_OK);
+    CHECK_STATUS(corral_model_load_adapter(m, "a", adapter), CORRAL_ERR_INVALID_ARGUMENT);
+    char *names = NULL;
+    CHECK_STATUS(corral_model_adapters_json(m, &names), CORRAL_OK);
+    CHECK(names && strcmp(names, "[\"a\"]") == 0);
+    corral_string_free(names);
+
+    const char *prompt = "The old lighthouse keeper opened the door and saw";
+    corral_generate_params p = corral_generate_default_params();
+    p.max_tokens = 16;
+    p.temperature = 0;
+    p.logprobs = 0;
+    corral_result base = {0}, zero = {0}, one = {0}, bad = {0};
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, &base), CORRAL_OK);
+    p.adapters_json = "[{\"name\": \"a\", \"scale\": 0}]";
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, &zero), CORRAL_OK);
+    CHECK(base.text && zero.text && strcmp(base.text, zero.text) == 0);
+    CHECK(base.logprobs_json && zero.logprobs_json && strcmp(base.logprobs_json, zero.logprobs_json) == 0);
+    p.adapters_json = "[{\"name\": \"a\"}]";
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, &one), CORRAL_OK);
+    CHECK(one.logprobs_json && strcmp(base.logprobs_json, one.logprobs_json) != 0);
+    p.adapters_json = "[{\"name\": \"nope\"}]";
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, &bad), CORRAL_ERR_INVALID_ARGUMENT);
+    p.adapters_json = "{\"name\": \"a\"}";
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, &bad), CORRAL_ERR_INVALID_ARGUMENT);
+    p.adapters_json = "[{\"name\": \"a\", \"scale\": \"high\"}]";
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, &bad), CORRAL_ERR_INVALID_ARGUMENT);
+    corral_result_free(&base);
+    corral_result_free(&zero);
+    corral_result_free(&one);
+
+    CHECK_STATUS(corral_model_load_adapter(m, "x", "/nonexistent/adapter.gguf"), CORRAL_ERR_MODEL_NOT_FOUND);
+    static const unsigned char junk[64] = "GGUF\x03\x00\x00\x00 this is not an adapter";
+    CHECK_STATUS(corral_model_load_adapter(m, "x", write_file("junk-adapter.gguf", junk, sizeof junk)), CORRAL_ERR_INVALID_MODEL);
+    CHECK_STATUS(corral_model_load_adapter(m, "x", model_path), CORRAL_ERR_INVALID_MODEL);
+    CHECK_STATUS(corral_model_load_adapter(m, NULL, adapter), CORRAL_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(corral_model_remove_adapter(m, "a"), CORRAL_OK);
+    CHECK_STATUS(corral_model_remove_adapter(m, "a"), CORRAL_ERR_INVALID_ARGUMENT);
+    p.adapters_json = NULL;
+    CHECK_STATUS(corral_model_complete(m, prompt, &p, NULL, NULL, &bad), CORRAL_OK);
+    corral_result_free(&bad);
+}
+
 /* What a load takes in memory, without loading; context "auto". */
 static void test_estimate_memory(void) {
     corral_model_params p = corral_model_default_params();
@@ -816,6 +865,7 @@ int main(int argc, char **argv) {
         test_generate_prompts(m);
         test_session_state(m);
         test_reasoning(m);
+        test_adapters(m);
     }
     corral_model_free(m);
     if (!quick) test_embedding_models();

@@ -15,7 +15,7 @@ mod results;
 
 pub use embed::{embed_options, embeddings_response, rerank_options, rerank_result};
 pub use messages::{messages, tools};
-pub use options::{generate_option_names, generate_options, tool_choice};
+pub use options::{adapters, generate_option_names, generate_options, tool_choice};
 pub use results::{assistant_message, chunk, completion, finish_reason, logprobs, usage, Output, ResponseKind, ResponseMeta};
 
 use serde_json::Value;

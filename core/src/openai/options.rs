@@ -52,7 +52,7 @@ fn lookup(dialect: Dialect, key: &str) -> Option<&'static str> {
 }
 
 /// `adapters`: `[{"name": str, "scale": number (default 1)}, ...]`.
-fn adapters(dialect: Dialect, name: &str, value: &Value) -> Result<Vec<crate::adapter::AdapterChoice>> {
+pub fn adapters(dialect: Dialect, name: &str, value: &Value) -> Result<Vec<crate::adapter::AdapterChoice>> {
     let Value::Array(items) = value else { return Err(dialect.wrong_type(name, dialect.words().list, value)) };
     items
         .iter()
