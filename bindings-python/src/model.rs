@@ -12,7 +12,7 @@ use corral::{ErrorKind, ModelOptions};
 
 use crate::chat;
 use crate::error::{invalid_type, to_py_err, type_name, OrRaise};
-use crate::options::{generate_options, model_options, LoadArgs};
+use crate::options::{adapter_files, generate_options, model_options, LoadArgs};
 use crate::session::PySession;
 use crate::stream::{origin, Kind, PyCompletion, PyStream};
 
@@ -215,9 +215,11 @@ impl PyModel {
     /// Loads a GGUF model. Options left as None take corral's defaults: context_length = the
     /// trained context capped at 4096 ("auto": the largest that fits in memory), threads = physical cores, gpu_layers = 0, use_mmap = True,
     /// use_mlock = False, max_sequences = 8, batch_size = 512, flash_attention = auto.
+    /// `adapters` maps names to LoRA adapter files loaded with the model (requests choose them
+    /// with the `adapters` generation keyword).
     /// `on_progress(fraction)` is called while loading; returning False cancels (CancelledError).
     #[new]
-    #[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, chat_template=None, on_progress=None))]
+    #[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, chat_template=None, adapters=None, on_progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -231,6 +233,7 @@ impl PyModel {
         batch_size: Option<Bound<'_, PyAny>>,
         flash_attention: Option<Bound<'_, PyAny>>,
         chat_template: Option<Bound<'_, PyAny>>,
+        adapters: Option<Bound<'_, PyAny>>,
         on_progress: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let path: PathBuf =
@@ -239,7 +242,8 @@ impl PyModel {
             .map(|t| t.extract::<String>().map_err(|_| invalid_type(py, format!("chat_template must be a str, got {}", type_name(&t)))))
             .transpose()?;
         let args = LoadArgs { context_length, threads, gpu_layers, use_mmap, use_mlock, max_sequences, batch_size, flash_attention };
-        let options = ModelOptions { chat_template, ..model_options(py, args)? };
+        let adapters = adapter_files(py, adapters.as_ref())?;
+        let options = ModelOptions { chat_template, adapters, ..model_options(py, args)? };
         let on_progress = match on_progress {
             Some(callback) if !callback.is_callable() => {
                 return Err(invalid_type(py, format!("on_progress must be callable, got {}", type_name(&callback))));
@@ -339,25 +343,25 @@ impl PyModel {
     }
 
     /// Completes a prompt (a str, or a list of token ids used as given).
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn complete(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.prompt_stream(py, prompt, options)?.collect_completion(py)
     }
 
     /// Streams the completion of a prompt: iterate the returned Stream for Chunks.
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn complete_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.prompt_stream(py, prompt, options)
     }
 
     /// The assistant's reply to a conversation (`[{"role": ..., "content": ...}, ...]`).
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn chat(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.chat_stream_inner(py, messages, options)?.collect_completion(py)
     }
 
     /// Streams the assistant's reply to a conversation.
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn chat_stream(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.chat_stream_inner(py, messages, options)
     }
@@ -365,6 +369,31 @@ impl PyModel {
     /// A conversation that keeps its KV cache between calls.
     fn session(slf: &Bound<'_, Self>) -> PyResult<PySession> {
         PySession::open(slf.py(), slf.get(), None)
+    }
+
+    /// Loads a LoRA adapter file (str or os.PathLike) under `name`, for requests to choose with
+    /// the `adapters` generation keyword. A name already loaded raises InvalidArgumentError, a
+    /// file that is not an adapter of this model InvalidModelError.
+    fn load_adapter(&self, py: Python<'_>, name: &Bound<'_, PyAny>, path: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name: String = name.extract().map_err(|_| invalid_type(py, format!("name must be a str, got {}", type_name(name))))?;
+        let path: PathBuf =
+            path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
+        let model = &self.model;
+        py.detach(|| model.load_adapter(&name, &path)).or_raise(py)
+    }
+
+    /// Unloads an adapter; requests already running with it finish with it. An unknown name
+    /// raises InvalidArgumentError.
+    fn remove_adapter(&self, py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name: String = name.extract().map_err(|_| invalid_type(py, format!("name must be a str, got {}", type_name(name))))?;
+        let model = &self.model;
+        py.detach(|| model.remove_adapter(&name)).or_raise(py)
+    }
+
+    /// The names of the loaded adapters, sorted.
+    fn adapters(&self, py: Python<'_>) -> Vec<String> {
+        let model = &self.model;
+        py.detach(|| model.adapters())
     }
 
     /// Request, token and prefix-cache totals since the model was loaded.

@@ -2,11 +2,13 @@
 //! (`corral::openai::generate_options`, where their defaults, checks and OpenAI shapes live):
 //! here they only become JSON. Model options are read here (`model_options`).
 
+use std::path::PathBuf;
+
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt};
+use pyo3::types::{PyBool, PyDict, PyInt, PyMapping};
 
 use corral::openai::Dialect;
-use corral::{checked_u32, GenerateOptions, ModelOptions};
+use corral::{checked_u32, AdapterFile, GenerateOptions, ModelOptions};
 
 use crate::error::{invalid_argument, invalid_type, type_name, OrRaise};
 
@@ -59,6 +61,25 @@ pub fn model_options(py: Python<'_>, args: LoadArgs<'_>) -> PyResult<ModelOption
         // Options this binding does not expose keep core's defaults.
         ..defaults
     })
+}
+
+/// The `adapters` load keyword of `Model(...)`: a mapping `{name: path}` (str or os.PathLike
+/// paths), in the mapping's order. Names and files are checked by core when loading.
+pub fn adapter_files(py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<AdapterFile>> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let mapping = value
+        .cast::<PyMapping>()
+        .map_err(|_| invalid_type(py, format!("adapters must be a mapping of names to paths, got {}", type_name(value))))?;
+    let mut files = Vec::new();
+    for item in mapping.items()?.iter() {
+        let (name, path): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        let name: String = name.extract().map_err(|_| invalid_type(py, format!("adapter names must be str, got {}", type_name(&name))))?;
+        let path: PathBuf = path
+            .extract()
+            .map_err(|_| invalid_type(py, format!("adapters[{name:?}] must be a str or os.PathLike, got {}", type_name(&path))))?;
+        files.push(AdapterFile { name, path });
+    }
+    Ok(files)
 }
 
 /// Builds core options from the keyword arguments of a generation call; fails here, with the

@@ -89,22 +89,22 @@ impl PySession {
         self.session.is_closed()
     }
 
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn complete(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.prompt_stream(py, prompt, options)?.collect_completion(py)
     }
 
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn complete_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.prompt_stream(py, prompt, options)
     }
 
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn chat(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
         self.chat_stream_inner(py, messages, options)?.collect_completion(py)
     }
 
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None)")]
+    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
     fn chat_stream(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         self.chat_stream_inner(py, messages, options)
     }

@@ -12,7 +12,8 @@ waits on the engine and hands results to the loop; cancelling the task, or leavi
 
 Generation keywords (all optional; ``None`` means corral's default): max_tokens, temperature
 (0 = greedy), top_k, top_p, min_p, repeat_penalty, repeat_last_n, frequency_penalty,
-presence_penalty, seed, stop (str or list of str), timeout (seconds), ignore_eos, parse_special.
+presence_penalty, seed, stop (str or list of str), timeout (seconds), ignore_eos, parse_special,
+adapters (``[{"name": ..., "scale": 1.0}]``: LoRA adapters loaded on the model).
 
 Logging is silent until ``enable_logging()`` bridges corral's and llama.cpp's lines into the
 ``logging`` loggers ``"corral"`` and ``"corral.llama_cpp"``.
@@ -158,6 +159,7 @@ class GenerateOptions(TypedDict, total=False):
     tool_choice: Union[str, Mapping[str, Any], None]
     template: Optional[str]
     reasoning_budget: Optional[int]
+    adapters: Optional[Sequence[Mapping[str, Any]]]
 
 
 class EmbedOptions(TypedDict, total=False):
@@ -249,12 +251,19 @@ class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
 
     ``Model(path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None,
     use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None,
-    chat_template=None, on_progress=None)``; ``None`` takes corral's default.
+    chat_template=None, adapters=None, on_progress=None)``; ``None`` takes corral's default.
     ``context_length="auto"`` takes the largest context that fits in the memory available to
     the process (up to the trained one); options that cannot fit raise
     ``InsufficientMemoryError`` before anything is allocated (``estimate_memory`` tells).
     ``on_progress(fraction)`` is called while loading; returning ``False`` (or raising)
     cancels loading with ``CancelledError``. Use it as a context manager, or call ``close()``.
+
+    LoRA adapters: ``adapters={name: path}`` loads them with the model; ``load_adapter(name,
+    path)`` and ``remove_adapter(name)`` change them later, ``adapters()`` lists their names.
+    A request applies them with the generation keyword
+    ``adapters=[{"name": name, "scale": 1.0}, ...]`` (scale defaults to 1; none: the base
+    model). An unknown name raises ``InvalidArgumentError``, a file that is not a LoRA adapter
+    of this model ``InvalidModelError``, a missing file ``ModelNotFoundError``.
     """
 
     __slots__ = ()

@@ -300,6 +300,7 @@ class Model:
         batch_size: Optional[int] = None,
         flash_attention: Optional[bool] = None,
         chat_template: Optional[str] = None,
+        adapters: Optional[Mapping[str, Union[str, os.PathLike[str]]]] = None,
         on_progress: Optional[Callable[[float], object]] = None,
     ) -> Self: ...
     @property
@@ -362,6 +363,7 @@ class Model:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Completion: ...
     def complete_stream(
         self,
@@ -389,6 +391,7 @@ class Model:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Stream: ...
     def chat(
         self,
@@ -416,6 +419,7 @@ class Model:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Completion: ...
     def chat_stream(
         self,
@@ -443,8 +447,12 @@ class Model:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Stream: ...
     def session(self) -> Session: ...
+    def load_adapter(self, name: str, path: Union[str, os.PathLike[str]]) -> None: ...
+    def remove_adapter(self, name: str) -> None: ...
+    def adapters(self) -> list[str]: ...
     def stats(self) -> EngineStats: ...
     def clear_cache(self) -> None: ...
     def close(self) -> None: ...
@@ -490,6 +498,7 @@ class Session:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Completion: ...
     def complete_stream(
         self,
@@ -517,6 +526,7 @@ class Session:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Stream: ...
     def chat(
         self,
@@ -544,6 +554,7 @@ class Session:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Completion: ...
     def chat_stream(
         self,
@@ -571,6 +582,7 @@ class Session:
         tool_choice: Union[str, Mapping[str, Any], None] = None,
         template: Optional[str] = None,
         reasoning_budget: Optional[int] = None,
+        adapters: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Stream: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
