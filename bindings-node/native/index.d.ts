@@ -55,6 +55,15 @@ export declare class NativeModel {
   /** Log-probability of each token given those before it. */
   score(tokens: Array<number>): Promise<Array<number>>
   stats(): EngineStats
+  /**
+   * Loads a LoRA adapter of this model under `name` (on a blocking-pool thread): requests
+   * choose it with the `adapters` generation option from then on.
+   */
+  loadAdapter(name: string, path: string): Promise<void>
+  /** Unloads an adapter: new requests can no longer choose it (running ones finish with it). */
+  removeAdapter(name: string): void
+  /** The names of the loaded adapters, sorted. */
+  adapters(): Array<string>
   /** Drops every cached prefix not in use. */
   clearCache(): void
   /**
@@ -184,6 +193,12 @@ export interface LoadOptions {
    * (default) until they finish, or `error` at once with `context_overflow`.
    */
   onKvFull?: 'wait' | 'error'
+  /**
+   * LoRA adapters to load with the model: name -> path of a LoRA GGUF made for this
+   * model. Requests choose them with the `adapters` generation option; more can be loaded
+   * later with `loadAdapter`.
+   */
+  adapters?: Record<string, string>
 }
 
 /** A generated token with its log-probability and the most likely alternatives. */

@@ -32,6 +32,7 @@ export const LOAD_KEYS: Record<keyof LoadOptions, true> = {
   chatTemplate: true,
   maxQueued: true,
   onKvFull: true,
+  adapters: true,
   onProgress: true,
   signal: true,
 }
@@ -67,7 +68,30 @@ function requestOptions<T extends { signal?: AbortSignal }>(options: T | undefin
 
 /** Splits generation options into the signal and the rest, which corral-core reads. */
 function generateOptions(options: GenerateOptions | undefined | null): [Omit<GenerateOptions, 'signal'>, AbortSignal | undefined] {
-  return requestOptions(options, 'generation')
+  const [rest, signal] = requestOptions(options, 'generation')
+  // An adapter's scale crosses as JSON too, which has no NaN or Infinity (napi would fail with
+  // a generic error): name it here.
+  const adapters: unknown = rest.adapters
+  if (Array.isArray(adapters)) {
+    adapters.forEach((adapter: unknown, i) => {
+      const scale = (adapter as { scale?: unknown } | null)?.scale
+      if (typeof scale === 'number' && !Number.isFinite(scale)) {
+        throw new InvalidArgumentError(`adapters[${i}].scale must be a finite number, got ${scale}`)
+      }
+    })
+  }
+  return [rest, signal]
+}
+
+/** The `adapters` load option: an object of name -> path strings. */
+function checkAdapterFiles(adapters: unknown): void {
+  if (adapters === undefined || adapters === null) return
+  if (typeof adapters !== 'object' || Array.isArray(adapters)) {
+    throw new InvalidArgumentError(`adapters must be an object of name -> path, got ${describe(adapters)}`)
+  }
+  for (const [name, path] of Object.entries(adapters)) {
+    if (typeof path !== 'string') throw new InvalidArgumentError(`adapters[${JSON.stringify(name)}] must be a path string, got ${describe(path)}`)
+  }
 }
 
 /** `what` as an array of strings (one string: a one-element array). */
@@ -146,6 +170,7 @@ export class Model {
     if (onProgress !== undefined && onProgress !== null && typeof onProgress !== 'function') {
       throw new InvalidArgumentError('onProgress must be a function')
     }
+    checkAdapterFiles(rest.adapters)
     if (signal?.aborted) throw abortError(signal)
     const token = new native.CancelToken()
     const onAbort = () => token.cancel()
@@ -275,6 +300,34 @@ export class Model {
     const docs = checkStrings(documents, 'documents', false)
     const [opts, signal] = requestOptions(options, 'rerank')
     return cancellable(signal, (token) => this.#native.rerank(query, docs, opts, token))
+  }
+
+  /**
+   * Loads a LoRA adapter (a GGUF made for this model) under `name`; requests choose it from
+   * then on with the `adapters` generation option. Rejects with `ModelNotFoundError` for a
+   * missing file, `InvalidModelError` for a file that is not a LoRA adapter of this model,
+   * `InvalidArgumentError` for a name already loaded or an empty one.
+   */
+  async loadAdapter(name: string, path: string): Promise<void> {
+    if (typeof name !== 'string') throw new InvalidArgumentError(`name must be a string, got ${describe(name)}`)
+    if (typeof path !== 'string') throw new InvalidArgumentError(`path must be a string, got ${describe(path)}`)
+    try {
+      await this.#native.loadAdapter(name, path)
+    } catch (error) {
+      throw toCorralError(error)
+    }
+  }
+
+  /** Unloads an adapter: new requests can no longer choose it, running ones finish with it.
+   * Throws `InvalidArgumentError` when no adapter of that name is loaded. */
+  removeAdapter(name: string): void {
+    if (typeof name !== 'string') throw new InvalidArgumentError(`name must be a string, got ${describe(name)}`)
+    call(() => this.#native.removeAdapter(name))
+  }
+
+  /** The names of the loaded LoRA adapters, sorted. */
+  adapters(): string[] {
+    return call(() => this.#native.adapters())
   }
 
   /** Request, token and prefix-cache totals since the model was loaded. */

@@ -100,6 +100,11 @@ export interface GenerateOptions {
   toolChoice?: ToolChoice
   /** Chat only: one of the model's named templates (e.g. `tool_use`) or Jinja source. */
   template?: string
+  /** LoRA adapters this request runs with, by the name they were loaded under (`adapters`
+   * load option, `model.loadAdapter`), each with its `scale` (default 1; 0 = the base model).
+   * Scales go from -100 to 100. An unknown name, a name given twice or a bad scale rejects
+   * with `InvalidArgumentError`. */
+  adapters?: Array<{ name: string; scale?: number }>
   /** Aborts the request (prompt processing or generation): the promise rejects, or the
    * stream throws, with an `AbortError`. */
   signal?: AbortSignal

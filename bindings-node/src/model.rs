@@ -276,6 +276,26 @@ impl NativeModel {
         }
     }
 
+    /// Loads a LoRA adapter of this model under `name` (on a blocking-pool thread): requests
+    /// choose it with the `adapters` generation option from then on.
+    #[napi(catch_unwind)]
+    pub async fn load_adapter(&self, name: String, path: String) -> napi::Result<()> {
+        let model = self.inner.clone();
+        blocking(move || model.load_adapter(&name, &path)).await
+    }
+
+    /// Unloads an adapter: new requests can no longer choose it (running ones finish with it).
+    #[napi(catch_unwind)]
+    pub fn remove_adapter(&self, name: String) -> napi::Result<()> {
+        self.inner.remove_adapter(&name).or_throw()
+    }
+
+    /// The names of the loaded adapters, sorted.
+    #[napi(catch_unwind)]
+    pub fn adapters(&self) -> Vec<String> {
+        self.inner.adapters()
+    }
+
     /// Drops every cached prefix not in use.
     #[napi(catch_unwind)]
     pub fn clear_cache(&self) -> napi::Result<()> {

@@ -5,6 +5,8 @@
 //! napi's silent wrap-around to `u32`. Generation options arrive as JSON and are read by
 //! corral-core (`corral::openai::generate_options`, camelCase, `timeout` in milliseconds).
 
+use std::collections::BTreeMap;
+
 use corral::openai::Dialect;
 use napi::Either;
 use napi_derive::napi;
@@ -40,6 +42,11 @@ pub struct LoadOptions {
     /// (default) until they finish, or `error` at once with `context_overflow`.
     #[napi(ts_type = "'wait' | 'error'")]
     pub on_kv_full: Option<String>,
+    /// LoRA adapters to load with the model: name -> path of a LoRA GGUF made for this
+    /// model. Requests choose them with the `adapters` generation option; more can be loaded
+    /// later with `loadAdapter`.
+    #[napi(ts_type = "Record<string, string>")]
+    pub adapters: Option<BTreeMap<String, String>>,
 }
 
 /// An integer option: finite, whole and within `u32`.
@@ -82,6 +89,12 @@ impl LoadOptions {
             on_progress: None,
             max_queued: uint("maxQueued", self.max_queued)?.unwrap_or(d.max_queued),
             on_kv_full,
+            adapters: match &self.adapters {
+                None => d.adapters.clone(),
+                Some(adapters) => {
+                    adapters.iter().map(|(name, path)| corral::AdapterFile { name: name.clone(), path: path.into() }).collect()
+                }
+            },
             ..d
         };
         Ok(options)

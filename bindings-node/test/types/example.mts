@@ -54,6 +54,14 @@ export async function main(): Promise<string> {
     if (piece.finishReason !== undefined) console.log(piece.usage?.generationTokensPerS)
   }
 
+  const adapted = await Model.load('model.gguf', { adapters: { formal: 'formal-lora.gguf' } })
+  await adapted.loadAdapter('terse', 'terse-lora.gguf')
+  const adapterNames: string[] = adapted.adapters()
+  const adapterOptions: GenerateOptions = { maxTokens: 8, adapters: [{ name: 'formal', scale: 0.8 }, { name: 'terse' }] }
+  console.log(adapterNames, (await adapted.complete('Hi', adapterOptions)).text)
+  adapted.removeAdapter('terse')
+  await adapted.dispose()
+
   const session: Session = model.session()
   const reply = await session.chat([{ role: 'user', content: 'Hi' }], { maxTokens: 8 })
   await session.dispose()
@@ -96,6 +104,10 @@ export async function main(): Promise<string> {
   await model.complete('x', { maxToken: 1 })
   // @ts-expect-error a message needs a role
   await model.chat([{ content: 'x' }])
+  // @ts-expect-error an adapter is chosen by name
+  await model.complete('x', { adapters: [{ scale: 1 }] })
+  // @ts-expect-error adapter paths are strings
+  await Model.load('model.gguf', { adapters: { formal: 1 } })
   // @ts-expect-error not a pooling
   await model.embed('x', { pooling: 'max' })
   // @ts-expect-error texts are strings
