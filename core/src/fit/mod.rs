@@ -179,7 +179,7 @@ impl DryModel {
             let detail = crate::llama::guard::take_assert_message()
                 .or_else(crate::log::take_last_llama_error)
                 .unwrap_or_else(|| "llama_model_load_from_file failed".into());
-            Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot read {}: {detail}", path.display()))
+            crate::model::load_error(path, &detail)
         })?;
         // The mapping only exists when llama.cpp maps the file (it cannot with no mmap support).
         // SAFETY: plain query.

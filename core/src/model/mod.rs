@@ -141,6 +141,16 @@ fn special_token(model: &LlamaModel, token: LlamaToken) -> Option<SpecialToken> 
     Some(SpecialToken { id: token.0, text })
 }
 
+/// llama.cpp's reason for refusing to load `path`, as corral's error.
+pub(crate) fn load_error(path: &Path, detail: &str) -> Error {
+    let kind = if detail.contains("unknown model architecture") || detail.contains("unsupported model architecture") {
+        ErrorKind::UnsupportedArchitecture
+    } else {
+        ErrorKind::InvalidModel
+    };
+    Error::new(kind, format!("llama.cpp cannot load {}: {detail}", path.display()))
+}
+
 /// Reads and checks a model file's header and hyperparameters before llama.cpp sees it.
 pub(crate) fn check_file(path: &Path) -> Result<crate::model::gguf::GgufHeader> {
     let header = crate::model::gguf::read_header(path)?;
@@ -184,12 +194,7 @@ impl Model {
             }
             let detail =
                 crate::llama::guard::take_assert_message().or_else(crate::log::take_last_llama_error).unwrap_or_else(|| e.to_string());
-            let kind = if detail.contains("unknown model architecture") || detail.contains("unsupported model architecture") {
-                ErrorKind::UnsupportedArchitecture
-            } else {
-                ErrorKind::InvalidModel
-            };
-            Error::new(kind, format!("llama.cpp cannot load {}: {detail}", path.display()))
+            load_error(path, &detail)
         })?;
         let llama = Arc::new(llama);
 
