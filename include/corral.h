@@ -21,12 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORRAL_VERSION "0.3.0"
+#define CORRAL_VERSION "0.4.0"
 #define CORRAL_VERSION_MAJOR 0
-#define CORRAL_VERSION_MINOR 3
+#define CORRAL_VERSION_MINOR 4
 #define CORRAL_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
-#define CORRAL_VERSION_NUMBER 300
+#define CORRAL_VERSION_NUMBER 400
 
 
 /*
