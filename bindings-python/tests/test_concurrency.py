@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 import pytest
 
@@ -166,6 +167,15 @@ def test_breaking_out_of_async_for_cancels(model: corral.Model) -> None:
 
     assert asyncio.run(main()) < 2
     assert _model_is_idle(model)
+
+
+@pytest.fixture(autouse=True)
+def _python_handles_sigint() -> Iterator[None]:
+    """Ctrl-C reaches Python as KeyboardInterrupt however the suite was started: a shell starts
+    background jobs with SIGINT ignored, and Python then keeps it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _interrupt_later(delay: float, how: str) -> threading.Timer:
