@@ -15,7 +15,8 @@ setup:
 model:
 	./scripts/fetch-model.sh >/dev/null
 
-# MiniLM (f16, Q8_0), its source weights and the test reranker, for the embedding tests.
+# MiniLM (f16, Q8_0), its source weights and the test reranker, for the embedding tests; the
+# test LoRA adapters of the default model.
 embedding-models: setup
 	./scripts/fetch-embedding-models.sh >/dev/null
 
