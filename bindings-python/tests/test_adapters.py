@@ -2,6 +2,7 @@
 generation keyword; typed errors for bad names, scales and files."""
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -11,8 +12,8 @@ import pytest
 import corral
 from conftest import MODEL_OPTIONS, REPO, user
 
-ADAPTER_A = REPO / "models" / "smollm2-lora-test-a.gguf"
-ADAPTER_B = REPO / "models" / "smollm2-lora-test-b.gguf"
+ADAPTER_A = Path(os.environ.get("CORRAL_TEST_ADAPTER_A", REPO / "models" / "smollm2-lora-test-a.gguf"))
+ADAPTER_B = Path(os.environ.get("CORRAL_TEST_ADAPTER_B", REPO / "models" / "smollm2-lora-test-b.gguf"))
 PROMPT = "The old lighthouse keeper opened the door and saw"
 
 AdapterSet = Sequence[dict[str, Any]]

@@ -16,7 +16,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 MODEL="$("$ROOT/scripts/fetch-model.sh")"
-# The embedding test models: MiniLM's source weights, f16, q8_0 and the test reranker.
+# The test models: MiniLM's source weights, f16, q8_0, the test reranker and the two test
+# LoRA adapters of the default model.
 mapfile -t EMBEDDING_MODELS < <("$ROOT/scripts/fetch-embedding-models.sh")
 WORK="$ROOT/target/dist"
 for artifact in "dist/corral-$VERSION-cp39-abi3-manylinux_2_31_x86_64.whl" "dist/corral-$VERSION.tgz" \
@@ -42,7 +43,7 @@ fi
 # What the user brings: the packages, the model, the examples; Node.js.
 mkdir -p "$MACHINE/work/dist" "$MACHINE/work/models" "$MACHINE/opt/node/bin" "$MACHINE/opt/node/lib"
 cp dist/corral-* "$MACHINE/work/dist/"
-cp "$MODEL" "${EMBEDDING_MODELS[1]}" "${EMBEDDING_MODELS[3]}" "$MACHINE/work/models/"
+cp "$MODEL" "${EMBEDDING_MODELS[1]}" "${EMBEDDING_MODELS[3]}" "${EMBEDDING_MODELS[4]}" "${EMBEDDING_MODELS[5]}" "$MACHINE/work/models/"
 cp -r "${EMBEDDING_MODELS[0]}" "$MACHINE/work/models/"
 cp -r examples "$MACHINE/work/examples"
 rm -rf "$MACHINE/work/examples/node/node_modules" "$MACHINE/work/examples/node/package-lock.json"
@@ -100,6 +101,8 @@ unshare -n chroot "$MACHINE" /usr/bin/env -i HOME=/root PATH=/opt/node/bin:/usr/
   MODEL="/work/models/$(basename "$MODEL")" VERSION="$VERSION" \
   CORRAL_EMBED_MODEL="/work/models/$(basename "${EMBEDDING_MODELS[1]}")" \
   CORRAL_RERANK_MODEL="/work/models/$(basename "${EMBEDDING_MODELS[3]}")" \
+  CORRAL_TEST_ADAPTER_A="/work/models/$(basename "${EMBEDDING_MODELS[4]}")" \
+  CORRAL_TEST_ADAPTER_B="/work/models/$(basename "${EMBEDDING_MODELS[5]}")" \
   CORRAL_EMBED_SOURCE="/work/models/$(basename "${EMBEDDING_MODELS[0]}")" /bin/bash -euo pipefail -c '
 cd /work
 grep -q "VERSION_ID=\"11\"" /etc/os-release
