@@ -672,6 +672,11 @@ impl<'m> Engine<'m> {
     /// for at most ADAPTER_SET_STEPS steps in a row when requests with other sets wait; then
     /// the next set in key order, so every set gets its turn.
     fn choose_adapter_set(&mut self) -> Arc<AdapterSet> {
+        // The usual case, every step: all runnable requests share the applied set.
+        let runnable = || self.slots.iter().filter_map(|s| s.active.as_ref()).filter(|a| !a.finished && !a.paused());
+        if runnable().all(|a| a.request.adapters.key == self.applied.key) {
+            return self.applied.clone();
+        }
         let mut sets: Vec<&Arc<AdapterSet>> = self
             .slots
             .iter()
