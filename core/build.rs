@@ -37,6 +37,7 @@ fn main() {
         let cmake_build = backends.parent().expect("backends folder has a parent").join("build");
         relink_cpu_variants(&cmake_build, &runtime);
     }
+    patch_rpc_backend(&backends.parent().expect("backends folder has a parent").join("build"), &runtime);
     // What packages ship (corral's kernels linked in), and ggml's variants as built, which
     // core/tests/kernel.rs compares them with.
     println!("cargo:rustc-env=CORRAL_BUILD_RUNTIME_DIR={}", runtime.display());
@@ -184,11 +185,14 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
         }
         swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), quote(&kernel_object))));
     }
-    // CMake's link command for the variant (in the folder its compile commands ran in): same
-    // objects with the swapped ones replaced, no build-folder run path (ggml-base is already
-    // loaded when a variant is), written to the work folder.
-    let dir = compiled[0].dir;
-    let link_file = dir.join(format!("CMakeFiles/ggml-cpu-{variant}.dir/link.txt"));
+    relink(compiled[0].dir, &format!("ggml-cpu-{variant}"), &swaps, work, library)
+}
+
+/// Runs CMake's link command for `target` (in the folder its compile commands ran in) with
+/// the objects in `swaps` replaced, no build-folder run path (ggml-base is already loaded when
+/// a backend module is), into the work folder, and copies the result over `library`.
+fn relink(dir: &Path, target: &str, swaps: &[(String, String)], work: &Path, library: &Path) -> Result<(), String> {
+    let link_file = dir.join(format!("CMakeFiles/{target}.dir/link.txt"));
     let link = std::fs::read_to_string(&link_file).map_err(|e| format!("{}: {e}", link_file.display()))?;
     let relinked = work.join(library.file_name().unwrap());
     let mut args = Vec::new();
@@ -211,6 +215,113 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
     run_shell(&args.join(" "), dir)?;
     std::fs::copy(&relinked, library).map_err(|e| format!("copy {}: {e}", relinked.display()))?;
     Ok(())
+}
+
+/// Where a worker lost during generation must surface: upstream's RPC client asserts on its
+/// own dispatcher thread (no frame there can catch it: the host process aborts). corral
+/// builds the module from upstream's source with these edits: the dispatcher thread marks the
+/// connection lost and completes its messages; the thread that waits on them (a decode, a
+/// load) then calls the handler corral installs (`corral_rpc_lost_handler`, see
+/// core/src/backend/rpc.rs), which throws where corral catches (src/llama/guard.rs).
+const RPC_PATCHES: &[(&str, &str, usize)] = &[
+    (
+        "    std::atomic_bool running;\n",
+        "    std::atomic_bool running;\n    std::atomic_bool lost{false};\n    std::string endpoint;\n    void report_lost();\n",
+        1,
+    ),
+    (
+        "static void rpc_dispatcher_trampoline(rpc_dispatcher * dispatcher)\n",
+        r#"extern "C" __attribute__((visibility("default"))) void (*corral_rpc_lost_handler)(const char * endpoint);
+void (*corral_rpc_lost_handler)(const char * endpoint) = nullptr;
+
+void rpc_dispatcher::report_lost() {
+    if (corral_rpc_lost_handler != nullptr) {
+        corral_rpc_lost_handler(endpoint.c_str());
+        return;
+    }
+    GGML_ABORT("Remote RPC server %s crashed or returned malformed response", endpoint.c_str());
+}
+
+static void rpc_dispatcher_trampoline(rpc_dispatcher * dispatcher)
+"#,
+        1,
+    ),
+    // The two blocking sends with a reply.
+    (
+        "    auto future = msg->completion.get_future();\n    future.wait();\n}\n",
+        "    auto future = msg->completion.get_future();\n    future.wait();\n    if (lost) {\n        report_lost();\n    }\n}\n",
+        2,
+    ),
+    // The blocking send without a reply: freeing a buffer on a lost worker succeeds (models
+    // and contexts are freed after the loss, possibly while an exception unwinds).
+    (
+        "    msg->output_size = 0;\n    GGML_ASSERT(queue.push(msg));\n    auto future = msg->completion.get_future();\n    future.wait();\n    if (lost) {",
+        "    msg->output_size = 0;\n    GGML_ASSERT(queue.push(msg));\n    auto future = msg->completion.get_future();\n    future.wait();\n    if (lost && cmd != RPC_CMD_FREE_BUFFER) {",
+        1,
+    ),
+    (
+        "    ev->sf.wait();\n",
+        "    ev->sf.wait();\n    if (lost) {\n        report_lost();\n    }\n",
+        1,
+    ),
+    (
+        "    msg->completion.get_future().wait();\n",
+        "    msg->completion.get_future().wait();\n    if (lost) {\n        report_lost();\n    }\n",
+        1,
+    ),
+    (
+        "    LOG_DBG(\"[%s] connected to %s\\n\", __func__, endpoint.c_str());\n",
+        "    LOG_DBG(\"[%s] connected to %s\\n\", __func__, endpoint.c_str());\n    this->endpoint = endpoint;\n",
+        1,
+    ),
+    (
+        "        if (msg_ptr->cmd != RPC_CMD_NONE) {\n            if (msg_ptr->output) {\n                bool status = send_rpc_cmd(sock, msg_ptr->cmd, msg_ptr->input.get(), msg_ptr->input_size, msg_ptr->output, msg_ptr->output_size);\n                RPC_STATUS_ASSERT(status);\n            } else {\n                bool status = send_rpc_cmd(sock, msg_ptr->cmd, msg_ptr->input.get(), msg_ptr->input_size);\n                RPC_STATUS_ASSERT(status);\n            }\n        }\n",
+        "        if (msg_ptr->cmd != RPC_CMD_NONE && !lost) {\n            bool status = msg_ptr->output\n                ? send_rpc_cmd(sock, msg_ptr->cmd, msg_ptr->input.get(), msg_ptr->input_size, msg_ptr->output, msg_ptr->output_size)\n                : send_rpc_cmd(sock, msg_ptr->cmd, msg_ptr->input.get(), msg_ptr->input_size);\n            if (!status) {\n                lost = true;\n            }\n        }\n",
+        1,
+    ),
+];
+
+/// Rebuilds the staged `libggml-rpc.so` from upstream's source with [`RPC_PATCHES`].
+fn patch_rpc_backend(cmake_build: &Path, runtime: &Path) {
+    let library = runtime.join("libggml-rpc.so");
+    if !library.exists() {
+        println!("cargo:warning=llama.cpp was built without GGML_RPC: packages ship without the RPC backend");
+        return;
+    }
+    let commands = std::fs::read_to_string(cmake_build.join("compile_commands.json")).expect("compile_commands.json");
+    let commands: Vec<serde_json::Value> = serde_json::from_str(&commands).expect("compile_commands.json");
+    let entry = commands
+        .iter()
+        .find(|e| e["file"].as_str().is_some_and(|f| f.ends_with("ggml-rpc/ggml-rpc.cpp")))
+        .expect("libggml-rpc.so is built but ggml-rpc.cpp is not in compile_commands.json");
+    let (command, dir, file) =
+        (entry["command"].as_str().unwrap(), Path::new(entry["directory"].as_str().unwrap()), entry["file"].as_str().unwrap());
+    let mut source = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (upstream, patched, count) in RPC_PATCHES {
+        let found = source.matches(upstream).count();
+        assert_eq!(
+            found, *count,
+            "ggml-rpc.cpp changed upstream: {upstream:?} found {found} times, {count} expected (core/build.rs RPC_PATCHES)"
+        );
+        source = source.replace(upstream, patched);
+    }
+    let work = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("rpc");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let patched_source = work.join("ggml-rpc.cpp");
+    std::fs::write(&patched_source, source).unwrap();
+    // The module's own compile command, on the patched copy (which includes transport.h from
+    // upstream's folder).
+    let output_at = command.rfind(" -o ").expect("unexpected compile command");
+    let (flags, object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
+    let upstream_dir = Path::new(file).parent().unwrap();
+    let patched_object = work.join("ggml-rpc.o");
+    let compiled =
+        run_shell(&format!("{flags} -I{} -o {} -c {}", quote(upstream_dir), quote(&patched_object), quote(&patched_source)), dir)
+            .and_then(|()| relink(dir, "ggml-rpc", &[(object.to_string(), quote(&patched_object))], &work, &library));
+    if let Err(e) = compiled {
+        panic!("building the RPC backend with corral's changes failed: {e}");
+    }
 }
 
 fn run_shell(command: &str, dir: &Path) -> Result<(), String> {

@@ -51,6 +51,12 @@ pub struct corral_model_params {
     /// When a prompt does not fit in the free KV cache: 0 = wait for running requests,
     /// 1 = fail at once with CORRAL_ERR_CONTEXT_OVERFLOW.
     pub on_kv_full: i32,
+    /// RPC workers (`corral rpc-server`) holding part of the layers, as
+    /// "host:port,host:port"; NULL or "" = none. Private networks only. Copied.
+    pub rpc_servers: *const c_char,
+    /// Layer shares as "w,w,...": one weight per RPC worker, then this process's; NULL or "" =
+    /// equal shares. Copied.
+    pub rpc_split: *const c_char,
 }
 
 /// Sampling and stopping options. Start from corral_generate_default_params().
@@ -132,6 +138,8 @@ pub extern "C" fn corral_model_default_params() -> corral_model_params {
         progress_user_data: std::ptr::null_mut(),
         max_queued: d.max_queued,
         on_kv_full: 0,
+        rpc_servers: std::ptr::null(),
+        rpc_split: std::ptr::null(),
     }
 }
 
@@ -194,7 +202,20 @@ pub(crate) unsafe fn model_options(params: *const corral_model_params) -> Result
             Arc::new(move |progress| unsafe { callback(progress, user_data as *mut c_void) });
         f
     });
+    let list = |text: Option<&str>| -> Vec<String> {
+        text.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    };
+    let rpc_servers = list(try_opt_str!(p.rpc_servers, "params.rpc_servers"));
+    let mut rpc_split = Vec::new();
+    for weight in list(try_opt_str!(p.rpc_split, "params.rpc_split")) {
+        match weight.parse::<f32>() {
+            Ok(w) => rpc_split.push(w),
+            Err(_) => return Err(set_error(CORRAL_ERR_INVALID_ARGUMENT, &format!("params.rpc_split: {weight:?} is not a number"))),
+        }
+    }
     Ok(ModelOptions {
+        rpc_servers,
+        rpc_split,
         context_length: (p.context_length > 0 && p.context_length != CORRAL_CONTEXT_LENGTH_AUTO).then_some(p.context_length),
         auto_context_length: p.context_length == CORRAL_CONTEXT_LENGTH_AUTO,
         threads: (p.threads > 0).then_some(p.threads),

@@ -68,6 +68,21 @@ enum Command {
         context_length: u32,
         #[arg(long)]
         threads: Option<u32>,
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Serve this machine's CPU to corral processes that load models with --rpc /
+    /// rpc_servers (llama.cpp's RPC backend). The protocol has no authentication: private
+    /// networks only. Serves one client at a time, until stopped.
+    RpcServer {
+        /// The address to listen on; anything but loopback exposes this process to the network.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = corral::RPC_DEFAULT_PORT)]
+        port: u16,
+        /// Threads computing the layers it holds (default: the physical cores).
+        #[arg(long)]
+        threads: Option<u32>,
     },
     /// Measure load time, prompt and generation speed against a plain llama-cpp-2 loop.
     Bench {
@@ -157,6 +172,26 @@ struct GenerationArgs {
     /// A LoRA adapter to apply, as PATH or PATH:SCALE (repeatable).
     #[arg(long, value_name = "PATH[:SCALE]")]
     lora: Vec<String>,
+    #[command(flatten)]
+    rpc: RpcArgs,
+}
+
+/// Spreading the model's layers over RPC workers (`corral rpc-server`).
+#[derive(Args)]
+struct RpcArgs {
+    /// RPC workers holding part of the layers, as host:port,host:port,...
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    rpc: Vec<String>,
+    /// Layer shares: one weight per --rpc worker, then this process's (default: equal).
+    #[arg(long, value_name = "W,W,...", value_delimiter = ',')]
+    rpc_split: Vec<f32>,
+}
+
+impl RpcArgs {
+    fn apply(&self, options: &mut ModelOptions) {
+        options.rpc_servers = self.rpc.clone();
+        options.rpc_split = self.rpc_split.clone();
+    }
 }
 
 /// `--context-length`: a number of tokens or `auto`.
@@ -202,6 +237,14 @@ impl GenerationArgs {
             .collect()
     }
 
+    /// How to load the model: threads, adapters and RPC workers.
+    fn model_options(&self) -> ModelOptions {
+        let mut options = ModelOptions { threads: self.threads, max_sequences: 1, ..Default::default() };
+        options.adapters = self.adapters().into_iter().map(|(file, _)| file).collect();
+        self.rpc.apply(&mut options);
+        options
+    }
+
     fn options(&self) -> GenerateOptions {
         let d = GenerateOptions::default();
         let adapters = self.adapters().into_iter().map(|(file, scale)| corral::AdapterChoice { name: file.name, scale }).collect();
@@ -221,16 +264,11 @@ impl GenerationArgs {
 }
 
 fn load(path: &PathBuf, context_length: Option<ContextLength>, threads: Option<u32>) -> corral::Result<Model> {
-    load_with(path, context_length, threads, Vec::new())
+    load_with(path, context_length, ModelOptions { threads, max_sequences: 1, ..Default::default() })
 }
 
-fn load_with(
-    path: &PathBuf,
-    context_length: Option<ContextLength>,
-    threads: Option<u32>,
-    adapters: Vec<corral::AdapterFile>,
-) -> corral::Result<Model> {
-    let mut options = ModelOptions { threads, max_sequences: 1, adapters, ..Default::default() };
+/// Loads with `options` and a progress bar on a terminal.
+fn load_with(path: &PathBuf, context_length: Option<ContextLength>, mut options: ModelOptions) -> corral::Result<Model> {
     ContextLength::apply(context_length, &mut options);
     if std::io::stderr().is_terminal() {
         options.on_progress = Some(Arc::new(|p: f32| {
@@ -359,14 +397,12 @@ fn run(cli: Cli) -> corral::Result<()> {
         }
         Command::Complete { model, prompt, generation } => {
             let options = generation.options();
-            let adapters = generation.adapters().into_iter().map(|(file, _)| file).collect();
-            let model = load_with(&model, generation.context_length, generation.threads, adapters)?;
+            let model = load_with(&model, generation.context_length, generation.model_options())?;
             print_stream(model.complete_stream(&prompt, &options)?)
         }
         Command::Chat { model, message, system, generation } => {
             let options = generation.options();
-            let adapters = generation.adapters().into_iter().map(|(file, _)| file).collect();
-            let model = load_with(&model, generation.context_length, generation.threads, adapters)?;
+            let model = load_with(&model, generation.context_length, generation.model_options())?;
             let mut messages = Vec::new();
             if let Some(system) = system {
                 messages.push(Message::new("system", system));
@@ -374,10 +410,12 @@ fn run(cli: Cli) -> corral::Result<()> {
             messages.push(Message::new("user", message));
             print_stream(model.chat_stream(&messages, &options)?)
         }
-        Command::Perplexity { model, file, context_length, threads } => {
+        Command::Perplexity { model, file, context_length, threads, rpc } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Error::with_source(ErrorKind::InvalidArgument, format!("cannot read {}", file.display()), e))?;
-            let model = load(&model, Some(ContextLength::Tokens(context_length)), threads)?;
+            let mut options = ModelOptions { threads, max_sequences: 1, ..Default::default() };
+            rpc.apply(&mut options);
+            let model = load_with(&model, Some(ContextLength::Tokens(context_length)), options)?;
             let mut tokens = model.tokenize(&text, true, false)?;
             tokens.truncate(context_length as usize - 1);
             let logprobs = model.score(&tokens)?;
@@ -529,6 +567,16 @@ fn run(cli: Cli) -> corral::Result<()> {
             corral::quantize(&model, &output, &file_type, threads.unwrap_or_else(corral::default_threads))?;
             eprintln!("wrote {} ({file_type})", output.display());
             Ok(())
+        }
+        Command::RpcServer { host, port, threads } => {
+            if !corral::is_loopback(&host) {
+                eprintln!(
+                    "corral: WARNING: listening on {host}: the RPC protocol has no authentication and lets any client that \
+                     connects run computations and read and write this process's buffers. Use it on a private network only."
+                );
+            }
+            let endpoint = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+            corral::serve_rpc(&endpoint, threads.unwrap_or_else(corral::default_threads))
         }
         Command::Embed(args) => embed::embed(&args),
         Command::Rerank(args) => embed::rerank(&args),

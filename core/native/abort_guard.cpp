@@ -125,3 +125,42 @@ int corral_guarded_detokenize(const llama_vocab *vocab, const llama_token *token
 }
 
 }  // extern "C"
+
+// The RPC backend (libggml-rpc.so, built with core/build.rs RPC_PATCHES) calls this when a
+// thread waits on a worker whose connection was lost (src/backend/rpc.rs installs it). Inside
+// a guarded call (a load, a decode) it throws like an assert, so the call fails with an error
+// naming the worker; elsewhere (a model freed after the loss, or while an exception unwinds)
+// it returns and the RPC call does nothing.
+namespace {
+
+const char RPC_LOST_PREFIX[] = "corral-rpc-lost: ";
+
+}  // namespace
+
+extern "C" {
+
+void corral_rpc_lost(const char *endpoint) {
+    if (guard_depth > 0 && std::uncaught_exceptions() == 0) {
+        last_abort = std::string(RPC_LOST_PREFIX) + (endpoint ? endpoint : "?");
+        throw ggml_abort_error(last_abort.c_str());
+    }
+}
+
+// ggml_backend_rpc_add_server (looked up in the RPC module) with its asserts caught: it
+// connects to the worker and asks for its devices, and upstream aborts when either fails.
+// Returns the worker's backend registration, or null (the message is kept as above).
+void *corral_guarded_rpc_add_server(void *(*add_server)(const char *), const char *endpoint) {
+    guard_scope scope;
+    try {
+        return add_server(endpoint);
+    } catch (const std::exception &e) {
+        if (last_abort.empty()) {
+            last_abort = e.what();
+        }
+    } catch (...) {
+        last_abort = "unknown C++ exception";
+    }
+    return nullptr;
+}
+
+}  // extern "C"

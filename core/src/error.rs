@@ -46,6 +46,10 @@ pub enum ErrorKind {
     /// Loading with these options needs more memory than this process has available (its
     /// cgroup's limit, else the machine's available memory): refused before allocating.
     InsufficientMemory,
+    /// An RPC worker of the model cannot be used: unreachable or refusing at load, speaking
+    /// another protocol version, or lost while the model runs (then every request on that
+    /// model fails with this kind until it is closed and loaded again).
+    WorkerUnavailable,
 }
 
 impl ErrorKind {
@@ -69,11 +73,12 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::InvalidState => "invalid_state",
             ErrorKind::InsufficientMemory => "insufficient_memory",
+            ErrorKind::WorkerUnavailable => "worker_unavailable",
         }
     }
 
     /// Every kind, in declaration order (bindings use this to build their tables).
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::ModelNotFound,
         ErrorKind::InvalidModel,
         ErrorKind::UnsupportedArchitecture,
@@ -91,6 +96,7 @@ impl ErrorKind {
         ErrorKind::Unsupported,
         ErrorKind::InvalidState,
         ErrorKind::InsufficientMemory,
+        ErrorKind::WorkerUnavailable,
     ];
 }
 

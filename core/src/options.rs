@@ -41,6 +41,14 @@ pub struct ModelOptions {
     /// LoRA adapters to load with the model; requests choose them by name
     /// (`GenerateOptions::adapters`). More can be added later with `Model::load_adapter`.
     pub adapters: Vec<AdapterFile>,
+    /// RPC workers (`host:port`, each running `corral rpc-server`) that hold part of the
+    /// model's layers; empty: the whole model runs in this process. Private networks only:
+    /// the protocol has no authentication.
+    pub rpc_servers: Vec<String>,
+    /// How the layers are shared out with `rpc_servers`: one weight per worker, then one for
+    /// this process (`[1.0, 1.0, 2.0]`: half the layers stay here, a quarter on each worker).
+    /// Empty: equal shares.
+    pub rpc_split: Vec<f32>,
 }
 
 /// What happens to a request whose prompt does not fit in the KV cache left free by the
@@ -73,6 +81,8 @@ impl Default for ModelOptions {
             max_queued: 1024,
             on_kv_full: KvFullPolicy::Wait,
             adapters: Vec::new(),
+            rpc_servers: Vec::new(),
+            rpc_split: Vec::new(),
         }
     }
 }
@@ -94,6 +104,8 @@ impl std::fmt::Debug for ModelOptions {
             .field("max_queued", &self.max_queued)
             .field("on_kv_full", &self.on_kv_full)
             .field("adapters", &self.adapters)
+            .field("rpc_servers", &self.rpc_servers)
+            .field("rpc_split", &self.rpc_split)
             .finish()
     }
 }
@@ -127,6 +139,38 @@ impl ModelOptions {
         }
         if !(1..=65536).contains(&self.batch_size) {
             return Err(Error::invalid_argument("batch_size must be between 1 and 65536"));
+        }
+        self.validate_rpc()
+    }
+
+    fn validate_rpc(&self) -> Result<()> {
+        use crate::backend::rpc::{check_endpoint, MAX_SERVERS};
+        if self.rpc_servers.len() > MAX_SERVERS {
+            return Err(Error::invalid_argument(format!("rpc_servers names at most {MAX_SERVERS} workers")));
+        }
+        for (i, endpoint) in self.rpc_servers.iter().enumerate() {
+            check_endpoint(endpoint)?;
+            if self.rpc_servers[..i].contains(endpoint) {
+                return Err(Error::invalid_argument(format!("rpc_servers names {endpoint} twice")));
+            }
+        }
+        if self.auto_context_length && !self.rpc_servers.is_empty() {
+            return Err(Error::invalid_argument(
+                "context_length=\"auto\" measures this process's memory only: give a number with rpc_servers",
+            ));
+        }
+        if self.rpc_split.is_empty() {
+            return Ok(());
+        }
+        if self.rpc_split.len() != self.rpc_servers.len() + 1 || self.rpc_servers.is_empty() {
+            return Err(Error::invalid_argument(format!(
+                "rpc_split has {} weights: it needs one per RPC worker ({}) and one for this process",
+                self.rpc_split.len(),
+                self.rpc_servers.len()
+            )));
+        }
+        if self.rpc_split.iter().any(|w| !w.is_finite() || *w < 0.0) || self.rpc_split.iter().sum::<f32>() <= 0.0 {
+            return Err(Error::invalid_argument("rpc_split weights must be finite, non-negative and not all zero"));
         }
         Ok(())
     }

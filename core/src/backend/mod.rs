@@ -12,6 +12,8 @@
 //! 4. the folder the build staged them in, as packages ship them (a `cargo` build or test on the
 //!    build machine).
 
+pub(crate) mod rpc;
+
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};

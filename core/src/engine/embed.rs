@@ -44,6 +44,8 @@ pub(crate) struct EmbedConfig {
     pub tokens_per_decode: u32,
     pub threads: u32,
     pub flash_attention: Option<bool>,
+    /// Layers on RPC workers: decodes run guarded (a lost worker fails them).
+    pub remote: bool,
 }
 
 /// The running embedding engine of a model.
@@ -189,6 +191,7 @@ fn create(model: &LlamaModel, config: EmbedConfig, pooling: Pooling) -> Result<P
             threads: config.threads,
             flash_attention: config.flash_attention,
             abort: None,
+            guarded: config.remote,
             pooling: Some(pooling.to_llama()),
         },
     )?;
@@ -201,7 +204,12 @@ fn create(model: &LlamaModel, config: EmbedConfig, pooling: Pooling) -> Result<P
 fn check_first_embedding(model: &LlamaModel, ctx: &mut Context<'_>, output_len: usize, threads: u32) -> Result<()> {
     let invalid = |what: String| Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot embed with this model: {what}"));
     match crate::engine::guarded_first_decode(model, ctx, threads) {
-        crate::llama::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
+        crate::llama::guard::GuardedDecode::Asserted(message) => {
+            return Err(match crate::backend::rpc::lost_worker(&message) {
+                Some(endpoint) => crate::backend::rpc::lost_error(endpoint),
+                None => invalid(message),
+            })
+        }
         crate::llama::guard::GuardedDecode::Returned(0) => {
             if ctx.pooled(0, output_len).is_none() {
                 return Err(invalid("its first decode gives no pooled output".into()));
@@ -273,9 +281,9 @@ fn decode_round(pooled: &mut PooledContext<'_>, config: EmbedConfig, queue: &mut
             }
         }
         Err(e) => {
-            let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+            let error = pooled.ctx.decode_error(e);
             for &(q, _) in &plan {
-                failed.push((q, Error::new(ErrorKind::DecodeFailed, format!("llama_decode failed: {detail}"))));
+                failed.push((q, Error::new(error.kind(), error.message())));
             }
         }
     }

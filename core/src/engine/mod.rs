@@ -56,6 +56,8 @@ pub(crate) struct EngineConfig {
     pub batch_size: u32,
     pub flash_attention: Option<bool>,
     pub preemption: Arc<Preemption>,
+    /// Layers on RPC workers: decodes run guarded (a lost worker fails them).
+    pub remote: bool,
 }
 
 struct Slot {
@@ -109,6 +111,7 @@ fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Co
             ubatch_size: None,
             pooling: None,
             abort: Some((callback, data)),
+            guarded: config.remote,
         },
     )
 }
@@ -133,7 +136,12 @@ pub(crate) fn guarded_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, th
 fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -> Result<()> {
     let invalid = |what: String| Error::new(ErrorKind::InvalidModel, format!("llama.cpp cannot run this model: {what}"));
     match guarded_first_decode(model, ctx, threads) {
-        crate::llama::guard::GuardedDecode::Asserted(message) => return Err(invalid(message)),
+        crate::llama::guard::GuardedDecode::Asserted(message) => {
+            return Err(match crate::backend::rpc::lost_worker(&message) {
+                Some(endpoint) => crate::backend::rpc::lost_error(endpoint),
+                None => invalid(message),
+            })
+        }
         crate::llama::guard::GuardedDecode::Returned(0) => {
             if ctx.logits(0).iter().any(|x| x.is_nan()) {
                 return Err(invalid("its first decode computes NaN logits".into()));
@@ -608,10 +616,10 @@ impl<'m> Engine<'m> {
             Ok(()) => {}
             Err(DecodeFailure::NoKvSlot) => return self.relieve_kv_pressure(&plan),
             Err(e) => {
-                let detail = crate::log::take_last_llama_error().unwrap_or_else(|| e.to_string());
+                let error = self.ctx.decode_error(e);
                 for &(i, _, _) in &plan {
                     if let Some(active) = self.slots[i].active.as_mut() {
-                        fail(active, Error::new(ErrorKind::DecodeFailed, format!("llama_decode failed: {detail}")));
+                        fail(active, Error::new(error.kind(), error.message()));
                     }
                     let seq = self.slots[i].seq_id;
                     self.ctx.remove(seq, None, None);

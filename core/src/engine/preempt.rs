@@ -112,6 +112,7 @@ mod tests {
             ubatch_size: None,
             pooling: None,
             abort: preemption.map(abort_callback),
+            guarded: false,
         };
         Context::new(model, &config).unwrap()
     }

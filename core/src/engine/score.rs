@@ -41,8 +41,10 @@ impl Engine<'_> {
             }
             if let Err(e) = self.decode_batch() {
                 self.ctx.remove(seq, None, None);
-                let kind = if matches!(e, DecodeFailure::NoKvSlot) { ErrorKind::ContextOverflow } else { ErrorKind::DecodeFailed };
-                return Err(Error::new(kind, format!("llama_decode failed: {e}")));
+                return Err(match e {
+                    DecodeFailure::NoKvSlot => Error::new(ErrorKind::ContextOverflow, format!("llama_decode failed: {e}")),
+                    _ => self.ctx.decode_error(e),
+                });
             }
             for (k, p) in (start..end).enumerate() {
                 let logits = self.ctx.logits(k as i32);

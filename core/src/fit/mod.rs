@@ -94,6 +94,10 @@ pub(crate) fn plan_load(path: &Path, header: &GgufHeader, options: &ModelOptions
         (false, None, Some(trained)) => Some(crate::options::default_context_length(trained)),
         _ => None,
     };
+    if !options.rpc_servers.is_empty() {
+        // Most of the model lives on the RPC workers: this process's share is not measured.
+        return Ok(wanted.unwrap_or_else(|| crate::options::default_context_length(u32::MAX)));
+    }
     if let (Some(n_ctx), Some(available)) = (wanted, available) {
         if upper_bound(header, n_ctx, options).is_some_and(|bound| bound.saturating_mul(2) <= available) {
             return Ok(n_ctx);
@@ -249,6 +253,7 @@ impl DryModel {
             ubatch_size: None,
             pooling: None,
             abort: None,
+            guarded: false,
         };
         let mut params = context_params(&config);
         params.n_outputs_max = options.max_sequences;

@@ -46,6 +46,10 @@ pub(crate) struct ContextConfig {
     pub pooling: Option<sys::llama_pooling_type>,
     /// llama.cpp calls this between graph operations; `true` stops the decode.
     pub abort: Option<(unsafe extern "C" fn(*mut c_void) -> bool, *mut c_void)>,
+    /// Decode with llama.cpp's asserts caught (src/llama/guard.rs), with any number of
+    /// threads: for a model with layers on RPC workers, where a lost worker raises on the
+    /// calling thread between graph splits, while the CPU's worker threads are idle.
+    pub guarded: bool,
 }
 
 /// llama.cpp's parameters for a context made as `config` says.
@@ -100,6 +104,9 @@ pub(crate) enum DecodeFailure {
     Aborted,
     /// Any other failure, with llama_decode's return value.
     Failed(i32),
+    /// A guarded decode raised (`Context::decode_error` says why): the context never decodes
+    /// again.
+    Broken,
 }
 
 impl std::fmt::Display for DecodeFailure {
@@ -108,6 +115,7 @@ impl std::fmt::Display for DecodeFailure {
             DecodeFailure::NoKvSlot => write!(f, "no KV cache slot for the batch"),
             DecodeFailure::Aborted => write!(f, "the decode was stopped"),
             DecodeFailure::Failed(code) => write!(f, "llama_decode returned {code}"),
+            DecodeFailure::Broken => write!(f, "llama.cpp failed during a decode"),
         }
     }
 }
@@ -117,6 +125,9 @@ impl std::fmt::Display for DecodeFailure {
 pub(crate) struct Context<'m> {
     raw: NonNull<sys::llama_context>,
     n_vocab: usize,
+    guarded: bool,
+    /// Why a guarded decode raised, once one has.
+    broken: Option<String>,
     _model: PhantomData<&'m LlamaModel>,
 }
 
@@ -129,7 +140,7 @@ impl<'m> Context<'m> {
         // SAFETY: a live model.
         let raw = unsafe { create_raw(raw_model(model), context_params(config))? };
         let n_vocab = model.vocab().n_tokens().max(0) as usize;
-        Ok(Context { raw, n_vocab, _model: PhantomData })
+        Ok(Context { raw, n_vocab, guarded: config.guarded, broken: None, _model: PhantomData })
     }
 
     pub(crate) fn raw(&self) -> *mut sys::llama_context {
@@ -153,13 +164,44 @@ impl<'m> Context<'m> {
     }
 
     pub(crate) fn decode(&mut self, batch: &Batch) -> std::result::Result<(), DecodeFailure> {
-        // SAFETY: a live context and a batch whose first n_tokens entries are filled.
-        match unsafe { sys::llama_decode(self.raw(), batch.raw) } {
+        if self.broken.is_some() {
+            return Err(DecodeFailure::Broken);
+        }
+        let returned = if self.guarded {
+            // SAFETY: a live context used by this thread only, and a batch whose first
+            // n_tokens entries are filled.
+            match unsafe { crate::llama::guard::decode(self.raw(), &batch.raw) } {
+                crate::llama::guard::GuardedDecode::Returned(code) => code,
+                crate::llama::guard::GuardedDecode::Asserted(message) => {
+                    self.broken = Some(message);
+                    return Err(DecodeFailure::Broken);
+                }
+            }
+        } else {
+            // SAFETY: a live context and a batch whose first n_tokens entries are filled.
+            unsafe { sys::llama_decode(self.raw(), batch.raw) }
+        };
+        match returned {
             0 => Ok(()),
             1 => Err(DecodeFailure::NoKvSlot),
             2 => Err(DecodeFailure::Aborted),
             code => Err(DecodeFailure::Failed(code)),
         }
+    }
+
+    /// The error of the requests of a failed decode: once a guarded decode raised,
+    /// `worker_unavailable` for a lost RPC worker; else `decode_failed` with llama.cpp's reason.
+    pub(crate) fn decode_error(&self, failure: DecodeFailure) -> Error {
+        if let Some(message) = &self.broken {
+            return match crate::backend::rpc::lost_worker(message) {
+                Some(endpoint) => crate::backend::rpc::lost_error(endpoint),
+                None => {
+                    Error::new(ErrorKind::DecodeFailed, format!("llama.cpp failed during a decode; this model cannot run again: {message}"))
+                }
+            };
+        }
+        let detail = crate::log::take_last_llama_error().unwrap_or_else(|| failure.to_string());
+        Error::new(ErrorKind::DecodeFailed, format!("llama_decode failed: {detail}"))
     }
 
     /// The logits of the batch entry `index` of the last decode (which asked for them); empty

@@ -5,4 +5,5 @@
 
 pub(crate) mod context;
 pub(crate) mod guard;
+pub(crate) mod model;
 pub(crate) mod vocab;

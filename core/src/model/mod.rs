@@ -13,7 +13,6 @@ use std::sync::mpsc::{sync_channel, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use serde_json::Value;
@@ -88,6 +87,8 @@ pub(crate) struct ModelInner {
     identity: std::sync::OnceLock<u64>,
     /// LoRA adapters by name (crate::adapter).
     adapters: Mutex<BTreeMap<String, Arc<Adapter>>>,
+    /// The RPC workers holding some of the layers (crate::backend::rpc).
+    _rpc_workers: Option<crate::backend::rpc::Workers>,
 }
 
 /// A loaded model. Cheap to clone, `Send + Sync`: share it between threads; every clone
@@ -151,6 +152,27 @@ pub(crate) fn load_error(path: &Path, detail: &str) -> Error {
     Error::new(kind, format!("llama.cpp cannot load {}: {detail}", path.display()))
 }
 
+/// The layers placed on RPC workers and each worker device's share of them, from the weights
+/// of `rpc_split` (one per worker, then this process's; empty: equal shares). llama.cpp keeps
+/// the first layers here and offloads the rest.
+fn rpc_layer_split(header: &crate::model::gguf::GgufHeader, workers: &crate::backend::rpc::Workers, weights: &[f32]) -> (u32, Vec<f32>) {
+    let layers = header
+        .get_str("general.architecture")
+        .and_then(|arch| header.get_u64(&format!("{arch}.block_count")))
+        .unwrap_or(0)
+        .min(u64::from(u32::MAX - 1)) as u32;
+    let equal = vec![1.0; workers.per_worker.len() + 1];
+    let weights = if weights.is_empty() { &equal[..] } else { weights };
+    let (remote, local) = weights.split_at(weights.len() - 1);
+    let total: f32 = weights.iter().sum();
+    let local_layers = ((layers as f32) * local[0] / total).round() as u32;
+    // With no layer here, the output layer goes to the last worker too (llama.cpp offloads it
+    // when asked for one layer more than the model has).
+    let offloaded = if local_layers == 0 { layers + 1 } else { layers - local_layers.min(layers) };
+    let split = remote.iter().zip(&workers.per_worker).flat_map(|(&w, &n)| std::iter::repeat_n(w / n.max(1) as f32, n)).collect();
+    (offloaded, split)
+}
+
 /// Reads and checks a model file's header and hyperparameters before llama.cpp sees it.
 pub(crate) fn check_file(path: &Path) -> Result<crate::model::gguf::GgufHeader> {
     let header = crate::model::gguf::read_header(path)?;
@@ -167,34 +189,47 @@ impl Model {
         let path = path.as_ref();
         options.validate()?;
         let header = check_file(path)?;
-        let backend = crate::backend::backend()?;
+        crate::backend::backend()?;
         let context_length = crate::fit::plan_load(path, &header, &options)?;
 
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let mut params = LlamaModelParams::default()
-            .with_n_gpu_layers(options.gpu_layers)
-            .with_use_mmap(options.use_mmap)
-            .with_use_mlock(options.use_mlock);
-        if let Some(progress) = options.on_progress.clone() {
-            let cancelled = cancelled.clone();
-            params = params.with_progress_callback(move |p| {
+        let workers = match options.rpc_servers.is_empty() {
+            true => None,
+            false => Some(crate::backend::rpc::connect(&options.rpc_servers)?),
+        };
+        let (gpu_layers, tensor_split) = match &workers {
+            Some(workers) => rpc_layer_split(&header, workers, &options.rpc_split),
+            None => (options.gpu_layers, Vec::new()),
+        };
+        let cancelled = std::cell::Cell::new(false);
+        let mut progress = options.on_progress.clone().map(|progress| {
+            let cancelled = &cancelled;
+            move |p: f32| {
                 // A panicking callback counts as a cancellation; it must not unwind into C++.
                 let keep_going = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| progress(p))).unwrap_or(false);
-                if !keep_going {
-                    cancelled.store(true, Ordering::Relaxed);
-                }
+                cancelled.set(cancelled.get() || !keep_going);
                 keep_going
-            });
-        }
+            }
+        });
+        let params = crate::llama::model::LoadParams {
+            gpu_layers,
+            use_mmap: options.use_mmap,
+            use_mlock: options.use_mlock,
+            devices: workers.as_ref().map_or(&[], |w| &w.devices),
+            tensor_split: &tensor_split,
+            progress: progress.as_mut().map(|p| p as &mut dyn FnMut(f32) -> bool),
+        };
         crate::log::clear_last_llama_error();
-        let loaded = crate::llama::guard::catching_asserts(|| LlamaModel::load_from_file(backend, path, &params));
-        let llama = loaded.map_err(|e| {
-            if cancelled.load(Ordering::Relaxed) {
+        let loaded = crate::llama::model::load(path, params);
+        drop(progress);
+        let llama = loaded.map_err(|()| {
+            if cancelled.get() {
                 return Error::new(ErrorKind::Cancelled, "model loading was cancelled by the progress callback");
             }
-            let detail =
-                crate::llama::guard::take_assert_message().or_else(crate::log::take_last_llama_error).unwrap_or_else(|| e.to_string());
-            load_error(path, &detail)
+            let detail = crate::llama::guard::take_assert_message().or_else(crate::log::take_last_llama_error);
+            match detail.as_deref().and_then(crate::backend::rpc::lost_worker) {
+                Some(endpoint) => crate::backend::rpc::lost_error(endpoint),
+                None => load_error(path, &detail.unwrap_or_else(|| "llama_model_load_from_file failed".into())),
+            }
         })?;
         let llama = Arc::new(llama);
 
@@ -245,7 +280,8 @@ impl Model {
         let max_tokens = crate::embed::max_tokens(&info);
         // Causal models keep logits for every token a decode packs: pack fewer.
         let tokens_per_decode = if generates { crate::embed::CAUSAL_TOKENS_PER_DECODE } else { max_tokens };
-        let embed_config = EmbedConfig { max_tokens, tokens_per_decode, threads, flash_attention: options.flash_attention };
+        let remote = workers.is_some();
+        let embed_config = EmbedConfig { max_tokens, tokens_per_decode, threads, flash_attention: options.flash_attention, remote };
         let config = EngineConfig {
             max_queued: options.max_queued,
             on_kv_full: options.on_kv_full,
@@ -256,6 +292,7 @@ impl Model {
             batch_size: options.batch_size,
             flash_attention: options.flash_attention,
             preemption: preemption.clone(),
+            remote,
         };
         let mut adapters = BTreeMap::new();
         for file in &options.adapters {
@@ -282,6 +319,7 @@ impl Model {
                 generates,
                 identity: std::sync::OnceLock::new(),
                 adapters: Mutex::new(adapters),
+                _rpc_workers: workers,
             }),
         })
     }
