@@ -281,7 +281,17 @@ static void rpc_dispatcher_trampoline(rpc_dispatcher * dispatcher)
     ),
 ];
 
-/// Rebuilds the staged `libggml-rpc.so` from upstream's source with [`RPC_PATCHES`].
+/// A host that writes to a worker that died gets SIGPIPE, which kills a process that has not
+/// ignored it (C programs, unlike Python, Node and Rust ones): upstream's sends ask for an
+/// error instead.
+const RPC_TRANSPORT_PATCHES: &[(&str, &str, usize)] = &[(
+    "send(fd, (const char *)data + bytes_sent, size_to_send, 0)",
+    "send(fd, (const char *)data + bytes_sent, size_to_send, MSG_NOSIGNAL)",
+    1,
+)];
+
+/// Rebuilds the staged `libggml-rpc.so` from upstream's sources with [`RPC_PATCHES`] and
+/// [`RPC_TRANSPORT_PATCHES`].
 fn patch_rpc_backend(cmake_build: &Path, runtime: &Path) {
     let library = runtime.join("libggml-rpc.so");
     if !library.exists() {
@@ -290,36 +300,38 @@ fn patch_rpc_backend(cmake_build: &Path, runtime: &Path) {
     }
     let commands = std::fs::read_to_string(cmake_build.join("compile_commands.json")).expect("compile_commands.json");
     let commands: Vec<serde_json::Value> = serde_json::from_str(&commands).expect("compile_commands.json");
-    let entry = commands
-        .iter()
-        .find(|e| e["file"].as_str().is_some_and(|f| f.ends_with("ggml-rpc/ggml-rpc.cpp")))
-        .expect("libggml-rpc.so is built but ggml-rpc.cpp is not in compile_commands.json");
-    let (command, dir, file) =
-        (entry["command"].as_str().unwrap(), Path::new(entry["directory"].as_str().unwrap()), entry["file"].as_str().unwrap());
-    let mut source = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
-    for (upstream, patched, count) in RPC_PATCHES {
-        let found = source.matches(upstream).count();
-        assert_eq!(
-            found, *count,
-            "ggml-rpc.cpp changed upstream: {upstream:?} found {found} times, {count} expected (core/build.rs RPC_PATCHES)"
-        );
-        source = source.replace(upstream, patched);
-    }
     let work = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("rpc");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let patched_source = work.join("ggml-rpc.cpp");
-    std::fs::write(&patched_source, source).unwrap();
-    // The module's own compile command, on the patched copy (which includes transport.h from
-    // upstream's folder).
-    let output_at = command.rfind(" -o ").expect("unexpected compile command");
-    let (flags, object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
-    let upstream_dir = Path::new(file).parent().unwrap();
-    let patched_object = work.join("ggml-rpc.o");
-    let compiled =
+    let mut swaps = Vec::new();
+    let mut link_dir = PathBuf::new();
+    for (source_name, patches) in [("ggml-rpc.cpp", RPC_PATCHES), ("transport.cpp", RPC_TRANSPORT_PATCHES)] {
+        let entry = commands
+            .iter()
+            .find(|e| e["file"].as_str().is_some_and(|f| f.ends_with(&format!("ggml-rpc/{source_name}"))))
+            .unwrap_or_else(|| panic!("libggml-rpc.so is built but {source_name} is not in compile_commands.json"));
+        let (command, dir, file) =
+            (entry["command"].as_str().unwrap(), Path::new(entry["directory"].as_str().unwrap()), entry["file"].as_str().unwrap());
+        let mut source = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for (upstream, patched, count) in patches {
+            let found = source.matches(upstream).count();
+            assert_eq!(found, *count, "{source_name} changed upstream: {upstream:?} found {found} times, {count} expected (core/build.rs)");
+            source = source.replace(upstream, patched);
+        }
+        let patched_source = work.join(source_name);
+        std::fs::write(&patched_source, source).unwrap();
+        // The module's own compile command, on the patched copy (which includes its headers
+        // from upstream's folder).
+        let output_at = command.rfind(" -o ").expect("unexpected compile command");
+        let (flags, object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
+        let upstream_dir = Path::new(file).parent().unwrap();
+        let patched_object = work.join(source_name).with_extension("o");
         run_shell(&format!("{flags} -I{} -o {} -c {}", quote(upstream_dir), quote(&patched_object), quote(&patched_source)), dir)
-            .and_then(|()| relink(dir, "ggml-rpc", &[(object.to_string(), quote(&patched_object))], &work, &library));
-    if let Err(e) = compiled {
+            .unwrap_or_else(|e| panic!("building the RPC backend with corral's changes failed: {e}"));
+        swaps.push((object.to_string(), quote(&patched_object)));
+        link_dir = dir.to_path_buf();
+    }
+    if let Err(e) = relink(&link_dir, "ggml-rpc", &swaps, &work, &library) {
         panic!("building the RPC backend with corral's changes failed: {e}");
     }
 }

@@ -21,18 +21,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORRAL_VERSION "0.4.0"
+#define CORRAL_VERSION "0.5.0"
 #define CORRAL_VERSION_MAJOR 0
-#define CORRAL_VERSION_MINOR 4
+#define CORRAL_VERSION_MINOR 5
 #define CORRAL_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
-#define CORRAL_VERSION_NUMBER 400
+#define CORRAL_VERSION_NUMBER 500
 
 
 /*
  corral_model_params.context_length: pick the largest context that fits in memory.
  */
 #define CORRAL_CONTEXT_LENGTH_AUTO UINT32_MAX
+
+
 
 /*
  Why a generation ended.
@@ -79,6 +81,11 @@ typedef enum {
    Loading with these parameters needs more memory than the process has available.
    */
   CORRAL_ERR_INSUFFICIENT_MEMORY = 17,
+  /*
+   An RPC worker is down, refused, speaks another protocol version, or was lost while
+   the model ran (then the model fails every request until it is freed).
+   */
+  CORRAL_ERR_WORKER_UNAVAILABLE = 18,
   /*
    A required pointer argument was NULL.
    */
@@ -333,6 +340,16 @@ typedef struct {
    1 = fail at once with CORRAL_ERR_CONTEXT_OVERFLOW.
    */
   int32_t on_kv_full;
+  /*
+   RPC workers (`corral rpc-server`) holding part of the layers, as
+   "host:port,host:port"; NULL or "" = none. Private networks only. Copied.
+   */
+  const char *rpc_servers;
+  /*
+   Layer shares as "w,w,...": one weight per RPC worker, then this process's; NULL or "" =
+   equal shares. Copied.
+   */
+  const char *rpc_split;
 } corral_model_params;
 
 /*
@@ -910,6 +927,17 @@ corral_model_params corral_model_default_params(void);
  Default sampling options (llama.cpp's defaults; unlimited max_tokens; random seed).
  */
 corral_generate_params corral_generate_default_params(void);
+
+/*
+ Serves this machine's CPU to corral processes whose models name it in
+ corral_model_params.rpc_servers (llama.cpp's RPC server, one client at a time). Listens on
+ `host` (e.g. "127.0.0.1"; any other address prints a warning: the protocol has no
+ authentication, use it on private networks only) and `port` (0 = CORRAL_RPC_DEFAULT_PORT)
+ with `threads` threads (0 = the physical cores). Never returns while serving; returns
+ CORRAL_ERR_WORKER_UNAVAILABLE when it cannot listen, CORRAL_ERR_INVALID_ARGUMENT for a
+ malformed host.
+ */
+corral_status corral_serve_rpc(const char *host, uint16_t port, uint32_t threads);
 
 /*
  Creates a session on `model`. On CORRAL_OK `*out_session` is owned by the caller

@@ -21,6 +21,9 @@ RPATH=(-Wl,-rpath,"$LIBDIR")
 echo "== examples (shared library, pkg-config)"
 cc "${WARN[@]}" examples/c/chat.c $(pkg-config --cflags --libs corral) "${RPATH[@]}" -o "$OUT/chat"
 cc "${WARN[@]}" examples/c/embed.c $(pkg-config --cflags --libs corral) "${RPATH[@]}" -o "$OUT/embed"
+cc "${WARN[@]}" examples/c/rpc_server.c $(pkg-config --cflags --libs corral) "${RPATH[@]}" -o "$OUT/corral-rpc-server"
+# The suite's RPC test runs its workers with the example server.
+export CORRAL_RPC_SERVER="$OUT/corral-rpc-server"
 cc "${WARN[@]}" examples/c/threads.c $(pkg-config --cflags --libs corral) "${RPATH[@]}" -lpthread -o "$OUT/threads"
 "$OUT/chat" "$MODEL" "Say hello in one short sentence." > "$OUT/chat.out"
 grep -q . "$OUT/chat.out"

@@ -30,6 +30,9 @@ pub enum corral_status {
     CORRAL_ERR_INVALID_STATE = 16,
     /// Loading with these parameters needs more memory than the process has available.
     CORRAL_ERR_INSUFFICIENT_MEMORY = 17,
+    /// An RPC worker is down, refused, speaks another protocol version, or was lost while
+    /// the model ran (then the model fails every request until it is freed).
+    CORRAL_ERR_WORKER_UNAVAILABLE = 18,
     /// A required pointer argument was NULL.
     CORRAL_ERR_NULL_ARGUMENT = 100,
     /// A string argument was not valid UTF-8.
@@ -59,6 +62,7 @@ impl From<ErrorKind> for corral_status {
             ErrorKind::Unsupported => CORRAL_ERR_UNSUPPORTED,
             ErrorKind::InvalidState => CORRAL_ERR_INVALID_STATE,
             ErrorKind::InsufficientMemory => CORRAL_ERR_INSUFFICIENT_MEMORY,
+            ErrorKind::WorkerUnavailable => CORRAL_ERR_WORKER_UNAVAILABLE,
             // ErrorKind is non-exhaustive outside core; a kind added there without a status
             // here fails every_error_kind_has_its_own_status_named_by_its_code (below).
             _ => CORRAL_ERR_INTERNAL,
@@ -120,6 +124,7 @@ pub extern "C" fn corral_status_name(status: i32) -> *const c_char {
         15 => "unsupported\0",
         16 => "invalid_state\0",
         17 => "insufficient_memory\0",
+        18 => "worker_unavailable\0",
         100 => "null_argument\0",
         101 => "invalid_utf8\0",
         102 => "panic\0",

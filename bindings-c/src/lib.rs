@@ -25,6 +25,7 @@ mod fit;
 mod logging;
 mod model;
 mod params;
+mod rpc;
 mod session;
 mod stream;
 

@@ -199,6 +199,20 @@ export interface LoadOptions {
    * later with `loadAdapter`.
    */
   adapters?: Record<string, string>
+  /**
+   * RPC workers (`'host:port'`, each running `corral-rpc-server` or `serveRpc`) that hold
+   * part of the model's layers. Default: none, the whole model runs in this process. A worker
+   * that is down or refuses fails the load with `worker_unavailable`; one lost later fails
+   * every request on the model with it. Private networks only: the protocol has no
+   * authentication.
+   */
+  rpcServers?: Array<string>
+  /**
+   * How the layers are shared out with `rpcServers`: one weight per worker, then one for
+   * this process (`[1, 1, 2]`: half the layers stay here, a quarter on each worker).
+   * Default: equal shares.
+   */
+  rpcSplit?: Array<number>
 }
 
 /** A generated token with its log-probability and the most likely alternatives. */
@@ -278,6 +292,27 @@ export interface RerankResult {
   score: number
   document: string
 }
+
+/** Where and how `serveRpc` serves. */
+export interface RpcServerOptions {
+  /**
+   * The address to listen on. Default: `127.0.0.1` (this host only). Anything else is
+   * reachable by others, and the protocol has no authentication: private networks only.
+   */
+  host?: string
+  /** Default: 50052. */
+  port?: number
+  /** Threads computing the layers it holds. Default: physical cores. */
+  threads?: number
+}
+
+/**
+ * Serves this process's CPU to RPC clients until the process ends. The server runs on a
+ * thread of its own, not napi's blocking pool: it never returns, and a pool thread held
+ * forever could stall the pool's shutdown when Node exits. The promise rejects when the
+ * server cannot listen (address in use or not this host's); otherwise it never settles.
+ */
+export declare function serveRpc(options?: RpcServerOptions | undefined | null): Promise<void>
 
 /**
  * Sends log lines at `level` (`debug`, `info`, `warn`, `error`; default `info`) and above to

@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'unsupported'
   | 'invalid_state'
   | 'insufficient_memory'
+  | 'worker_unavailable'
 
 /** Every corral error: `err.code` is one of the stable {@link ErrorCode}s. */
 export class CorralError extends Error {
@@ -131,6 +132,15 @@ export class InsufficientMemoryError extends CorralError {
   declare readonly code: 'insufficient_memory'
 }
 
+/** An RPC worker of the model (`rpcServers`) cannot be used: down, refusing or speaking
+ * another protocol version at load, or lost while the model ran. A model that lost a worker
+ * fails every request with this error: dispose of it and load it again. `serveRpc` rejects with
+ * it when the server cannot listen. */
+export class WorkerUnavailableError extends CorralError {
+  static override readonly code = 'worker_unavailable'
+  declare readonly code: 'worker_unavailable'
+}
+
 /**
  * An `AbortSignal` stopped the operation (name `AbortError`, like the DOM's). Its `cause` is
  * the signal's `reason`.
@@ -160,6 +170,7 @@ const CLASSES: Record<ErrorCode, typeof CorralError> = {
   unsupported: UnsupportedError,
   invalid_state: InvalidStateError,
   insufficient_memory: InsufficientMemoryError,
+  worker_unavailable: WorkerUnavailableError,
 }
 
 /** The class for a code (`CorralError` itself for a code this version does not know). */

@@ -14,6 +14,7 @@ import native = require('./native.js')
 
 export { Model, Session } from './model.js'
 export { estimateMemory, type MemoryEstimate } from './fit.js'
+export { serveRpc, type RpcServerOptions } from './rpc.js'
 export { CompletionStream } from './stream.js'
 export { openAIId, toOpenAIChatCompletion, toOpenAIChatCompletionChunk, type OpenAIOptions } from './openai.js'
 export { setLogger, type Logger } from './log.js'
@@ -37,6 +38,7 @@ export {
   UnsupportedError,
   InvalidStateError,
   InsufficientMemoryError,
+  WorkerUnavailableError,
   errorClass,
   type ErrorCode,
 } from './errors.js'

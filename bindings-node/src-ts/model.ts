@@ -33,6 +33,8 @@ export const LOAD_KEYS: Record<keyof LoadOptions, true> = {
   maxQueued: true,
   onKvFull: true,
   adapters: true,
+  rpcServers: true,
+  rpcSplit: true,
   onProgress: true,
   signal: true,
 }

@@ -11,6 +11,7 @@ mod log;
 mod model;
 mod openai;
 mod options;
+mod rpc;
 mod session;
 mod stream;
 

@@ -47,6 +47,16 @@ pub struct LoadOptions {
     /// later with `loadAdapter`.
     #[napi(ts_type = "Record<string, string>")]
     pub adapters: Option<BTreeMap<String, String>>,
+    /// RPC workers (`'host:port'`, each running `corral-rpc-server` or `serveRpc`) that hold
+    /// part of the model's layers. Default: none, the whole model runs in this process. A worker
+    /// that is down or refuses fails the load with `worker_unavailable`; one lost later fails
+    /// every request on the model with it. Private networks only: the protocol has no
+    /// authentication.
+    pub rpc_servers: Option<Vec<String>>,
+    /// How the layers are shared out with `rpcServers`: one weight per worker, then one for
+    /// this process (`[1, 1, 2]`: half the layers stay here, a quarter on each worker).
+    /// Default: equal shares.
+    pub rpc_split: Option<Vec<f64>>,
 }
 
 /// An integer option: finite, whole and within `u32`.
@@ -94,6 +104,13 @@ impl LoadOptions {
                 Some(adapters) => {
                     adapters.iter().map(|(name, path)| corral::AdapterFile { name: name.clone(), path: path.into() }).collect()
                 }
+            },
+            rpc_servers: self.rpc_servers.clone().unwrap_or(d.rpc_servers.clone()),
+            // corral-core checks the weights (count, finite, not negative); a weight too large
+            // for f32 becomes infinite and is refused there.
+            rpc_split: match &self.rpc_split {
+                None => d.rpc_split.clone(),
+                Some(weights) => weights.iter().map(|&w| w as f32).collect(),
             },
             ..d
         };

@@ -206,7 +206,7 @@ describe('classes', () => {
     const codes = [
       'model_not_found', 'invalid_model', 'unsupported_architecture', 'invalid_argument', 'context_overflow', 'cancelled',
       'decode_failed', 'no_chat_template', 'template_error', 'closed', 'busy', 'deadline_exceeded', 'invalid_grammar', 'internal',
-      'unsupported', 'invalid_state', 'insufficient_memory',
+      'unsupported', 'invalid_state', 'insufficient_memory', 'worker_unavailable',
     ]
     // The same list, in the same order, as corral-core's (through the native module).
     // The package's own native loader, wherever the package is installed.

@@ -29,12 +29,15 @@ describe('package', () => {
     assert.equal(typeof cjs.Model.load, 'function')
   })
 
-  test('the packed package ships llama.cpp and the CPU variants beside the addon', () => {
+  test('the packed package ships llama.cpp, the CPU variants and the RPC backend beside the addon, and its bin', () => {
     const [packed] = JSON.parse(run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts']).stdout)
     const files = packed.files.map((f) => f.path)
-    for (const lib of ['native/libllama.so.0', 'native/libggml.so.0', 'native/libggml-base.so.0', 'native/libggml-cpu-x64.so']) {
-      assert.ok(files.includes(lib), `${lib} missing from the package`)
+    const shipped = ['native/libllama.so.0', 'native/libggml.so.0', 'native/libggml-base.so.0', 'native/libggml-cpu-x64.so', 'native/libggml-rpc.so']
+    for (const file of [...shipped, 'bin/rpc-server.mjs']) {
+      assert.ok(files.includes(file), `${file} missing from the package`)
     }
+    const pkg = JSON.parse(readFileSync(join(PKG_DIR, 'package.json'), 'utf8'))
+    assert.equal(pkg.bin['corral-rpc-server'], 'bin/rpc-server.mjs')
     assert.ok(files.filter((f) => f.startsWith('native/libggml-cpu-')).length >= 3)
     assert.match(esm.cpuVariant(), /^[a-z0-9]+$/)
   })

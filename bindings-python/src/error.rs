@@ -3,7 +3,9 @@
 //! (`ModelNotFoundError` is a `FileNotFoundError`, bad arguments are `ValueError`s, ...).
 //! The kinds are mapped here and nowhere else.
 
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyMemoryError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyConnectionError, PyException, PyFileNotFoundError, PyMemoryError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -31,6 +33,7 @@ fn python_class(py: Python<'_>, kind: ErrorKind) -> Option<(&'static str, Bound<
         ErrorKind::Unsupported => ("UnsupportedError", py.get_type::<PyValueError>()),
         ErrorKind::InvalidState => ("InvalidStateError", py.get_type::<PyValueError>()),
         ErrorKind::InsufficientMemory => ("InsufficientMemoryError", py.get_type::<PyMemoryError>()),
+        ErrorKind::WorkerUnavailable => ("WorkerUnavailableError", py.get_type::<PyConnectionError>()),
         // A kind added to core later is raised as a plain CorralError carrying its code.
         _ => return None,
     };

@@ -52,7 +52,7 @@ impl PyMemoryEstimate {
 /// loading the weights: llama.cpp sizes every buffer in a dry run. `context_length="auto"` is
 /// resolved as a load would resolve it now.
 #[pyfunction]
-#[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None))]
+#[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, rpc_servers=None, rpc_split=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn estimate_memory(
     py: Python<'_>,
@@ -65,10 +65,23 @@ pub fn estimate_memory(
     max_sequences: Option<Bound<'_, PyAny>>,
     batch_size: Option<Bound<'_, PyAny>>,
     flash_attention: Option<Bound<'_, PyAny>>,
+    rpc_servers: Option<Bound<'_, PyAny>>,
+    rpc_split: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyMemoryEstimate> {
     let path: PathBuf =
         path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
-    let args = LoadArgs { context_length, threads, gpu_layers, use_mmap, use_mlock, max_sequences, batch_size, flash_attention };
+    let args = LoadArgs {
+        context_length,
+        threads,
+        gpu_layers,
+        use_mmap,
+        use_mlock,
+        max_sequences,
+        batch_size,
+        flash_attention,
+        rpc_servers,
+        rpc_split,
+    };
     let options = model_options(py, args)?;
     let e = py.detach(move || corral::estimate_memory(path, &options)).or_raise(py)?;
     Ok(PyMemoryEstimate {

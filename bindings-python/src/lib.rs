@@ -13,6 +13,7 @@ mod json;
 mod log;
 mod model;
 mod options;
+mod rpc;
 mod session;
 mod stream;
 
@@ -60,6 +61,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cpu_variant, m)?)?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
     m.add_function(wrap_pyfunction!(fit::estimate_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(rpc::serve_rpc, m)?)?;
     error::register(m)?;
     Ok(())
 }

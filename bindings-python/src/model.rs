@@ -217,9 +217,11 @@ impl PyModel {
     /// use_mlock = False, max_sequences = 8, batch_size = 512, flash_attention = auto.
     /// `adapters` maps names to LoRA adapter files loaded with the model (requests choose them
     /// with the `adapters` generation keyword).
+    /// `rpc_servers` ("host:port" of `corral rpc-server` workers) hold part of the layers,
+    /// shared out by the `rpc_split` weights (one per worker, then this process's; default equal).
     /// `on_progress(fraction)` is called while loading; returning False cancels (CancelledError).
     #[new]
-    #[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, chat_template=None, adapters=None, on_progress=None))]
+    #[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, rpc_servers=None, rpc_split=None, chat_template=None, adapters=None, on_progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -232,6 +234,8 @@ impl PyModel {
         max_sequences: Option<Bound<'_, PyAny>>,
         batch_size: Option<Bound<'_, PyAny>>,
         flash_attention: Option<Bound<'_, PyAny>>,
+        rpc_servers: Option<Bound<'_, PyAny>>,
+        rpc_split: Option<Bound<'_, PyAny>>,
         chat_template: Option<Bound<'_, PyAny>>,
         adapters: Option<Bound<'_, PyAny>>,
         on_progress: Option<Bound<'_, PyAny>>,
@@ -241,7 +245,18 @@ impl PyModel {
         let chat_template = chat_template
             .map(|t| t.extract::<String>().map_err(|_| invalid_type(py, format!("chat_template must be a str, got {}", type_name(&t)))))
             .transpose()?;
-        let args = LoadArgs { context_length, threads, gpu_layers, use_mmap, use_mlock, max_sequences, batch_size, flash_attention };
+        let args = LoadArgs {
+            context_length,
+            threads,
+            gpu_layers,
+            use_mmap,
+            use_mlock,
+            max_sequences,
+            batch_size,
+            flash_attention,
+            rpc_servers,
+            rpc_split,
+        };
         let adapters = adapter_files(py, adapters.as_ref())?;
         let options = ModelOptions { chat_template, adapters, ..model_options(py, args)? };
         let on_progress = match on_progress {

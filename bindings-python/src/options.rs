@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt, PyMapping};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyMapping, PySequence, PyString};
 
 use corral::openai::Dialect;
 use corral::{checked_u32, AdapterFile, GenerateOptions, ModelOptions};
@@ -35,6 +35,8 @@ pub struct LoadArgs<'py> {
     pub max_sequences: Option<Bound<'py, PyAny>>,
     pub batch_size: Option<Bound<'py, PyAny>>,
     pub flash_attention: Option<Bound<'py, PyAny>>,
+    pub rpc_servers: Option<Bound<'py, PyAny>>,
+    pub rpc_split: Option<Bound<'py, PyAny>>,
 }
 
 /// Core model options from the load keywords; what is not given keeps core's defaults.
@@ -58,9 +60,49 @@ pub fn model_options(py: Python<'_>, args: LoadArgs<'_>) -> PyResult<ModelOption
         max_sequences: int("max_sequences", args.max_sequences)?.unwrap_or(defaults.max_sequences),
         batch_size: int("batch_size", args.batch_size)?.unwrap_or(defaults.batch_size),
         flash_attention: flag("flash_attention", args.flash_attention)?.or(defaults.flash_attention),
+        rpc_servers: args.rpc_servers.map(|v| list_arg(py, "rpc_servers", &v, "str", str_item)).transpose()?.unwrap_or_default(),
+        rpc_split: args.rpc_split.map(|v| list_arg(py, "rpc_split", &v, "number", number_item)).transpose()?.unwrap_or_default(),
         // Options this binding does not expose keep core's defaults.
         ..defaults
     })
+}
+
+/// A list (any sequence but str or bytes) whose items `item` reads; addresses and weights are
+/// checked by core, which knows how many of each a model needs.
+fn list_arg<T>(
+    py: Python<'_>,
+    name: &str,
+    value: &Bound<'_, PyAny>,
+    item_type: &str,
+    item: fn(&Bound<'_, PyAny>) -> Option<T>,
+) -> PyResult<Vec<T>> {
+    let not_a_list = || invalid_type(py, format!("{name} must be a list, got {}", type_name(value)));
+    // A str is a sequence of str: "host:port" alone would read as one-letter addresses.
+    if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
+        return Err(not_a_list());
+    }
+    let sequence = value.cast::<PySequence>().map_err(|_| not_a_list())?;
+    let mut items = Vec::new();
+    for (index, element) in sequence.try_iter()?.enumerate() {
+        let element = element?;
+        let read = item(&element)
+            .ok_or_else(|| invalid_type(py, format!("{name}[{index}] must be a {item_type}, got {}", type_name(&element))))?;
+        items.push(read);
+    }
+    Ok(items)
+}
+
+fn str_item(value: &Bound<'_, PyAny>) -> Option<String> {
+    value.extract().ok()
+}
+
+/// An int or float (anything with `__float__`), but not a bool.
+fn number_item(value: &Bound<'_, PyAny>) -> Option<f32> {
+    if value.is_instance_of::<PyBool>() {
+        return None;
+    }
+    // Out-of-range weights become infinite, which core refuses with the others.
+    value.extract::<f64>().ok().map(|w| w as f32)
 }
 
 /// The `adapters` load keyword of `Model(...)`: a mapping `{name: path}` (str or os.PathLike

@@ -28,6 +28,7 @@ from conftest import user
         (corral.DeadlineExceededError, "deadline_exceeded", TimeoutError),
         (corral.InvalidGrammarError, "invalid_grammar", ValueError),
         (corral.InternalError, "internal", RuntimeError),
+        (corral.WorkerUnavailableError, "worker_unavailable", ConnectionError),
     ],
 )
 def test_exception_hierarchy(kind: type, code: str, builtin: type) -> None:

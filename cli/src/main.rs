@@ -568,16 +568,7 @@ fn run(cli: Cli) -> corral::Result<()> {
             eprintln!("wrote {} ({file_type})", output.display());
             Ok(())
         }
-        Command::RpcServer { host, port, threads } => {
-            if !corral::is_loopback(&host) {
-                eprintln!(
-                    "corral: WARNING: listening on {host}: the RPC protocol has no authentication and lets any client that \
-                     connects run computations and read and write this process's buffers. Use it on a private network only."
-                );
-            }
-            let endpoint = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-            corral::serve_rpc(&endpoint, threads.unwrap_or_else(corral::default_threads))
-        }
+        Command::RpcServer { host, port, threads } => corral::serve_rpc(&host, port, threads.unwrap_or_else(corral::default_threads)),
         Command::Embed(args) => embed::embed(&args),
         Command::Rerank(args) => embed::rerank(&args),
         Command::BenchEmbed(args) => embed::bench(&args),

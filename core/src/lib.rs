@@ -33,7 +33,7 @@ mod state;
 mod stream;
 
 pub use adapter::{AdapterChoice, AdapterFile};
-pub use backend::rpc::{is_loopback, serve_rpc, RPC_DEFAULT_PORT};
+pub use backend::rpc::{serve_rpc, RPC_DEFAULT_PORT};
 pub use backend::{cpu_variant, supports_gpu_offload, CpuVariant};
 pub use chat::tools::{ToolCallDelta, ToolChoice, ToolFormat};
 pub use chat::{ChatTemplate, Message, ToolCall};

@@ -63,6 +63,7 @@ scripts/dist/rename-runtime.sh "$PLATFORM"
 MAIN="$NPM/corral"
 mkdir -p "$MAIN/native"
 cp -r bindings-node/dist "$MAIN/dist"
+cp -r bindings-node/bin "$MAIN/bin"
 cp bindings-node/native/index.js bindings-node/native/index.d.ts "$MAIN/native/"
 cp bindings-node/README.md "$MAIN/" 2>/dev/null || cp README.md "$MAIN/"
 node scripts/dist/npm-manifests.mjs bindings-node/package.json "$MAIN" "$PLATFORM"
@@ -81,6 +82,10 @@ for soname in "$SDK"/lib/libcorral-*.so.0; do
 done
 sed -i 's/-lllama-common\b/-lcorral-llama-common/; s/-lllama\b/-lcorral-llama/; s/-lggml-base\b/-lcorral-ggml-base/; s/-lggml\b/-lcorral-ggml/' \
   "$SDK/lib/pkgconfig/corral-static.pc"
+# An RPC worker (examples/c/rpc_server.c) for hosts that have only the SDK.
+mkdir -p "$SDK/bin"
+"$CC" -std=c11 -O2 -Wall -Wextra -Werror examples/c/rpc_server.c -I"$SDK/include" -L"$SDK/lib" -Wl,-rpath-link,"$SDK/lib" -lcorral \
+  -Wl,-rpath,'$ORIGIN/../lib' -o "$SDK/bin/corral-rpc-server"
 tar -C "$DIST_WORK/sdk" -czf "$OUT/$SDK_NAME.tar.gz" "$SDK_NAME"
 
 echo "== checks" >&2

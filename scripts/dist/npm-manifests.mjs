@@ -22,7 +22,8 @@ const main = {
   main: pkg.main,
   types: pkg.types,
   exports: pkg.exports,
-  files: ['dist', 'native/index.js', 'native/index.d.ts'],
+  bin: pkg.bin,
+  files: ['dist', 'bin', 'native/index.js', 'native/index.d.ts'],
   optionalDependencies: { [platformName]: pkg.version },
 }
 writeFileSync(join(mainDir, 'package.json'), JSON.stringify(main, null, 2) + '\n')

@@ -96,8 +96,9 @@ PKG="env PKG_CONFIG_PATH=$SDK/lib/pkgconfig pkg-config"
   -Wl,-rpath,/opt/corral-$VERSION-x86_64-linux-gnu/lib -o "$MACHINE/work/chat-static"
 
 mount -t proc proc "$MACHINE/proc"
-echo "== on Debian bullseye, no compiler, no network" >&2
-unshare -n chroot "$MACHINE" /usr/bin/env -i HOME=/root PATH=/opt/node/bin:/usr/bin:/bin LANG=C.UTF-8 \
+echo "== on Debian bullseye, no compiler, no network (loopback only)" >&2
+# The RPC tests run workers on loopback: the new network namespace's loopback is brought up.
+unshare -n /bin/sh -c 'ip link set lo up && exec "$@"' sh chroot "$MACHINE" /usr/bin/env -i HOME=/root PATH=/opt/node/bin:/usr/bin:/bin LANG=C.UTF-8 \
   MODEL="/work/models/$(basename "$MODEL")" VERSION="$VERSION" \
   CORRAL_EMBED_MODEL="/work/models/$(basename "${EMBEDDING_MODELS[1]}")" \
   CORRAL_RERANK_MODEL="/work/models/$(basename "${EMBEDDING_MODELS[3]}")" \
@@ -130,5 +131,8 @@ echo "-- C"
 cd /work
 ./chat-shared "$MODEL" "What is the capital of France?"
 ./chat-static "$MODEL" "What is the capital of France?"
+/opt/corral-$VERSION-x86_64-linux-gnu/bin/corral-rpc-server 127.0.0.1 50099 1 > /dev/null & worker=$!
+for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/50099) 2>/dev/null && break; sleep 0.1; done
+kill -0 $worker && kill $worker
 echo "-- all prebuilt packages ran"
 '

@@ -2,10 +2,18 @@
  * Run by scripts/test-c.sh (plain, under ASan+UBSan, and under valgrind).
  *   test_capi MODEL.gguf SCRATCH_DIR
  */
+#define _POSIX_C_SOURCE 200809L
 #include <corral.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static int passed, failed;
 
@@ -837,6 +845,119 @@ static void test_estimate_memory(void) {
     CHECK(strcmp(corral_status_name(CORRAL_ERR_INSUFFICIENT_MEMORY), "insufficient_memory") == 0);
 }
 
+
+/* A loopback port nobody listens on (bound, read back, closed). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof address;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
+        getsockname(fd, (struct sockaddr *)&address, &len) != 0) {
+        fprintf(stderr, "cannot find a free port\n");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(address.sin_port);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Starts `server` (examples/c/rpc_server.c) on `port`; waits until it accepts connections. */
+static pid_t start_worker(const char *server, int port) {
+    char port_text[16];
+    snprintf(port_text, sizeof port_text, "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the suite */
+        if (!freopen("/dev/null", "w", stdout)) _exit(127);
+        execl(server, server, "127.0.0.1", port_text, "1", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in address = {0};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        address.sin_port = htons((uint16_t)port);
+        int connected = connect(fd, (struct sockaddr *)&address, sizeof address) == 0;
+        close(fd);
+        if (connected) return pid;
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    fprintf(stderr, "the RPC worker on port %d did not start\n", port);
+    return pid;
+}
+
+static bool stop_after_kill(const char *text, size_t len, void *user_data) {
+    (void)text;
+    (void)len;
+    int *chunks = user_data;
+    return ++*chunks < 100000;
+}
+
+/* Layers on two loopback workers (CORRAL_RPC_SERVER: the example server) and this process:
+ * the same greedy text as the local model; a killed worker fails the next request with
+ * CORRAL_ERR_WORKER_UNAVAILABLE and the local model keeps working. */
+static void test_rpc(corral_model *local) {
+    CHECK(strcmp(corral_status_name(CORRAL_ERR_WORKER_UNAVAILABLE), "worker_unavailable") == 0);
+    corral_model_params p = corral_model_default_params();
+    p.context_length = 512;
+    corral_model *m = NULL;
+    char servers[64];
+    snprintf(servers, sizeof servers, "127.0.0.1:%d", free_port());
+    p.rpc_servers = servers;
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_ERR_WORKER_UNAVAILABLE);
+    CHECK(strstr(corral_last_error_message(), servers) != NULL);
+    p.rpc_servers = "nohost";
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_ERR_INVALID_ARGUMENT);
+    p.rpc_servers = "127.0.0.1:50052";
+    p.rpc_split = "1,x";
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_ERR_INVALID_ARGUMENT);
+    p.rpc_split = "1,1,1";
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_ERR_INVALID_ARGUMENT);
+    CHECK(m == NULL);
+
+    const char *server = getenv("CORRAL_RPC_SERVER");
+    if (!server) return;
+    int port_a = free_port(), port_b = free_port();
+    pid_t worker_a = start_worker(server, port_a), worker_b = start_worker(server, port_b);
+    snprintf(servers, sizeof servers, "127.0.0.1:%d,127.0.0.1:%d", port_a, port_b);
+    p.rpc_servers = servers;
+    p.rpc_split = NULL;
+    CHECK_STATUS(corral_model_load(model_path, &p, &m), CORRAL_OK);
+    corral_generate_params g = corral_generate_default_params();
+    g.temperature = 0.0f;
+    g.max_tokens = 24;
+    corral_result here = {0}, there = {0};
+    CHECK_STATUS(corral_model_complete(local, "The three primary colours are", &g, NULL, NULL, &here), CORRAL_OK);
+    CHECK_STATUS(corral_model_complete(m, "The three primary colours are", &g, NULL, NULL, &there), CORRAL_OK);
+    CHECK(here.text && there.text && strcmp(here.text, there.text) == 0);
+    corral_result_free(&here);
+    corral_result_free(&there);
+
+    kill(worker_b, SIGKILL);
+    waitpid(worker_b, NULL, 0);
+    double killed = now_s();
+    int chunks = 0;
+    g.max_tokens = 64;
+    CHECK_STATUS(corral_model_complete(m, "Once upon a time", &g, stop_after_kill, &chunks, &there),
+                 CORRAL_ERR_WORKER_UNAVAILABLE);
+    CHECK(now_s() - killed < 10.0);
+    CHECK_STATUS(corral_model_complete(m, "Again", &g, NULL, NULL, &there), CORRAL_ERR_WORKER_UNAVAILABLE);
+    corral_model_free(m);
+    CHECK_STATUS(corral_model_complete(local, "The three primary colours are", &g, NULL, NULL, &here), CORRAL_OK);
+    corral_result_free(&here);
+    kill(worker_a, SIGKILL);
+    waitpid(worker_a, NULL, 0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s MODEL.gguf [--quick]\n", argv[0]);
@@ -866,6 +987,7 @@ int main(int argc, char **argv) {
         test_session_state(m);
         test_reasoning(m);
         test_adapters(m);
+        test_rpc(m);
     }
     corral_model_free(m);
     if (!quick) test_embedding_models();

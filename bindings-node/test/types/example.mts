@@ -9,7 +9,9 @@ import {
   ModelNotFoundError,
   Session,
   UnsupportedError,
+  WorkerUnavailableError,
   estimateMemory,
+  serveRpc,
   setLogger,
   version,
   type Chunk,
@@ -24,6 +26,7 @@ import {
   type Pooling,
   type RerankOptions,
   type RerankResult,
+  type RpcServerOptions,
   type Usage,
 } from 'corral'
 
@@ -61,6 +64,21 @@ export async function main(): Promise<string> {
   console.log(adapterNames, (await adapted.complete('Hi', adapterOptions)).text)
   adapted.removeAdapter('terse')
   await adapted.dispose()
+
+  const spread = await Model.load('model.gguf', { contextLength: 4096, rpcServers: ['10.0.0.2:50052', '10.0.0.3:50052'], rpcSplit: [1, 1, 2] })
+  try {
+    await spread.complete('Hi', { maxTokens: 8 })
+  } catch (error) {
+    if (error instanceof WorkerUnavailableError) {
+      const code: 'worker_unavailable' = error.code
+      console.log(code, error.message)
+      await spread.dispose()
+    }
+  }
+  const serverOptions: RpcServerOptions = { host: '10.0.0.2', port: 50052, threads: 4 }
+  serveRpc(serverOptions).catch((error: unknown) => console.error(error))
+  const serving: Promise<never> = serveRpc()
+  void serving
 
   const session: Session = model.session()
   const reply = await session.chat([{ role: 'user', content: 'Hi' }], { maxTokens: 8 })
@@ -114,6 +132,10 @@ export async function main(): Promise<string> {
   await model.embed([1, 2])
   // @ts-expect-error a misspelt rerank option
   await model.rerank('q', ['d'], { top_n: 1 })
+  // @ts-expect-error worker addresses are strings
+  await Model.load('model.gguf', { rpcServers: [50052] })
+  // @ts-expect-error the port is a number
+  await serveRpc({ port: '50052' })
   // @ts-expect-error not a log level
   setLogger(null, 'loud')
 

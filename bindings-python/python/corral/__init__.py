@@ -63,10 +63,12 @@ from ._native import (
     UnsupportedArchitectureError,
     UnsupportedError,
     Usage,
+    WorkerUnavailableError,
     CancelToken,
     __version__,
     default_threads,
     estimate_memory,
+    serve_rpc,
     supports_gpu_offload,
     cpu_variant,
 )
@@ -112,11 +114,13 @@ __all__ = [
     "UnsupportedArchitectureError",
     "UnsupportedError",
     "Usage",
+    "WorkerUnavailableError",
     "__version__",
     "default_threads",
     "disable_logging",
     "enable_logging",
     "estimate_memory",
+    "serve_rpc",
     "supports_gpu_offload",
     "cpu_variant",
 ]
@@ -251,12 +255,20 @@ class Model(_native.Model, _AsyncMethods[Union[str, Sequence[int]]]):
 
     ``Model(path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None,
     use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None,
-    chat_template=None, adapters=None, on_progress=None)``; ``None`` takes corral's default.
+    rpc_servers=None, rpc_split=None, chat_template=None, adapters=None, on_progress=None)``;
+    ``None`` takes corral's default.
     ``context_length="auto"`` takes the largest context that fits in the memory available to
     the process (up to the trained one); options that cannot fit raise
     ``InsufficientMemoryError`` before anything is allocated (``estimate_memory`` tells).
     ``on_progress(fraction)`` is called while loading; returning ``False`` (or raising)
     cancels loading with ``CancelledError``. Use it as a context manager, or call ``close()``.
+
+    RPC workers: ``rpc_servers=["host:port", ...]`` spreads the layers over processes running
+    ``python -m corral rpc-server`` (or ``serve_rpc()``) and this one, in shares given by
+    ``rpc_split`` (one weight per worker, then this process's; default equal). A worker that is
+    down or refuses raises ``WorkerUnavailableError`` (a ``ConnectionError``); one lost while
+    the model runs fails every request on the model with it, until it is closed and loaded
+    again. The protocol has no authentication: private networks only.
 
     LoRA adapters: ``adapters={name: path}`` loads them with the model; ``load_adapter(name,
     path)`` and ``remove_adapter(name)`` change them later, ``adapters()`` lists their names.

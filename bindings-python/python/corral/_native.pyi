@@ -3,7 +3,7 @@
 # the mypy that still runs on Python 3.9 (1.19) cannot match those against the native signatures.
 import os
 from types import TracebackType
-from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence, Union, final
+from typing import Any, Callable, Iterator, Literal, Mapping, NoReturn, Optional, Sequence, Union, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -41,9 +41,11 @@ __all__ = [
     "UnsupportedArchitectureError",
     "UnsupportedError",
     "Usage",
+    "WorkerUnavailableError",
     "__version__",
     "default_threads",
     "estimate_memory",
+    "serve_rpc",
     "set_log_handler",
     "supports_gpu_offload",
     "cpu_variant",
@@ -65,7 +67,10 @@ def estimate_memory(
     max_sequences: Optional[int] = None,
     batch_size: Optional[int] = None,
     flash_attention: Optional[bool] = None,
+    rpc_servers: Optional[Sequence[str]] = None,
+    rpc_split: Optional[Sequence[float]] = None,
 ) -> MemoryEstimate: ...
+def serve_rpc(host: str = "127.0.0.1", port: int = 50052, threads: Optional[int] = None) -> NoReturn: ...
 def set_log_handler(handler: Optional[Callable[[int, str, str], object]], level: int = 30) -> None: ...
 
 class CorralError(Exception):
@@ -89,6 +94,7 @@ class InternalError(CorralError, RuntimeError): ...
 class UnsupportedError(CorralError, ValueError): ...
 class InvalidStateError(CorralError, ValueError): ...
 class InsufficientMemoryError(CorralError, MemoryError): ...
+class WorkerUnavailableError(CorralError, ConnectionError): ...
 
 @final
 class MemoryEstimate:
@@ -299,6 +305,8 @@ class Model:
         max_sequences: Optional[int] = None,
         batch_size: Optional[int] = None,
         flash_attention: Optional[bool] = None,
+        rpc_servers: Optional[Sequence[str]] = None,
+        rpc_split: Optional[Sequence[float]] = None,
         chat_template: Optional[str] = None,
         adapters: Optional[Mapping[str, Union[str, os.PathLike[str]]]] = None,
         on_progress: Optional[Callable[[float], object]] = None,

@@ -264,23 +264,32 @@ pub(crate) fn lost_error(endpoint: &str) -> Error {
     )
 }
 
-/// Whether `host` (of `host:port`) is a loopback address.
-pub fn is_loopback(host: &str) -> bool {
+/// Whether `host` is a loopback address.
+fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Serves this machine's CPU to RPC clients on `endpoint` (`host:port`) with `threads`
-/// threads, until the process ends: ggml's own server. It serves one client at a time.
-pub fn serve_rpc(endpoint: &str, threads: u32) -> Result<()> {
-    check_endpoint(endpoint)?;
+/// Serves this machine's CPU to RPC clients (models loaded with `rpc_servers`) on
+/// `host:port` with `threads` threads, until the process ends: ggml's own server, one client
+/// at a time. Warns on stderr when `host` is not a loopback address: the protocol has no
+/// authentication. Returns only when it cannot listen.
+pub fn serve_rpc(host: &str, port: u16, threads: u32) -> Result<()> {
+    let endpoint = if host.contains(':') && !host.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    check_endpoint(&endpoint)?;
     let module = module()?;
+    if !is_loopback(host) {
+        eprintln!(
+            "corral: WARNING: the RPC server listens on {host}: its protocol has no authentication, and any client that \
+             connects can run computations and read and write this process's buffers. Use it on a private network only."
+        );
+    }
     // SAFETY: plain query of the registered devices.
     let mut cpu = unsafe { sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU) };
     if cpu.is_null() {
         return Err(Error::internal("no CPU device is registered"));
     }
-    let c_endpoint = CString::new(endpoint).map_err(|_| Error::invalid_argument("the address contains a NUL byte"))?;
+    let c_endpoint = CString::new(endpoint.as_str()).map_err(|_| Error::invalid_argument("the address contains a NUL byte"))?;
     // SAFETY: the module's start_server with a NUL-terminated address, no cache folder and
     // one device; it returns only when it cannot listen.
     unsafe { (module.start_server)(c_endpoint.as_ptr(), std::ptr::null(), threads.max(1) as usize, 1, &mut cpu) };
