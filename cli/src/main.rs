@@ -13,6 +13,7 @@ use corral::{Error, ErrorKind, GenerateOptions, Message, Model, ModelOptions, St
 use serde_json::json;
 
 mod embed;
+mod rpc_bench;
 mod soak;
 
 #[derive(Parser)]
@@ -133,6 +134,8 @@ enum Command {
         #[arg(long)]
         threads: Option<u32>,
     },
+    /// Prompt and generation speed locally, with one loopback RPC worker and with two.
+    BenchRpc(rpc_bench::BenchRpcArgs),
     /// Embed each TEXT; one JSON vector per line on stdout.
     Embed(embed::EmbedArgs),
     /// Score each DOC against QUERY with a reranker; one JSON object per line, best first.
@@ -569,6 +572,7 @@ fn run(cli: Cli) -> corral::Result<()> {
             Ok(())
         }
         Command::RpcServer { host, port, threads } => corral::serve_rpc(&host, port, threads.unwrap_or_else(corral::default_threads)),
+        Command::BenchRpc(args) => rpc_bench::run(&args),
         Command::Embed(args) => embed::embed(&args),
         Command::Rerank(args) => embed::rerank(&args),
         Command::BenchEmbed(args) => embed::bench(&args),
