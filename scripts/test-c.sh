@@ -46,7 +46,7 @@ cc "${WARN[@]}" -g tests/c/test_capi.c $(pkg-config --cflags --libs corral) "${R
 echo "== C ABI suite under ASan + UBSan"
 cc "${WARN[@]}" -g -fsanitize=address,undefined -fno-omit-frame-pointer tests/c/test_capi.c \
   $(pkg-config --cflags --libs corral) "${RPATH[@]}" -o "$OUT/test_capi_asan"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions="$ROOT/tests/c/lsan.supp" UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$OUT/test_capi_asan" "$MODEL"
 
 echo "== C ABI suite under valgrind"

@@ -146,6 +146,23 @@ void corral_rpc_lost(const char *endpoint) {
     }
 }
 
+// llama_synchronize with asserts caught: 0, or -1 when one fired (a lost RPC worker; the
+// message is kept as above). llama.cpp's state functions synchronize outside their own catch.
+int corral_guarded_synchronize(llama_context *ctx) {
+    guard_scope scope;
+    try {
+        llama_synchronize(ctx);
+        return 0;
+    } catch (const std::exception &e) {
+        if (last_abort.empty()) {
+            last_abort = e.what();
+        }
+    } catch (...) {
+        last_abort = "unknown C++ exception";
+    }
+    return -1;
+}
+
 // ggml_backend_rpc_add_server (looked up in the RPC module) with its asserts caught: it
 // connects to the worker and asks for its devices, and upstream aborts when either fails.
 // Returns the worker's backend registration, or null (the message is kept as above).

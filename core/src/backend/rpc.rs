@@ -298,3 +298,54 @@ pub fn serve_rpc(host: &str, port: u16, threads: u32) -> Result<()> {
         format!("the RPC server could not listen on {endpoint} (address in use, or not this host's)"),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::ModelOptions;
+
+    #[test]
+    fn worker_addresses_are_host_and_port() {
+        for good in ["127.0.0.1:50052", "localhost:1", "[::1]:65535", "worker-3.internal:50052"] {
+            assert!(check_endpoint(good).is_ok(), "{good}");
+        }
+        for bad in ["nohost", ":50052", "h:0", "h:65536", "h:port", "h :1", "h:1\n", ""] {
+            assert_eq!(check_endpoint(bad).unwrap_err().kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        }
+        assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("[::1]") && is_loopback("localhost"));
+        assert!(!is_loopback("0.0.0.0") && !is_loopback("10.0.0.5") && !is_loopback("example.com"));
+    }
+
+    #[test]
+    fn rpc_options_are_checked_before_anything_connects() {
+        let with = |servers: &[&str], split: &[f32]| ModelOptions {
+            rpc_servers: servers.iter().map(|s| s.to_string()).collect(),
+            rpc_split: split.to_vec(),
+            ..Default::default()
+        };
+        assert!(with(&["a:1", "b:2"], &[]).validate().is_ok());
+        assert!(with(&["a:1", "b:2"], &[1.0, 0.0, 2.0]).validate().is_ok());
+        for options in [
+            with(&["a:1", "a:1"], &[]),
+            with(&["a:1"], &[1.0]),
+            with(&["a:1"], &[1.0, f32::NAN]),
+            with(&["a:1"], &[1.0, -1.0]),
+            with(&["a:1"], &[0.0, 0.0]),
+            with(&[], &[1.0]),
+            with(&["a:1"; MAX_SERVERS + 1], &[]),
+            ModelOptions { auto_context_length: true, ..with(&["a:1"], &[]) },
+        ] {
+            assert_eq!(options.validate().unwrap_err().kind(), ErrorKind::InvalidArgument, "{options:?}");
+        }
+    }
+
+    #[test]
+    fn a_lost_worker_is_named_in_its_error() {
+        let message = format!("{LOST_PREFIX}10.0.0.5:50052");
+        assert_eq!(lost_worker(&message), Some("10.0.0.5:50052"));
+        assert_eq!(lost_worker("GGML_ASSERT(x) failed"), None);
+        let error = lost_error("10.0.0.5:50052");
+        assert_eq!(error.kind(), ErrorKind::WorkerUnavailable);
+        assert!(error.message().contains("10.0.0.5:50052"));
+    }
+}

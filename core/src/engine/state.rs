@@ -29,17 +29,22 @@ impl Engine<'_> {
         if slot.cached.is_empty() {
             return Ok(SequenceState { tokens: Vec::new(), data: Vec::new(), adapters: String::new() });
         }
+        let (seq, tokens, adapters) = (slot.seq_id, slot.cached.clone(), slot.adapters.clone());
+        self.ctx.check_workers()?;
         let ctx = self.ctx.raw();
         // SAFETY: this engine's live context, used by this thread only.
-        let size = unsafe { sys::llama_state_seq_get_size(ctx, slot.seq_id) };
+        let size = unsafe { sys::llama_state_seq_get_size(ctx, seq) };
         let mut data = vec![0u8; size];
-        // SAFETY: `data` holds `size` bytes, what llama.cpp asked for.
-        let written = unsafe { sys::llama_state_seq_get_data(ctx, data.as_mut_ptr(), data.len(), slot.seq_id) };
+        // SAFETY: `data` holds `size` bytes, what llama.cpp asked for. Asserts (a worker lost
+        // meanwhile) become exceptions, which llama_state_seq_get_data catches.
+        let written = crate::llama::guard::catching_asserts(|| unsafe {
+            sys::llama_state_seq_get_data(ctx, data.as_mut_ptr(), data.len(), seq)
+        });
         if written == 0 || written > size {
             return Err(Error::internal("llama.cpp could not write the session's KV cache"));
         }
         data.truncate(written);
-        Ok(SequenceState { tokens: slot.cached.clone(), data, adapters: slot.adapters.clone() })
+        Ok(SequenceState { tokens, data, adapters })
     }
 
     /// Puts a saved sequence on a free sequence owned by `session`. llama.cpp checks the bytes
@@ -83,6 +88,7 @@ impl Engine<'_> {
             self.ctx.remove(victim_seq, None, None);
             self.slots[victim].cached.clear();
         }
+        self.ctx.check_workers()?;
         let ctx = self.ctx.raw();
         crate::log::clear_last_llama_error();
         // SAFETY: this engine's live context, used by this thread only; `data` is read within

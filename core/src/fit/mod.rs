@@ -73,6 +73,9 @@ const AUTO_CONTEXT_STEP: u32 = 256;
 pub fn estimate_memory(path: impl AsRef<Path>, options: &ModelOptions) -> Result<MemoryEstimate> {
     let path = path.as_ref();
     options.validate()?;
+    if !options.rpc_servers.is_empty() {
+        return Err(Error::invalid_argument("estimate_memory measures a model held in this process: it takes no rpc_servers"));
+    }
     crate::model::check_file(path)?;
     let dry = DryModel::load(path, options)?;
     dry.plan(options, available::available_bytes())

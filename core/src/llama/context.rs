@@ -189,6 +189,22 @@ impl<'m> Context<'m> {
         }
     }
 
+    /// Fails, and the context stays failed, once a guarded decode raised or (for a model with
+    /// layers on RPC workers) a worker is found lost; for other models, always `Ok`. Before
+    /// llama.cpp's state functions, which synchronize outside their own catch.
+    pub(crate) fn check_workers(&mut self) -> Result<()> {
+        if self.broken.is_none() && self.guarded {
+            // SAFETY: a live context used by this thread only.
+            if let Err(message) = unsafe { crate::llama::guard::synchronize(self.raw()) } {
+                self.broken = Some(message);
+            }
+        }
+        match self.broken {
+            Some(_) => Err(self.decode_error(DecodeFailure::Broken)),
+            None => Ok(()),
+        }
+    }
+
     /// The error of the requests of a failed decode: once a guarded decode raised,
     /// `worker_unavailable` for a lost RPC worker; else `decode_failed` with llama.cpp's reason.
     pub(crate) fn decode_error(&self, failure: DecodeFailure) -> Error {

@@ -12,6 +12,7 @@ extern "C" {
     fn corral_abort_guard_leave();
     fn corral_abort_guard_take_message(out: *mut c_char, capacity: usize) -> usize;
     fn corral_guarded_decode(ctx: *mut llama_cpp_sys_2::llama_context, batch: *const llama_cpp_sys_2::llama_batch) -> i32;
+    fn corral_guarded_synchronize(ctx: *mut llama_cpp_sys_2::llama_context) -> i32;
 }
 
 /// What `corral_guarded_decode` returns when an assert fired.
@@ -90,5 +91,19 @@ pub(crate) unsafe fn decode(ctx: *mut llama_cpp_sys_2::llama_context, batch: &ll
         GuardedDecode::Asserted(take_assert_message().unwrap_or_else(|| "llama.cpp assertion failed".into()))
     } else {
         GuardedDecode::Returned(ret)
+    }
+}
+
+/// `llama_synchronize` with asserts caught: the message of the one that fired (a lost RPC
+/// worker), if any.
+///
+/// # Safety
+/// `ctx` is a live context used by no other thread.
+pub(crate) unsafe fn synchronize(ctx: *mut llama_cpp_sys_2::llama_context) -> std::result::Result<(), String> {
+    install();
+    // SAFETY: as the caller promised.
+    match unsafe { corral_guarded_synchronize(ctx) } {
+        0 => Ok(()),
+        _ => Err(take_assert_message().unwrap_or_else(|| "llama.cpp assertion failed".into())),
     }
 }
