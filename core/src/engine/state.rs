@@ -37,9 +37,8 @@ impl Engine<'_> {
         let mut data = vec![0u8; size];
         // SAFETY: `data` holds `size` bytes, what llama.cpp asked for. Asserts (a worker lost
         // meanwhile) become exceptions, which llama_state_seq_get_data catches.
-        let written = crate::llama::guard::catching_asserts(|| unsafe {
-            sys::llama_state_seq_get_data(ctx, data.as_mut_ptr(), data.len(), seq)
-        });
+        let written =
+            crate::llama::guard::catching_asserts(|| unsafe { sys::llama_state_seq_get_data(ctx, data.as_mut_ptr(), data.len(), seq) });
         if written == 0 || written > size {
             return Err(Error::internal("llama.cpp could not write the session's KV cache"));
         }
