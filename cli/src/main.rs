@@ -13,6 +13,7 @@ use corral::{Error, ErrorKind, GenerateOptions, Message, Model, ModelOptions, St
 use serde_json::json;
 
 mod embed;
+mod kernel_bench;
 mod rpc_bench;
 mod soak;
 
@@ -134,6 +135,11 @@ enum Command {
         #[arg(long)]
         threads: Option<u32>,
     },
+    /// corral's CPU kernels against ggml's on the same variant (and two of ggml's variants
+    /// against each other): mean KL divergence of the next-token distributions, perplexity.
+    BenchKernels(kernel_bench::BenchKernelsArgs),
+    #[command(hide = true)]
+    BenchKernelsSide(kernel_bench::SideArgs),
     /// Prompt and generation speed locally, with one loopback RPC worker and with two.
     BenchRpc(rpc_bench::BenchRpcArgs),
     /// Embed each TEXT; one JSON vector per line on stdout.
@@ -573,6 +579,8 @@ fn run(cli: Cli) -> corral::Result<()> {
         }
         Command::RpcServer { host, port, threads } => corral::serve_rpc(&host, port, threads.unwrap_or_else(corral::default_threads)),
         Command::BenchRpc(args) => rpc_bench::run(&args),
+        Command::BenchKernels(args) => kernel_bench::run(&args),
+        Command::BenchKernelsSide(args) => kernel_bench::side(&args),
         Command::Embed(args) => embed::embed(&args),
         Command::Rerank(args) => embed::rerank(&args),
         Command::BenchEmbed(args) => embed::bench(&args),

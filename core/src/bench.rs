@@ -446,3 +446,64 @@ pub fn structured(path: &Path, threads: u32, repeats: usize) -> Result<Structure
         threads,
     })
 }
+
+/// ggml's CPU variant libraries as llama.cpp built them, before corral relinked its kernels into
+/// them (`corral bench-kernels` compares the two); `None` outside the build tree.
+pub const GGML_BACKEND_DIR: &str = env!("CORRAL_GGML_BACKEND_DIR");
+
+/// The next-token log-probabilities at each of the first `tokens.len() - 1` positions of
+/// `tokens`, in windows of `window` tokens each evaluated from an empty cache (as llama.cpp's
+/// perplexity tool does), with this process's CPU variant. `one_token`: one decode per token
+/// (the kernels of generation) instead of one per window (the kernels of prompts). Calls `row`
+/// with each position's log-softmax over the vocabulary and the log-probability of the token
+/// that follows.
+pub fn next_token_logprobs(
+    path: &Path,
+    tokens: &[i32],
+    window: usize,
+    threads: u32,
+    one_token: bool,
+    mut row: impl FnMut(&[f32], f32) -> Result<()>,
+) -> Result<()> {
+    let backend = crate::backend::backend()?;
+    let llama = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        .map_err(|e| Error::new(ErrorKind::InvalidModel, format!("{}: {e}", path.display())))?;
+    let window = window.clamp(2, 1 << 16);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(std::num::NonZeroU32::new(window as u32))
+        .with_n_batch(window as u32)
+        .with_n_ubatch(512.min(window as u32))
+        .with_n_threads(threads as i32)
+        .with_n_threads_batch(threads as i32);
+    let mut ctx = {
+        let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+        llama.new_context(backend, params).map_err(|e| Error::internal(format!("context: {e}")))?
+    };
+    let mut batch = LlamaBatch::new(window, 1);
+    let decode_err = |e| Error::new(ErrorKind::DecodeFailed, format!("decode: {e}"));
+    let mut logprobs = Vec::new();
+    for start in (0..tokens.len().saturating_sub(1)).step_by(window) {
+        let end = (start + window).min(tokens.len());
+        ctx.clear_kv_cache();
+        let steps: Vec<(usize, usize)> = if one_token { (start..end).map(|p| (p, p + 1)).collect() } else { vec![(start, end)] };
+        for (from, to) in steps {
+            batch.clear();
+            for p in from..to {
+                batch.add(LlamaToken(tokens[p]), (p - start) as i32, &[0], true).map_err(|e| Error::internal(e.to_string()))?;
+            }
+            ctx.decode(&mut batch).map_err(decode_err)?;
+            for p in from..to {
+                if p + 1 >= end {
+                    break;
+                }
+                let logits = ctx.get_logits_ith((p - from) as i32);
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_sum = (logits.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>()).ln() as f32 + max;
+                logprobs.clear();
+                logprobs.extend(logits.iter().map(|&x| x - log_sum));
+                row(&logprobs, logprobs[tokens[p + 1] as usize])?;
+            }
+        }
+    }
+    Ok(())
+}
