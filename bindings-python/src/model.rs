@@ -14,7 +14,7 @@ use crate::chat;
 use crate::error::{invalid_type, to_py_err, type_name, OrRaise};
 use crate::options::{adapter_files, generate_options, model_options, LoadArgs};
 use crate::session::PySession;
-use crate::stream::{origin, Kind, PyCompletion, PyStream};
+use crate::stream::{pymethods_with_generation, start, Kind, PyStream};
 
 /// A special token (BOS, EOS, EOT): its id and text.
 #[pyclass(module = "corral", name = "SpecialToken", frozen, get_all)]
@@ -151,28 +151,12 @@ impl PyModel {
         Ok(())
     }
 
-    fn stream(
-        &self,
-        py: Python<'_>,
-        kind: Kind,
-        logprobs: bool,
-        start: impl Send + FnOnce(&corral::Model) -> corral::Result<corral::Stream>,
-    ) -> PyResult<PyStream> {
-        let model = &self.model;
-        let stream = py.detach(|| start(model)).or_raise(py)?;
-        Ok(PyStream::new(stream, origin(kind, &self.name), logprobs))
-    }
-
+    /// A prompt is a str or a list of token ids (see `pymethods_with_generation`).
     fn prompt_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
         let prompt = chat::prompt(py, prompt)?;
         let options = generate_options(py, kwargs)?;
-        self.stream(py, Kind::Text, options.logprobs.is_some(), move |model| model.generate_stream(prompt.as_core(), &options))
-    }
-
-    fn chat_stream_inner(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
-        let messages = chat::messages(py, messages)?;
-        let options = generate_options(py, kwargs)?;
-        self.stream(py, Kind::Chat, options.logprobs.is_some(), move |model| model.chat_stream(&messages, &options))
+        let logprobs = options.logprobs.is_some();
+        start(py, &self.model, &self.name, Kind::Text, logprobs, move |model| model.generate_stream(prompt.as_core(), &options))
     }
 }
 
@@ -210,8 +194,8 @@ fn load(py: Python<'_>, path: PathBuf, mut options: ModelOptions, on_progress: O
     }
 }
 
-#[pymethods]
-impl PyModel {
+pymethods_with_generation! {
+impl PyModel (model, name) {
     /// Loads a GGUF model. Options left as None take corral's defaults: context_length = the
     /// trained context capped at 4096 ("auto": the largest that fits in memory), threads = physical cores, gpu_layers = 0, use_mmap = True,
     /// use_mlock = False, max_sequences = 8, batch_size = 512, flash_attention = auto.
@@ -357,30 +341,6 @@ impl PyModel {
         py.detach(|| model.score(&tokens)).or_raise(py)
     }
 
-    /// Completes a prompt (a str, or a list of token ids used as given).
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
-    fn complete(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
-        self.prompt_stream(py, prompt, options)?.collect_completion(py)
-    }
-
-    /// Streams the completion of a prompt: iterate the returned Stream for Chunks.
-    #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
-    fn complete_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
-        self.prompt_stream(py, prompt, options)
-    }
-
-    /// The assistant's reply to a conversation (`[{"role": ..., "content": ...}, ...]`).
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
-    fn chat(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyCompletion> {
-        self.chat_stream_inner(py, messages, options)?.collect_completion(py)
-    }
-
-    /// Streams the assistant's reply to a conversation.
-    #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
-    fn chat_stream(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<PyStream> {
-        self.chat_stream_inner(py, messages, options)
-    }
-
     /// A conversation that keeps its KV cache between calls.
     fn session(slf: &Bound<'_, Self>) -> PyResult<PySession> {
         PySession::open(slf.py(), slf.get(), None)
@@ -436,24 +396,10 @@ impl PyModel {
         py.detach(|| model.close());
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _exc_type: Option<Bound<'_, PyAny>>,
-        _exc_value: Option<Bound<'_, PyAny>>,
-        _traceback: Option<Bound<'_, PyAny>>,
-    ) -> bool {
-        self.close(py);
-        false
-    }
-
     fn __repr__(&self) -> String {
         let info = self.model.info();
         let state = if self.model.is_closed() { " closed" } else { "" };
         format!("<corral.Model {:?} ({}, {}){state}>", info.name, info.architecture, info.quantization)
     }
+}
 }

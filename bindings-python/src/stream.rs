@@ -26,6 +26,77 @@ pub fn origin(kind: Kind, model: &str) -> Origin {
     Arc::new(corral::openai::ResponseMeta::new(kind, model))
 }
 
+/// Starts a generation on `target` (a model or a session) with the GIL released and wraps it in
+/// a `Stream` whose OpenAI shapes name `model`.
+pub fn start<T: Sync>(
+    py: Python<'_>,
+    target: &T,
+    model: &str,
+    kind: Kind,
+    logprobs: bool,
+    start: impl Send + FnOnce(&T) -> corral::Result<corral::Stream>,
+) -> PyResult<PyStream> {
+    let stream = py.detach(|| start(target)).or_raise(py)?;
+    Ok(PyStream::new(stream, origin(kind, model), logprobs))
+}
+
+/// `#[pymethods] impl $ty { ... }` with the methods `Model` and `Session` share added: the
+/// generation calls (blocking and streaming, on a prompt or a conversation) and the context
+/// manager. One macro rather than a second `#[pymethods]` block, which PyO3 allows only with
+/// its `multiple-pymethods` feature. The type provides `prompt_stream` (what a prompt may be
+/// differs) and `close`; `$target` is its core model or session, `$name` the model's name.
+macro_rules! pymethods_with_generation {
+    (impl $ty:ident ($target:ident, $name:ident) { $($own:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            $($own)*
+
+            /// Completes a prompt (a str; on a Model also a list of token ids used as given).
+            #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
+            fn complete(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<$crate::stream::PyCompletion> {
+                self.prompt_stream(py, prompt, options)?.collect_completion(py)
+            }
+
+            /// Streams the completion of a prompt: iterate the returned Stream for Chunks.
+            #[pyo3(signature = (prompt, **options), text_signature = "($self, prompt, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
+            fn complete_stream(&self, py: Python<'_>, prompt: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<$crate::stream::PyStream> {
+                self.prompt_stream(py, prompt, options)
+            }
+
+            /// The assistant's reply to a conversation (`[{"role": ..., "content": ...}, ...]`).
+            #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
+            fn chat(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<$crate::stream::PyCompletion> {
+                self.chat_stream(py, messages, options)?.collect_completion(py)
+            }
+
+            /// Streams the assistant's reply to a conversation.
+            #[pyo3(signature = (messages, **options), text_signature = "($self, messages, *, max_tokens=None, temperature=None, top_k=None, top_p=None, min_p=None, repeat_penalty=None, repeat_last_n=None, frequency_penalty=None, presence_penalty=None, seed=None, stop=None, timeout=None, ignore_eos=None, parse_special=None, grammar=None, response_format=None, logprobs=None, top_logprobs=None, tools=None, tool_choice=None, template=None, reasoning_budget=None, adapters=None)")]
+            fn chat_stream(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<$crate::stream::PyStream> {
+                let messages = $crate::chat::messages(py, messages)?;
+                let options = $crate::options::generate_options(py, options)?;
+                let logprobs = options.logprobs.is_some();
+                $crate::stream::start(py, &self.$target, &self.$name, $crate::stream::Kind::Chat, logprobs, move |t| t.chat_stream(&messages, &options))
+            }
+
+            fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+                slf
+            }
+
+            fn __exit__(
+                &self,
+                py: Python<'_>,
+                _exc_type: Option<Bound<'_, PyAny>>,
+                _exc_value: Option<Bound<'_, PyAny>>,
+                _traceback: Option<Bound<'_, PyAny>>,
+            ) -> bool {
+                self.close(py);
+                false
+            }
+        }
+    };
+}
+pub(crate) use pymethods_with_generation;
+
 /// A tool the model called.
 #[pyclass(module = "corral", name = "ToolCall", frozen, get_all)]
 #[derive(Clone)]
