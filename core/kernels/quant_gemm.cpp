@@ -43,27 +43,27 @@ extern "C" bool ggml_llamafile_sgemm(const struct ggml_compute_params * params, 
 
 namespace {
 
-// The fp16 pairs read as one 32-bit word below: (scale, min) and (scale, scale x sum).
+// The fp16 pairs read together below: (scale, min) and (scale, scale x sum).
 static_assert(offsetof(block_q4_1, qs) == 4 && sizeof(ggml_half) == 2, "block_q4_1 starts with d, m");
+static_assert(offsetof(block_q5_1, qh) == 4 && offsetof(block_q5_0, qh) == 2, "fifth bits follow the scales");
 static_assert(offsetof(block_q8_1, qs) == 4, "block_q8_1 starts with d, s");
 
 constexpr int PANEL_ROWS = 8;          // one 32-bit lane of a 256-bit register per row
 constexpr int TILE_COLS = 4;           // columns sharing each loaded panel block
-constexpr int64_t CHUNK_BLOCKS = 64;   // panel depth: 64 blocks x 320 bytes stay in L1
 constexpr int64_t BATCH_COLS = 32;     // columns whose scales are converted at once
 
-// One weight block of 8 rows, ready for the dot products.
+// One 32-weight block of 8 rows, ready for the dot products.
 struct PanelBlock {
-    __m256i quants[8];  // [g]: weights 4g..4g+3 of the block (g < 4) or 16+4(g-4).. (g >= 4); lane = row
+    __m256i quants[8];  // [g]: weights 4g..4g+3 of the block, unsigned; lane = row
     __m256 scales;      // lane = row
-    __m256 mins;
+    __m256 mins;        // Q4_1, Q5_1: the offset added to every weight of the row's block
 };
 
 // What the dot products need of one activation block.
 struct ActivationScales {
     float scale;
     float scale_x_sum;   // Q8_1: ggml's precomputed scale x sum of the block's values
-    int32_t sum_x128;    // Q8_0: 128 x the sum of the block's values (see Q8_0::accumulate)
+    int32_t sum;         // Q8_0: the sum of the block's values (see accumulate_centered)
 };
 
 // Block l of rows row0..row0 + rows (rows <= 8); missing rows point at a zero block.
@@ -75,27 +75,37 @@ inline void block_rows(const Block * A, int64_t lda, int64_t row0, int rows, int
     }
 }
 
-// Q4_1 weights (scale, min, 32 x 4 bits) against Q8_1 activations (scale, scale x sum, 32 x 8 bits).
-struct Q4_1 {
-    using Weights = block_q4_1;
-    using Activations = block_q8_1;
-    static PanelBlock unpack(const block_q4_1 * A, int64_t lda, int64_t row0, int rows, int64_t l);
-    static ActivationScales activation_scales(const block_q8_1 & block) {
-        return {_cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d),
-                _cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.s), 0};
-    }
-    static __m256 accumulate(const PanelBlock & block, const block_q8_1 & activations, const ActivationScales & s, __m256 acc);
-};
+inline int32_t load_word(const void * bytes) {
+    int32_t word;
+    memcpy(&word, bytes, sizeof(word));
+    return word;
+}
 
-inline PanelBlock Q4_1::unpack(const block_q4_1 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
-    const block_q4_1 * row[PANEL_ROWS];
-    block_rows(A, lda, row0, rows, l, row);
-    // y[r] = 16 nibble bytes of row r | of row r + 4, then a 4x4 transpose of 32-bit words in
+inline __m256i broadcast_word(const int8_t * bytes) {
+    return _mm256_set1_epi32(load_word(bytes));
+}
+
+// The 8 fp16 values at `offset` bytes into each row's block, as floats (lane = row).
+template <typename Block>
+inline __m256 halves_of(const Block * const (&row)[PANEL_ROWS], size_t offset) {
+    uint16_t h[PANEL_ROWS];
+    for (int r = 0; r < PANEL_ROWS; ++r) {
+        memcpy(&h[r], (const char *) row[r] + offset, sizeof(uint16_t));
+    }
+    return _mm256_cvtph_ps(_mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]));
+}
+
+// 16 bytes of nibbles per row (byte j: weight j in the low nibble, weight j + 16 in the high)
+// into quants[g] = weights 4g..4g+3 of every row.
+template <typename Block>
+inline void unpack_nibbles(const Block * const (&row)[PANEL_ROWS], size_t offset, __m256i (&quants)[8]) {
+    // y[r] = the 16 bytes of row r | of row r + 4, then a 4x4 transpose of 32-bit words in
     // each 128-bit lane: word c of the result is bytes 4c..4c+3 of every row.
     __m256i y[4];
     for (int r = 0; r < 4; ++r) {
-        y[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *) row[r]->qs)),
-                                       _mm_loadu_si128((const __m128i *) row[r + 4]->qs), 1);
+        y[r] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *) ((const char *) row[r] + offset))),
+            _mm_loadu_si128((const __m128i *) ((const char *) row[r + 4] + offset)), 1);
     }
     const __m256i t0 = _mm256_unpacklo_epi32(y[0], y[1]);
     const __m256i t1 = _mm256_unpackhi_epi32(y[0], y[1]);
@@ -104,32 +114,30 @@ inline PanelBlock Q4_1::unpack(const block_q4_1 * A, int64_t lda, int64_t row0, 
     const __m256i words[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
                               _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
     const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
-    PanelBlock out;
     for (int c = 0; c < 4; ++c) {
-        // Byte j of a block holds weight j in its low nibble and weight j + 16 in its high.
-        out.quants[c] = _mm256_and_si256(words[c], low_nibbles);
-        out.quants[c + 4] = _mm256_and_si256(_mm256_srli_epi16(words[c], 4), low_nibbles);
+        quants[c] = _mm256_and_si256(words[c], low_nibbles);
+        quants[c + 4] = _mm256_and_si256(_mm256_srli_epi16(words[c], 4), low_nibbles);
     }
-    int32_t pairs[PANEL_ROWS];
-    for (int r = 0; r < PANEL_ROWS; ++r) {
-        memcpy(&pairs[r], row[r], sizeof(int32_t));
-    }
-    // fp16 (scale, min) of rows 0..7; within each 128-bit lane, the four scales first.
-    const __m256i interleaved =
-        _mm256_setr_epi32(pairs[0], pairs[1], pairs[2], pairs[3], pairs[4], pairs[5], pairs[6], pairs[7]);
-    const __m256i scales_then_mins =
-        _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                         0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-    const __m256i halves = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(interleaved, scales_then_mins), 0xD8);
-    out.scales = _mm256_cvtph_ps(_mm256_castsi256_si128(halves));
-    out.mins = _mm256_cvtph_ps(_mm256_extracti128_si256(halves, 1));
-    return out;
 }
 
-inline __m256i broadcast_word(const int8_t * bytes) {
-    int32_t word;
-    memcpy(&word, bytes, sizeof(word));
-    return _mm256_set1_epi32(word);
+// Q5_0, Q5_1: bit j of the row's 32-bit `qh` (at `offset`) is bit 4 of weight j.
+template <typename Block>
+inline void add_fifth_bits(const Block * const (&row)[PANEL_ROWS], size_t offset, __m256i (&quants)[8]) {
+    const __m256i qh = _mm256_setr_epi32(load_word((const char *) row[0] + offset), load_word((const char *) row[1] + offset),
+                                         load_word((const char *) row[2] + offset), load_word((const char *) row[3] + offset),
+                                         load_word((const char *) row[4] + offset), load_word((const char *) row[5] + offset),
+                                         load_word((const char *) row[6] + offset), load_word((const char *) row[7] + offset));
+    const __m256i fifth_bit = _mm256_set1_epi8(0x10);
+    for (int g = 0; g < 8; ++g) {
+        // Weights 4g..4g+3 take bits 4(g & 1)..+3 of byte g / 2 of the row's word: copy that
+        // byte into the 4 bytes of its lane, keep one bit per byte, widen it to 0x10.
+        const char b = (char) (g / 2);
+        const __m256i byte_g = _mm256_shuffle_epi8(qh, _mm256_setr_epi8(b, b, b, b, b + 4, b + 4, b + 4, b + 4, b + 8, b + 8, b + 8, b + 8, b + 12, b + 12, b + 12, b + 12,
+                                                                            b, b, b, b, b + 4, b + 4, b + 4, b + 4, b + 8, b + 8, b + 8, b + 8, b + 12, b + 12, b + 12, b + 12));
+        const __m256i bit = _mm256_set1_epi32(g % 2 == 0 ? 0x08040201 : (int32_t) 0x80402010);
+        const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(byte_g, bit), bit);
+        quants[g] = _mm256_or_si256(quants[g], _mm256_and_si256(set, fifth_bit));
+    }
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
@@ -138,62 +146,143 @@ inline __m256i broadcast_word(const int8_t * bytes) {
 #define CORRAL_DPBUSD _mm256_dpbusd_avx_epi32
 #endif
 
-// Per lane (row): the exact integer dot product of 32 unsigned weights (at most 15 without
-// VNNI) with 32 signed activations; weight group g pairs with activation bytes offset[g]..+3.
-inline __m256i block_dot(const PanelBlock & block, const int8_t * activations, const int (&offset)[8]) {
+// Per lane (row): the exact integer dot product of 32 unsigned weights (at most 31 without
+// VNNI) with 32 signed activations; weight group g pairs with activation bytes 4g..4g+3.
+inline __m256i block_dot(const __m256i (&quants)[8], const int8_t * activations) {
 #ifdef CORRAL_DPBUSD
     // Two chains of 4, so that consecutive dot products do not wait on each other.
     __m256i low = _mm256_setzero_si256();
     __m256i high = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
-        low = CORRAL_DPBUSD(low, block.quants[g], broadcast_word(activations + offset[g]));
-        high = CORRAL_DPBUSD(high, block.quants[g + 4], broadcast_word(activations + offset[g + 4]));
+        low = CORRAL_DPBUSD(low, quants[g], broadcast_word(activations + 4 * g));
+        high = CORRAL_DPBUSD(high, quants[g + 4], broadcast_word(activations + 4 * (g + 4)));
     }
     return _mm256_add_epi32(low, high);
 #else
-    // |weight x activation pair| <= 2 x 15 x 128, so eight pair sums fit 16 bits exactly.
+    // |weight x activation pair| <= 2 x 31 x 128, so four pair sums fit 16 bits exactly.
     __m256i pairs[8];
     for (int g = 0; g < 8; ++g) {
-        pairs[g] = _mm256_maddubs_epi16(block.quants[g], broadcast_word(activations + offset[g]));
+        pairs[g] = _mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g));
     }
-    const __m256i sum = _mm256_add_epi16(
-        _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3])),
-        _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7])));
-    return _mm256_madd_epi16(sum, _mm256_set1_epi16(1));
+    const __m256i low = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
+    const __m256i high = _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7]));
+    const __m256i ones = _mm256_set1_epi16(1);
+    return _mm256_add_epi32(_mm256_madd_epi16(low, ones), _mm256_madd_epi16(high, ones));
 #endif
 }
 
+// Weights with an offset (Q4_1, Q5_1), against Q8_1:
 // acc = fma(isum, weight scale x activation scale, acc); acc = fma(weight min, scale x sum, acc)
-inline __m256 Q4_1::accumulate(const PanelBlock & block, const block_q8_1 & activations, const ActivationScales & s,
-                               __m256 acc) {
-    // Group g < 4 holds weights 4g..4g+3, group g >= 4 weights 16 + 4(g - 4)..
-    static constexpr int offset[8] = {0, 4, 8, 12, 16, 20, 24, 28};
-    const __m256i isum = block_dot(block, activations.qs, offset);
+inline __m256 accumulate_with_min(const PanelBlock & block, const block_q8_1 & activations, const ActivationScales & s,
+                                  __m256 acc) {
+    const __m256i isum = block_dot(block.quants, activations.qs);
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
     return _mm256_fmadd_ps(block.mins, _mm256_set1_ps(s.scale_x_sum), acc);
 }
 
+// Weights stored as unsigned q = w + CENTER (Q5_0: 16, Q8_0: 128), against Q8_0: the unsigned
+// dot product exceeds the signed one by exactly CENTER x the sum of the activations.
+// acc = fma(isum - CENTER x sum, weight scale x activation scale, acc)
+template <int CENTER>
+inline __m256 accumulate_centered(const PanelBlock & block, const block_q8_0 & activations, const ActivationScales & s,
+                                  __m256 acc) {
+    const __m256i isum = _mm256_sub_epi32(block_dot(block.quants, activations.qs), _mm256_set1_epi32(CENTER * s.sum));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
+}
+
+inline ActivationScales q8_1_scales(const block_q8_1 & block) {
+    return {_cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d), _cvtsh_ss(block.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.s), 0};
+}
+
+inline ActivationScales q8_0_scales(const block_q8_0 & block) {
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+        sum += block.qs[i];
+    }
+    return {_cvtsh_ss(block.d), 0.0f, sum};
+}
+
+// The formats of 32-weight blocks: how a panel block is unpacked, and which activations and
+// accumulation go with it. CHUNK: panel depth in blocks, so that a chunk's panel stays in L1.
+
+// Q4_1: scale, min, 32 x 4 bits (weight = scale x q + min).
+struct Q4_1 {
+    using Weights = block_q4_1;
+    using Activations = block_q8_1;
+    using Panel = PanelBlock;
+    static constexpr int64_t CHUNK = 64;
+    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+        const Weights * row[PANEL_ROWS];
+        block_rows(A, lda, row0, rows, l, row);
+        Panel out;
+        unpack_nibbles(row, offsetof(Weights, qs), out.quants);
+        out.scales = halves_of(row, 0);
+        out.mins = halves_of(row, sizeof(ggml_half));
+        return out;
+    }
+    static ActivationScales activation_scales(const Activations & block) { return q8_1_scales(block); }
+    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
+        return accumulate_with_min(block, a, s, acc);
+    }
+};
+
+// Q5_1: scale, min, 32 fifth bits, 32 x 4 bits (weight = scale x q + min).
+struct Q5_1 {
+    using Weights = block_q5_1;
+    using Activations = block_q8_1;
+    using Panel = PanelBlock;
+    static constexpr int64_t CHUNK = 64;
+    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+        const Weights * row[PANEL_ROWS];
+        block_rows(A, lda, row0, rows, l, row);
+        Panel out;
+        unpack_nibbles(row, offsetof(Weights, qs), out.quants);
+        add_fifth_bits(row, offsetof(Weights, qh), out.quants);
+        out.scales = halves_of(row, 0);
+        out.mins = halves_of(row, sizeof(ggml_half));
+        return out;
+    }
+    static ActivationScales activation_scales(const Activations & block) { return q8_1_scales(block); }
+    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
+        return accumulate_with_min(block, a, s, acc);
+    }
+};
+
+// Q5_0: scale, 32 fifth bits, 32 x 4 bits (weight = scale x (q - 16)).
+struct Q5_0 {
+    using Weights = block_q5_0;
+    using Activations = block_q8_0;
+    using Panel = PanelBlock;
+    static constexpr int64_t CHUNK = 64;
+    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+        const Weights * row[PANEL_ROWS];
+        block_rows(A, lda, row0, rows, l, row);
+        Panel out;
+        unpack_nibbles(row, offsetof(Weights, qs), out.quants);
+        add_fifth_bits(row, offsetof(Weights, qh), out.quants);
+        out.scales = halves_of(row, 0);
+        out.mins = _mm256_setzero_ps();
+        return out;
+    }
+    static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
+    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
+        return accumulate_centered<16>(block, a, s, acc);
+    }
+};
+
 #ifdef CORRAL_DPBUSD
 // Q8_0 weights (scale, 32 x 8 bits) against Q8_0 activations, on VNNI only: without it the
 // signed x signed products need ggml's sign trick, and tinyBLAS already does that well.
+// VNNI multiplies unsigned by signed bytes: the weights are stored + 128 (as unsigned).
 struct Q8_0 {
     using Weights = block_q8_0;
     using Activations = block_q8_0;
-    static PanelBlock unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l);
-    static ActivationScales activation_scales(const block_q8_0 & block) {
-        int32_t sum = 0;
-        for (int i = 0; i < 32; ++i) {
-            sum += block.qs[i];
-        }
-        return {_cvtsh_ss(block.d), 0.0f, 128 * sum};
-    }
-    // VNNI multiplies unsigned by signed bytes: the weights are stored + 128 (as unsigned), and
-    // the dot product then exceeds the signed one by exactly 128 x the sum of the activations.
-    static __m256 accumulate(const PanelBlock & block, const block_q8_0 & activations, const ActivationScales & s,
-                             __m256 acc) {
-        static constexpr int offset[8] = {0, 4, 8, 12, 16, 20, 24, 28};
-        const __m256i isum = _mm256_sub_epi32(block_dot(block, activations.qs, offset), _mm256_set1_epi32(s.sum_x128));
-        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
+    using Panel = PanelBlock;
+    static constexpr int64_t CHUNK = 64;
+    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l);
+    static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
+    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
+        return accumulate_centered<128>(block, a, s, acc);
     }
 };
 
@@ -222,12 +311,7 @@ inline PanelBlock Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, 
         out.quants[w] = _mm256_xor_si256(_mm256_permute2x128_si256(u[w], u[w + 4], 0x20), to_unsigned);
         out.quants[w + 4] = _mm256_xor_si256(_mm256_permute2x128_si256(u[w], u[w + 4], 0x31), to_unsigned);
     }
-    ggml_half scales[PANEL_ROWS];
-    for (int i = 0; i < PANEL_ROWS; ++i) {
-        scales[i] = row[i]->d;
-    }
-    out.scales = _mm256_cvtph_ps(_mm_setr_epi16(scales[0], scales[1], scales[2], scales[3], scales[4], scales[5],
-                                                scales[6], scales[7]));
+    out.scales = halves_of(row, 0);
     out.mins = _mm256_setzero_ps();
     return out;
 }
@@ -255,7 +339,7 @@ inline void store_rows(float * c, int rows, __m256 values) {
 // accumulating onto C unless this is the first chunk. UNPACK: the weight blocks are unpacked
 // here (and kept in `panel` when STORE, for the next tiles); otherwise they are read from it.
 template <typename Format, int COLS, bool UNPACK, bool STORE>
-void tile(const typename Format::Weights * A, int64_t lda, PanelBlock * panel, int64_t l0, int64_t count,
+void tile(const typename Format::Weights * A, int64_t lda, typename Format::Panel * panel, int64_t l0, int64_t count,
           const typename Format::Activations * B, int64_t ldb, const ActivationScales * scales, float * C, int64_t ldc,
           int64_t row0, int rows, int64_t col0) {
     __m256 acc[COLS];
@@ -263,7 +347,7 @@ void tile(const typename Format::Weights * A, int64_t lda, PanelBlock * panel, i
         acc[j] = l0 == 0 ? _mm256_setzero_ps() : load_rows(C + (col0 + j) * ldc + row0, rows);
     }
     for (int64_t l = 0; l < count; ++l) {
-        PanelBlock unpacked;
+        typename Format::Panel unpacked;
         if (UNPACK) {
             // The 8 rows are 8 interleaved streams, too many for the hardware prefetchers:
             // fetch the same blocks of the next panel meanwhile.
@@ -277,9 +361,9 @@ void tile(const typename Format::Weights * A, int64_t lda, PanelBlock * panel, i
                 panel[l] = unpacked;
             }
         }
-        const PanelBlock & block = UNPACK ? unpacked : panel[l];
+        const typename Format::Panel & block = UNPACK ? unpacked : panel[l];
         for (int j = 0; j < COLS; ++j) {
-            acc[j] = Format::accumulate(block, B[(col0 + j) * ldb + l0 + l], scales[j * CHUNK_BLOCKS + l], acc[j]);
+            acc[j] = Format::accumulate(block, B[(col0 + j) * ldb + l0 + l], scales[j * Format::CHUNK + l], acc[j]);
         }
     }
     for (int j = 0; j < COLS; ++j) {
@@ -288,7 +372,7 @@ void tile(const typename Format::Weights * A, int64_t lda, PanelBlock * panel, i
 }
 
 template <typename Format, bool UNPACK, bool STORE>
-void tile_any(int cols, const typename Format::Weights * A, int64_t lda, PanelBlock * panel, int64_t l0, int64_t count,
+void tile_any(int cols, const typename Format::Weights * A, int64_t lda, typename Format::Panel * panel, int64_t l0, int64_t count,
               const typename Format::Activations * B, int64_t ldb, const ActivationScales * scales, float * C,
               int64_t ldc, int64_t row0, int rows, int64_t col0) {
     switch (cols) {
@@ -313,15 +397,16 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     if (first >= last) {
         return;
     }
-    PanelBlock panel[CHUNK_BLOCKS];
-    ActivationScales scales[BATCH_COLS * CHUNK_BLOCKS];
+    constexpr int64_t CHUNK = Format::CHUNK;
+    typename Format::Panel panel[CHUNK];
+    ActivationScales scales[BATCH_COLS * CHUNK];
     for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
         const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
-        for (int64_t l0 = 0; l0 < k; l0 += CHUNK_BLOCKS) {
-            const int64_t count = k - l0 < CHUNK_BLOCKS ? k - l0 : CHUNK_BLOCKS;
+        for (int64_t l0 = 0; l0 < k; l0 += CHUNK) {
+            const int64_t count = k - l0 < CHUNK ? k - l0 : CHUNK;
             for (int64_t j = 0; j < batch_cols; ++j) {
                 for (int64_t l = 0; l < count; ++l) {
-                    scales[j * CHUNK_BLOCKS + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
+                    scales[j * CHUNK + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
                 }
             }
             for (int64_t p = first; p < last; ++p) {
@@ -336,7 +421,7 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
                 }
                 for (int64_t j = first_cols; j < batch_cols; j += TILE_COLS) {
                     const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
-                    tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK_BLOCKS], C,
+                    tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK], C,
                                                    ldc, row0, rows, batch0 + j);
                 }
             }
@@ -357,6 +442,14 @@ extern "C" bool llamafile_sgemm(const struct ggml_compute_params * params, int64
     if (Ctype == GGML_TYPE_F32 && !params->use_ref) {
         if (Atype == GGML_TYPE_Q4_1 && Btype == GGML_TYPE_Q8_1) {
             gemm<Q4_1>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
+            return true;
+        }
+        if (Atype == GGML_TYPE_Q5_1 && Btype == GGML_TYPE_Q8_1) {
+            gemm<Q5_1>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
+            return true;
+        }
+        if (Atype == GGML_TYPE_Q5_0 && Btype == GGML_TYPE_Q8_0) {
+            gemm<Q5_0>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
             return true;
         }
 #ifdef CORRAL_DPBUSD

@@ -122,8 +122,12 @@ type VecDot = unsafe extern "C" fn(i32, *mut f32, usize, *const u8, usize, *cons
 const Q4_1_BLOCK: usize = 20; // f16 scale, f16 min, 16 bytes of nibbles
 const Q8_1_BLOCK: usize = 36; // f16 scale, f16 scale * sum, 32 signed bytes
 const Q8_0_BLOCK: usize = 34; // f16 scale, 32 signed bytes
+const Q5_0_BLOCK: usize = 22; // f16 scale, 32 fifth bits, 16 bytes of nibbles
+const Q5_1_BLOCK: usize = 24; // f16 scale, f16 min, 32 fifth bits, 16 bytes of nibbles
 const GGML_TYPE_F32: i32 = 0;
 const GGML_TYPE_Q4_1: i32 = 3;
+const GGML_TYPE_Q5_0: i32 = 6;
+const GGML_TYPE_Q5_1: i32 = 7;
 const GGML_TYPE_Q8_0: i32 = 8;
 const GGML_TYPE_Q8_1: i32 = 9;
 
@@ -153,22 +157,61 @@ fn random_blocks(count: usize, block: usize, seed: &mut u64) -> Vec<u8> {
     bytes
 }
 
-/// The kernel's formula for one (row, column), step by step in f32: per block, the exact
-/// integer dot product, then two fmas.
-fn reference_dot(a: &[u8], b: &[u8], k: usize) -> f32 {
+/// Weight j of a 32-weight block: its nibble (byte j: weight j low, weight j + 16 high) in the
+/// 16 bytes at `qs`, plus bit j of the 32-bit word at `qh` as bit 4 (5-bit formats).
+fn weight(block: &[u8], qs: usize, qh: Option<usize>, j: usize) -> i32 {
+    let nibble = if j < 16 { block[qs + j] & 0x0F } else { block[qs + j - 16] >> 4 } as i32;
+    let fifth = qh.map_or(0, |qh| (u32::from_le_bytes(block[qh..qh + 4].try_into().unwrap()) >> j) & 1) as i32;
+    nibble | (fifth << 4)
+}
+
+/// The kernel's formula for one (row, column) of Q4_1 or Q5_1 x Q8_1, step by step in f32:
+/// per block, the exact integer dot product, then two fmas.
+fn reference_dot_with_min(a: &[u8], b: &[u8], k: usize, block_size: usize, qh: Option<usize>) -> f32 {
+    let qs = if qh.is_some() { 8 } else { 4 };
     let mut acc = 0f32;
     for block in 0..k {
-        let (wa, wb) = (&a[block * Q4_1_BLOCK..], &b[block * Q8_1_BLOCK..]);
-        let isum: i32 = (0..32)
-            .map(|j| {
-                let nibble = if j < 16 { wa[4 + j] & 0x0F } else { wa[4 + j - 16] >> 4 };
-                nibble as i32 * wb[4 + j] as i8 as i32
-            })
-            .sum();
+        let (wa, wb) = (&a[block * block_size..], &b[block * Q8_1_BLOCK..]);
+        let isum: i32 = (0..32).map(|j| weight(wa, qs, qh, j) * wb[4 + j] as i8 as i32).sum();
         acc = (isum as f32).mul_add(half(wa) * half(wb), acc);
         acc = half(&wa[2..]).mul_add(half(&wb[2..]), acc);
     }
     acc
+}
+
+fn reference_dot(a: &[u8], b: &[u8], k: usize) -> f32 {
+    reference_dot_with_min(a, b, k, Q4_1_BLOCK, None)
+}
+
+fn reference_dot_q5_1(a: &[u8], b: &[u8], k: usize) -> f32 {
+    reference_dot_with_min(a, b, k, Q5_1_BLOCK, Some(4))
+}
+
+/// Q5_0 x Q8_0: per block, the exact integer dot product of (q - 16) and the activations, then one fma.
+fn reference_dot_q5_0(a: &[u8], b: &[u8], k: usize) -> f32 {
+    let mut acc = 0f32;
+    for block in 0..k {
+        let (wa, wb) = (&a[block * Q5_0_BLOCK..], &b[block * Q8_0_BLOCK..]);
+        let isum: i32 = (0..32).map(|j| (weight(wa, 6, Some(2), j) - 16) * wb[2 + j] as i8 as i32).sum();
+        acc = (isum as f32).mul_add(half(wa) * half(wb), acc);
+    }
+    acc
+}
+
+fn rounding_bound_q5_0(a: &[u8], b: &[u8], k: usize) -> f32 {
+    let scales = |block: usize| half(&a[block * Q5_0_BLOCK..]) as f64 * half(&b[block * Q8_0_BLOCK..]) as f64;
+    rounding_bound_of((0..k).map(|block| scales(block).abs() * 32.0 * 16.0 * 128.0).sum(), k)
+}
+
+fn rounding_bound_q5_1(a: &[u8], b: &[u8], k: usize) -> f32 {
+    let magnitude = (0..k)
+        .map(|block| {
+            let (wa, wb) = (&a[block * Q5_1_BLOCK..], &b[block * Q8_1_BLOCK..]);
+            let (scales, mins) = (half(wa) as f64 * half(wb) as f64, half(&wa[2..]) as f64 * half(&wb[2..]) as f64);
+            scales.abs() * 32.0 * 31.0 * 128.0 + mins.abs()
+        })
+        .sum();
+    rounding_bound_of(magnitude, k)
 }
 
 /// Q8_0 x Q8_0: per block, the exact integer dot product, then one fma.
@@ -222,6 +265,28 @@ const Q8_0_X_Q8_0: Format = Format {
     rounding_bound: rounding_bound_q8_0,
 };
 
+const Q5_0_X_Q8_0: Format = Format {
+    name: "Q5_0 x Q8_0",
+    weight_type: GGML_TYPE_Q5_0,
+    activation_type: GGML_TYPE_Q8_0,
+    weight_block: Q5_0_BLOCK,
+    activation_block: Q8_0_BLOCK,
+    vec_dot: "ggml_vec_dot_q5_0_q8_0",
+    reference: reference_dot_q5_0,
+    rounding_bound: rounding_bound_q5_0,
+};
+
+const Q5_1_X_Q8_1: Format = Format {
+    name: "Q5_1 x Q8_1",
+    weight_type: GGML_TYPE_Q5_1,
+    activation_type: GGML_TYPE_Q8_1,
+    weight_block: Q5_1_BLOCK,
+    activation_block: Q8_1_BLOCK,
+    vec_dot: "ggml_vec_dot_q5_1_q8_1",
+    reference: reference_dot_q5_1,
+    rounding_bound: rounding_bound_q5_1,
+};
+
 /// Bound on the rounding of either summation order: a few ulps of the largest partial sum.
 fn rounding_bound(a: &[u8], b: &[u8], k: usize) -> f32 {
     let magnitude = (0..k)
@@ -270,7 +335,9 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
         let symbol = |s: &str| variant.symbol(s);
         // SAFETY: these symbols have these C signatures (ggml-cpu's sgemm.h and quants.h).
         let sgemm: Sgemm = unsafe { std::mem::transmute(symbol("llamafile_sgemm")) };
-        check_every_tile_shape(name, &Q4_1_X_Q8_1, sgemm, unsafe { std::mem::transmute(symbol(Q4_1_X_Q8_1.vec_dot)) });
+        for format in [&Q4_1_X_Q8_1, &Q5_0_X_Q8_0, &Q5_1_X_Q8_1] {
+            check_every_tile_shape(name, format, sgemm, unsafe { std::mem::transmute(symbol(format.vec_dot)) });
+        }
         // Q8_0 only where the variant has VNNI (the kernel marks it so).
         if !symbol("corral_gemm_q8_0").is_null() {
             check_every_tile_shape(name, &Q8_0_X_Q8_0, sgemm, unsafe { std::mem::transmute(symbol(Q8_0_X_Q8_0.vec_dot)) });
