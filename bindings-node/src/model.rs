@@ -13,7 +13,7 @@ use crate::chat;
 use crate::error::OrThrow;
 use crate::options::{generate_options, LoadOptions};
 use crate::session::NativeSession;
-use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
+use crate::stream::{completion, CancelToken, Completion, TokenStream};
 
 /// A special token: its id and its text.
 #[napi(object)]
@@ -177,18 +177,15 @@ impl NativeModel {
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
-        let (model, cancel) = (self.inner.clone(), cancel.cloned());
-        blocking(move || {
-            let streaming = model.clone();
-            let (p1, o1) = (prompt.clone(), options.clone());
-            complete_blocking(
-                cancel,
-                move || streaming.generate_stream(chat::prompt(&p1), &o1),
-                move || model.generate(chat::prompt(&prompt), &options),
-            )
-        })
+        completion(
+            self.inner.clone(),
+            prompt,
+            options,
+            cancel.cloned(),
+            |m, p, o| m.generate_stream(chat::prompt(p), o),
+            |m, p, o| m.generate(chat::prompt(p), o),
+        )
         .await
-        .map(Completion::from)
     }
 
     #[napi(catch_unwind)]
@@ -200,15 +197,7 @@ impl NativeModel {
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
         let messages = chat::messages(&messages)?;
-        let (model, cancel) = (self.inner.clone(), cancel.cloned());
-        blocking(move || {
-            let streaming = model.clone();
-            let m1 = messages.clone();
-            let o1 = options.clone();
-            complete_blocking(cancel, move || streaming.chat_stream(&m1, &o1), move || model.chat(&messages, &options))
-        })
-        .await
-        .map(Completion::from)
+        completion(self.inner.clone(), messages, options, cancel.cloned(), |m, ms, o| m.chat_stream(ms, o), |m, ms, o| m.chat(ms, o)).await
     }
 
     /// A stream of a raw prompt's completion (text or token ids); options are checked now,
@@ -220,8 +209,7 @@ impl NativeModel {
         #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
     ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
-        let model = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || model.generate_stream(chat::prompt(&prompt), &options))))
+        Ok(TokenStream::start(self.inner.clone(), prompt, options, |m, p, o| m.generate_stream(chat::prompt(p), o)))
     }
 
     #[napi(catch_unwind)]
@@ -232,8 +220,7 @@ impl NativeModel {
     ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let messages = chat::messages(&messages)?;
-        let model = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || model.chat_stream(&messages, &options))))
+        Ok(TokenStream::start(self.inner.clone(), messages, options, |m, ms, o| m.chat_stream(ms, o)))
     }
 
     /// A conversation that keeps its KV cache between calls.

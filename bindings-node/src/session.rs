@@ -7,7 +7,7 @@ use napi_derive::napi;
 use crate::blocking;
 use crate::chat;
 use crate::options::generate_options;
-use crate::stream::{complete_blocking, CancelToken, Completion, TokenStream};
+use crate::stream::{completion, CancelToken, Completion, TokenStream};
 
 /// A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence.
 #[napi]
@@ -46,14 +46,8 @@ impl NativeSession {
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
-        let (session, cancel) = (self.inner.clone(), cancel.cloned());
-        blocking(move || {
-            let streaming = session.clone();
-            let (p1, o1) = (prompt.clone(), options.clone());
-            complete_blocking(cancel, move || streaming.complete_stream(&p1, &o1), move || session.complete(&prompt, &options))
-        })
-        .await
-        .map(Completion::from)
+        completion(self.inner.clone(), prompt, options, cancel.cloned(), |s, p, o| s.complete_stream(p, o), |s, p, o| s.complete(p, o))
+            .await
     }
 
     #[napi(catch_unwind)]
@@ -65,14 +59,7 @@ impl NativeSession {
     ) -> napi::Result<Completion> {
         let options = generate_options(options.as_ref())?;
         let messages = chat::messages(&messages)?;
-        let (session, cancel) = (self.inner.clone(), cancel.cloned());
-        blocking(move || {
-            let streaming = session.clone();
-            let (m1, o1) = (messages.clone(), options.clone());
-            complete_blocking(cancel, move || streaming.chat_stream(&m1, &o1), move || session.chat(&messages, &options))
-        })
-        .await
-        .map(Completion::from)
+        completion(self.inner.clone(), messages, options, cancel.cloned(), |s, ms, o| s.chat_stream(ms, o), |s, ms, o| s.chat(ms, o)).await
     }
 
     #[napi(catch_unwind)]
@@ -82,8 +69,7 @@ impl NativeSession {
         #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
     ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
-        let session = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || session.complete_stream(&prompt, &options))))
+        Ok(TokenStream::start(self.inner.clone(), prompt, options, |s, p, o| s.complete_stream(p, o)))
     }
 
     #[napi(catch_unwind)]
@@ -94,8 +80,7 @@ impl NativeSession {
     ) -> napi::Result<TokenStream> {
         let options = generate_options(options.as_ref())?;
         let messages = chat::messages(&messages)?;
-        let session = self.inner.clone();
-        Ok(TokenStream::new(Box::new(move || session.chat_stream(&messages, &options))))
+        Ok(TokenStream::start(self.inner.clone(), messages, options, |s, ms, o| s.chat_stream(ms, o)))
     }
 
     #[napi(getter, catch_unwind)]

@@ -205,9 +205,24 @@ impl CancelToken {
     }
 }
 
+/// The body of `complete` and `chat` on a model or a session (`target`), with `input` a prompt
+/// or messages: `stream` and `whole` are the target's streaming and blocking calls, run on the
+/// blocking pool by `complete_blocking`.
+pub(crate) async fn completion<T: Send + 'static, I: Send + 'static>(
+    target: T,
+    input: I,
+    options: corral::GenerateOptions,
+    cancel: Option<CancelToken>,
+    stream: fn(&T, &I, &corral::GenerateOptions) -> corral::Result<corral::Stream>,
+    whole: fn(&T, &I, &corral::GenerateOptions) -> corral::Result<corral::Completion>,
+) -> napi::Result<Completion> {
+    let run = move || complete_blocking(cancel, || stream(&target, &input, &options), || whole(&target, &input, &options));
+    crate::blocking(run).await.map(Completion::from)
+}
+
 /// Runs a request to completion on the calling (blocking-pool) thread. Without a token the
 /// core's non-streaming path is used (one wake-up per request instead of one per token).
-pub(crate) fn complete_blocking(
+fn complete_blocking(
     cancel: Option<CancelToken>,
     stream: impl FnOnce() -> corral::Result<corral::Stream>,
     whole: impl FnOnce() -> corral::Result<corral::Completion>,
@@ -242,7 +257,15 @@ pub struct TokenStream {
 }
 
 impl TokenStream {
-    pub(crate) fn new(submit: Submit) -> Self {
+    /// The body of `completeStream` and `chatStream` on a model or a session (`target`): a stream
+    /// that runs `start(target, input, options)` on its first `next()`.
+    pub(crate) fn start<T: Send + 'static, I: Send + 'static>(
+        target: T,
+        input: I,
+        options: corral::GenerateOptions,
+        start: fn(&T, &I, &corral::GenerateOptions) -> corral::Result<corral::Stream>,
+    ) -> Self {
+        let submit: Submit = Box::new(move || start(&target, &input, &options));
         TokenStream { state: Arc::new(Mutex::new(State::NotStarted(submit))), cancel: CancelToken::default(), closed: Arc::default() }
     }
 }
