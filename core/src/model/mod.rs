@@ -30,6 +30,34 @@ use crate::options::{Constraint, GenerateOptions, ModelOptions};
 use crate::stream::{CancelHandle, Completion, Stream};
 use llama_cpp_2::sampling::LlamaSampler;
 
+/// `complete`, `complete_stream`, `chat` and `chat_stream`: the shorthands for `generate` and
+/// `generate_stream` with a text or a conversation, the same on `Model` and `Session` (each
+/// has its own `generate*`).
+macro_rules! generate_shorthands {
+    () => {
+        /// Streams a completion of a raw prompt: `generate_stream(Prompt::Text(prompt), ...)`.
+        pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
+            self.generate_stream(prompt, options)
+        }
+
+        /// Completes a raw prompt: `generate(Prompt::Text(prompt), ...)`.
+        pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
+            self.generate(prompt, options)
+        }
+
+        /// Streams the assistant's reply to a conversation, using the model's chat template.
+        pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
+            self.generate_stream(messages, options)
+        }
+
+        /// The assistant's reply to a conversation, using the model's chat template.
+        pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
+            self.generate(messages, options)
+        }
+    };
+}
+pub(crate) use generate_shorthands;
+
 /// A special token: its id and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecialToken {
@@ -630,25 +658,7 @@ impl Model {
         Ok(tokens.iter().map(|&t| LlamaToken(t)).collect())
     }
 
-    /// Streams a completion of a raw prompt: `generate_stream(Prompt::Text(prompt), ...)`.
-    pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
-        self.generate_stream(prompt, options)
-    }
-
-    /// Completes a raw prompt: `generate(Prompt::Text(prompt), ...)`.
-    pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
-        self.generate(prompt, options)
-    }
-
-    /// Streams the assistant's reply to a conversation, using the model's chat template.
-    pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
-        self.generate_stream(messages, options)
-    }
-
-    /// The assistant's reply to a conversation, using the model's chat template.
-    pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
-        self.generate(messages, options)
-    }
+    generate_shorthands!();
 
     /// A session: a conversation whose KV cache is kept between calls, so each call only
     /// evaluates what is new since the previous one.

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::chat::Message;
 use crate::error::{Error, Result};
-use crate::model::{Model, Prompt};
+use crate::model::{generate_shorthands, Model, Prompt};
 use crate::options::GenerateOptions;
 use crate::stream::{Completion, Stream};
 
@@ -57,21 +57,7 @@ impl Session {
         self.model.submit_prompt(prompt.into(), options, Some(self.id), false)?.collect_completion()
     }
 
-    pub fn complete_stream(&self, prompt: &str, options: &GenerateOptions) -> Result<Stream> {
-        self.generate_stream(prompt, options)
-    }
-
-    pub fn complete(&self, prompt: &str, options: &GenerateOptions) -> Result<Completion> {
-        self.generate(prompt, options)
-    }
-
-    pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<Stream> {
-        self.generate_stream(messages, options)
-    }
-
-    pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Completion> {
-        self.generate(messages, options)
-    }
+    generate_shorthands!();
 
     /// Releases the session's sequence for other requests. Idempotent.
     pub fn close(&self) {
