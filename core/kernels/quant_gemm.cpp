@@ -429,6 +429,225 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     }
 }
 
+
+// K-quants: 256-weight super-blocks against Q8_K activations (scale, 256 bytes, sums of 16).
+//
+// ggml already computes these one (row, column) at a time with an exact integer sum per
+// super-block and a few float operations; its cost is decoding the row's 6-bit, 5-bit or
+// 4-bit weights and sub-block scales again for every column. These kernels decode each row's
+// super-block once and run ggml's own arithmetic (its AVX2 ggml_vec_dot_q*_K_q8_K, which every
+// AVX2 variant of ggml runs) against every column of the batch: results are ggml's, bit for
+// bit, for every batch size and variant (core/tests/kernel.rs compares them with ggml's).
+
+inline float hsum_float_8(__m256 x) {
+    __m128 res = _mm256_extractf128_ps(x, 1);
+    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
+    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
+    res = _mm_add_ss(res, _mm_movehdup_ps(res));
+    return _mm_cvtss_f32(res);
+}
+
+// Int16 pair lanes of chunk c (32 weights): the scale of each of its weights.
+inline __m256i q6_K_chunk_scales(__m128i scales, int c) {
+    // Weights 0..15 of the chunk are sub-block 2c, 16..31 sub-block 2c + 1.
+    const __m128i pick = _mm_setr_epi8(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1,
+                                       2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1);
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
+}
+
+// One row's super-block, decoded: chunk c holds weights 32c..32c+31 (unsigned) and the int16
+// scale of each pair of them.
+struct DecodedK {
+    __m256i quants[8];
+    __m256i scales[8];
+    __m256i all_scales;  // Q6_K: the 16 sub-block scales (int16); Q4_K, Q5_K: 8 mins then 8 scales
+    float d;
+    float dmin;
+};
+
+// Q4_K, Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes.
+inline void unpack_scales_and_mins(const uint8_t * packed, DecodedK & out) {
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t utmp[4];
+    memcpy(utmp, packed, 12);
+    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = utmp[1] & kmask1;
+    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= kmask1;
+    // Low 8 int16: the scales of sub-blocks 0..7; high 8: their mins.
+    const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(utmp[3], utmp[2], utmp[1], utmp[0]));
+    uint16_t scales[8];
+    _mm_storeu_si128((__m128i *) scales, _mm256_extracti128_si256(mins_and_scales, 0));
+    for (int c = 0; c < 8; ++c) {
+        out.scales[c] = _mm256_set1_epi16((short) scales[c]);
+    }
+    out.all_scales = mins_and_scales;
+}
+
+struct Q4_K {
+    using Weights = block_q4_K;
+    // acc: ggml's 8 lanes of scaled sums; acc_m: its 4 lanes of scaled mins.
+    struct Column {
+        __m256 acc;
+        __m128 acc_m;
+    };
+    static DecodedK decode(const Weights & x) {
+        DecodedK out;
+        unpack_scales_and_mins(x.scales, out);
+        const __m256i m4 = _mm256_set1_epi8(0xF);
+        for (int j = 0; j < 4; ++j) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *) (x.qs + 32 * j));
+            out.quants[2 * j] = _mm256_and_si256(bits, m4);
+            out.quants[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        }
+        out.d = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
+        out.dmin = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin);
+        return out;
+    }
+    static Column start() { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
+    static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col);
+    static float finish(Column & col) {
+        __m128 acc_m = _mm_add_ps(col.acc_m, _mm_movehl_ps(col.acc_m, col.acc_m));
+        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+        return hsum_float_8(col.acc) + _mm_cvtss_f32(acc_m);
+    }
+};
+
+// The exact integer sum of scale x weight x activation over the super-block (ggml's lanes).
+inline __m256i scaled_sum(const DecodedK & x, const block_q8_K & y) {
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c += 2) {
+        const __m256i p0 = _mm256_madd_epi16(x.scales[c], _mm256_maddubs_epi16(x.quants[c], _mm256_loadu_si256((const __m256i *) (y.qs + 32 * c))));
+        const __m256i p1 = _mm256_madd_epi16(x.scales[c + 1], _mm256_maddubs_epi16(x.quants[c + 1], _mm256_loadu_si256((const __m256i *) (y.qs + 32 * c + 32))));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+    }
+    return sumi;
+}
+
+// Sums of 32 activations (pairs of the block's sums of 16) times the row's 8 mins: 4 lanes.
+inline __m128i mins_x_sums(const DecodedK & x, const block_q8_K & y) {
+    const __m256i q8sums = _mm256_loadu_si256((const __m256i *) y.bsums);
+    const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
+    return _mm_madd_epi16(_mm256_extracti128_si256(x.all_scales, 1), q8s);
+}
+
+inline void Q4_K::accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
+    const float d = y.d * x.d;
+    const float dmin = -y.d * x.dmin;
+    col.acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_x_sums(x, y)), col.acc_m);
+    col.acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(scaled_sum(x, y)), col.acc);
+}
+
+struct Q5_K {
+    using Weights = block_q5_K;
+    // acc: ggml's 8 lanes of scaled sums; summs: its running sum of scaled mins.
+    struct Column {
+        __m256 acc;
+        float summs;
+    };
+    static DecodedK decode(const Weights & x) {
+        DecodedK out;
+        unpack_scales_and_mins(x.scales, out);
+        const __m256i m4 = _mm256_set1_epi8(0xF);
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *) x.qh);
+        for (int c = 0; c < 8; ++c) {
+            // Byte b of qs: weight b of chunk 2j (low nibble) and of 2j + 1 (high); bit c of
+            // byte b of qh: the fifth bit of weight b of chunk c.
+            const __m256i bits = _mm256_loadu_si256((const __m256i *) (x.qs + 32 * (c / 2)));
+            const __m256i low = c % 2 == 0 ? _mm256_and_si256(bits, m4) : _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i mask = _mm256_set1_epi8((char) (1 << c));
+            const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mask), mask), _mm256_set1_epi8(0x10));
+            out.quants[c] = _mm256_or_si256(low, high);
+        }
+        out.d = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
+        out.dmin = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin);
+        return out;
+    }
+    static Column start() { return {_mm256_setzero_ps(), 0.0f}; }
+    static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
+        const float d = y.d * x.d;
+        const float dmin = -y.d * x.dmin;
+        const __m128i prod = mins_x_sums(x, y);
+        const __m128i zero = _mm_setzero_si128();
+        const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, zero), zero);
+        col.summs += dmin * _mm_extract_epi32(hsum, 0);
+        col.acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(scaled_sum(x, y)), col.acc);
+    }
+    static float finish(Column & col) { return hsum_float_8(col.acc) + col.summs; }
+};
+
+struct Q6_K {
+    using Weights = block_q6_K;
+    struct Column {
+        __m256 acc;
+    };
+    static DecodedK decode(const Weights & x) {
+        DecodedK out;
+        const __m256i m15 = _mm256_set1_epi8(15);
+        for (int j = 0; j < 2; ++j) {
+            // Half j: low nibbles of ql[64j..64j+64), 2 high bits each from qh[32j..32j+32).
+            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *) (x.ql + 64 * j));
+            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *) (x.ql + 64 * j + 32));
+            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *) (x.qh + 32 * j));
+            const __m256i q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(3)), 4);
+            const __m256i q4h_1 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(12)), 2);
+            const __m256i q4h_2 = _mm256_and_si256(q4bitsH, _mm256_set1_epi8(48));
+            const __m256i q4h_3 = _mm256_srli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(-64)), 2);
+            out.quants[4 * j] = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0);
+            out.quants[4 * j + 1] = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
+            out.quants[4 * j + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m15), q4h_2);
+            out.quants[4 * j + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m15), q4h_3);
+        }
+        const __m128i scales = _mm_loadu_si128((const __m128i *) x.scales);
+        for (int c = 0; c < 8; ++c) {
+            out.scales[c] = q6_K_chunk_scales(scales, c);
+        }
+        out.all_scales = _mm256_cvtepi8_epi16(scales);
+        out.d = _cvtsh_ss(x.d);
+        return out;
+    }
+    static Column start() { return {_mm256_setzero_ps()}; }
+    static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
+        const float d = y.d * x.d;
+        // The weights are stored + 32: subtract 32 x scale x the sum of each 16 activations.
+        const __m256i q8sclsub = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y.bsums), x.all_scales), 5);
+        const __m256i sumi = _mm256_sub_epi32(scaled_sum(x, y), q8sclsub);
+        col.acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&d), _mm256_cvtepi32_ps(sumi), col.acc);
+    }
+    static float finish(Column & col) { return hsum_float_8(col.acc); }
+};
+
+// This thread's share of the rows; each row's super-blocks are decoded once per batch of
+// columns, and every column of the batch accumulates against them in super-block order.
+template <typename Format>
+void gemm_k(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const void * weights, int64_t lda,
+            const void * activations, int64_t ldb, float * C, int64_t ldc) {
+    const auto * A = (const typename Format::Weights *) weights;
+    const auto * B = (const block_q8_K *) activations;
+    const int64_t per_thread = (m + params->nth - 1) / params->nth;
+    const int64_t first = per_thread * params->ith;
+    const int64_t last = first + per_thread < m ? first + per_thread : m;
+    typename Format::Column columns[BATCH_COLS];
+    for (int64_t row = first; row < last; ++row) {
+        for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
+            const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
+            for (int64_t j = 0; j < batch_cols; ++j) {
+                columns[j] = Format::start();
+            }
+            for (int64_t l = 0; l < k; ++l) {
+                const DecodedK decoded = Format::decode(A[row * lda + l]);
+                for (int64_t j = 0; j < batch_cols; ++j) {
+                    Format::accumulate(decoded, B[(batch0 + j) * ldb + l], columns[j]);
+                }
+            }
+            for (int64_t j = 0; j < batch_cols; ++j) {
+                C[(batch0 + j) * ldc + row] = Format::finish(columns[j]);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 #ifdef CORRAL_DPBUSD
@@ -451,6 +670,14 @@ extern "C" bool llamafile_sgemm(const struct ggml_compute_params * params, int64
         if (Atype == GGML_TYPE_Q5_0 && Btype == GGML_TYPE_Q8_0) {
             gemm<Q5_0>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
             return true;
+        }
+        if (Btype == GGML_TYPE_Q8_K) {
+            switch (Atype) {
+                case GGML_TYPE_Q4_K: gemm_k<Q4_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
+                case GGML_TYPE_Q5_K: gemm_k<Q5_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
+                case GGML_TYPE_Q6_K: gemm_k<Q6_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
+                default: break;
+            }
         }
 #ifdef CORRAL_DPBUSD
         if (Atype == GGML_TYPE_Q8_0 && Btype == GGML_TYPE_Q8_0) {

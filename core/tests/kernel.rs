@@ -239,6 +239,16 @@ struct Format {
     activation_block: usize,
     /// ggml's dot product for the pair
     vec_dot: &'static str,
+    /// The kernel's own formula, and how far ggml's summation order may take ggml from it;
+    /// None: the kernel computes ggml's result exactly (the K-quants).
+    formula: Option<Formula>,
+    /// Weights per block: 32, or 256 for the K-quants' super-blocks.
+    block_values: usize,
+    random_weights: fn(usize, &mut u64) -> Vec<u8>,
+    random_activations: fn(usize, &mut u64) -> Vec<u8>,
+}
+
+struct Formula {
     reference: fn(&[u8], &[u8], usize) -> f32,
     rounding_bound: fn(&[u8], &[u8], usize) -> f32,
 }
@@ -250,8 +260,10 @@ const Q4_1_X_Q8_1: Format = Format {
     weight_block: Q4_1_BLOCK,
     activation_block: Q8_1_BLOCK,
     vec_dot: "ggml_vec_dot_q4_1_q8_1",
-    reference: reference_dot,
-    rounding_bound,
+    formula: Some(Formula { reference: reference_dot, rounding_bound: rounding_bound }),
+    block_values: 32,
+    random_weights: |count, seed| random_blocks(count, Q4_1_BLOCK, seed),
+    random_activations: |count, seed| random_blocks(count, Q8_1_BLOCK, seed),
 };
 
 const Q8_0_X_Q8_0: Format = Format {
@@ -261,8 +273,10 @@ const Q8_0_X_Q8_0: Format = Format {
     weight_block: Q8_0_BLOCK,
     activation_block: Q8_0_BLOCK,
     vec_dot: "ggml_vec_dot_q8_0_q8_0",
-    reference: reference_dot_q8_0,
-    rounding_bound: rounding_bound_q8_0,
+    formula: Some(Formula { reference: reference_dot_q8_0, rounding_bound: rounding_bound_q8_0 }),
+    block_values: 32,
+    random_weights: |count, seed| random_blocks(count, Q8_0_BLOCK, seed),
+    random_activations: |count, seed| random_blocks(count, Q8_0_BLOCK, seed),
 };
 
 const Q5_0_X_Q8_0: Format = Format {
@@ -272,8 +286,10 @@ const Q5_0_X_Q8_0: Format = Format {
     weight_block: Q5_0_BLOCK,
     activation_block: Q8_0_BLOCK,
     vec_dot: "ggml_vec_dot_q5_0_q8_0",
-    reference: reference_dot_q5_0,
-    rounding_bound: rounding_bound_q5_0,
+    formula: Some(Formula { reference: reference_dot_q5_0, rounding_bound: rounding_bound_q5_0 }),
+    block_values: 32,
+    random_weights: |count, seed| random_blocks(count, Q5_0_BLOCK, seed),
+    random_activations: |count, seed| random_blocks(count, Q8_0_BLOCK, seed),
 };
 
 const Q5_1_X_Q8_1: Format = Format {
@@ -283,9 +299,82 @@ const Q5_1_X_Q8_1: Format = Format {
     weight_block: Q5_1_BLOCK,
     activation_block: Q8_1_BLOCK,
     vec_dot: "ggml_vec_dot_q5_1_q8_1",
-    reference: reference_dot_q5_1,
-    rounding_bound: rounding_bound_q5_1,
+    formula: Some(Formula { reference: reference_dot_q5_1, rounding_bound: rounding_bound_q5_1 }),
+    block_values: 32,
+    random_weights: |count, seed| random_blocks(count, Q5_1_BLOCK, seed),
+    random_activations: |count, seed| random_blocks(count, Q8_1_BLOCK, seed),
 };
+
+const Q4_K_BLOCK: usize = 144; // f16 scale, f16 min scale, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
+const Q5_K_BLOCK: usize = 176; // as Q4_K, then 32 bytes of fifth bits before the nibbles
+const Q6_K_BLOCK: usize = 210; // 128 bytes of nibbles, 64 of 2-bit pairs, 16 int8 scales, f16 scale
+const Q8_K_BLOCK: usize = 292; // f32 scale, 256 signed bytes, 16 int16 sums of 16
+const GGML_TYPE_Q4_K: i32 = 12;
+const GGML_TYPE_Q5_K: i32 = 13;
+const GGML_TYPE_Q6_K: i32 = 14;
+const GGML_TYPE_Q8_K: i32 = 15;
+
+/// Random K-quant super-blocks: random bytes, with finite f16 scales at `halves`.
+fn random_k_blocks(count: usize, block: usize, halves: &[usize], seed: &mut u64) -> Vec<u8> {
+    let mut bytes = random_blocks(count, block, seed);
+    let finite = random_blocks(count * halves.len(), 4, seed);
+    for (i, chunk) in bytes.chunks_mut(block).enumerate() {
+        for (h, &offset) in halves.iter().enumerate() {
+            chunk[offset..offset + 2].copy_from_slice(&finite[(i * halves.len() + h) * 4..][..2]);
+        }
+    }
+    bytes
+}
+
+/// Random Q8_K activations as ggml's quantizer makes them: values -127..127, the sums of each
+/// 16 stored beside them.
+fn random_q8_k(count: usize, seed: &mut u64) -> Vec<u8> {
+    let mut bytes = random_blocks(count, Q8_K_BLOCK, seed);
+    let scales = random_blocks(count, 4, seed);
+    for (i, block) in bytes.chunks_mut(Q8_K_BLOCK).enumerate() {
+        block[..4].copy_from_slice(&half(&scales[i * 4..]).to_le_bytes());
+        for group in 0..16 {
+            let sum: i32 = block[4 + 16 * group..4 + 16 * (group + 1)].iter().map(|&q| q as i8 as i32).sum();
+            block[260 + 2 * group..262 + 2 * group].copy_from_slice(&(sum as i16).to_le_bytes());
+        }
+    }
+    bytes
+}
+
+fn k_quant(
+    name: &'static str,
+    weight_type: i32,
+    weight_block: usize,
+    vec_dot: &'static str,
+    random_weights: fn(usize, &mut u64) -> Vec<u8>,
+) -> Format {
+    Format {
+        name,
+        weight_type,
+        activation_type: GGML_TYPE_Q8_K,
+        weight_block,
+        activation_block: Q8_K_BLOCK,
+        vec_dot,
+        formula: None,
+        block_values: 256,
+        random_weights,
+        random_activations: random_q8_k,
+    }
+}
+
+fn k_quants() -> [Format; 3] {
+    [
+        k_quant("Q4_K x Q8_K", GGML_TYPE_Q4_K, Q4_K_BLOCK, "ggml_vec_dot_q4_K_q8_K", |n, seed| {
+            random_k_blocks(n, Q4_K_BLOCK, &[0, 2], seed)
+        }),
+        k_quant("Q5_K x Q8_K", GGML_TYPE_Q5_K, Q5_K_BLOCK, "ggml_vec_dot_q5_K_q8_K", |n, seed| {
+            random_k_blocks(n, Q5_K_BLOCK, &[0, 2], seed)
+        }),
+        k_quant("Q6_K x Q8_K", GGML_TYPE_Q6_K, Q6_K_BLOCK, "ggml_vec_dot_q6_K_q8_K", |n, seed| {
+            random_k_blocks(n, Q6_K_BLOCK, &[208], seed)
+        }),
+    ]
+}
 
 /// Bound on the rounding of either summation order: a few ulps of the largest partial sum.
 fn rounding_bound(a: &[u8], b: &[u8], k: usize) -> f32 {
@@ -335,7 +424,7 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
         let symbol = |s: &str| variant.symbol(s);
         // SAFETY: these symbols have these C signatures (ggml-cpu's sgemm.h and quants.h).
         let sgemm: Sgemm = unsafe { std::mem::transmute(symbol("llamafile_sgemm")) };
-        for format in [&Q4_1_X_Q8_1, &Q5_0_X_Q8_0, &Q5_1_X_Q8_1] {
+        for format in [&Q4_1_X_Q8_1, &Q5_0_X_Q8_0, &Q5_1_X_Q8_1].into_iter().chain(&k_quants()) {
             check_every_tile_shape(name, format, sgemm, unsafe { std::mem::transmute(symbol(format.vec_dot)) });
         }
         // Q8_0 only where the variant has VNNI (the kernel marks it so).
@@ -358,11 +447,13 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
 fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot: VecDot) {
     let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
-    for k in [1usize, 3, 18, 70] {
+    // K-quant rows are a few super-blocks (the kernel has no chunks of them).
+    let depths: &[usize] = if format.block_values == 256 { &[1, 2, 5] } else { &[1, 3, 18, 70] };
+    for &k in depths {
         for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33] {
             for n in (1usize..=9).chain([33, 38]) {
-                let a = random_blocks(m * k, wb, &mut seed);
-                let b = random_blocks(n * k, ab, &mut seed);
+                let a = (format.random_weights)(m * k, &mut seed);
+                let b = (format.random_activations)(n * k, &mut seed);
                 // One spare float after each column and at the end must stay untouched.
                 let ldc = m + 1;
                 let mut c = vec![f32::NAN; ldc * n + 8];
@@ -393,16 +484,24 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
                     let (row_a, col_b) = (|row: usize| &a[row * k * wb..], &b[col * k * ab..]);
                     for row in 0..m {
                         let got = c[col * ldc + row];
-                        let expected = (format.reference)(row_a(row), col_b, k);
+                        let mut ggml = 0f32;
+                        // SAFETY: one row of k weight blocks and one column of k activation blocks.
+                        unsafe { vec_dot((k * format.block_values) as i32, &mut ggml, 0, row_a(row).as_ptr(), 0, col_b.as_ptr(), 0, 1) };
+                        let Some(formula) = &format.formula else {
+                            assert_eq!(
+                                got.to_bits(),
+                                ggml.to_bits(),
+                                "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs ggml's {ggml}"
+                            );
+                            continue;
+                        };
+                        let expected = (formula.reference)(row_a(row), col_b, k);
                         assert_eq!(
                             got.to_bits(),
                             expected.to_bits(),
                             "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs {expected}"
                         );
-                        let mut ggml = 0f32;
-                        // SAFETY: one row of k weight blocks and one column of k activation blocks.
-                        unsafe { vec_dot((k * 32) as i32, &mut ggml, 0, row_a(row).as_ptr(), 0, col_b.as_ptr(), 0, 1) };
-                        let bound = (format.rounding_bound)(row_a(row), col_b, k);
+                        let bound = (formula.rounding_bound)(row_a(row), col_b, k);
                         assert!(
                             (got - ggml).abs() <= bound,
                             "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs ggml's {ggml} (bound {bound})"
