@@ -116,16 +116,27 @@ pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, name: &str) -> 
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// `&T` from a required pointer argument; returns CORRAL_ERR_NULL_ARGUMENT (through `?`) for
-/// NULL. The name in the error message defaults to the expression's text.
-macro_rules! try_ref {
-    ($ptr:expr) => {
-        $crate::boundary::try_ref!($ptr, stringify!($ptr))
+/// The body of the required-argument macros below (`try_ref!`, `try_mut!`, `try_str!`): the
+/// check `$check($ptr, $name)`, its error returned through `?`. The name in the error message
+/// defaults to the expression's text.
+macro_rules! required_arg {
+    ($check:ident, $ptr:expr) => {
+        $crate::boundary::required_arg!($check, $ptr, stringify!($ptr))
     };
-    ($ptr:expr, $name:expr) => {
+    ($check:ident, $ptr:expr, $name:expr) => {
         // SAFETY: used only in `unsafe extern "C"` entry points, whose callers guarantee that a
-        // non-NULL pointer argument is valid for the call (see the module documentation).
-        unsafe { $crate::boundary::ref_arg($ptr, $name) }?
+        // non-NULL pointer argument is valid for the call (see the module documentation):
+        // out-parameters are the caller's, for this call only; strings in are NUL-terminated
+        // (corral.h).
+        unsafe { $crate::boundary::$check($ptr, $name) }?
+    };
+}
+
+/// `&T` from a required pointer argument; returns CORRAL_ERR_NULL_ARGUMENT (through `?`) for
+/// NULL.
+macro_rules! try_ref {
+    ($($arg:tt)+) => {
+        $crate::boundary::required_arg!(ref_arg, $($arg)+)
     };
 }
 
@@ -139,12 +150,8 @@ macro_rules! try_opt_ref {
 
 /// `&mut T` from a required out-parameter; CORRAL_ERR_NULL_ARGUMENT for NULL.
 macro_rules! try_mut {
-    ($ptr:expr) => {
-        $crate::boundary::try_mut!($ptr, stringify!($ptr))
-    };
-    ($ptr:expr, $name:expr) => {
-        // SAFETY: as for `try_ref!`; out-parameters are the caller's, for this call only.
-        unsafe { $crate::boundary::out_arg($ptr, $name) }?
+    ($($arg:tt)+) => {
+        $crate::boundary::required_arg!(out_arg, $($arg)+)
     };
 }
 
@@ -158,12 +165,8 @@ macro_rules! try_opt_mut {
 
 /// `&str` from a required string argument: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_INVALID_UTF8.
 macro_rules! try_str {
-    ($ptr:expr) => {
-        $crate::boundary::try_str!($ptr, stringify!($ptr))
-    };
-    ($ptr:expr, $name:expr) => {
-        // SAFETY: as for `try_ref!`; strings in are NUL-terminated (corral.h).
-        unsafe { $crate::boundary::str_arg($ptr, $name) }?
+    ($($arg:tt)+) => {
+        $crate::boundary::required_arg!(str_arg, $($arg)+)
     };
 }
 
@@ -195,7 +198,7 @@ pub(crate) unsafe fn str_array_arg<'a>(array: *const *const c_char, count: usize
     pointers.iter().enumerate().map(|(i, &p)| Ok(try_str!(p, &format!("{name}[{i}]")))).collect()
 }
 
-pub(crate) use {try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
+pub(crate) use {required_arg, try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
 
 // ---------------------------------------------------------------------------------------------
 // Ownership out and back.

@@ -13,7 +13,7 @@ use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, null, set_error};
 use crate::params::{
     corral_chunk_callback, corral_generate_params, corral_message, corral_model_params, corral_prompt, messages, messages_json,
-    model_options, prompt as read_prompt, tools, PromptInput,
+    model_options, tools, PromptArg,
 };
 use crate::stream::{corral_stream, generate, generate_stream, Target};
 
@@ -410,10 +410,8 @@ pub unsafe extern "C" fn corral_model_generate(
 ) -> corral_status {
     guard(|| {
         let m = try_ref!(model);
-        // SAFETY: NULL or a valid corral_prompt (this function's contract).
-        let prompt = unsafe { read_prompt(prompt) }?;
-        // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), prompt, params, callback, user_data, out_result) }
+        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
+        unsafe { generate(Target::Model(&m.model), PromptArg::Prompt(prompt), params, callback, user_data, out_result) }
     })
 }
 
@@ -429,10 +427,8 @@ pub unsafe extern "C" fn corral_model_generate_stream(
 ) -> corral_status {
     guard(|| {
         let m = try_ref!(model);
-        // SAFETY: NULL or a valid corral_prompt (this function's contract).
-        let prompt = unsafe { read_prompt(prompt) }?;
-        // SAFETY: params and out_stream are NULL or valid (this function's contract).
-        unsafe { generate_stream(Target::Model(&m.model), prompt, params, out_stream) }
+        // SAFETY: prompt, params and out_stream are NULL or valid (this function's contract).
+        unsafe { generate_stream(Target::Model(&m.model), PromptArg::Prompt(prompt), params, out_stream) }
     })
 }
 
@@ -448,9 +444,8 @@ pub unsafe extern "C" fn corral_model_complete(
 ) -> corral_status {
     guard(|| {
         let m = try_ref!(model);
-        let prompt = try_str!(prompt);
-        // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), PromptInput::Text(prompt), params, callback, user_data, out_result) }
+        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
+        unsafe { generate(Target::Model(&m.model), PromptArg::Text(prompt), params, callback, user_data, out_result) }
     })
 }
 
@@ -468,9 +463,8 @@ pub unsafe extern "C" fn corral_model_chat(
 ) -> corral_status {
     guard(|| {
         let m = try_ref!(model);
-        // SAFETY: an array of n_messages messages (this function's contract).
-        let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), PromptInput::Messages(msgs), params, callback, user_data, out_result) }
+        // SAFETY: an array of n_messages messages; params and out_result are NULL or valid (this
+        // function's contract).
+        unsafe { generate(Target::Model(&m.model), PromptArg::Messages(messages_ptr, n_messages), params, callback, user_data, out_result) }
     })
 }

@@ -374,6 +374,29 @@ impl PromptInput<'_> {
     }
 }
 
+/// A generation's prompt as its entry point takes it: a `corral_prompt` (the `_generate`
+/// functions), raw text (`_complete`) or a message array (`_chat`); read by `read`, so a model's
+/// and a session's entry points share one reading.
+pub(crate) enum PromptArg {
+    Prompt(*const corral_prompt),
+    Text(*const c_char),
+    Messages(*const corral_message, usize),
+}
+
+impl PromptArg {
+    /// # Safety
+    /// The pointers are NULL or valid for their kind (the entry point's contract).
+    pub(crate) unsafe fn read<'a>(self) -> Result<PromptInput<'a>, corral_status> {
+        match self {
+            // SAFETY: the caller's guarantee, passed on.
+            PromptArg::Prompt(p) => unsafe { prompt(p) },
+            PromptArg::Text(text) => Ok(PromptInput::Text(try_str!(text, "prompt"))),
+            // SAFETY: an array of `n` messages (the caller's guarantee).
+            PromptArg::Messages(ptr, n) => unsafe { messages(ptr, n) }.map(PromptInput::Messages),
+        }
+    }
+}
+
 /// Reads a `corral_prompt`.
 ///
 /// # Safety

@@ -8,9 +8,7 @@ use crate::boundary::{free_handle, free_slice, guard, guard_void, into_handle, o
 use crate::conversions::corral_result;
 use crate::error::{corral_status, fail};
 use crate::model::corral_model;
-use crate::params::{
-    corral_chunk_callback, corral_generate_params, corral_message, corral_prompt, messages, prompt as read_prompt, PromptInput,
-};
+use crate::params::{corral_chunk_callback, corral_generate_params, corral_message, corral_prompt, PromptArg};
 use crate::stream::{corral_stream, generate, generate_stream, Target};
 
 /// A conversation keeping its KV cache between calls. Internally synchronised: calls from
@@ -54,10 +52,8 @@ pub unsafe extern "C" fn corral_session_generate(
 ) -> corral_status {
     guard(|| {
         let s = try_ref!(session);
-        // SAFETY: NULL or a valid corral_prompt (this function's contract).
-        let prompt = unsafe { read_prompt(prompt) }?;
-        // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Session(&s.session), prompt, params, callback, user_data, out_result) }
+        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
+        unsafe { generate(Target::Session(&s.session), PromptArg::Prompt(prompt), params, callback, user_data, out_result) }
     })
 }
 
@@ -71,10 +67,8 @@ pub unsafe extern "C" fn corral_session_generate_stream(
 ) -> corral_status {
     guard(|| {
         let s = try_ref!(session);
-        // SAFETY: NULL or a valid corral_prompt (this function's contract).
-        let prompt = unsafe { read_prompt(prompt) }?;
-        // SAFETY: params and out_stream are NULL or valid (this function's contract).
-        unsafe { generate_stream(Target::Session(&s.session), prompt, params, out_stream) }
+        // SAFETY: prompt, params and out_stream are NULL or valid (this function's contract).
+        unsafe { generate_stream(Target::Session(&s.session), PromptArg::Prompt(prompt), params, out_stream) }
     })
 }
 
@@ -90,9 +84,8 @@ pub unsafe extern "C" fn corral_session_complete(
 ) -> corral_status {
     guard(|| {
         let s = try_ref!(session);
-        let prompt = try_str!(prompt);
-        // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Session(&s.session), PromptInput::Text(prompt), params, callback, user_data, out_result) }
+        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
+        unsafe { generate(Target::Session(&s.session), PromptArg::Text(prompt), params, callback, user_data, out_result) }
     })
 }
 
@@ -109,10 +102,11 @@ pub unsafe extern "C" fn corral_session_chat(
 ) -> corral_status {
     guard(|| {
         let s = try_ref!(session);
-        // SAFETY: an array of n_messages messages (this function's contract).
-        let msgs = unsafe { messages(messages_ptr, n_messages) }?;
-        // SAFETY: params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Session(&s.session), PromptInput::Messages(msgs), params, callback, user_data, out_result) }
+        // SAFETY: an array of n_messages messages; params and out_result are NULL or valid (this
+        // function's contract).
+        unsafe {
+            generate(Target::Session(&s.session), PromptArg::Messages(messages_ptr, n_messages), params, callback, user_data, out_result)
+        }
     })
 }
 

@@ -10,7 +10,7 @@ use crate::boundary::{free_handle, guard, guard_void, into_handle, try_mut, try_
 use crate::conversions::{c_string, corral_chunk, corral_finish_reason, corral_result, corral_usage, json_array_or_null, owned_result};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
-use crate::params::{corral_chunk_callback, corral_generate_params, generate_options, PromptInput};
+use crate::params::{corral_chunk_callback, corral_generate_params, generate_options, PromptArg, PromptInput};
 
 /// A running generation pulled with corral_stream_next. corral_stream_next must not be
 /// called from two threads at once; corral_stream_cancel may be called from any thread while
@@ -69,18 +69,21 @@ fn start(target: Target<'_>, prompt: &PromptInput<'_>, options: &GenerateOptions
     }
 }
 
-/// The body of every blocking generation function: the options, the request, the run.
+/// The body of every blocking generation function: the prompt, the options, the request, the
+/// run.
 ///
 /// # Safety
-/// `params` and `out_result` are NULL or valid (the entry point's contract).
+/// `prompt`'s pointers, `params` and `out_result` are NULL or valid (the entry point's contract).
 pub(crate) unsafe fn generate(
     target: Target<'_>,
-    prompt: PromptInput<'_>,
+    prompt: PromptArg,
     params: *const corral_generate_params,
     callback: corral_chunk_callback,
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> Result<(), corral_status> {
+    // SAFETY: the caller's guarantee, passed on.
+    let prompt = unsafe { prompt.read() }?;
     // SAFETY: the caller's guarantee, passed on.
     let options = unsafe { generate_options(params) }?;
     let stream = start(target, &prompt, &options).map_err(fail)?;
@@ -90,13 +93,15 @@ pub(crate) unsafe fn generate(
 /// The body of every function that starts a stream to pull.
 ///
 /// # Safety
-/// `params` and `out_stream` are NULL or valid (the entry point's contract).
+/// `prompt`'s pointers, `params` and `out_stream` are NULL or valid (the entry point's contract).
 pub(crate) unsafe fn generate_stream(
     target: Target<'_>,
-    prompt: PromptInput<'_>,
+    prompt: PromptArg,
     params: *const corral_generate_params,
     out_stream: *mut *mut corral_stream,
 ) -> Result<(), corral_status> {
+    // SAFETY: the caller's guarantee, passed on.
+    let prompt = unsafe { prompt.read() }?;
     let out_stream = try_mut!(out_stream);
     // SAFETY: the caller's guarantee, passed on.
     let options = unsafe { generate_options(params) }?;
