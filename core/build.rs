@@ -79,12 +79,18 @@ struct Kernel {
     renamed: &'static str,
 }
 
-const KERNELS: [Kernel; 2] = [
+const KERNELS: [Kernel; 3] = [
     Kernel {
         source: "kernels/quant_gemm.cpp",
         ggml_source: "ggml-cpu/llamafile/sgemm.cpp",
         symbol: "llamafile_sgemm",
         renamed: "ggml_llamafile_sgemm",
+    },
+    Kernel {
+        source: "kernels/k_quant_gate.cpp",
+        ggml_source: "ggml-cpu/tiled/tiled.cpp",
+        symbol: "ggml_compute_forward_mul_mat_tiled",
+        renamed: "ggml_compute_forward_mul_mat_tiled_ggml",
     },
     Kernel {
         source: "kernels/flash_attention.cpp",

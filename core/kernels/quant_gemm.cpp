@@ -671,7 +671,8 @@ extern "C" bool llamafile_sgemm(const struct ggml_compute_params * params, int64
             gemm<Q5_0>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
             return true;
         }
-        if (Btype == GGML_TYPE_Q8_K) {
+        // One column: ggml's dot product is the same arithmetic, without decoding into memory.
+        if (Btype == GGML_TYPE_Q8_K && n > 1) {
             switch (Atype) {
                 case GGML_TYPE_Q4_K: gemm_k<Q4_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
                 case GGML_TYPE_Q5_K: gemm_k<Q5_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;

@@ -478,7 +478,12 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
                             GGML_TYPE_F32,
                         )
                     };
-                    assert!(handled, "{variant}: {name} must be taken by corral's GEMM");
+                    // One column of K-quants goes to ggml's dot product: the same arithmetic.
+                    let expected = format.formula.is_some() || n > 1;
+                    assert_eq!(handled, expected, "{variant}: {name} n={n} taken by corral's GEMM: {handled}");
+                }
+                if !(format.formula.is_some() || n > 1) {
+                    continue;
                 }
                 for col in 0..n {
                     let (row_a, col_b) = (|row: usize| &a[row * k * wb..], &b[col * k * ab..]);
@@ -513,4 +518,39 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
             }
         }
     }
+}
+
+/// ggml's tiled K-quant GEMM, which ggml tries first for 8 columns or more, leaves narrow
+/// batches (2 to 8 columns, 16 for Q6_K: batched decoding) to corral's kernel, which computes
+/// ggml's own dot product: a sequence decoded among others gets the results it gets alone.
+#[test]
+fn narrow_k_quant_batches_bypass_ggmls_tiled_gemm() {
+    if std::env::var_os(CHILD).is_some() || !relinked() {
+        return;
+    }
+    let mut gated = vec![];
+    for variant in variants::with_symbol("ggml_compute_forward_mul_mat_tiled_ggml") {
+        type Gate = unsafe extern "C" fn(*const ComputeParams, *mut llama_cpp_sys_2::ggml_tensor) -> bool;
+        // SAFETY: ggml-cpu's tiled.h signature; for these batches the gate reads only the types and widths.
+        let gate: Gate = unsafe { std::mem::transmute(variant.symbol("ggml_compute_forward_mul_mat_tiled")) };
+        for (weight_type, widest) in [(GGML_TYPE_Q4_K, 8), (GGML_TYPE_Q5_K, 8), (GGML_TYPE_Q6_K, 16)] {
+            for columns in [1, 2, widest] {
+                // SAFETY: plain C structs, all-zero is a valid (empty) tensor.
+                let mut weights: llama_cpp_sys_2::ggml_tensor = unsafe { std::mem::zeroed() };
+                weights.type_ = weight_type as llama_cpp_sys_2::ggml_type;
+                weights.ne = [256, 64, 1, 1];
+                let mut activations: llama_cpp_sys_2::ggml_tensor = unsafe { std::mem::zeroed() };
+                activations.ne = [256, columns, 1, 1];
+                let mut result: llama_cpp_sys_2::ggml_tensor = unsafe { std::mem::zeroed() };
+                result.src[0] = &mut weights;
+                result.src[1] = &mut activations;
+                // SAFETY: the tensors outlive the call.
+                let taken = unsafe { gate(&ComputeParams::thread(0, 1), &mut result) };
+                assert!(!taken, "{}: ggml's tiled GEMM took type {weight_type} x {columns} columns", variant.name);
+            }
+        }
+        gated.push(variant.name.clone());
+    }
+    let running = corral::cpu_variant().unwrap().name;
+    assert!(gated.contains(&running) && gated.contains(&"haswell".to_string()), "gated {gated:?}, running {running}");
 }
