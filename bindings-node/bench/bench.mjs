@@ -18,10 +18,12 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import { Model, defaultThreads } from 'corral'
+
+import { loadNodeLlamaCpp } from './node-llama-cpp.mjs'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const CORRAL_CLI = join(ROOT, 'target/release/corral')
@@ -94,19 +96,9 @@ function corralCore() {
 }
 
 async function nodeLlamaCppRunner(dir) {
-  const entry = join(dir, 'node_modules/node-llama-cpp/dist/index.js')
-  if (!existsSync(entry)) return undefined
-  const { getLlama } = await import(pathToFileURL(entry).href)
-  // Prebuilt CPU binaries only: never download or compile llama.cpp.
-  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' })
-  const model = await llama.loadModel({ modelPath: args.model, gpuLayers: 0 })
-  const context = await model.createContext({
-    contextSize: CONTEXT_LENGTH,
-    batchSize: 512,
-    threads: { ideal: threads, min: threads },
-    sequences: 1,
-  })
-  const sequence = context.getSequence()
+  const loaded = await loadNodeLlamaCpp(dir, { modelPath: args.model, contextLength: CONTEXT_LENGTH, threads, sequences: 1 })
+  if (!loaded) return undefined
+  const sequence = loaded.context.getSequence()
   return async (prompt) => {
     await sequence.clearHistory() // nothing reused from the previous round
     const tokenTimes = []

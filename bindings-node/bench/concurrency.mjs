@@ -6,12 +6,13 @@
 // scripts/bench-node.sh --concurrency.
 //
 //   node bench/concurrency.mjs [--model PATH] [--threads N] [--node-llama-cpp DIR] [--json]
-import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import { Model, defaultThreads } from 'corral'
+
+import { loadNodeLlamaCpp } from './node-llama-cpp.mjs'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const REQUESTS = 8
@@ -58,17 +59,10 @@ async function corral() {
 }
 
 async function nodeLlamaCpp() {
-  const entry = join(args['node-llama-cpp'], 'node_modules/node-llama-cpp/dist/index.js')
-  if (!existsSync(entry)) return undefined
-  const { getLlama } = await import(pathToFileURL(entry).href)
-  const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' })
-  const model = await llama.loadModel({ modelPath: args.model, gpuLayers: 0 })
-  const context = await model.createContext({
-    contextSize: CONTEXT_LENGTH,
-    batchSize: 512,
-    threads: { ideal: threads, min: threads },
-    sequences: REQUESTS,
-  })
+  const options = { modelPath: args.model, contextLength: CONTEXT_LENGTH, threads, sequences: REQUESTS }
+  const loaded = await loadNodeLlamaCpp(args['node-llama-cpp'], options)
+  if (!loaded) return undefined
+  const { model, context } = loaded
   const sequences = Array.from({ length: REQUESTS }, () => context.getSequence())
   const one = async (sequence, prompt) => {
     await sequence.clearHistory()

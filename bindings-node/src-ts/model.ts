@@ -221,8 +221,7 @@ export class Model {
 
   /** Completes a raw prompt: text, or token ids used as they are (no BOS token added). */
   async complete(prompt: string | number[], options?: GenerateOptions): Promise<Completion> {
-    const [opts, signal] = generateOptions(options)
-    return cancellable(signal, (token) => this.#native.complete(prompt, opts, token)) as Promise<Completion>
+    return completion(options, (opts, token) => this.#native.complete(prompt, opts, token))
   }
 
   /** Streams the completion of a raw prompt (text or token ids). */
@@ -232,8 +231,7 @@ export class Model {
 
   /** The assistant's reply to a conversation, using the model's chat template. */
   async chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion> {
-    const [opts, signal] = generateOptions(options)
-    return cancellable(signal, (token) => this.#native.chat(messages, opts, token)) as Promise<Completion>
+    return completion(options, (opts, token) => this.#native.chat(messages, opts, token))
   }
 
   /** Streams the assistant's reply to a conversation. */
@@ -400,8 +398,7 @@ export class Session {
   }
 
   async complete(prompt: string, options?: GenerateOptions): Promise<Completion> {
-    const [opts, signal] = generateOptions(options)
-    return cancellable(signal, (token) => this.#native.complete(prompt, opts, token)) as Promise<Completion>
+    return completion(options, (opts, token) => this.#native.complete(prompt, opts, token))
   }
 
   completeStream(prompt: string, options?: GenerateOptions): CompletionStream {
@@ -409,8 +406,7 @@ export class Session {
   }
 
   async chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion> {
-    const [opts, signal] = generateOptions(options)
-    return cancellable(signal, (token) => this.#native.chat(messages, opts, token)) as Promise<Completion>
+    return completion(options, (opts, token) => this.#native.chat(messages, opts, token))
   }
 
   chatStream(messages: ChatMessage[], options?: GenerateOptions): CompletionStream {
@@ -431,6 +427,16 @@ export class Session {
   [Symbol.asyncDispose](): Promise<void> {
     return this.dispose()
   }
+}
+
+/** The body of `complete` and `chat` on a model or a session: the options checked, then the
+ * native call, cancellable by the options' signal. */
+function completion(
+  options: GenerateOptions | undefined | null,
+  run: (opts: Omit<GenerateOptions, 'signal'>, token: native.CancelToken | undefined) => Promise<native.Completion>,
+): Promise<Completion> {
+  const [opts, signal] = generateOptions(options)
+  return cancellable(signal, (token) => run(opts, token)) as Promise<Completion>
 }
 
 /** A stream that reports argument errors (and an already aborted signal) from its first
