@@ -50,7 +50,7 @@ pub struct SideArgs {
     one_token: bool,
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+pub fn internal(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Internal, format!("{what}: {e}"))
 }
 
@@ -80,26 +80,47 @@ struct Side {
     name: String,
     child: Child,
     reader: BufReader<std::process::ChildStdout>,
-    _dir: TempDir,
+    _dir: VariantFolder,
 }
 
-struct TempDir(PathBuf);
+/// A temporary folder holding one CPU variant library: a process with `CORRAL_BACKEND_DIR`
+/// pointed at it runs that variant. Removed on drop.
+pub struct VariantFolder(pub PathBuf);
 
-impl Drop for TempDir {
+impl VariantFolder {
+    /// `name` tells the folders of one run apart (`corral:zen4`, `ggml:zen4`).
+    pub fn new(name: &str, variant_file: &Path) -> corral::Result<VariantFolder> {
+        if !variant_file.exists() {
+            return Err(Error::new(ErrorKind::InvalidArgument, format!("{} does not exist", variant_file.display())));
+        }
+        let dir = std::env::temp_dir().join(format!("corral-kernels-{}-{}", std::process::id(), name.replace([':', '/'], "-")));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| internal("temporary folder", e))?;
+        std::os::unix::fs::symlink(variant_file, dir.join(variant_file.file_name().unwrap())).map_err(|e| internal("symlink", e))?;
+        Ok(VariantFolder(dir))
+    }
+}
+
+impl Drop for VariantFolder {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
+/// The shipped variant library `variant` (corral's kernels linked in) and ggml's as built.
+pub fn variant_files(variant: Option<&str>) -> corral::Result<(String, PathBuf, PathBuf)> {
+    let variant = match variant {
+        Some(v) => v.to_string(),
+        None => corral::cpu_variant()?.name,
+    };
+    let corral_dir = corral::cpu_variant()?.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let file_name = format!("libggml-cpu-{variant}.so");
+    Ok((variant, corral_dir.join(&file_name), PathBuf::from(corral::bench::GGML_BACKEND_DIR).join(file_name)))
+}
+
 impl Side {
     fn start(name: &str, variant_file: &Path, args: &BenchKernelsArgs) -> corral::Result<Side> {
-        if !variant_file.exists() {
-            return Err(Error::new(ErrorKind::InvalidArgument, format!("{} does not exist", variant_file.display())));
-        }
-        let dir = std::env::temp_dir().join(format!("corral-kernels-{}-{}", std::process::id(), name.replace(':', "-")));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| internal("temporary folder", e))?;
-        std::os::unix::fs::symlink(variant_file, dir.join(variant_file.file_name().unwrap())).map_err(|e| internal("symlink", e))?;
+        let dir = VariantFolder::new(name, variant_file)?;
         let exe = std::env::current_exe().map_err(|e| internal("this program", e))?;
         let mut command = Command::new(exe);
         command
@@ -107,14 +128,14 @@ impl Side {
             .arg(&args.model)
             .arg(&args.file)
             .args(["--tokens", &args.tokens.to_string(), "--window", &args.window.to_string()])
-            .env("CORRAL_BACKEND_DIR", &dir)
+            .env("CORRAL_BACKEND_DIR", &dir.0)
             .stdout(Stdio::piped());
         if args.one_token {
             command.arg("--one-token");
         }
         let mut child = command.spawn().map_err(|e| internal("cannot start a side", e))?;
         let reader = BufReader::new(child.stdout.take().expect("piped"));
-        Ok(Side { name: name.to_string(), child, reader, _dir: TempDir(dir) })
+        Ok(Side { name: name.to_string(), child, reader, _dir: dir })
     }
 
     /// The next row (next token's log-probability, the vocabulary's), or `None` at the end.
@@ -148,18 +169,13 @@ fn kl(p: &[f32], q: &[f32]) -> f64 {
 }
 
 pub fn run(args: &BenchKernelsArgs) -> corral::Result<()> {
-    let variant = match &args.variant {
-        Some(v) => v.clone(),
-        None => corral::cpu_variant()?.name,
-    };
-    let corral_dir = corral::cpu_variant()?.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let ggml_dir = PathBuf::from(corral::bench::GGML_BACKEND_DIR);
-    let file = |dir: &Path, v: &str| dir.join(format!("libggml-cpu-{v}.so"));
+    let (variant, corral_file, ggml_file) = variant_files(args.variant.as_deref())?;
+    let (_, _, other_file) = variant_files(Some(&args.other_variant))?;
     // The reference (ggml's kernels on the variant), corral's kernels on it, another ggml variant.
     let mut sides = vec![
-        Side::start(&format!("ggml:{variant}"), &file(&ggml_dir, &variant), args)?,
-        Side::start(&format!("corral:{variant}"), &file(&corral_dir, &variant), args)?,
-        Side::start(&format!("ggml:{}", args.other_variant), &file(&ggml_dir, &args.other_variant), args)?,
+        Side::start(&format!("ggml:{variant}"), &ggml_file, args)?,
+        Side::start(&format!("corral:{variant}"), &corral_file, args)?,
+        Side::start(&format!("ggml:{}", args.other_variant), &other_file, args)?,
     ];
     let mut rows = vec![Vec::new(); sides.len()];
     let (mut nll, mut kl_sum, mut kl_max) = (vec![0f64; sides.len()], vec![0f64; sides.len()], vec![0f64; sides.len()]);

@@ -14,6 +14,7 @@ use serde_json::json;
 
 mod embed;
 mod kernel_bench;
+mod kernel_speed;
 mod rpc_bench;
 mod soak;
 
@@ -140,6 +141,11 @@ enum Command {
     BenchKernels(kernel_bench::BenchKernelsArgs),
     #[command(hide = true)]
     BenchKernelsSide(kernel_bench::SideArgs),
+    /// corral's CPU kernels against ggml's on the same variant: prompt, generation and 8
+    /// streams at once, interleaved rounds, medians and ratios.
+    BenchKernelSpeed(kernel_speed::KernelSpeedArgs),
+    #[command(hide = true)]
+    BenchKernelSpeedSide(kernel_speed::SpeedSideArgs),
     /// Prompt and generation speed locally, with one loopback RPC worker and with two.
     BenchRpc(rpc_bench::BenchRpcArgs),
     /// Embed each TEXT; one JSON vector per line on stdout.
@@ -581,6 +587,8 @@ fn run(cli: Cli) -> corral::Result<()> {
         Command::BenchRpc(args) => rpc_bench::run(&args),
         Command::BenchKernels(args) => kernel_bench::run(&args),
         Command::BenchKernelsSide(args) => kernel_bench::side(&args),
+        Command::BenchKernelSpeed(args) => kernel_speed::run(&args),
+        Command::BenchKernelSpeedSide(args) => kernel_speed::side(&args),
         Command::Embed(args) => embed::embed(&args),
         Command::Rerank(args) => embed::rerank(&args),
         Command::BenchEmbed(args) => embed::bench(&args),

@@ -269,6 +269,16 @@ fn concurrent_round(model: &Model, n: usize, tokens: u32) -> Result<f64> {
     Ok(generated as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Loads `path` for `streams` sequences and returns the aggregate generation speed of
+/// `streams` requests of `tokens` tokens at once (`corral bench-kernel-speed`).
+pub fn concurrent_tokens_per_s(path: &Path, threads: u32, streams: usize, tokens: u32) -> Result<f64> {
+    let model = Model::load(
+        path,
+        ModelOptions { context_length: Some(4096), threads: Some(threads), max_sequences: streams as u32, ..Default::default() },
+    )?;
+    concurrent_round(&model, streams, tokens)
+}
+
 /// The concurrency benchmark: aggregate throughput at 1..16 streams, then `rounds` rounds of
 /// 8 requests concurrent vs sequential and of cached-prefix time to first token. Rounds
 /// interleave the two sides of each ratio, so that a slow spell on a shared machine hits both.
