@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <type_traits>
+
 #define GGML_COMMON_DECL_CPP
 #include "ggml-common.h"
 #include "ggml-cpu-impl.h"
@@ -205,10 +207,13 @@ inline ActivationScales q8_0_scales(const block_q8_0 & block) {
 // The formats of 32-weight blocks: how a panel block is unpacked, and which activations and
 // accumulation go with it. CHUNK: panel depth in blocks, so that a chunk's panel stays in L1.
 
-// Q4_1: scale, min, 32 x 4 bits (weight = scale x q + min).
-struct Q4_1 {
-    using Weights = block_q4_1;
-    using Activations = block_q8_1;
+// Nibble formats: 16 bytes of 4-bit weights, FIFTH_BITS: 32 more bits (Q5_*), and either a
+// min (Q4_1, Q5_1: weight = scale x q + min, against Q8_1) or a center of 16 (Q5_0: weight =
+// scale x (q - 16), against Q8_0).
+template <typename Block, bool FIFTH_BITS, bool MINS>
+struct NibbleFormat {
+    using Weights = Block;
+    using Activations = typename std::conditional<MINS, block_q8_1, block_q8_0>::type;
     using Panel = PanelBlock;
     static constexpr int64_t CHUNK = 64;
     static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
@@ -216,59 +221,32 @@ struct Q4_1 {
         block_rows(A, lda, row0, rows, l, row);
         Panel out;
         unpack_nibbles(row, offsetof(Weights, qs), out.quants);
+        if constexpr (FIFTH_BITS) {
+            add_fifth_bits(row, offsetof(Weights, qh), out.quants);
+        }
         out.scales = halves_of(row, 0);
-        out.mins = halves_of(row, sizeof(ggml_half));
+        out.mins = MINS ? halves_of(row, sizeof(ggml_half)) : _mm256_setzero_ps();
         return out;
     }
-    static ActivationScales activation_scales(const Activations & block) { return q8_1_scales(block); }
+    static ActivationScales activation_scales(const Activations & block) {
+        if constexpr (MINS) {
+            return q8_1_scales(block);
+        } else {
+            return q8_0_scales(block);
+        }
+    }
     static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
-        return accumulate_with_min(block, a, s, acc);
+        if constexpr (MINS) {
+            return accumulate_with_min(block, a, s, acc);
+        } else {
+            return accumulate_centered<16>(block, a, s, acc);
+        }
     }
 };
 
-// Q5_1: scale, min, 32 fifth bits, 32 x 4 bits (weight = scale x q + min).
-struct Q5_1 {
-    using Weights = block_q5_1;
-    using Activations = block_q8_1;
-    using Panel = PanelBlock;
-    static constexpr int64_t CHUNK = 64;
-    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
-        const Weights * row[PANEL_ROWS];
-        block_rows(A, lda, row0, rows, l, row);
-        Panel out;
-        unpack_nibbles(row, offsetof(Weights, qs), out.quants);
-        add_fifth_bits(row, offsetof(Weights, qh), out.quants);
-        out.scales = halves_of(row, 0);
-        out.mins = halves_of(row, sizeof(ggml_half));
-        return out;
-    }
-    static ActivationScales activation_scales(const Activations & block) { return q8_1_scales(block); }
-    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
-        return accumulate_with_min(block, a, s, acc);
-    }
-};
-
-// Q5_0: scale, 32 fifth bits, 32 x 4 bits (weight = scale x (q - 16)).
-struct Q5_0 {
-    using Weights = block_q5_0;
-    using Activations = block_q8_0;
-    using Panel = PanelBlock;
-    static constexpr int64_t CHUNK = 64;
-    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
-        const Weights * row[PANEL_ROWS];
-        block_rows(A, lda, row0, rows, l, row);
-        Panel out;
-        unpack_nibbles(row, offsetof(Weights, qs), out.quants);
-        add_fifth_bits(row, offsetof(Weights, qh), out.quants);
-        out.scales = halves_of(row, 0);
-        out.mins = _mm256_setzero_ps();
-        return out;
-    }
-    static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
-    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
-        return accumulate_centered<16>(block, a, s, acc);
-    }
-};
+using Q4_1 = NibbleFormat<block_q4_1, false, true>;
+using Q5_1 = NibbleFormat<block_q5_1, true, true>;
+using Q5_0 = NibbleFormat<block_q5_0, true, false>;
 
 #ifdef CORRAL_DPBUSD
 // Q8_0 weights (scale, 32 x 8 bits) against Q8_0 activations, on VNNI only: without it the

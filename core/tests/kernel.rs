@@ -244,8 +244,9 @@ struct Format {
     formula: Option<Formula>,
     /// Weights per block: 32, or 256 for the K-quants' super-blocks.
     block_values: usize,
-    random_weights: fn(usize, &mut u64) -> Vec<u8>,
-    random_activations: fn(usize, &mut u64) -> Vec<u8>,
+    /// How test blocks are made (None: random bytes with leading finite f16 scales).
+    random_weights: Option<fn(usize, &mut u64) -> Vec<u8>>,
+    random_activations: Option<fn(usize, &mut u64) -> Vec<u8>>,
 }
 
 struct Formula {
@@ -253,57 +254,61 @@ struct Formula {
     rounding_bound: fn(&[u8], &[u8], usize) -> f32,
 }
 
-const Q4_1_X_Q8_1: Format = Format {
-    name: "Q4_1 x Q8_1",
-    weight_type: GGML_TYPE_Q4_1,
-    activation_type: GGML_TYPE_Q8_1,
-    weight_block: Q4_1_BLOCK,
-    activation_block: Q8_1_BLOCK,
-    vec_dot: "ggml_vec_dot_q4_1_q8_1",
-    formula: Some(Formula { reference: reference_dot, rounding_bound: rounding_bound }),
-    block_values: 32,
-    random_weights: |count, seed| random_blocks(count, Q4_1_BLOCK, seed),
-    random_activations: |count, seed| random_blocks(count, Q8_1_BLOCK, seed),
-};
+/// A format of 32-weight blocks, checked against the kernel's own formula.
+const fn with_formula(
+    name: &'static str,
+    (weight_type, weight_block): (i32, usize),
+    (activation_type, activation_block): (i32, usize),
+    vec_dot: &'static str,
+    reference: fn(&[u8], &[u8], usize) -> f32,
+    rounding_bound: fn(&[u8], &[u8], usize) -> f32,
+) -> Format {
+    Format {
+        name,
+        weight_type,
+        activation_type,
+        weight_block,
+        activation_block,
+        vec_dot,
+        formula: Some(Formula { reference, rounding_bound }),
+        block_values: 32,
+        random_weights: None,
+        random_activations: None,
+    }
+}
 
-const Q8_0_X_Q8_0: Format = Format {
-    name: "Q8_0 x Q8_0",
-    weight_type: GGML_TYPE_Q8_0,
-    activation_type: GGML_TYPE_Q8_0,
-    weight_block: Q8_0_BLOCK,
-    activation_block: Q8_0_BLOCK,
-    vec_dot: "ggml_vec_dot_q8_0_q8_0",
-    formula: Some(Formula { reference: reference_dot_q8_0, rounding_bound: rounding_bound_q8_0 }),
-    block_values: 32,
-    random_weights: |count, seed| random_blocks(count, Q8_0_BLOCK, seed),
-    random_activations: |count, seed| random_blocks(count, Q8_0_BLOCK, seed),
-};
-
-const Q5_0_X_Q8_0: Format = Format {
-    name: "Q5_0 x Q8_0",
-    weight_type: GGML_TYPE_Q5_0,
-    activation_type: GGML_TYPE_Q8_0,
-    weight_block: Q5_0_BLOCK,
-    activation_block: Q8_0_BLOCK,
-    vec_dot: "ggml_vec_dot_q5_0_q8_0",
-    formula: Some(Formula { reference: reference_dot_q5_0, rounding_bound: rounding_bound_q5_0 }),
-    block_values: 32,
-    random_weights: |count, seed| random_blocks(count, Q5_0_BLOCK, seed),
-    random_activations: |count, seed| random_blocks(count, Q8_0_BLOCK, seed),
-};
-
-const Q5_1_X_Q8_1: Format = Format {
-    name: "Q5_1 x Q8_1",
-    weight_type: GGML_TYPE_Q5_1,
-    activation_type: GGML_TYPE_Q8_1,
-    weight_block: Q5_1_BLOCK,
-    activation_block: Q8_1_BLOCK,
-    vec_dot: "ggml_vec_dot_q5_1_q8_1",
-    formula: Some(Formula { reference: reference_dot_q5_1, rounding_bound: rounding_bound_q5_1 }),
-    block_values: 32,
-    random_weights: |count, seed| random_blocks(count, Q5_1_BLOCK, seed),
-    random_activations: |count, seed| random_blocks(count, Q8_1_BLOCK, seed),
-};
+const Q4_1_X_Q8_1: Format = with_formula(
+    "Q4_1 x Q8_1",
+    (GGML_TYPE_Q4_1, Q4_1_BLOCK),
+    (GGML_TYPE_Q8_1, Q8_1_BLOCK),
+    "ggml_vec_dot_q4_1_q8_1",
+    reference_dot,
+    rounding_bound,
+);
+const Q8_0_X_Q8_0: Format = with_formula(
+    "Q8_0 x Q8_0",
+    (GGML_TYPE_Q8_0, Q8_0_BLOCK),
+    (GGML_TYPE_Q8_0, Q8_0_BLOCK),
+    "ggml_vec_dot_q8_0_q8_0",
+    reference_dot_q8_0,
+    rounding_bound_q8_0,
+);
+const Q5_0_X_Q8_0: Format = with_formula(
+    "Q5_0 x Q8_0",
+    (GGML_TYPE_Q5_0, Q5_0_BLOCK),
+    (GGML_TYPE_Q8_0, Q8_0_BLOCK),
+    "ggml_vec_dot_q5_0_q8_0",
+    reference_dot_q5_0,
+    rounding_bound_q5_0,
+);
+const Q5_1_X_Q8_1: Format = with_formula(
+    "Q5_1 x Q8_1",
+    (GGML_TYPE_Q5_1, Q5_1_BLOCK),
+    (GGML_TYPE_Q8_1, Q8_1_BLOCK),
+    "ggml_vec_dot_q5_1_q8_1",
+    reference_dot_q5_1,
+    rounding_bound_q5_1,
+);
 
 const Q4_K_BLOCK: usize = 144; // f16 scale, f16 min scale, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
 const Q5_K_BLOCK: usize = 176; // as Q4_K, then 32 bytes of fifth bits before the nibbles
@@ -357,8 +362,8 @@ fn k_quant(
         vec_dot,
         formula: None,
         block_values: 256,
-        random_weights,
-        random_activations: random_q8_k,
+        random_weights: Some(random_weights),
+        random_activations: Some(random_q8_k),
     }
 }
 
@@ -444,6 +449,13 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
     }
 }
 
+fn random_or_plain(random: Option<fn(usize, &mut u64) -> Vec<u8>>, count: usize, block: usize, seed: &mut u64) -> Vec<u8> {
+    match random {
+        Some(random) => random(count, seed),
+        None => random_blocks(count, block, seed),
+    }
+}
+
 fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot: VecDot) {
     let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
@@ -452,8 +464,8 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
     for &k in depths {
         for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33] {
             for n in (1usize..=9).chain([33, 38]) {
-                let a = (format.random_weights)(m * k, &mut seed);
-                let b = (format.random_activations)(n * k, &mut seed);
+                let a = random_or_plain(format.random_weights, m * k, wb, &mut seed);
+                let b = random_or_plain(format.random_activations, n * k, ab, &mut seed);
                 // One spare float after each column and at the end must stay untouched.
                 let ldc = m + 1;
                 let mut c = vec![f32::NAN; ldc * n + 8];
