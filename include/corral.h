@@ -21,12 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CORRAL_VERSION "0.5.0"
+#define CORRAL_VERSION "0.5.1"
 #define CORRAL_VERSION_MAJOR 0
 #define CORRAL_VERSION_MINOR 5
-#define CORRAL_VERSION_PATCH 0
+#define CORRAL_VERSION_PATCH 1
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
-#define CORRAL_VERSION_NUMBER 500
+#define CORRAL_VERSION_NUMBER 501
 
 
 /*
