@@ -463,6 +463,27 @@ inline void unpack_scales_and_mins(const uint8_t * packed, DecodedK & out) {
     out.all_scales = mins_and_scales;
 }
 
+// Q4_K, Q5_K: byte b of qs[32j..32j+32) holds weight b of chunk 2j (low nibble) and of chunk
+// 2j + 1 (high); with FIFTH_BITS (Q5_K), bit c of byte b of qh is bit 4 of weight b of chunk c.
+template <bool FIFTH_BITS, typename Block>
+inline DecodedK decode_4_or_5_bit(const Block & x) {
+    DecodedK out;
+    unpack_scales_and_mins(x.scales, out);
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    for (int c = 0; c < 8; ++c) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *) (x.qs + 32 * (c / 2)));
+        out.quants[c] = c % 2 == 0 ? _mm256_and_si256(bits, m4) : _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        if constexpr (FIFTH_BITS) {
+            const __m256i mask = _mm256_set1_epi8((char) (1 << c));
+            const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_loadu_si256((const __m256i *) x.qh), mask), mask);
+            out.quants[c] = _mm256_or_si256(out.quants[c], _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+        }
+    }
+    out.d = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
+    out.dmin = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin);
+    return out;
+}
+
 struct Q4_K {
     using Weights = block_q4_K;
     // acc: ggml's 8 lanes of scaled sums; acc_m: its 4 lanes of scaled mins.
@@ -470,19 +491,7 @@ struct Q4_K {
         __m256 acc;
         __m128 acc_m;
     };
-    static DecodedK decode(const Weights & x) {
-        DecodedK out;
-        unpack_scales_and_mins(x.scales, out);
-        const __m256i m4 = _mm256_set1_epi8(0xF);
-        for (int j = 0; j < 4; ++j) {
-            const __m256i bits = _mm256_loadu_si256((const __m256i *) (x.qs + 32 * j));
-            out.quants[2 * j] = _mm256_and_si256(bits, m4);
-            out.quants[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        }
-        out.d = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
-        out.dmin = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin);
-        return out;
-    }
+    static DecodedK decode(const Weights & x) { return decode_4_or_5_bit<false>(x); }
     static Column start() { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
     static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col);
     static float finish(Column & col) {
@@ -524,24 +533,7 @@ struct Q5_K {
         __m256 acc;
         float summs;
     };
-    static DecodedK decode(const Weights & x) {
-        DecodedK out;
-        unpack_scales_and_mins(x.scales, out);
-        const __m256i m4 = _mm256_set1_epi8(0xF);
-        const __m256i hbits = _mm256_loadu_si256((const __m256i *) x.qh);
-        for (int c = 0; c < 8; ++c) {
-            // Byte b of qs: weight b of chunk 2j (low nibble) and of 2j + 1 (high); bit c of
-            // byte b of qh: the fifth bit of weight b of chunk c.
-            const __m256i bits = _mm256_loadu_si256((const __m256i *) (x.qs + 32 * (c / 2)));
-            const __m256i low = c % 2 == 0 ? _mm256_and_si256(bits, m4) : _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            const __m256i mask = _mm256_set1_epi8((char) (1 << c));
-            const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mask), mask), _mm256_set1_epi8(0x10));
-            out.quants[c] = _mm256_or_si256(low, high);
-        }
-        out.d = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
-        out.dmin = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin);
-        return out;
-    }
+    static DecodedK decode(const Weights & x) { return decode_4_or_5_bit<true>(x); }
     static Column start() { return {_mm256_setzero_ps(), 0.0f}; }
     static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
         const float d = y.d * x.d;

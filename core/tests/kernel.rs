@@ -204,14 +204,7 @@ fn rounding_bound_q5_0(a: &[u8], b: &[u8], k: usize) -> f32 {
 }
 
 fn rounding_bound_q5_1(a: &[u8], b: &[u8], k: usize) -> f32 {
-    let magnitude = (0..k)
-        .map(|block| {
-            let (wa, wb) = (&a[block * Q5_1_BLOCK..], &b[block * Q8_1_BLOCK..]);
-            let (scales, mins) = (half(wa) as f64 * half(wb) as f64, half(&wa[2..]) as f64 * half(&wb[2..]) as f64);
-            scales.abs() * 32.0 * 31.0 * 128.0 + mins.abs()
-        })
-        .sum();
-    rounding_bound_of(magnitude, k)
+    rounding_bound_with_min(a, b, k, Q5_1_BLOCK, 31.0)
 }
 
 /// Q8_0 x Q8_0: per block, the exact integer dot product, then one fma.
@@ -383,11 +376,16 @@ fn k_quants() -> [Format; 3] {
 
 /// Bound on the rounding of either summation order: a few ulps of the largest partial sum.
 fn rounding_bound(a: &[u8], b: &[u8], k: usize) -> f32 {
+    rounding_bound_with_min(a, b, k, Q4_1_BLOCK, 15.0)
+}
+
+/// Q4_1, Q5_1 (weights up to `max_weight`) x Q8_1.
+fn rounding_bound_with_min(a: &[u8], b: &[u8], k: usize, block_size: usize, max_weight: f64) -> f32 {
     let magnitude = (0..k)
         .map(|block| {
-            let (wa, wb) = (&a[block * Q4_1_BLOCK..], &b[block * Q8_1_BLOCK..]);
+            let (wa, wb) = (&a[block * block_size..], &b[block * Q8_1_BLOCK..]);
             let (scales, mins) = (half(wa) as f64 * half(wb) as f64, half(&wa[2..]) as f64 * half(&wb[2..]) as f64);
-            scales.abs() * 32.0 * 15.0 * 128.0 + mins.abs()
+            scales.abs() * 32.0 * max_weight * 128.0 + mins.abs()
         })
         .sum();
     rounding_bound_of(magnitude, k)
