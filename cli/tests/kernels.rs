@@ -65,3 +65,36 @@ fn corral_kernels_are_as_close_to_ggml_as_ggml_variants_are_to_each_other() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `corral bench-kernel-speed` measures each side in a process of its own and reports every
+/// figure with its ratio to ggml's (speed itself is not asserted: these machines are shared).
+#[test]
+fn bench_kernel_speed_reports_every_side() {
+    let output = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("bench-kernel-speed")
+        .arg(model())
+        .args(["--rounds", "1", "--threads", "1", "--json"])
+        .output()
+        .expect("corral runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let sides = report["sides"].as_array().unwrap();
+    assert_eq!(sides.len(), 2, "{report}");
+    assert!(sides[0]["kernels"].as_str().unwrap().starts_with("corral:") && sides[1]["kernels"].as_str().unwrap().starts_with("ggml:"));
+    for side in sides {
+        for figure in ["prompt_tokens_per_s", "generation_tokens_per_s", "streams_tokens_per_s"] {
+            assert!(side[figure].as_f64().unwrap() > 0.0, "{report}");
+        }
+        assert_eq!(side["vs_ggml"].as_array().unwrap().len(), 3);
+    }
+    // ggml against itself: exactly 1.
+    assert!(sides[1]["vs_ggml"].as_array().unwrap().iter().all(|r| r.as_f64() == Some(1.0)), "{report}");
+    // A baseline folder without the variant is a clear error, not a crash.
+    let missing = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .arg("bench-kernel-speed")
+        .arg(model())
+        .args(["--rounds", "1", "--baseline", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+}
