@@ -279,8 +279,11 @@ def test_the_worker_command_stops_on_ctrl_c_and_sigterm(start_worker: Callable[.
     assert worker.process.wait(timeout=10) == -stop
 
 
+# The program as a terminal starts it: a shell starts background jobs with SIGINT ignored,
+# and Python then keeps it ignored (so would this program, whatever corral did).
 SERVE_IN_PYTHON = """
-import sys, corral
+import signal, sys, corral
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     corral.serve_rpc(port=int(sys.argv[1]), threads=1)
 except KeyboardInterrupt:
