@@ -96,5 +96,6 @@ fn bench_kernel_speed_reports_every_side() {
         .args(["--rounds", "1", "--baseline", "/nonexistent"])
         .output()
         .unwrap();
-    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && stderr.contains("[invalid_argument]") && stderr.contains("does not exist"), "{stderr}");
 }
