@@ -2,6 +2,7 @@
 
 import gc
 from pathlib import Path
+from typing import Callable
 
 import corral
 from conftest import user
@@ -46,6 +47,16 @@ def _rss_kb() -> int:
     raise AssertionError("no VmRSS")
 
 
+def _rss_growth_kb(cycle: Callable[[int], None], warm_up: int, measured: int) -> int:
+    """How much RSS grows over `measured` cycles, after `warm_up` cycles (allocators, caches)."""
+    cycle(warm_up)
+    gc.collect()
+    before = _rss_kb()
+    cycle(measured)
+    gc.collect()
+    return _rss_kb() - before
+
+
 def test_many_sessions_do_not_leak(model_path: Path) -> None:
     with corral.Model(model_path, context_length=512, threads=1) as model:
 
@@ -54,12 +65,7 @@ def test_many_sessions_do_not_leak(model_path: Path) -> None:
                 with model.session() as session:
                     session.complete(f"Session {i} says", max_tokens=1)
 
-        cycle(20)  # warm up allocators and caches
-        gc.collect()
-        before = _rss_kb()
-        cycle(200)
-        gc.collect()
-        grown_kb = _rss_kb() - before
+        grown_kb = _rss_growth_kb(cycle, 20, 200)
     assert grown_kb < 8 * 1024, f"RSS grew by {grown_kb} kB over 200 sessions"
 
 
@@ -69,10 +75,5 @@ def test_models_load_and_close_without_leaking(model_path: Path) -> None:
             with corral.Model(model_path, context_length=128, threads=1) as model:
                 model.complete("Hi", max_tokens=1)
 
-    cycle(3)
-    gc.collect()
-    before = _rss_kb()
-    cycle(10)
-    gc.collect()
-    grown_kb = _rss_kb() - before
+    grown_kb = _rss_growth_kb(cycle, 3, 10)
     assert grown_kb < 16 * 1024, f"RSS grew by {grown_kb} kB over 10 loads"
