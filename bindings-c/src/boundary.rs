@@ -198,7 +198,22 @@ pub(crate) unsafe fn str_array_arg<'a>(array: *const *const c_char, count: usize
     pointers.iter().enumerate().map(|(i, &p)| Ok(try_str!(p, &format!("{name}[{i}]")))).collect()
 }
 
-pub(crate) use {required_arg, try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
+/// The body of an entry point that reads a handle and fills one out-parameter: in the panic
+/// guard, the handle and then the out-parameter are checked (CORRAL_ERR_NULL_ARGUMENT for
+/// NULL), and what `$body` makes from the handle is written to `*out`, only on success.
+macro_rules! fill_out {
+    ($handle:ident, $out:ident, $body:expr) => {
+        $crate::boundary::guard(|| $crate::boundary::fill($crate::boundary::try_ref!($handle), $crate::boundary::try_mut!($out), $body))
+    };
+}
+
+/// The end of `fill_out!`: `*out` gets `body(handle)` on success.
+pub(crate) fn fill<H, T>(handle: &H, out: &mut T, body: impl FnOnce(&H) -> Result<T, corral_status>) -> Result<(), corral_status> {
+    *out = body(handle)?;
+    Ok(())
+}
+
+pub(crate) use {fill_out, required_arg, try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
 
 // ---------------------------------------------------------------------------------------------
 // Ownership out and back.

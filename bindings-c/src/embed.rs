@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use corral::{EmbedOptions, Pooling, RerankOptions};
 
-use crate::boundary::{free_slice, guard, guard_void, owned_slice, str_array_arg, try_mut, try_opt_mut, try_opt_ref, try_ref, try_str};
+use crate::boundary::{
+    fill_out, free_slice, guard, guard_void, owned_slice, str_array_arg, try_mut, try_opt_mut, try_opt_ref, try_ref, try_str,
+};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
 use crate::model::corral_model;
@@ -127,17 +129,14 @@ pub unsafe extern "C" fn corral_model_embed(
     params: *const corral_embed_params,
     out: *mut corral_embeddings,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let out = try_mut!(out);
+    fill_out!(model, out, |m| {
         // SAFETY: the caller's array of `count` strings (corral.h).
         let texts = unsafe { str_array_arg(texts, count, "texts") }?;
         let options = embed_options(try_opt_ref!(params).unwrap_or(&corral_embed_default_params()))?;
         let embeddings = m.model.embed(&texts, &options).map_err(fail)?;
         let dimensions = embeddings.vectors.first().map_or(0, Vec::len);
         let (data, _) = owned_slice(embeddings.vectors.concat());
-        *out = corral_embeddings { data, count: embeddings.vectors.len(), dimensions, prompt_tokens: embeddings.prompt_tokens };
-        Ok(())
+        Ok(corral_embeddings { data, count: embeddings.vectors.len(), dimensions, prompt_tokens: embeddings.prompt_tokens })
     })
 }
 

@@ -6,7 +6,8 @@ use std::ffi::{c_char, c_void, CString};
 use corral::{Message, Model};
 
 use crate::boundary::{
-    free_handle, free_slice, guard, guard_void, into_handle, owned_slice, owned_string, try_mut, try_opt_str, try_ref, try_slice, try_str,
+    fill_out, free_handle, free_slice, guard, guard_void, into_handle, owned_slice, owned_string, try_mut, try_opt_str, try_ref, try_slice,
+    try_str,
 };
 use crate::conversions::{c_string, corral_engine_stats, corral_result};
 use crate::error::corral_status::*;
@@ -15,7 +16,7 @@ use crate::params::{
     corral_chunk_callback, corral_generate_params, corral_message, corral_model_params, corral_prompt, messages, messages_json,
     model_options, tools, PromptArg,
 };
-use crate::stream::{corral_stream, generate, generate_stream, Target};
+use crate::stream::{corral_stream, generate, generate_stream};
 
 /// A loaded model. Thread-safe: share one `corral_model *` between threads; concurrent
 /// requests are batched by its engine.
@@ -117,11 +118,9 @@ pub unsafe extern "C" fn corral_model_free(model: *mut corral_model) {
 /// Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_info_get(model: *const corral_model, out_info: *mut corral_model_info) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let out_info = try_mut!(out_info);
+    fill_out!(model, out_info, |m| {
         let info = m.model.info();
-        *out_info = corral_model_info {
+        Ok(corral_model_info {
             architecture: m.architecture.as_ptr(),
             name: m.name.as_ptr(),
             quantization: m.quantization.as_ptr(),
@@ -136,20 +135,14 @@ pub unsafe extern "C" fn corral_model_info_get(model: *const corral_model, out_i
             bos_token: info.bos_token.as_ref().map_or(-1, |t| t.id),
             eos_token: info.eos_token.as_ref().map_or(-1, |t| t.id),
             metadata_count: info.metadata.len(),
-        };
-        Ok(())
+        })
     })
 }
 
 /// Fills `*out_stats` with the model's totals. Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_stats(model: *const corral_model, out_stats: *mut corral_engine_stats) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let out_stats = try_mut!(out_stats);
-        *out_stats = m.model.stats().into();
-        Ok(())
-    })
+    fill_out!(model, out_stats, |m| Ok(m.model.stats().into()))
 }
 
 /// Drops the cached KV of idle sequences (the prefix cache and idle sessions' history); running
@@ -191,24 +184,16 @@ pub unsafe extern "C" fn corral_model_remove_adapter(model: *const corral_model,
 /// CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_adapters_json(model: *const corral_model, out_json: *mut *mut c_char) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let out_json = try_mut!(out_json);
-        *out_json = owned_string(&serde_json::Value::from(m.model.adapters()).to_string());
-        Ok(())
-    })
+    fill_out!(model, out_json, |m| Ok(owned_string(&serde_json::Value::from(m.model.adapters()).to_string())))
 }
 
 /// Every GGUF metadata key/value as one JSON object. On CORRAL_OK `*out_json` is owned by the
 /// caller: release it with corral_string_free. Errors: CORRAL_ERR_NULL_ARGUMENT. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_metadata_json(model: *const corral_model, out_json: *mut *mut c_char) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let out_json = try_mut!(out_json);
+    fill_out!(model, out_json, |m| {
         let json = serde_json::to_string(&m.model.info().metadata).map_err(|e| set_error(CORRAL_ERR_INTERNAL, &e.to_string()))?;
-        *out_json = owned_string(&json);
-        Ok(())
+        Ok(owned_string(&json))
     })
 }
 
@@ -408,11 +393,8 @@ pub unsafe extern "C" fn corral_model_generate(
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), PromptArg::Prompt(prompt), params, callback, user_data, out_result) }
-    })
+    // SAFETY: the pointers are NULL or valid (this function's contract).
+    unsafe { generate(model, PromptArg::Prompt(prompt), params, callback, user_data, out_result) }
 }
 
 /// Starts a generation from `prompt` to pull with corral_stream_next. On CORRAL_OK
@@ -425,11 +407,8 @@ pub unsafe extern "C" fn corral_model_generate_stream(
     params: *const corral_generate_params,
     out_stream: *mut *mut corral_stream,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        // SAFETY: prompt, params and out_stream are NULL or valid (this function's contract).
-        unsafe { generate_stream(Target::Model(&m.model), PromptArg::Prompt(prompt), params, out_stream) }
-    })
+    // SAFETY: the pointers are NULL or valid (this function's contract).
+    unsafe { generate_stream(model, PromptArg::Prompt(prompt), params, out_stream) }
 }
 
 /// Completes raw text, blocking: corral_model_generate with a CORRAL_PROMPT_TEXT prompt.
@@ -442,11 +421,8 @@ pub unsafe extern "C" fn corral_model_complete(
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Model(&m.model), PromptArg::Text(prompt), params, callback, user_data, out_result) }
-    })
+    // SAFETY: the pointers are NULL or valid (this function's contract).
+    unsafe { generate(model, PromptArg::Text(prompt), params, callback, user_data, out_result) }
 }
 
 /// Replies to a conversation, blocking: corral_model_generate with a CORRAL_PROMPT_MESSAGES
@@ -461,10 +437,7 @@ pub unsafe extern "C" fn corral_model_chat(
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        // SAFETY: an array of n_messages messages; params and out_result are NULL or valid (this
-        // function's contract).
-        unsafe { generate(Target::Model(&m.model), PromptArg::Messages(messages_ptr, n_messages), params, callback, user_data, out_result) }
-    })
+    // SAFETY: an array of n_messages messages; the other pointers are NULL or valid (this
+    // function's contract).
+    unsafe { generate(model, PromptArg::Messages(messages_ptr, n_messages), params, callback, user_data, out_result) }
 }

@@ -4,30 +4,26 @@ use std::ffi::{c_char, c_void};
 
 use corral::Session;
 
-use crate::boundary::{free_handle, free_slice, guard, guard_void, into_handle, owned_slice, try_mut, try_ref, try_slice, try_str};
+use crate::boundary::{
+    fill_out, free_handle, free_slice, guard, guard_void, into_handle, owned_slice, try_mut, try_ref, try_slice, try_str,
+};
 use crate::conversions::corral_result;
 use crate::error::{corral_status, fail};
 use crate::model::corral_model;
 use crate::params::{corral_chunk_callback, corral_generate_params, corral_message, corral_prompt, PromptArg};
-use crate::stream::{corral_stream, generate, generate_stream, Target};
+use crate::stream::{corral_stream, generate, generate_stream};
 
 /// A conversation keeping its KV cache between calls. Internally synchronised: calls from
 /// several threads are safe (they run as separate requests).
 pub struct corral_session {
-    session: Session,
+    pub(crate) session: Session,
 }
 
 /// Creates a session on `model`. On CORRAL_OK `*out_session` is owned by the caller
 /// (corral_session_free). Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_CLOSED. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_session(model: *const corral_model, out_session: *mut *mut corral_session) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let out_session = try_mut!(out_session);
-        let session = m.model.session().map_err(fail)?;
-        *out_session = into_handle(corral_session { session });
-        Ok(())
-    })
+    fill_out!(model, out_session, |m| Ok(into_handle(corral_session { session: m.model.session().map_err(fail)? })))
 }
 
 /// Frees a session, releasing its cached KV for other requests. NULL is ignored.
@@ -50,11 +46,8 @@ pub unsafe extern "C" fn corral_session_generate(
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> corral_status {
-    guard(|| {
-        let s = try_ref!(session);
-        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Session(&s.session), PromptArg::Prompt(prompt), params, callback, user_data, out_result) }
-    })
+    // SAFETY: the pointers are NULL or valid (this function's contract).
+    unsafe { generate(session, PromptArg::Prompt(prompt), params, callback, user_data, out_result) }
 }
 
 /// corral_model_generate_stream on a session.
@@ -65,11 +58,8 @@ pub unsafe extern "C" fn corral_session_generate_stream(
     params: *const corral_generate_params,
     out_stream: *mut *mut corral_stream,
 ) -> corral_status {
-    guard(|| {
-        let s = try_ref!(session);
-        // SAFETY: prompt, params and out_stream are NULL or valid (this function's contract).
-        unsafe { generate_stream(Target::Session(&s.session), PromptArg::Prompt(prompt), params, out_stream) }
-    })
+    // SAFETY: the pointers are NULL or valid (this function's contract).
+    unsafe { generate_stream(session, PromptArg::Prompt(prompt), params, out_stream) }
 }
 
 /// corral_model_complete on a session.
@@ -82,11 +72,8 @@ pub unsafe extern "C" fn corral_session_complete(
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> corral_status {
-    guard(|| {
-        let s = try_ref!(session);
-        // SAFETY: prompt, params and out_result are NULL or valid (this function's contract).
-        unsafe { generate(Target::Session(&s.session), PromptArg::Text(prompt), params, callback, user_data, out_result) }
-    })
+    // SAFETY: the pointers are NULL or valid (this function's contract).
+    unsafe { generate(session, PromptArg::Text(prompt), params, callback, user_data, out_result) }
 }
 
 /// corral_model_chat on a session.
@@ -100,14 +87,9 @@ pub unsafe extern "C" fn corral_session_chat(
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> corral_status {
-    guard(|| {
-        let s = try_ref!(session);
-        // SAFETY: an array of n_messages messages; params and out_result are NULL or valid (this
-        // function's contract).
-        unsafe {
-            generate(Target::Session(&s.session), PromptArg::Messages(messages_ptr, n_messages), params, callback, user_data, out_result)
-        }
-    })
+    // SAFETY: an array of n_messages messages; the other pointers are NULL or valid (this
+    // function's contract).
+    unsafe { generate(session, PromptArg::Messages(messages_ptr, n_messages), params, callback, user_data, out_result) }
 }
 
 /// The session's state (its tokens and KV cache, with a fingerprint of the model and

@@ -4,13 +4,15 @@
 use std::ffi::{c_void, CString};
 use std::sync::Mutex;
 
-use corral::{CancelHandle, GenerateOptions, Logprob, Model, Session, Stream, ToolCall, ToolCallDelta};
+use corral::{CancelHandle, GenerateOptions, Logprob, Stream, ToolCall, ToolCallDelta};
 
-use crate::boundary::{free_handle, guard, guard_void, into_handle, try_mut, try_opt_mut, try_opt_ref, try_ref};
+use crate::boundary::{fill_out, free_handle, guard, guard_void, into_handle, try_mut, try_opt_mut, try_opt_ref, try_ref};
 use crate::conversions::{c_string, corral_chunk, corral_finish_reason, corral_result, corral_usage, json_array_or_null, owned_result};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
+use crate::model::corral_model;
 use crate::params::{corral_chunk_callback, corral_generate_params, generate_options, PromptArg, PromptInput};
+use crate::session::corral_session;
 
 /// A running generation pulled with corral_stream_next. corral_stream_next must not be
 /// called from two threads at once; corral_stream_cancel may be called from any thread while
@@ -57,57 +59,86 @@ fn into_stream_handle(stream: Stream) -> *mut corral_stream {
     })
 }
 
-pub(crate) enum Target<'a> {
-    Model(&'a Model),
-    Session(&'a Session),
+/// What the generation entry points run on: a model or a session (`corral_model_generate` and
+/// `corral_session_generate` share one body, `generate`).
+pub(crate) trait Generator {
+    /// The handle argument's name, for errors.
+    const ARG: &'static str;
+    fn start(&self, prompt: corral::Prompt<'_>, options: &GenerateOptions) -> corral::Result<Stream>;
 }
 
-fn start(target: Target<'_>, prompt: &PromptInput<'_>, options: &GenerateOptions) -> corral::Result<Stream> {
-    match target {
-        Target::Model(m) => m.generate_stream(prompt.as_core(), options),
-        Target::Session(s) => s.generate_stream(prompt.as_core(), options),
+impl Generator for corral_model {
+    const ARG: &'static str = "model";
+    fn start(&self, prompt: corral::Prompt<'_>, options: &GenerateOptions) -> corral::Result<Stream> {
+        self.model.generate_stream(prompt, options)
     }
 }
 
-/// The body of every blocking generation function: the prompt, the options, the request, the
-/// run.
+impl Generator for corral_session {
+    const ARG: &'static str = "session";
+    fn start(&self, prompt: corral::Prompt<'_>, options: &GenerateOptions) -> corral::Result<Stream> {
+        self.session.generate_stream(prompt, options)
+    }
+}
+
+/// The options from `params`, and the request started on `handle`.
 ///
 /// # Safety
-/// `prompt`'s pointers, `params` and `out_result` are NULL or valid (the entry point's contract).
-pub(crate) unsafe fn generate(
-    target: Target<'_>,
+/// `params` is NULL or valid (the entry point's contract).
+unsafe fn start<H: Generator>(
+    handle: &H,
+    prompt: &PromptInput<'_>,
+    params: *const corral_generate_params,
+) -> Result<Stream, corral_status> {
+    // SAFETY: the caller's guarantee, passed on.
+    let options = unsafe { generate_options(params) }?;
+    handle.start(prompt.as_core(), &options).map_err(fail)
+}
+
+/// The body of every blocking generation function, on a model or a session: the handle, the
+/// prompt, the options, the request, the run.
+///
+/// # Safety
+/// `handle`, `prompt`'s pointers, `params` and `out_result` are NULL or valid (the entry point's
+/// contract).
+pub(crate) unsafe fn generate<H: Generator>(
+    handle: *const H,
     prompt: PromptArg,
     params: *const corral_generate_params,
     callback: corral_chunk_callback,
     user_data: *mut c_void,
     out_result: *mut corral_result,
-) -> Result<(), corral_status> {
-    // SAFETY: the caller's guarantee, passed on.
-    let prompt = unsafe { prompt.read() }?;
-    // SAFETY: the caller's guarantee, passed on.
-    let options = unsafe { generate_options(params) }?;
-    let stream = start(target, &prompt, &options).map_err(fail)?;
-    run_blocking(stream, callback, user_data, try_opt_mut!(out_result))
+) -> corral_status {
+    guard(|| {
+        let handle = try_ref!(handle, H::ARG);
+        // SAFETY: the caller's guarantee, passed on.
+        let prompt = unsafe { prompt.read() }?;
+        // SAFETY: the caller's guarantee, passed on.
+        let stream = unsafe { start(handle, &prompt, params) }?;
+        run_blocking(stream, callback, user_data, try_opt_mut!(out_result))
+    })
 }
 
-/// The body of every function that starts a stream to pull.
+/// The body of every function that starts a stream to pull, on a model or a session.
 ///
 /// # Safety
-/// `prompt`'s pointers, `params` and `out_stream` are NULL or valid (the entry point's contract).
-pub(crate) unsafe fn generate_stream(
-    target: Target<'_>,
+/// `handle`, `prompt`'s pointers, `params` and `out_stream` are NULL or valid (the entry point's
+/// contract).
+pub(crate) unsafe fn generate_stream<H: Generator>(
+    handle: *const H,
     prompt: PromptArg,
     params: *const corral_generate_params,
     out_stream: *mut *mut corral_stream,
-) -> Result<(), corral_status> {
-    // SAFETY: the caller's guarantee, passed on.
-    let prompt = unsafe { prompt.read() }?;
-    let out_stream = try_mut!(out_stream);
-    // SAFETY: the caller's guarantee, passed on.
-    let options = unsafe { generate_options(params) }?;
-    let stream = start(target, &prompt, &options).map_err(fail)?;
-    *out_stream = into_stream_handle(stream);
-    Ok(())
+) -> corral_status {
+    guard(|| {
+        let handle = try_ref!(handle, H::ARG);
+        // SAFETY: the caller's guarantee, passed on.
+        let prompt = unsafe { prompt.read() }?;
+        let out_stream = try_mut!(out_stream);
+        // SAFETY: the caller's guarantee, passed on.
+        *out_stream = into_stream_handle(unsafe { start(handle, &prompt, params) }?);
+        Ok(())
+    })
 }
 
 /// Runs a generation on the calling thread, feeding `callback` and filling `out`.
@@ -165,15 +196,12 @@ fn stream_cancelled(stream: &Stream) -> bool {
 /// CORRAL_ERR_CONTEXT_OVERFLOW, CORRAL_ERR_DECODE_FAILED). One thread at a time per stream.
 #[no_mangle]
 pub unsafe extern "C" fn corral_stream_next(stream: *const corral_stream, out_chunk: *mut corral_chunk) -> corral_status {
-    guard(|| {
-        let s = try_ref!(stream);
-        let out_chunk = try_mut!(out_chunk);
+    fill_out!(stream, out_chunk, |s| {
         let mut current = s.current.lock().unwrap_or_else(|e| e.into_inner());
         let mut finished = s.finished.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((finish_reason, usage)) = *finished {
             *current = BorrowedChunk::default();
-            *out_chunk = current.to_c(finish_reason, usage);
-            return Ok(());
+            return Ok(current.to_c(finish_reason, usage));
         }
         let next = s.stream.lock().unwrap_or_else(|e| e.into_inner()).next_chunk();
         let chunk = match next {
@@ -191,8 +219,7 @@ pub unsafe extern "C" fn corral_stream_next(stream: *const corral_stream, out_ch
             logprobs_json: json_array_or_null(&chunk.logprobs, Logprob::to_openai),
             reasoning: (!chunk.reasoning.is_empty()).then(|| c_string(&chunk.reasoning)),
         };
-        *out_chunk = current.to_c(finish_reason, usage);
-        Ok(())
+        Ok(current.to_c(finish_reason, usage))
     })
 }
 
