@@ -1,22 +1,25 @@
 #!/usr/bin/env node
 // Builds the package: the native addon (native/corral.<platform>.node) and the TypeScript
-// layer (dist/). It is the package's `install` script, so `npm install ./bindings-node` from a
-// fresh clone produces a working package.
+// layer (dist/); the addon's loader, native/index.js, is written by hand. It is the package's
+// `install` script, so `npm install ./bindings-node` from a fresh clone produces a working
+// package.
 //
 //   node scripts/build.mjs                 addon + TS layer (what `npm install` runs)
 //   node scripts/build.mjs --native        addon only
-//   node scripts/build.mjs --ts            TS layer only
-//   node scripts/build.mjs --codegen DIR   addon, then native/index.js + index.d.ts into DIR
+//   node scripts/build.mjs --ts            TS layer only (the addon must be built: the ESM
+//                                          entry is written from what the CommonJS one exports)
+//   node scripts/build.mjs --codegen DIR   addon, then its typings (index.d.ts) into DIR
 //                                          (`npm run codegen` writes native/; the drift test
 //                                          writes a temporary DIR and diffs)
 //
 // Why not `napi build`: it always passes `--target <host triple>`, which moves every artifact
 // to target/<triple>/release and so compiles llama.cpp a second time (minutes). This script
 // runs the same cargo build the rest of the workspace uses (`cargo build --release`, shared
-// target/, no RUSTFLAGS) and then uses @napi-rs/cli's own generators for the typings and
-// the loader, with the environment variables napi-derive reads.
+// target/, no RUSTFLAGS) and then uses @napi-rs/cli's own generator for the typings, with the
+// environment variables napi-derive reads.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
@@ -95,29 +98,31 @@ async function buildNative() {
 }
 
 async function codegen(typeDefDir, outDir) {
-  const { generateTypeDef, writeJsBinding } = await napiCli()
-  const { exports, dts } = await generateTypeDef({
-    typeDefDir,
-    cwd: pkgDir,
-    declareBindingTarget: (idents) => idents.length > 0,
-  })
+  const { generateTypeDef } = await napiCli()
+  const { dts } = await generateTypeDef({ typeDefDir, cwd: pkgDir, declareBindingTarget: false })
   mkdirSync(outDir, { recursive: true })
   writeFileSync(join(outDir, 'index.d.ts'), dts)
-  await writeJsBinding({
-    platform: true,
-    idents: exports,
-    binaryName: BINARY_NAME,
-    packageName: BINARY_NAME,
-    version: JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')).version,
-    outputDir: outDir,
-    jsBinding: 'index.js',
-  })
-  console.error(`corral: wrote ${join(outDir, 'index.js')} and index.d.ts`)
+  console.error(`corral: wrote ${join(outDir, 'index.d.ts')}`)
 }
 
 function buildTs() {
   rmSync(join(pkgDir, 'dist'), { recursive: true, force: true })
   run(process.execPath, [join(pkgDir, 'node_modules/typescript/bin/tsc'), '-p', join(pkgDir, 'tsconfig.json')])
+  writeEsmEntry()
+}
+
+/**
+ * The ESM entry point (dist/index.mjs, index.d.mts). It re-exports the CommonJS build instead
+ * of being a second build, so `import` and `require` share one instance of every class
+ * (`instanceof` works across both). Its names are those the CommonJS build exports (read by
+ * loading it, so the addon must be built), less TypeScript's `__esModule` marker, which a bare
+ * `export *` would re-export too.
+ */
+function writeEsmEntry() {
+  const cjs = createRequire(import.meta.url)(join(pkgDir, 'dist/index.js'))
+  const names = Object.keys(cjs).filter((name) => name !== '__esModule')
+  writeFileSync(join(pkgDir, 'dist/index.mjs'), `export { ${names.join(', ')} } from './index.js'\n`)
+  writeFileSync(join(pkgDir, 'dist/index.d.mts'), `export * from './index.js'\n`)
 }
 
 const args = process.argv.slice(2)
