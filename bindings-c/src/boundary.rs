@@ -198,22 +198,69 @@ pub(crate) unsafe fn str_array_arg<'a>(array: *const *const c_char, count: usize
     pointers.iter().enumerate().map(|(i, &p)| Ok(try_str!(p, &format!("{name}[{i}]")))).collect()
 }
 
-/// The body of an entry point that reads a handle and fills one out-parameter: in the panic
-/// guard, the handle and then the out-parameter are checked (CORRAL_ERR_NULL_ARGUMENT for
-/// NULL), and what `$body` makes from the handle is written to `*out`, only on success.
-macro_rules! fill_out {
-    ($handle:ident, $out:ident, $body:expr) => {
-        $crate::boundary::guard(|| $crate::boundary::fill($crate::boundary::try_ref!($handle), $crate::boundary::try_mut!($out), $body))
+/// The body of an entry point on a handle: in the panic guard, the handle is checked
+/// (`try_ref!`: CORRAL_ERR_NULL_ARGUMENT for NULL, named as written or by `$name`) and given to
+/// `$body`.
+macro_rules! on_handle {
+    ($handle:ident, $body:expr) => {
+        $crate::boundary::on_handle!($handle, stringify!($handle), $body)
+    };
+    ($handle:expr, $name:expr, $body:expr) => {
+        $crate::boundary::guard(|| $crate::boundary::run_on($crate::boundary::try_ref!($handle, $name), $body))
     };
 }
 
-/// The end of `fill_out!`: `*out` gets `body(handle)` on success.
-pub(crate) fn fill<H, T>(handle: &H, out: &mut T, body: impl FnOnce(&H) -> Result<T, corral_status>) -> Result<(), corral_status> {
-    *out = body(handle)?;
+/// The end of `on_handle!`: `body(handle)`.
+pub(crate) fn run_on<H: ?Sized, R>(handle: &H, body: impl FnOnce(&H) -> R) -> R {
+    body(handle)
+}
+
+/// The body of an entry point that fills one out-parameter from a handle (or another first
+/// argument): in the panic guard, the handle (`try_ref!`; or the expression given, such as
+/// `try_str!(path)`) and then the out-parameter are checked, and what `$body` makes from the
+/// first is written to `*out`, only on success.
+macro_rules! fill_out {
+    ($handle:ident, $out:ident, $body:expr) => {
+        $crate::boundary::fill_out!($crate::boundary::try_ref!($handle), $out, $body)
+    };
+    ($first:expr, $out:ident, $body:expr) => {
+        $crate::boundary::guard(|| $crate::boundary::fill($first, $crate::boundary::try_mut!($out), $body))
+    };
+}
+
+/// The end of `fill_out!`: `*out` gets `body(first)` on success.
+pub(crate) fn fill<H: ?Sized, T>(first: &H, out: &mut T, body: impl FnOnce(&H) -> Result<T, corral_status>) -> Result<(), corral_status> {
+    *out = body(first)?;
     Ok(())
 }
 
-pub(crate) use {fill_out, required_arg, try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
+/// A required out-parameter pair for an array handed to the caller: where its pointer goes and
+/// where its length goes (`try_out_slice!`).
+pub(crate) struct OutSlice<'a, T> {
+    pub(crate) ptr: &'a mut *mut T,
+    pub(crate) len: &'a mut usize,
+}
+
+impl<T> OutSlice<'_, T> {
+    /// Hands `values` to the caller, who gives them back to `free_slice` (through the matching
+    /// `_free` function).
+    pub(crate) fn set(self, values: Vec<T>) -> Result<(), corral_status> {
+        (*self.ptr, *self.len) = owned_slice(values);
+        Ok(())
+    }
+}
+
+/// An `OutSlice` from two required out-parameters, the pointer's and the length's, checked in
+/// that order: CORRAL_ERR_NULL_ARGUMENT for NULL.
+macro_rules! try_out_slice {
+    ($ptr:ident, $len:ident) => {
+        $crate::boundary::OutSlice { ptr: $crate::boundary::try_mut!($ptr), len: $crate::boundary::try_mut!($len) }
+    };
+}
+
+pub(crate) use {
+    fill_out, on_handle, required_arg, try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_out_slice, try_ref, try_slice, try_str,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Ownership out and back.

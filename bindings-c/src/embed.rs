@@ -7,7 +7,7 @@ use std::time::Duration;
 use corral::{EmbedOptions, Pooling, RerankOptions};
 
 use crate::boundary::{
-    fill_out, free_slice, guard, guard_void, owned_slice, str_array_arg, try_mut, try_opt_mut, try_opt_ref, try_ref, try_str,
+    fill_out, free_slice, guard_void, on_handle, owned_slice, str_array_arg, try_mut, try_opt_mut, try_opt_ref, try_str,
 };
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
@@ -169,8 +169,7 @@ pub unsafe extern "C" fn corral_model_rerank(
     params: *const corral_rerank_params,
     out: *mut corral_rerank_results,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         let query = try_str!(query);
         let out = try_mut!(out);
         // SAFETY: the caller's array of `count` strings (corral.h).

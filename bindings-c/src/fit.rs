@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use crate::boundary::{guard, try_mut, try_str};
+use crate::boundary::{fill_out, try_str};
 use crate::error::{corral_status, fail};
 use crate::params::{corral_model_params, model_options};
 
@@ -42,13 +42,11 @@ pub unsafe extern "C" fn corral_estimate_memory(
     params: *const corral_model_params,
     out_estimate: *mut corral_memory_estimate,
 ) -> corral_status {
-    guard(|| {
-        let path = try_str!(path);
-        let out_estimate = try_mut!(out_estimate);
+    fill_out!(try_str!(path), out_estimate, |path| {
         // SAFETY: NULL or valid params (this function's contract).
         let options = unsafe { model_options(params) }?;
         let e = corral::estimate_memory(path, &options).map_err(fail)?;
-        *out_estimate = corral_memory_estimate {
+        Ok(corral_memory_estimate {
             context_length: e.context_length,
             weights_bytes: e.weights_bytes,
             mapped_weights_bytes: e.mapped_weights_bytes,
@@ -59,7 +57,6 @@ pub unsafe extern "C" fn corral_estimate_memory(
             required_bytes: e.required_bytes(),
             available_bytes: e.available_bytes.unwrap_or(0),
             fits: e.fits(),
-        };
-        Ok(())
+        })
     })
 }

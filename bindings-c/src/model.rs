@@ -6,8 +6,8 @@ use std::ffi::{c_char, c_void, CString};
 use corral::{Message, Model};
 
 use crate::boundary::{
-    fill_out, free_handle, free_slice, guard, guard_void, into_handle, owned_slice, owned_string, try_mut, try_opt_str, try_ref, try_slice,
-    try_str,
+    fill_out, free_handle, free_slice, guard, guard_void, into_handle, on_handle, owned_string, try_mut, try_opt_str, try_out_slice,
+    try_slice, try_str,
 };
 use crate::conversions::{c_string, corral_engine_stats, corral_result};
 use crate::error::corral_status::*;
@@ -83,9 +83,7 @@ pub unsafe extern "C" fn corral_model_load(
     params: *const corral_model_params,
     out_model: *mut *mut corral_model,
 ) -> corral_status {
-    guard(|| {
-        let path = try_str!(path);
-        let out_model = try_mut!(out_model);
+    fill_out!(try_str!(path), out_model, |path| {
         // SAFETY: NULL or valid params (this function's contract).
         let options = unsafe { model_options(params) }?;
         let model = Model::load(path, options).map_err(fail)?;
@@ -97,8 +95,7 @@ pub unsafe extern "C" fn corral_model_load(
             chat_template: info.chat_template.as_deref().map(c_string),
             model,
         };
-        *out_model = into_handle(handle);
-        Ok(())
+        Ok(into_handle(handle))
     })
 }
 
@@ -149,10 +146,7 @@ pub unsafe extern "C" fn corral_model_stats(model: *const corral_model, out_stat
 /// requests keep theirs. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_CLOSED. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_clear_cache(model: *const corral_model) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        m.model.clear_cache().map_err(fail)
-    })
+    on_handle!(model, |m| { m.model.clear_cache().map_err(fail) })
 }
 
 /// Loads a LoRA adapter for this model under `name`; requests choose it through
@@ -162,10 +156,7 @@ pub unsafe extern "C" fn corral_model_clear_cache(model: *const corral_model) ->
 /// keeps serving either way. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_load_adapter(model: *const corral_model, name: *const c_char, path: *const c_char) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        m.model.load_adapter(try_str!(name), try_str!(path)).map_err(fail)
-    })
+    on_handle!(model, |m| { m.model.load_adapter(try_str!(name), try_str!(path)).map_err(fail) })
 }
 
 /// Unloads an adapter: new requests can no longer choose it; running ones finish with it.
@@ -173,10 +164,7 @@ pub unsafe extern "C" fn corral_model_load_adapter(model: *const corral_model, n
 /// adapter of that name). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_remove_adapter(model: *const corral_model, name: *const c_char) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        m.model.remove_adapter(try_str!(name)).map_err(fail)
-    })
+    on_handle!(model, |m| { m.model.remove_adapter(try_str!(name)).map_err(fail) })
 }
 
 /// The names of the loaded adapters as a JSON array of strings, sorted. On CORRAL_OK
@@ -206,8 +194,7 @@ pub unsafe extern "C" fn corral_model_metadata_get(
     key: *const c_char,
     out_json: *mut *mut c_char,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         let key = try_str!(key);
         let out_json = try_mut!(out_json);
         let value =
@@ -230,14 +217,10 @@ pub unsafe extern "C" fn corral_model_tokenize(
     out_tokens: *mut *mut i32,
     out_len: *mut usize,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         let text = try_str!(text);
-        let out_tokens = try_mut!(out_tokens);
-        let out_len = try_mut!(out_len);
-        let tokens = m.model.tokenize(text, add_special, parse_special).map_err(fail)?;
-        (*out_tokens, *out_len) = owned_slice(tokens);
-        Ok(())
+        let out = try_out_slice!(out_tokens, out_len);
+        out.set(m.model.tokenize(text, add_special, parse_special).map_err(fail)?)
     })
 }
 
@@ -262,13 +245,9 @@ pub unsafe extern "C" fn corral_model_detokenize(
     render_special: bool,
     out_text: *mut *mut c_char,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
-        let out_text = try_mut!(out_text);
+    fill_out!(model, out_text, |m| {
         let ids = try_slice!(tokens, len, "tokens");
-        let text = m.model.detokenize(ids, render_special).map_err(fail)?;
-        *out_text = owned_string(&text);
-        Ok(())
+        Ok(owned_string(&m.model.detokenize(ids, render_special).map_err(fail)?))
     })
 }
 
@@ -283,8 +262,7 @@ pub unsafe extern "C" fn corral_model_apply_chat_template(
     add_generation_prompt: bool,
     out_prompt: *mut *mut c_char,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         // SAFETY: an array of n_messages messages (this function's contract).
         let msgs = unsafe { messages(messages_ptr, n_messages) }?;
         // SAFETY: out_prompt is NULL or valid (this function's contract).
@@ -329,8 +307,7 @@ pub unsafe extern "C" fn corral_model_apply_chat_template_json(
     chat_template: *const c_char,
     out_prompt: *mut *mut c_char,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         // SAFETY: NULL or a NUL-terminated string (this function's contract).
         let msgs = unsafe { self::messages_json(messages_json) }?;
         // SAFETY: the remaining pointers are NULL or valid (this function's contract).
@@ -350,17 +327,13 @@ pub unsafe extern "C" fn corral_model_score(
     out_logprobs: *mut *mut f32,
     out_len: *mut usize,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         if tokens.is_null() {
             return Err(null("tokens"));
         }
-        let out_logprobs = try_mut!(out_logprobs);
-        let out_len = try_mut!(out_len);
+        let out = try_out_slice!(out_logprobs, out_len);
         let ids = try_slice!(tokens, len, "tokens");
-        let logprobs = m.model.score(ids).map_err(fail)?;
-        (*out_logprobs, *out_len) = owned_slice(logprobs);
-        Ok(())
+        out.set(m.model.score(ids).map_err(fail)?)
     })
 }
 

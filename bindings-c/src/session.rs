@@ -4,9 +4,7 @@ use std::ffi::{c_char, c_void};
 
 use corral::Session;
 
-use crate::boundary::{
-    fill_out, free_handle, free_slice, guard, guard_void, into_handle, owned_slice, try_mut, try_ref, try_slice, try_str,
-};
+use crate::boundary::{fill_out, free_handle, free_slice, guard_void, into_handle, on_handle, try_mut, try_out_slice, try_slice, try_str};
 use crate::conversions::corral_result;
 use crate::error::{corral_status, fail};
 use crate::model::corral_model;
@@ -103,13 +101,9 @@ pub unsafe extern "C" fn corral_session_state(
     out_state: *mut *mut u8,
     out_len: *mut usize,
 ) -> corral_status {
-    guard(|| {
-        let s = try_ref!(session);
-        let out_state = try_mut!(out_state);
-        let out_len = try_mut!(out_len);
-        let state = s.session.state().map_err(fail)?;
-        (*out_state, *out_len) = owned_slice(state);
-        Ok(())
+    on_handle!(session, |s| {
+        let out = try_out_slice!(out_state, out_len);
+        out.set(s.session.state().map_err(fail)?)
     })
 }
 
@@ -118,8 +112,7 @@ pub unsafe extern "C" fn corral_session_state(
 /// cannot be written), CORRAL_ERR_BUSY, CORRAL_ERR_CLOSED. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_session_save(session: *const corral_session, path: *const c_char) -> corral_status {
-    guard(|| {
-        let s = try_ref!(session);
+    on_handle!(session, |s| {
         let path = try_str!(path);
         s.session.save(path).map_err(fail)
     })
@@ -147,8 +140,7 @@ pub unsafe extern "C" fn corral_model_session_from_state(
     len: usize,
     out_session: *mut *mut corral_session,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         let state = try_slice!(state, len, "state");
         let out_session = try_mut!(out_session);
         let session = m.model.session_from_state(state).map_err(fail)?;
@@ -166,8 +158,7 @@ pub unsafe extern "C" fn corral_model_load_session(
     path: *const c_char,
     out_session: *mut *mut corral_session,
 ) -> corral_status {
-    guard(|| {
-        let m = try_ref!(model);
+    on_handle!(model, |m| {
         let path = try_str!(path);
         let out_session = try_mut!(out_session);
         let session = m.model.load_session(path).map_err(fail)?;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use corral::{CancelHandle, GenerateOptions, Logprob, Stream, ToolCall, ToolCallDelta};
 
-use crate::boundary::{fill_out, free_handle, guard, guard_void, into_handle, try_mut, try_opt_mut, try_opt_ref, try_ref};
+use crate::boundary::{fill_out, free_handle, guard_void, into_handle, on_handle, try_mut, try_opt_mut, try_opt_ref};
 use crate::conversions::{c_string, corral_chunk, corral_finish_reason, corral_result, corral_usage, json_array_or_null, owned_result};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
@@ -109,8 +109,7 @@ pub(crate) unsafe fn generate<H: Generator>(
     user_data: *mut c_void,
     out_result: *mut corral_result,
 ) -> corral_status {
-    guard(|| {
-        let handle = try_ref!(handle, H::ARG);
+    on_handle!(handle, H::ARG, |handle| {
         // SAFETY: the caller's guarantee, passed on.
         let prompt = unsafe { prompt.read() }?;
         // SAFETY: the caller's guarantee, passed on.
@@ -130,8 +129,7 @@ pub(crate) unsafe fn generate_stream<H: Generator>(
     params: *const corral_generate_params,
     out_stream: *mut *mut corral_stream,
 ) -> corral_status {
-    guard(|| {
-        let handle = try_ref!(handle, H::ARG);
+    on_handle!(handle, H::ARG, |handle| {
         // SAFETY: the caller's guarantee, passed on.
         let prompt = unsafe { prompt.read() }?;
         let out_stream = try_mut!(out_stream);
