@@ -38,40 +38,44 @@ pub(crate) fn guard_void(body: impl FnOnce()) {
 // ---------------------------------------------------------------------------------------------
 // Arguments in.
 
+/// A pointer argument: `*const T` reads as `&T`; `*mut T`, an out-parameter (written only on
+/// success), as `&mut T`.
+pub(crate) trait PtrArg<'a> {
+    type Target;
+
+    /// None for NULL.
+    ///
+    /// # Safety
+    /// The pointer is NULL or valid for `'a`: for reads of a `T` (`*const T`), or for writes of a
+    /// `T` with nothing else accessing it meanwhile (`*mut T`).
+    unsafe fn get(self) -> Option<Self::Target>;
+}
+
+impl<'a, T: 'a> PtrArg<'a> for *const T {
+    type Target = &'a T;
+
+    unsafe fn get(self) -> Option<&'a T> {
+        // SAFETY: the caller guarantees a non-NULL pointer is valid for 'a; as_ref checks NULL.
+        unsafe { self.as_ref() }
+    }
+}
+
+impl<'a, T: 'a> PtrArg<'a> for *mut T {
+    type Target = &'a mut T;
+
+    unsafe fn get(self) -> Option<&'a mut T> {
+        // SAFETY: the caller guarantees a non-NULL pointer is valid and exclusive for 'a.
+        unsafe { self.as_mut() }
+    }
+}
+
 /// A required pointer argument.
 ///
 /// # Safety
-/// `ptr` is NULL or valid for reads of a `T` for `'a`.
-pub(crate) unsafe fn ref_arg<'a, T>(ptr: *const T, name: &str) -> Result<&'a T, corral_status> {
-    // SAFETY: the caller guarantees a non-NULL pointer is valid for 'a; as_ref checks NULL.
-    unsafe { ptr.as_ref() }.ok_or_else(|| null(name))
-}
-
-/// A pointer argument that may be NULL.
-///
-/// # Safety
-/// As for `ref_arg`.
-pub(crate) unsafe fn opt_ref_arg<'a, T>(ptr: *const T) -> Option<&'a T> {
-    // SAFETY: the caller guarantees a non-NULL pointer is valid for 'a; as_ref checks NULL.
-    unsafe { ptr.as_ref() }
-}
-
-/// A required out-parameter (written only on success).
-///
-/// # Safety
-/// `ptr` is NULL or valid for writes of a `T` for `'a`, and nothing else accesses it meanwhile.
-pub(crate) unsafe fn out_arg<'a, T>(ptr: *mut T, name: &str) -> Result<&'a mut T, corral_status> {
-    // SAFETY: the caller guarantees a non-NULL pointer is valid and exclusive for 'a.
-    unsafe { ptr.as_mut() }.ok_or_else(|| null(name))
-}
-
-/// An out-parameter that may be NULL.
-///
-/// # Safety
-/// As for `out_arg`.
-pub(crate) unsafe fn opt_out_arg<'a, T>(ptr: *mut T) -> Option<&'a mut T> {
-    // SAFETY: the caller guarantees a non-NULL pointer is valid and exclusive for 'a.
-    unsafe { ptr.as_mut() }
+/// As for `PtrArg::get`.
+pub(crate) unsafe fn ptr_arg<'a, P: PtrArg<'a>>(ptr: P, name: &str) -> Result<P::Target, corral_status> {
+    // SAFETY: the caller's guarantee, passed on.
+    unsafe { ptr.get() }.ok_or_else(|| null(name))
 }
 
 /// A required NUL-terminated UTF-8 string.
@@ -116,8 +120,8 @@ pub(crate) unsafe fn slice_arg<'a, T>(ptr: *const T, len: usize, name: &str) -> 
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// The body of the required-argument macros below (`try_ref!`, `try_mut!`, `try_str!`): the
-/// check `$check($ptr, $name)`, its error returned through `?`. The name in the error message
+/// The body of the required-argument macros below (`try_arg!`, `try_str!`): the check
+/// `$check($ptr, $name)`, its error returned through `?`. The name in the error message
 /// defaults to the expression's text.
 macro_rules! required_arg {
     ($check:ident, $ptr:expr) => {
@@ -132,34 +136,19 @@ macro_rules! required_arg {
     };
 }
 
-/// `&T` from a required pointer argument; returns CORRAL_ERR_NULL_ARGUMENT (through `?`) for
-/// NULL.
-macro_rules! try_ref {
+/// `&T` from a required pointer argument, `&mut T` from a required out-parameter; returns
+/// CORRAL_ERR_NULL_ARGUMENT (through `?`) for NULL.
+macro_rules! try_arg {
     ($($arg:tt)+) => {
-        $crate::boundary::required_arg!(ref_arg, $($arg)+)
+        $crate::boundary::required_arg!(ptr_arg, $($arg)+)
     };
 }
 
-/// `Option<&T>` from a pointer argument that may be NULL.
-macro_rules! try_opt_ref {
+/// `Option<&T>` (`Option<&mut T>`) from a pointer argument (an out-parameter) that may be NULL.
+macro_rules! try_opt_arg {
     ($ptr:expr) => {
-        // SAFETY: as for `try_ref!`.
-        unsafe { $crate::boundary::opt_ref_arg($ptr) }
-    };
-}
-
-/// `&mut T` from a required out-parameter; CORRAL_ERR_NULL_ARGUMENT for NULL.
-macro_rules! try_mut {
-    ($($arg:tt)+) => {
-        $crate::boundary::required_arg!(out_arg, $($arg)+)
-    };
-}
-
-/// `Option<&mut T>` from an out-parameter that may be NULL.
-macro_rules! try_opt_mut {
-    ($ptr:expr) => {
-        // SAFETY: as for `try_mut!`.
-        unsafe { $crate::boundary::opt_out_arg($ptr) }
+        // SAFETY: as for `try_arg!`.
+        unsafe { $crate::boundary::PtrArg::get($ptr) }
     };
 }
 
@@ -182,7 +171,7 @@ macro_rules! try_opt_str {
 /// length above 0.
 macro_rules! try_slice {
     ($ptr:expr, $len:expr, $name:expr) => {
-        // SAFETY: as for `try_ref!`; the caller passes `len` elements.
+        // SAFETY: as for `try_arg!`; the caller passes `len` elements.
         unsafe { $crate::boundary::slice_arg($ptr, $len, $name) }?
     };
 }
@@ -199,14 +188,14 @@ pub(crate) unsafe fn str_array_arg<'a>(array: *const *const c_char, count: usize
 }
 
 /// The body of an entry point on a handle: in the panic guard, the handle is checked
-/// (`try_ref!`: CORRAL_ERR_NULL_ARGUMENT for NULL, named as written or by `$name`) and given to
+/// (`try_arg!`: CORRAL_ERR_NULL_ARGUMENT for NULL, named as written or by `$name`) and given to
 /// `$body`.
 macro_rules! on_handle {
     ($handle:ident, $body:expr) => {
         $crate::boundary::on_handle!($handle, stringify!($handle), $body)
     };
     ($handle:expr, $name:expr, $body:expr) => {
-        $crate::boundary::guard(|| $crate::boundary::run_on($crate::boundary::try_ref!($handle, $name), $body))
+        $crate::boundary::guard(|| $crate::boundary::run_on($crate::boundary::try_arg!($handle, $name), $body))
     };
 }
 
@@ -216,15 +205,15 @@ pub(crate) fn run_on<H: ?Sized, R>(handle: &H, body: impl FnOnce(&H) -> R) -> R 
 }
 
 /// The body of an entry point that fills one out-parameter from a handle (or another first
-/// argument): in the panic guard, the handle (`try_ref!`; or the expression given, such as
+/// argument): in the panic guard, the handle (`try_arg!`; or the expression given, such as
 /// `try_str!(path)`) and then the out-parameter are checked, and what `$body` makes from the
 /// first is written to `*out`, only on success.
 macro_rules! fill_out {
     ($handle:ident, $out:ident, $body:expr) => {
-        $crate::boundary::fill_out!($crate::boundary::try_ref!($handle), $out, $body)
+        $crate::boundary::fill_out!($crate::boundary::try_arg!($handle), $out, $body)
     };
     ($first:expr, $out:ident, $body:expr) => {
-        $crate::boundary::guard(|| $crate::boundary::fill($first, $crate::boundary::try_mut!($out), $body))
+        $crate::boundary::guard(|| $crate::boundary::fill($first, $crate::boundary::try_arg!($out), $body))
     };
 }
 
@@ -254,13 +243,11 @@ impl<T> OutSlice<'_, T> {
 /// that order: CORRAL_ERR_NULL_ARGUMENT for NULL.
 macro_rules! try_out_slice {
     ($ptr:ident, $len:ident) => {
-        $crate::boundary::OutSlice { ptr: $crate::boundary::try_mut!($ptr), len: $crate::boundary::try_mut!($len) }
+        $crate::boundary::OutSlice { ptr: $crate::boundary::try_arg!($ptr), len: $crate::boundary::try_arg!($len) }
     };
 }
 
-pub(crate) use {
-    fill_out, on_handle, required_arg, try_mut, try_opt_mut, try_opt_ref, try_opt_str, try_out_slice, try_ref, try_slice, try_str,
-};
+pub(crate) use {fill_out, on_handle, required_arg, try_arg, try_opt_arg, try_opt_str, try_out_slice, try_slice, try_str};
 
 // ---------------------------------------------------------------------------------------------
 // Ownership out and back.

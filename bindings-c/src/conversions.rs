@@ -5,7 +5,7 @@ use std::ffi::{c_char, CString};
 
 use corral::{EngineStats, FinishReason, Usage};
 
-use crate::boundary::{free_string, guard_void, try_opt_mut};
+use crate::boundary::{free_string, guard_void, try_opt_arg};
 
 /// Why a generation ended.
 #[repr(C)]
@@ -178,7 +178,7 @@ pub unsafe extern "C" fn corral_string_free(string: *mut c_char) {
 pub unsafe extern "C" fn corral_result_free(result: *mut corral_result) {
     guard_void(|| {
         // A result filled by corral (or zeroed by the caller).
-        if let Some(r) = try_opt_mut!(result) {
+        if let Some(r) = try_opt_arg!(result) {
             for owned in [&mut r.text, &mut r.tool_calls_json, &mut r.logprobs_json, &mut r.reasoning] {
                 // SAFETY: NULL or a string of this result, allocated by CString::into_raw;
                 // reset to NULL right after, so it is never freed twice.

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use corral::{EmbedOptions, Pooling, RerankOptions};
 
-use crate::boundary::{
-    fill_out, free_slice, guard_void, on_handle, owned_slice, str_array_arg, try_mut, try_opt_mut, try_opt_ref, try_str,
-};
+use crate::boundary::{fill_out, free_slice, guard_void, on_handle, owned_slice, str_array_arg, try_arg, try_opt_arg, try_str};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
 use crate::model::corral_model;
@@ -132,7 +130,7 @@ pub unsafe extern "C" fn corral_model_embed(
     fill_out!(model, out, |m| {
         // SAFETY: the caller's array of `count` strings (corral.h).
         let texts = unsafe { str_array_arg(texts, count, "texts") }?;
-        let options = embed_options(try_opt_ref!(params).unwrap_or(&corral_embed_default_params()))?;
+        let options = embed_options(try_opt_arg!(params).unwrap_or(&corral_embed_default_params()))?;
         let embeddings = m.model.embed(&texts, &options).map_err(fail)?;
         let dimensions = embeddings.vectors.first().map_or(0, Vec::len);
         let (data, _) = owned_slice(embeddings.vectors.concat());
@@ -145,7 +143,7 @@ pub unsafe extern "C" fn corral_model_embed(
 #[no_mangle]
 pub unsafe extern "C" fn corral_embeddings_free(embeddings: *mut corral_embeddings) {
     guard_void(|| {
-        if let Some(e) = try_opt_mut!(embeddings) {
+        if let Some(e) = try_opt_arg!(embeddings) {
             // SAFETY: NULL or the floats corral_model_embed handed out (owned_slice) with
             // count * dimensions of them; reset right after, so never freed twice.
             unsafe { free_slice(e.data, e.count * e.dimensions) };
@@ -171,10 +169,10 @@ pub unsafe extern "C" fn corral_model_rerank(
 ) -> corral_status {
     on_handle!(model, |m| {
         let query = try_str!(query);
-        let out = try_mut!(out);
+        let out = try_arg!(out);
         // SAFETY: the caller's array of `count` strings (corral.h).
         let documents = unsafe { str_array_arg(documents, count, "documents") }?;
-        let params = try_opt_ref!(params).copied().unwrap_or_else(|| corral_rerank_default_params());
+        let params = try_opt_arg!(params).copied().unwrap_or_else(|| corral_rerank_default_params());
         let options = RerankOptions {
             top_n: (params.top_n > 0).then_some(params.top_n as usize),
             truncate: params.truncate,
@@ -193,7 +191,7 @@ pub unsafe extern "C" fn corral_model_rerank(
 #[no_mangle]
 pub unsafe extern "C" fn corral_rerank_results_free(results: *mut corral_rerank_results) {
     guard_void(|| {
-        if let Some(r) = try_opt_mut!(results) {
+        if let Some(r) = try_opt_arg!(results) {
             // SAFETY: NULL or the array corral_model_rerank handed out (owned_slice) with
             // `count` entries; reset right after, so never freed twice.
             unsafe { free_slice(r.results, r.count) };

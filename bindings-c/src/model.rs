@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 use corral::{Message, Model};
 
 use crate::boundary::{
-    fill_out, free_handle, free_slice, guard, guard_void, into_handle, on_handle, owned_string, try_mut, try_opt_str, try_out_slice,
+    fill_out, free_handle, free_slice, guard, guard_void, into_handle, on_handle, owned_string, try_arg, try_opt_str, try_out_slice,
     try_slice, try_str,
 };
 use crate::conversions::{c_string, corral_engine_stats, corral_result};
@@ -196,7 +196,7 @@ pub unsafe extern "C" fn corral_model_metadata_get(
 ) -> corral_status {
     on_handle!(model, |m| {
         let key = try_str!(key);
-        let out_json = try_mut!(out_json);
+        let out_json = try_arg!(out_json);
         let value =
             m.model.info().metadata.get(key).ok_or_else(|| set_error(CORRAL_ERR_INVALID_ARGUMENT, &format!("no metadata key {key:?}")))?;
         *out_json = owned_string(&value.to_string());
@@ -282,7 +282,7 @@ unsafe fn render_chat(
     chat_template: *const c_char,
     out_prompt: *mut *mut c_char,
 ) -> Result<(), corral_status> {
-    let out_prompt = try_mut!(out_prompt);
+    let out_prompt = try_arg!(out_prompt);
     // SAFETY: the caller's guarantee, passed on.
     let tools = unsafe { tools(tools_json, "tools_json") }?;
     let template = try_opt_str!(chat_template, "chat_template");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use corral::{Constraint, GenerateOptions, KvFullPolicy, Message, ModelOptions, ProgressCallback, ToolChoice, MAX_TOP_LOGPROBS};
 
-use crate::boundary::{str_array_arg, try_opt_ref, try_opt_str, try_ref, try_slice, try_str};
+use crate::boundary::{str_array_arg, try_arg, try_opt_arg, try_opt_str, try_slice, try_str};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, invalid, set_error};
 
@@ -181,7 +181,7 @@ pub extern "C" fn corral_generate_default_params() -> corral_generate_params {
 /// `params` is NULL or valid, its strings NUL-terminated (the entry point's contract).
 pub(crate) unsafe fn model_options(params: *const corral_model_params) -> Result<ModelOptions, corral_status> {
     let defaults = corral_model_default_params();
-    let p = try_opt_ref!(params).unwrap_or(&defaults);
+    let p = try_opt_arg!(params).unwrap_or(&defaults);
     let chat_template = try_opt_str!(p.chat_template, "params.chat_template").map(str::to_string);
     let flash_attention = match p.flash_attention {
         -1 => None,
@@ -242,7 +242,7 @@ pub(crate) unsafe fn model_options(params: *const corral_model_params) -> Result
 pub(crate) unsafe fn generate_options(params: *const corral_generate_params) -> Result<GenerateOptions, corral_status> {
     let defaults = GenerateOptions::default();
     // NULL means defaults.
-    let Some(p) = try_opt_ref!(params) else { return Ok(defaults) };
+    let Some(p) = try_opt_arg!(params) else { return Ok(defaults) };
     let max_tokens = match p.max_tokens {
         -1 => None,
         n if n >= 0 => Some(n as u32),
@@ -402,7 +402,7 @@ impl PromptArg {
 /// # Safety
 /// `prompt` is NULL or points to a corral_prompt whose pointers are valid for its kind.
 pub(crate) unsafe fn prompt<'a>(prompt: *const corral_prompt) -> Result<PromptInput<'a>, corral_status> {
-    let p: &corral_prompt = try_ref!(prompt);
+    let p: &corral_prompt = try_arg!(prompt);
     let kind = p.kind;
     match kind {
         k if k == corral_prompt_kind::CORRAL_PROMPT_TEXT as i32 => Ok(PromptInput::Text(try_str!(p.text, "prompt.text"))),

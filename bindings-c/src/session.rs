@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 
 use corral::Session;
 
-use crate::boundary::{fill_out, free_handle, free_slice, guard_void, into_handle, on_handle, try_mut, try_out_slice, try_slice, try_str};
+use crate::boundary::{fill_out, free_handle, free_slice, guard_void, into_handle, on_handle, try_arg, try_out_slice, try_slice, try_str};
 use crate::conversions::corral_result;
 use crate::error::{corral_status, fail};
 use crate::model::corral_model;
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn corral_model_session_from_state(
 ) -> corral_status {
     on_handle!(model, |m| {
         let state = try_slice!(state, len, "state");
-        let out_session = try_mut!(out_session);
+        let out_session = try_arg!(out_session);
         let session = m.model.session_from_state(state).map_err(fail)?;
         *out_session = into_handle(corral_session { session });
         Ok(())
@@ -160,7 +160,7 @@ pub unsafe extern "C" fn corral_model_load_session(
 ) -> corral_status {
     on_handle!(model, |m| {
         let path = try_str!(path);
-        let out_session = try_mut!(out_session);
+        let out_session = try_arg!(out_session);
         let session = m.model.load_session(path).map_err(fail)?;
         *out_session = into_handle(corral_session { session });
         Ok(())

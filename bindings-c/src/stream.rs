@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use corral::{CancelHandle, GenerateOptions, Logprob, Stream, ToolCall, ToolCallDelta};
 
-use crate::boundary::{fill_out, free_handle, guard_void, into_handle, on_handle, try_mut, try_opt_mut, try_opt_ref};
+use crate::boundary::{fill_out, free_handle, guard_void, into_handle, on_handle, try_arg, try_opt_arg};
 use crate::conversions::{c_string, corral_chunk, corral_finish_reason, corral_result, corral_usage, json_array_or_null, owned_result};
 use crate::error::corral_status::*;
 use crate::error::{corral_status, fail, set_error};
@@ -114,7 +114,7 @@ pub(crate) unsafe fn generate<H: Generator>(
         let prompt = unsafe { prompt.read() }?;
         // SAFETY: the caller's guarantee, passed on.
         let stream = unsafe { start(handle, &prompt, params) }?;
-        run_blocking(stream, callback, user_data, try_opt_mut!(out_result))
+        run_blocking(stream, callback, user_data, try_opt_arg!(out_result))
     })
 }
 
@@ -132,7 +132,7 @@ pub(crate) unsafe fn generate_stream<H: Generator>(
     on_handle!(handle, H::ARG, |handle| {
         // SAFETY: the caller's guarantee, passed on.
         let prompt = unsafe { prompt.read() }?;
-        let out_stream = try_mut!(out_stream);
+        let out_stream = try_arg!(out_stream);
         // SAFETY: the caller's guarantee, passed on.
         *out_stream = into_stream_handle(unsafe { start(handle, &prompt, params) }?);
         Ok(())
@@ -227,7 +227,7 @@ pub unsafe extern "C" fn corral_stream_next(stream: *const corral_stream, out_ch
 pub unsafe extern "C" fn corral_stream_cancel(stream: *const corral_stream) {
     guard_void(|| {
         // NULL or a live stream.
-        if let Some(s) = try_opt_ref!(stream) {
+        if let Some(s) = try_opt_arg!(stream) {
             s.cancel.cancel();
         }
     });
