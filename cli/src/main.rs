@@ -89,28 +89,14 @@ enum Command {
     },
     /// Measure load time, prompt and generation speed against a plain llama-cpp-2 loop.
     Bench {
-        model: PathBuf,
-        #[arg(long)]
-        threads: Option<u32>,
-        /// Rounds per side (medians are reported).
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
+        #[command(flatten)]
+        run: BenchRun,
         /// Force flash attention on or off (default: llama.cpp decides).
         #[arg(long)]
         flash_attention: Option<bool>,
-        #[arg(long)]
-        json: bool,
     },
     /// Generation constrained by a 20-property JSON schema vs free, and the schema's compile time
-    BenchStructured {
-        model: PathBuf,
-        #[arg(long)]
-        threads: Option<u32>,
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        #[arg(long)]
-        json: bool,
-    },
+    BenchStructured(BenchRun),
     /// Aggregate throughput of 1-16 concurrent requests on one model, vs one at a time, and
     /// time to first token with a cached 1,000-token prefix.
     BenchConcurrency {
@@ -158,6 +144,19 @@ enum Command {
     /// Many callers create, use, cancel and free sessions and streams on one model while RSS is
     /// watched; fails on any error but `cancelled` or RSS growth past --max-growth-mb.
     Soak(soak::SoakArgs),
+}
+
+/// What `bench` and `bench-structured` take.
+#[derive(Args)]
+struct BenchRun {
+    model: PathBuf,
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Rounds per side (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -439,7 +438,7 @@ fn run(cli: Cli) -> corral::Result<()> {
             eprintln!("tokens: {}", tokens.len());
             Ok(())
         }
-        Command::Bench { model, threads, repeats, flash_attention, json } => {
+        Command::Bench { run: BenchRun { model, threads, repeats, json }, flash_attention } => {
             if repeats == 0 {
                 return Err(Error::new(ErrorKind::InvalidArgument, "--repeats must be at least 1"));
             }
@@ -489,7 +488,7 @@ fn run(cli: Cli) -> corral::Result<()> {
             }
             Ok(())
         }
-        Command::BenchStructured { model, threads, repeats, json } => {
+        Command::BenchStructured(BenchRun { model, threads, repeats, json }) => {
             let r = corral::bench::structured(&model, threads.unwrap_or_else(corral::default_threads), repeats.max(1))?;
             let ratio = r.constrained_tokens_per_s / r.free_tokens_per_s;
             if json {

@@ -484,23 +484,6 @@ inline DecodedK decode_4_or_5_bit(const Block & x) {
     return out;
 }
 
-struct Q4_K {
-    using Weights = block_q4_K;
-    // acc: ggml's 8 lanes of scaled sums; acc_m: its 4 lanes of scaled mins.
-    struct Column {
-        __m256 acc;
-        __m128 acc_m;
-    };
-    static DecodedK decode(const Weights & x) { return decode_4_or_5_bit<false>(x); }
-    static Column start() { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
-    static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col);
-    static float finish(Column & col) {
-        __m128 acc_m = _mm_add_ps(col.acc_m, _mm_movehl_ps(col.acc_m, col.acc_m));
-        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-        return hsum_float_8(col.acc) + _mm_cvtss_f32(acc_m);
-    }
-};
-
 // The exact integer sum of scale x weight x activation over the super-block (ggml's lanes).
 inline __m256i scaled_sum(const DecodedK & x, const block_q8_K & y) {
     __m256i sumi = _mm256_setzero_si256();
@@ -519,33 +502,43 @@ inline __m128i mins_x_sums(const DecodedK & x, const block_q8_K & y) {
     return _mm_madd_epi16(_mm256_extracti128_si256(x.all_scales, 1), q8s);
 }
 
-inline void Q4_K::accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
-    const float d = y.d * x.d;
-    const float dmin = -y.d * x.dmin;
-    col.acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_x_sums(x, y)), col.acc_m);
-    col.acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(scaled_sum(x, y)), col.acc);
-}
-
-struct Q5_K {
-    using Weights = block_q5_K;
-    // acc: ggml's 8 lanes of scaled sums; summs: its running sum of scaled mins.
+// Q4_K and Q5_K: one layout but for Q5_K's fifth bits. ggml adds up the mins differently for
+// the two (Q4_K in 4 lanes, Q5_K in one float), and each way is copied as it is.
+template <bool FIFTH_BITS>
+struct Q4_or_5_K {
+    using Weights = typename std::conditional<FIFTH_BITS, block_q5_K, block_q4_K>::type;
+    // acc: ggml's 8 lanes of scaled sums; acc_m (Q4_K): its 4 lanes of scaled mins;
+    // summs (Q5_K): its running sum of scaled mins.
     struct Column {
         __m256 acc;
+        __m128 acc_m;
         float summs;
     };
-    static DecodedK decode(const Weights & x) { return decode_4_or_5_bit<true>(x); }
-    static Column start() { return {_mm256_setzero_ps(), 0.0f}; }
+    static DecodedK decode(const Weights & x) { return decode_4_or_5_bit<FIFTH_BITS>(x); }
+    static Column start() { return {_mm256_setzero_ps(), _mm_setzero_ps(), 0.0f}; }
     static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
         const float d = y.d * x.d;
         const float dmin = -y.d * x.dmin;
-        const __m128i prod = mins_x_sums(x, y);
-        const __m128i zero = _mm_setzero_si128();
-        const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, zero), zero);
-        col.summs += dmin * _mm_extract_epi32(hsum, 0);
+        if constexpr (FIFTH_BITS) {
+            const __m128i zero = _mm_setzero_si128();
+            const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(mins_x_sums(x, y), zero), zero);
+            col.summs += dmin * _mm_extract_epi32(hsum, 0);
+        } else {
+            col.acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_x_sums(x, y)), col.acc_m);
+        }
         col.acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(scaled_sum(x, y)), col.acc);
     }
-    static float finish(Column & col) { return hsum_float_8(col.acc) + col.summs; }
+    static float finish(Column & col) {
+        if constexpr (FIFTH_BITS) {
+            return hsum_float_8(col.acc) + col.summs;
+        }
+        __m128 acc_m = _mm_add_ps(col.acc_m, _mm_movehl_ps(col.acc_m, col.acc_m));
+        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+        return hsum_float_8(col.acc) + _mm_cvtss_f32(acc_m);
+    }
 };
+using Q4_K = Q4_or_5_K<false>;
+using Q5_K = Q4_or_5_K<true>;
 
 struct Q6_K {
     using Weights = block_q6_K;

@@ -26,6 +26,25 @@ fn run(model: &Model, options: &GenerateOptions) -> (String, Vec<f32>) {
     (done.text.clone(), done.logprobs.iter().map(|l| l.token.logprob).collect())
 }
 
+/// Adapter sets: none, each alone, both at half scale.
+const SETS: [&[(&str, f32)]; 4] = [&[], &[("a", 1.0)], &[("b", 1.0)], &[("a", 0.5), ("b", 0.5)]];
+
+/// Each of SETS run alone, then `copies` requests of each set at once (in SETS order) on an
+/// empty cache.
+fn alone_then_together(model: &Model, copies: usize) -> (Vec<(String, Vec<f32>)>, Vec<(String, Vec<f32>)>) {
+    let solo: Vec<_> = SETS.iter().map(|set| run(model, &using(set, 32))).collect();
+    model.clear_cache().unwrap();
+    let together = std::thread::scope(|scope| {
+        let handles: Vec<_> = SETS
+            .iter()
+            .flat_map(|set| std::iter::repeat_n(set, copies))
+            .map(|set| scope.spawn(move || run(model, &using(set, 32))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    (solo, together)
+}
+
 #[test]
 fn scale_zero_is_the_base_model_and_scale_one_changes_it() {
     let model = with_adapters();
@@ -46,20 +65,7 @@ fn scale_zero_is_the_base_model_and_scale_one_changes_it() {
 #[test]
 fn concurrent_requests_with_different_adapters_match_their_solo_runs() {
     let model = with_adapters();
-    let sets: [&[(&str, f32)]; 4] = [&[], &[("a", 1.0)], &[("b", 1.0)], &[("a", 0.5), ("b", 0.5)]];
-    let solo: Vec<_> = sets.iter().map(|set| run(&model, &using(set, 32))).collect();
-    model.clear_cache().unwrap();
-    let together: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sets
-            .iter()
-            .flat_map(|set| [set, set])
-            .map(|set| {
-                let model = &model;
-                scope.spawn(move || run(model, &using(set, 32)))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let (solo, together) = alone_then_together(&model, 2);
     // Requests with different sets never share a decode; the two of one set do, and
     // llama.cpp's f32 kernels of the adapters' matrices depend on the batch: log-probabilities
     // agree within the README's batching tolerance, and a text may take the other branch of a
@@ -67,9 +73,9 @@ fn concurrent_requests_with_different_adapters_match_their_solo_runs() {
     for (i, result) in together.iter().enumerate() {
         let expected = &solo[i / 2];
         let same = result.0.chars().zip(expected.0.chars()).take_while(|(x, y)| x == y).count();
-        assert!(same >= 20, "set {:?}: {:?} vs {:?} solo", sets[i / 2], result.0, expected.0);
+        assert!(same >= 20, "set {:?}: {:?} vs {:?} solo", SETS[i / 2], result.0, expected.0);
         for (x, y) in result.1.iter().zip(&expected.1) {
-            assert!((x - y).abs() < 0.2, "set {:?}: logprob {x} vs {y} solo", sets[i / 2]);
+            assert!((x - y).abs() < 0.2, "set {:?}: logprob {x} vs {y} solo", SETS[i / 2]);
             if (x - y).abs() > 1e-3 {
                 break; // the two runs may pick different tokens from here
             }
@@ -80,13 +86,7 @@ fn concurrent_requests_with_different_adapters_match_their_solo_runs() {
 #[test]
 fn one_request_per_adapter_set_runs_bit_for_bit_as_alone() {
     let model = with_adapters();
-    let sets: [&[(&str, f32)]; 4] = [&[], &[("a", 1.0)], &[("b", 1.0)], &[("a", 0.5), ("b", 0.5)]];
-    let solo: Vec<_> = sets.iter().map(|set| run(&model, &using(set, 32))).collect();
-    model.clear_cache().unwrap();
-    let together: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sets.iter().map(|set| scope.spawn(|| run(&model, &using(set, 32)))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let (solo, together) = alone_then_together(&model, 1);
     assert_eq!(together, solo);
 }
 

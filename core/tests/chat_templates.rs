@@ -12,7 +12,6 @@
 //! A case marked `"known_difference": "<reason>"` in cases.json is rendered and reported but
 //! does not fail the test. No model file is needed.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,40 +85,15 @@ fn expected(dir: &Path, stem: &str) -> Result<Expected, String> {
     }
 }
 
-/// `strftime` for the directives the corpus uses, in UTC (as corral's `strftime_now`).
+/// `strftime` in UTC by GNU `date`: an oracle independent of corral's `strftime_now`.
 fn format_date(unix_secs: u64, format: &str) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] =
-        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    let name = MONTHS[(month - 1) as usize];
-    let mut out = String::new();
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('d') => write!(out, "{day:02}").unwrap(),
-            Some('m') => write!(out, "{month:02}").unwrap(),
-            Some('Y') => write!(out, "{year}").unwrap(),
-            Some('b') => out.push_str(&name[..3]),
-            Some('B') => out.push_str(name),
-            Some('%') => out.push('%'),
-            other => panic!("strftime directive %{} is not supported by this test", other.unwrap_or(' ')),
-        }
-    }
-    out
+    let output = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{unix_secs}"), &format!("+{format}")])
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run date");
+    assert!(output.status.success(), "date failed for {format:?}");
+    String::from_utf8(output.stdout).unwrap().trim_end_matches('\n').to_string()
 }
 
 /// The expected text with each `«strftime_now(FORMAT)»` replaced by the date at `unix_secs`.

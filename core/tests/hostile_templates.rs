@@ -2,9 +2,13 @@
 //! grows a value or its output without bound gets `template_error` naming the limit, quickly
 //! and without exhausting memory. Its own test binary, so that peak RSS is this test's.
 
+#[path = "support/models.rs"]
+mod models;
+
 use std::time::{Duration, Instant};
 
 use corral::{ChatTemplate, ErrorKind, Message};
+use models::proc_status_kb;
 
 /// Templates an attacker could put in a GGUF: each would run for minutes, or take gigabytes,
 /// or kill the process, without the render's bounds.
@@ -32,17 +36,6 @@ const HOSTILE: &[(&str, &str)] = &[
     ("message content doubled", "{% set ns = namespace(s=messages[0].content) %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
 ];
 
-fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap()
-        / 1024
-}
-
 #[test]
 fn each_hostile_template_is_a_template_error_within_a_second_and_bounded_memory() {
     let messages = [Message::new("user", "Hello there, how are you?")];
@@ -59,7 +52,7 @@ fn each_hostile_template_is_a_template_error_within_a_second_and_bounded_memory(
         let err = result.expect_err(&format!("{name}: a hostile template must fail"));
         assert_eq!(err.kind(), ErrorKind::TemplateError, "{name}: {err}");
         assert!(took < Duration::from_secs(2), "{name}: took {took:?}");
-        let peak = peak_rss_mb();
+        let peak = proc_status_kb("VmHWM") / 1024;
         assert!(peak < 450, "{name}: peak RSS {peak} MB");
         eprintln!("{name}: {took:?}, peak RSS {peak} MB: {}", err.message());
     }

@@ -4,22 +4,12 @@
 #[path = "support/models.rs"]
 mod models;
 
-use models::{greedy, load};
+use models::{greedy, load, proc_status_kb};
 
 use corral::{Model, ModelOptions};
 
 fn prompt(i: usize) -> String {
     format!("Story {i}: {}. Then", "alpha river stone cloud ".repeat(i * 5 + 1))
-}
-
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 #[test]
@@ -41,10 +31,10 @@ fn memory_is_stable_over_rounds() {
     };
     round(&model);
     round(&model);
-    let before = rss_kb();
+    let before = proc_status_kb("VmRSS");
     for _ in 0..5 {
         round(&model);
     }
-    let after = rss_kb();
+    let after = proc_status_kb("VmRSS");
     assert!(after < before + 20_000, "RSS grew from {before} kB to {after} kB");
 }

@@ -21,7 +21,7 @@ use llama_cpp_sys_2 as sys;
 
 use crate::embed::Pooling;
 use crate::error::{Error, ErrorKind, Result};
-use crate::llama::context::{raw_model, Batch, Context, ContextConfig};
+use crate::llama::context::{raw_model, Batch, Context, ContextConfig, ContextSize};
 use crate::stream::CancelHandle;
 
 /// Most texts one decode carries (llama.cpp allows 256 sequences per context).
@@ -184,12 +184,14 @@ fn create(model: &LlamaModel, config: EmbedConfig, pooling: Pooling) -> Result<P
     let mut ctx = Context::new(
         model,
         &ContextConfig {
-            n_ctx: config.max_tokens,
-            batch_size: config.max_tokens,
+            size: ContextSize {
+                n_ctx: config.max_tokens,
+                batch_size: config.max_tokens,
+                max_sequences: MAX_SEQUENCES,
+                threads: config.threads,
+                flash_attention: config.flash_attention,
+            },
             ubatch_size: Some(config.max_tokens),
-            max_sequences: MAX_SEQUENCES,
-            threads: config.threads,
-            flash_attention: config.flash_attention,
             abort: None,
             guarded: config.remote,
             pooling: Some(pooling.to_llama()),

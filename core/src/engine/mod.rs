@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::llama::context::{Batch, Context, ContextConfig, DecodeFailure};
+use crate::llama::context::{Batch, Context, ContextConfig, ContextSize, DecodeFailure};
 
 use crate::adapter::AdapterSet;
 use crate::engine::preempt::Preemption;
@@ -50,11 +50,8 @@ pub(crate) struct EngineConfig {
     pub max_queued: u32,
     pub on_kv_full: KvFullPolicy,
     pub stats: Arc<StatsCounters>,
-    pub n_ctx: u32,
-    pub threads: u32,
-    pub max_sequences: u32,
-    pub batch_size: u32,
-    pub flash_attention: Option<bool>,
+    /// The generation context's.
+    pub size: ContextSize,
     pub preemption: Arc<Preemption>,
     /// Layers on RPC workers: decodes run guarded (a lost worker fails them).
     pub remote: bool,
@@ -102,17 +99,7 @@ fn create_context<'m>(model: &'m LlamaModel, config: &EngineConfig) -> Result<Co
     let (callback, data) = crate::engine::preempt::abort_callback(&config.preemption);
     Context::new(
         model,
-        &ContextConfig {
-            n_ctx: config.n_ctx,
-            batch_size: config.batch_size,
-            max_sequences: config.max_sequences,
-            threads: config.threads,
-            flash_attention: config.flash_attention,
-            ubatch_size: None,
-            pooling: None,
-            abort: Some((callback, data)),
-            guarded: config.remote,
-        },
+        &ContextConfig { size: config.size, ubatch_size: None, pooling: None, abort: Some((callback, data)), guarded: config.remote },
     )
 }
 
@@ -156,7 +143,7 @@ fn check_first_decode(model: &LlamaModel, ctx: &mut Context<'_>, threads: u32) -
 
 fn run(model: &LlamaModel, config: &EngineConfig, commands: &Receiver<Command>, ready: &SyncSender<Result<()>>) {
     let ctx = match create_context(model, config).and_then(|mut ctx| {
-        check_first_decode(model, &mut ctx, config.threads)?;
+        check_first_decode(model, &mut ctx, config.size.threads)?;
         Ok(ctx)
     }) {
         Ok(ctx) => ctx,
@@ -171,11 +158,11 @@ fn run(model: &LlamaModel, config: &EngineConfig, commands: &Receiver<Command>, 
     let mut engine = Engine {
         model,
         // llama.cpp rounds the KV size up; the requested length is the limit callers see.
-        n_ctx: (config.n_ctx as usize).min(ctx.n_ctx() as usize),
-        batch_size: config.batch_size as usize,
-        threads: config.threads as usize,
+        n_ctx: (config.size.n_ctx as usize).min(ctx.n_ctx() as usize),
+        batch_size: config.size.batch_size as usize,
+        threads: config.size.threads as usize,
         ctx,
-        slots: (0..config.max_sequences as i32)
+        slots: (0..config.size.max_sequences as i32)
             .map(|seq_id| Slot {
                 seq_id,
                 cached: Vec::new(),
@@ -189,7 +176,7 @@ fn run(model: &LlamaModel, config: &EngineConfig, commands: &Receiver<Command>, 
         max_queued: config.max_queued as usize,
         on_kv_full: config.on_kv_full,
         stats: config.stats.clone(),
-        batch: Batch::new(config.batch_size as usize + config.max_sequences as usize),
+        batch: Batch::new(config.size.batch_size as usize + config.size.max_sequences as usize),
         prefill_cursor: 0,
         cores: None,
         preemption,

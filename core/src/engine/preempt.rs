@@ -90,7 +90,7 @@ pub(crate) fn abort_callback(preemption: &Arc<Preemption>) -> (unsafe extern "C"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llama::context::{Batch, Context, ContextConfig, DecodeFailure};
+    use crate::llama::context::{Batch, Context, ContextConfig, ContextSize, DecodeFailure};
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::model::LlamaModel;
     use llama_cpp_2::token::LlamaToken;
@@ -104,11 +104,7 @@ mod tests {
 
     fn context<'m>(model: &'m LlamaModel, preemption: Option<&Arc<Preemption>>) -> Context<'m> {
         let config = ContextConfig {
-            n_ctx: 512,
-            batch_size: 512,
-            max_sequences: 1,
-            threads: 2,
-            flash_attention: None,
+            size: ContextSize { n_ctx: 512, batch_size: 512, max_sequences: 1, threads: 2, flash_attention: None },
             ubatch_size: None,
             pooling: None,
             abort: preemption.map(abort_callback),

@@ -99,27 +99,41 @@ mod tests {
         assert_eq!(meminfo_available("MemTotal: 1 kB\n"), None);
     }
 
+    fn write_files(root: &std::path::Path, files: &[(&str, &str)]) {
+        for (path, text) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+    }
+
     #[test]
     fn takes_the_tightest_group_of_v1_and_v2() {
         let root = std::env::temp_dir().join(format!("corral-cgroup-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let v1 = root.join("memory/outer/inner");
-        std::fs::create_dir_all(&v1).unwrap();
-        std::fs::write(root.join("memory/memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
-        std::fs::write(root.join("memory/outer/memory.limit_in_bytes"), "1000000\n").unwrap();
-        std::fs::write(root.join("memory/outer/memory.usage_in_bytes"), "300000\n").unwrap();
-        std::fs::write(v1.join("memory.limit_in_bytes"), "5000000\n").unwrap();
-        std::fs::write(v1.join("memory.usage_in_bytes"), "250000\n").unwrap();
-        std::fs::write(v1.join("memory.stat"), "cache 1\ntotal_inactive_file 50000\n").unwrap();
+        write_files(
+            &root,
+            &[
+                ("memory/memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory/outer/memory.limit_in_bytes", "1000000\n"),
+                ("memory/outer/memory.usage_in_bytes", "300000\n"),
+                ("memory/outer/inner/memory.limit_in_bytes", "5000000\n"),
+                ("memory/outer/inner/memory.usage_in_bytes", "250000\n"),
+                ("memory/outer/inner/memory.stat", "cache 1\ntotal_inactive_file 50000\n"),
+            ],
+        );
         // The outer group's limit binds: 1,000,000 - 300,000.
         assert_eq!(cgroup_available("4:memory:/outer/inner\n3:cpu:/x\n", &root), Some(700_000));
 
-        let v2 = root.join("app");
-        std::fs::create_dir_all(&v2).unwrap();
-        std::fs::write(root.join("memory.max"), "max\n").unwrap();
-        std::fs::write(v2.join("memory.max"), "4000000\n").unwrap();
-        std::fs::write(v2.join("memory.current"), "1000000\n").unwrap();
-        std::fs::write(v2.join("memory.stat"), "anon 1\ninactive_file 500000\n").unwrap();
+        write_files(
+            &root,
+            &[
+                ("memory.max", "max\n"),
+                ("app/memory.max", "4000000\n"),
+                ("app/memory.current", "1000000\n"),
+                ("app/memory.stat", "anon 1\ninactive_file 500000\n"),
+            ],
+        );
         assert_eq!(cgroup_available("0::/app\n", &root), Some(3_500_000));
         assert_eq!(cgroup_available("0::/\n", &root), None);
         std::fs::remove_dir_all(&root).unwrap();

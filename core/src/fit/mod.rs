@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 use llama_cpp_sys_2 as sys;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::llama::context::{context_params, create_raw, ContextConfig};
+use crate::llama::context::{context_params, create_raw, ContextConfig, ContextSize};
 use crate::model::gguf::GgufHeader;
 use crate::options::ModelOptions;
 
@@ -248,11 +248,13 @@ impl DryModel {
     /// take more compute memory while they run).
     fn measure(&self, n_ctx: u32, options: &ModelOptions, available: Option<u64>) -> Result<MemoryEstimate> {
         let config = ContextConfig {
-            n_ctx,
-            batch_size: options.batch_size,
-            max_sequences: options.max_sequences,
-            threads: 1,
-            flash_attention: options.flash_attention,
+            size: ContextSize {
+                n_ctx,
+                batch_size: options.batch_size,
+                max_sequences: options.max_sequences,
+                threads: 1,
+                flash_attention: options.flash_attention,
+            },
             ubatch_size: None,
             pooling: None,
             abort: None,

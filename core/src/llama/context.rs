@@ -33,13 +33,20 @@ pub(crate) fn flash_attention_policy(flash_attention: Option<bool>) -> sys::llam
     }
 }
 
-/// How to make a context.
-pub(crate) struct ContextConfig {
+/// A context's size and compute settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContextSize {
     pub n_ctx: u32,
+    /// Most tokens one decode takes.
     pub batch_size: u32,
     pub max_sequences: u32,
     pub threads: u32,
     pub flash_attention: Option<bool>,
+}
+
+/// How to make a context.
+pub(crate) struct ContextConfig {
+    pub size: ContextSize,
     /// Tokens per micro-batch (`None`: `batch_size`, at most 512).
     pub ubatch_size: Option<u32>,
     /// Pooled embeddings instead of logits, with this pooling (`None`: a generation context).
@@ -56,14 +63,15 @@ pub(crate) struct ContextConfig {
 pub(crate) fn context_params(config: &ContextConfig) -> sys::llama_context_params {
     // SAFETY: plain data.
     let mut params = unsafe { sys::llama_context_default_params() };
-    params.n_ctx = config.n_ctx;
-    params.n_batch = config.batch_size;
-    params.n_ubatch = config.ubatch_size.unwrap_or(config.batch_size.min(512));
-    params.n_seq_max = config.max_sequences;
+    let size = &config.size;
+    params.n_ctx = size.n_ctx;
+    params.n_batch = size.batch_size;
+    params.n_ubatch = config.ubatch_size.unwrap_or(size.batch_size.min(512));
+    params.n_seq_max = size.max_sequences;
     params.kv_unified = true;
-    params.n_threads = config.threads as i32;
-    params.n_threads_batch = config.threads as i32;
-    params.flash_attn_type = flash_attention_policy(config.flash_attention);
+    params.n_threads = size.threads as i32;
+    params.n_threads_batch = size.threads as i32;
+    params.flash_attn_type = flash_attention_policy(size.flash_attention);
     if let Some(pooling) = config.pooling {
         params.embeddings = true;
         params.pooling_type = pooling;

@@ -52,94 +52,68 @@ fn broken(what: &str) -> Error {
     Error::new(ErrorKind::InvalidModel, format!("the model's vocabulary cannot {what}: {detail}"))
 }
 
-/// Text to tokens; `add_special` adds BOS/EOS as the model asks, `parse_special` reads
-/// special-token text as control tokens.
-pub(crate) fn tokenize(model: &LlamaModel, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<LlamaToken>> {
-    let len = i32::try_from(text.len()).map_err(|_| Error::invalid_argument("text is too long to tokenize"))?;
-    // A token covers at least one byte, plus BOS and EOS.
-    let mut tokens: Vec<llama_token> = vec![0; text.len() + 2];
-    let mut n = 0;
+/// Runs one of the guarded calls above, which fills `buf` and sets its `result` to the count
+/// written, or to minus the count needed when `buf` is too small: then it runs once more with
+/// that much room. `what` names the work for errors ("tokenize this text").
+fn fill<T: Copy + Default>(mut buf: Vec<T>, what: &str, mut call: impl FnMut(&mut [T], i32, &mut i32) -> i32) -> Result<Vec<T>> {
     for _ in 0..2 {
-        // SAFETY: `tokens` holds `tokens.len()` entries; the text outlives the call.
-        let status = unsafe {
-            corral_guarded_tokenize(
-                raw_vocab(model),
-                text.as_ptr().cast(),
-                len,
-                tokens.as_mut_ptr(),
-                tokens.len() as i32,
-                add_special,
-                parse_special,
-                &mut n,
-            )
-        };
-        if status != 0 {
-            return Err(broken("tokenize this text"));
-        }
-        if n >= 0 {
-            break;
-        }
-        if n == i32::MIN {
-            return Err(Error::invalid_argument("text is too long to tokenize"));
-        }
-        tokens.resize((-n) as usize, 0);
-    }
-    tokens.truncate(n.max(0) as usize);
-    Ok(tokens.into_iter().map(LlamaToken).collect())
-}
-
-/// One token's bytes (special tokens as nothing unless `special`).
-pub(crate) fn piece(model: &LlamaModel, token: LlamaToken, special: bool) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; 32];
-    for _ in 0..2 {
+        let room = i32::try_from(buf.len()).map_err(|_| Error::invalid_argument(format!("too long to {what}")))?;
         let mut n = 0;
-        // SAFETY: `buf` holds `buf.len()` bytes.
-        let status = unsafe {
-            corral_guarded_token_to_piece(raw_vocab(model), token.0, buf.as_mut_ptr().cast(), buf.len() as i32, 0, special, &mut n)
-        };
-        if status != 0 {
-            return Err(broken(&format!("render token {}", token.0)));
+        if call(&mut buf, room, &mut n) != 0 {
+            return Err(broken(what));
         }
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(buf);
         }
-        buf.resize((-n) as usize, 0);
+        // i32::MIN: the count does not fit an i32.
+        let needed = n.checked_neg().ok_or_else(|| Error::invalid_argument(format!("too long to {what}")))?;
+        buf.resize(needed as usize, T::default());
     }
-    Err(broken(&format!("render token {}", token.0)))
+    Err(broken(what))
+}
+
+/// Text to tokens; `add_special` adds BOS/EOS as the model asks, `parse_special` reads
+/// special-token text as control tokens.
+pub(crate) fn tokenize(model: &LlamaModel, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<LlamaToken>> {
+    let len = i32::try_from(text.len()).map_err(|_| Error::invalid_argument("text is too long to tokenize"))?;
+    // A token covers at least one byte, plus BOS and EOS.
+    let tokens = fill(vec![0; text.len() + 2], "tokenize this text", |tokens: &mut [llama_token], room, n| {
+        // SAFETY: `tokens` holds `room` entries; the text outlives the call.
+        unsafe {
+            corral_guarded_tokenize(raw_vocab(model), text.as_ptr().cast(), len, tokens.as_mut_ptr(), room, add_special, parse_special, n)
+        }
+    })?;
+    Ok(tokens.into_iter().map(LlamaToken).collect())
+}
+
+/// One token's bytes (special tokens as nothing unless `special`).
+pub(crate) fn piece(model: &LlamaModel, token: LlamaToken, special: bool) -> Result<Vec<u8>> {
+    fill(vec![0u8; 32], &format!("render token {}", token.0), |buf, room, n| {
+        // SAFETY: `buf` holds `room` bytes.
+        unsafe { corral_guarded_token_to_piece(raw_vocab(model), token.0, buf.as_mut_ptr().cast(), room, 0, special, n) }
+    })
 }
 
 /// Tokens back to bytes.
 pub(crate) fn detokenize(model: &LlamaModel, tokens: &[LlamaToken], remove_special: bool, unparse_special: bool) -> Result<Vec<u8>> {
     let n_tokens = i32::try_from(tokens.len()).map_err(|_| Error::invalid_argument("too many tokens"))?;
     let ids: Vec<llama_token> = tokens.iter().map(|t| t.0).collect();
-    let mut buf = vec![0u8; tokens.len() * 8 + 16];
-    for _ in 0..2 {
-        let mut n = 0;
-        let max = i32::try_from(buf.len()).map_err(|_| Error::invalid_argument("too many tokens"))?;
-        // SAFETY: `ids` and `buf` hold the lengths passed.
-        let status = unsafe {
+    fill(vec![0u8; tokens.len() * 8 + 16], "render these tokens", |buf, room, n| {
+        // SAFETY: `ids` holds `n_tokens` entries and `buf` `room` bytes.
+        unsafe {
             corral_guarded_detokenize(
                 raw_vocab(model),
                 ids.as_ptr(),
                 n_tokens,
                 buf.as_mut_ptr().cast(),
-                max,
+                room,
                 remove_special,
                 unparse_special,
-                &mut n,
+                n,
             )
-        };
-        if status != 0 {
-            return Err(broken("render these tokens"));
         }
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(buf);
-        }
-        buf.resize((-n) as usize, 0);
-    }
-    Err(broken("render these tokens"))
+    })
 }
 
 /// The BOS, EOS and SEP tokens the tokenizer adds around texts (each `None` where it adds none

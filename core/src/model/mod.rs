@@ -24,6 +24,7 @@ use crate::engine::embed::{EmbedConfig, EmbedRequest, Embedder};
 use crate::engine::preempt::Preemption;
 use crate::engine::{self, Command, EngineConfig, EngineStats, GenerateRequest, ScoreRequest, StatsCounters};
 use crate::error::{Error, ErrorKind, Result};
+use crate::llama::context::ContextSize;
 pub use crate::model::prompt::Prompt;
 use crate::model::session::Session;
 use crate::options::{Constraint, GenerateOptions, ModelOptions};
@@ -314,11 +315,13 @@ impl Model {
             max_queued: options.max_queued,
             on_kv_full: options.on_kv_full,
             stats: stats.clone(),
-            n_ctx: context_length,
-            threads,
-            max_sequences: options.max_sequences,
-            batch_size: options.batch_size,
-            flash_attention: options.flash_attention,
+            size: ContextSize {
+                n_ctx: context_length,
+                batch_size: options.batch_size,
+                max_sequences: options.max_sequences,
+                threads,
+                flash_attention: options.flash_attention,
+            },
             preemption: preemption.clone(),
             remote,
         };

@@ -1,4 +1,4 @@
-//! What the integration tests share: where the test models are.
+//! What the integration tests share: where the test models are, and the process's memory.
 #![allow(dead_code)] // each test file uses part of it
 
 use std::path::PathBuf;
@@ -46,4 +46,15 @@ pub fn test_adapter(which: char) -> PathBuf {
         &format!("smollm2-lora-test-{which}.gguf"),
         "scripts/fetch-embedding-models.sh",
     )
+}
+
+/// A figure of this process's `/proc/self/status` in kB: `"VmRSS"` (resident now) or `"VmHWM"`
+/// (the peak).
+pub fn proc_status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
