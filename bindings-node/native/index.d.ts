@@ -18,6 +18,15 @@ export declare class NativeModel {
   embed(texts: Array<string>, options?: any | undefined | null, cancel?: CancelToken | undefined | null): Promise<Float32Array[]>
   /** Documents scored against the query, best first; options `topN`, `truncate`, `timeout`. */
   rerank(query: string, documents: Array<string>, options?: any | undefined | null, cancel?: CancelToken | undefined | null): Promise<Array<RerankResult>>
+  /** Completes a prompt: text, or with a model token ids used as they are (no BOS added). */
+  complete(prompt: string | Array<number>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  chat(messages: Array<object>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  /**
+   * A stream of a prompt's completion; options are checked now, the request starts on
+   * the first `next()`.
+   */
+  completeStream(prompt: string | Array<number>, options?: object | undefined | null): TokenStream
+  chatStream(messages: Array<object>, options?: object | undefined | null): TokenStream
   /**
    * Loads a GGUF model on a blocking-pool thread. `onProgress` receives load progress in
    * [0, 1] (from the loading thread, through a threadsafe function); `cancel` stops loading.
@@ -29,15 +38,6 @@ export declare class NativeModel {
   tokenize(text: string, addSpecial?: boolean | undefined | null, parseSpecial?: boolean | undefined | null): Array<number>
   detokenize(tokens: Array<number>, renderSpecial?: boolean | undefined | null): string
   applyChatTemplate(messages: Array<object>, addGenerationPrompt?: boolean | undefined | null, tools?: Array<object> | undefined | null, template?: string | undefined | null): string
-  /** Completes a raw prompt: text, or token ids used as they are (no BOS added). */
-  complete(prompt: string | Array<number>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  chat(messages: Array<object>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  /**
-   * A stream of a raw prompt's completion (text or token ids); options are checked now,
-   * the request starts on the first `next()`.
-   */
-  completeStream(prompt: string | Array<number>, options?: object | undefined | null): TokenStream
-  chatStream(messages: Array<object>, options?: object | undefined | null): TokenStream
   /** A conversation that keeps its KV cache between calls. */
   session(): NativeSession
   /** A session continuing a saved one (`NativeSession.state`). */
@@ -67,6 +67,15 @@ export declare class NativeModel {
 
 /** A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence. */
 export declare class NativeSession {
+  /** Completes a prompt: text, or with a model token ids used as they are (no BOS added). */
+  complete(prompt: string, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  chat(messages: Array<object>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
+  /**
+   * A stream of a prompt's completion; options are checked now, the request starts on
+   * the first `next()`.
+   */
+  completeStream(prompt: string, options?: object | undefined | null): TokenStream
+  chatStream(messages: Array<object>, options?: object | undefined | null): TokenStream
   /**
    * The session's tokens and KV cache with a fingerprint of what they fit
    * (`corral::Session::state`).
@@ -74,10 +83,6 @@ export declare class NativeSession {
   state(): Promise<Buffer>
   /** Writes `state()` to a file. */
   save(path: string): Promise<void>
-  complete(prompt: string, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  chat(messages: Array<object>, options?: object | undefined | null, cancel?: CancelToken | undefined | null): Promise<Completion>
-  completeStream(prompt: string, options?: object | undefined | null): TokenStream
-  chatStream(messages: Array<object>, options?: object | undefined | null): TokenStream
   get closed(): boolean
   /** Releases the session's sequence for other requests. Idempotent. */
   close(): void

@@ -11,9 +11,9 @@ use napi_derive::napi;
 use crate::blocking;
 use crate::chat;
 use crate::error::OrThrow;
-use crate::options::{generate_options, LoadOptions};
+use crate::options::LoadOptions;
 use crate::session::NativeSession;
-use crate::stream::{completion, CancelToken, Completion, TokenStream};
+use crate::stream::CancelToken;
 
 /// A special token: its id and its text.
 #[napi(object)]
@@ -64,6 +64,14 @@ pub struct EngineStats {
     /// (their tokens were decoded again right after).
     pub preemptions: f64,
 }
+
+crate::stream::generation_methods!(
+    NativeModel,
+    Either<String, Vec<i32>>,
+    "string | Array<number>",
+    |m, p, o| m.generate_stream(chat::prompt(p), o),
+    |m, p, o| m.generate(chat::prompt(p), o)
+);
 
 /// A loaded model (wrapped by `Model` in the TS layer). Dropping it (garbage collection)
 /// frees the model once no session or stream uses it.
@@ -166,61 +174,6 @@ impl NativeModel {
                 template.as_deref(),
             )
             .or_throw()
-    }
-
-    /// Completes a raw prompt: text, or token ids used as they are (no BOS added).
-    #[napi(catch_unwind)]
-    pub async fn complete(
-        &self,
-        prompt: Either<String, Vec<i32>>,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-        cancel: Option<&CancelToken>,
-    ) -> napi::Result<Completion> {
-        let options = generate_options(options.as_ref())?;
-        completion(
-            self.inner.clone(),
-            prompt,
-            options,
-            cancel.cloned(),
-            |m, p, o| m.generate_stream(chat::prompt(p), o),
-            |m, p, o| m.generate(chat::prompt(p), o),
-        )
-        .await
-    }
-
-    #[napi(catch_unwind)]
-    pub async fn chat(
-        &self,
-        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-        cancel: Option<&CancelToken>,
-    ) -> napi::Result<Completion> {
-        let options = generate_options(options.as_ref())?;
-        let messages = chat::messages(&messages)?;
-        completion(self.inner.clone(), messages, options, cancel.cloned(), |m, ms, o| m.chat_stream(ms, o), |m, ms, o| m.chat(ms, o)).await
-    }
-
-    /// A stream of a raw prompt's completion (text or token ids); options are checked now,
-    /// the request starts on the first `next()`.
-    #[napi(catch_unwind)]
-    pub fn complete_stream(
-        &self,
-        prompt: Either<String, Vec<i32>>,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-    ) -> napi::Result<TokenStream> {
-        let options = generate_options(options.as_ref())?;
-        Ok(TokenStream::start(self.inner.clone(), prompt, options, |m, p, o| m.generate_stream(chat::prompt(p), o)))
-    }
-
-    #[napi(catch_unwind)]
-    pub fn chat_stream(
-        &self,
-        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-    ) -> napi::Result<TokenStream> {
-        let options = generate_options(options.as_ref())?;
-        let messages = chat::messages(&messages)?;
-        Ok(TokenStream::start(self.inner.clone(), messages, options, |m, ms, o| m.chat_stream(ms, o)))
     }
 
     /// A conversation that keeps its KV cache between calls.

@@ -5,9 +5,6 @@ use std::sync::Arc;
 use napi_derive::napi;
 
 use crate::blocking;
-use crate::chat;
-use crate::options::generate_options;
-use crate::stream::{completion, CancelToken, Completion, TokenStream};
 
 /// A session (wrapped by `Session` in the TS layer). Dropping it releases its sequence.
 #[napi]
@@ -20,6 +17,8 @@ impl NativeSession {
         NativeSession { inner: Arc::new(session) }
     }
 }
+
+crate::stream::generation_methods!(NativeSession, String, "string", |s, p, o| s.complete_stream(p, o), |s, p, o| s.complete(p, o));
 
 #[napi]
 impl NativeSession {
@@ -36,51 +35,6 @@ impl NativeSession {
     pub async fn save(&self, path: String) -> napi::Result<()> {
         let session = self.inner.clone();
         blocking(move || session.save(&path)).await
-    }
-
-    #[napi(catch_unwind)]
-    pub async fn complete(
-        &self,
-        prompt: String,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-        cancel: Option<&CancelToken>,
-    ) -> napi::Result<Completion> {
-        let options = generate_options(options.as_ref())?;
-        completion(self.inner.clone(), prompt, options, cancel.cloned(), |s, p, o| s.complete_stream(p, o), |s, p, o| s.complete(p, o))
-            .await
-    }
-
-    #[napi(catch_unwind)]
-    pub async fn chat(
-        &self,
-        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-        cancel: Option<&CancelToken>,
-    ) -> napi::Result<Completion> {
-        let options = generate_options(options.as_ref())?;
-        let messages = chat::messages(&messages)?;
-        completion(self.inner.clone(), messages, options, cancel.cloned(), |s, ms, o| s.chat_stream(ms, o), |s, ms, o| s.chat(ms, o)).await
-    }
-
-    #[napi(catch_unwind)]
-    pub fn complete_stream(
-        &self,
-        prompt: String,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-    ) -> napi::Result<TokenStream> {
-        let options = generate_options(options.as_ref())?;
-        Ok(TokenStream::start(self.inner.clone(), prompt, options, |s, p, o| s.complete_stream(p, o)))
-    }
-
-    #[napi(catch_unwind)]
-    pub fn chat_stream(
-        &self,
-        #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
-        #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
-    ) -> napi::Result<TokenStream> {
-        let options = generate_options(options.as_ref())?;
-        let messages = chat::messages(&messages)?;
-        Ok(TokenStream::start(self.inner.clone(), messages, options, |s, ms, o| s.chat_stream(ms, o)))
     }
 
     #[napi(getter, catch_unwind)]

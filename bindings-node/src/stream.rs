@@ -237,6 +237,73 @@ fn complete_blocking(
     }
 }
 
+/// The generation methods of `NativeModel` and `NativeSession` (`$class`, over the core model or
+/// session in its `inner`): `complete` and `chat`, and their streams `completeStream` and
+/// `chatStream`. Chat is alike on both; a prompt (`$prompt`, typed `$prompt_ts` for TypeScript)
+/// is completed by `$complete_stream` and `$complete`, the target's streaming and blocking calls.
+macro_rules! generation_methods {
+    ($class:ident, $prompt:ty, $prompt_ts:tt, $complete_stream:expr, $complete:expr) => {
+        #[napi_derive::napi]
+        impl $class {
+            /// Completes a prompt: text, or with a model token ids used as they are (no BOS added).
+            #[napi(catch_unwind)]
+            pub async fn complete(
+                &self,
+                #[napi(ts_arg_type = $prompt_ts)] prompt: $prompt,
+                #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+                cancel: Option<&$crate::stream::CancelToken>,
+            ) -> napi::Result<$crate::stream::Completion> {
+                let options = $crate::options::generate_options(options.as_ref())?;
+                $crate::stream::completion(self.inner.clone(), prompt, options, cancel.cloned(), $complete_stream, $complete).await
+            }
+
+            #[napi(catch_unwind)]
+            pub async fn chat(
+                &self,
+                #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
+                #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+                cancel: Option<&$crate::stream::CancelToken>,
+            ) -> napi::Result<$crate::stream::Completion> {
+                let options = $crate::options::generate_options(options.as_ref())?;
+                let messages = $crate::chat::messages(&messages)?;
+                $crate::stream::completion(
+                    self.inner.clone(),
+                    messages,
+                    options,
+                    cancel.cloned(),
+                    |t, ms, o| t.chat_stream(ms, o),
+                    |t, ms, o| t.chat(ms, o),
+                )
+                .await
+            }
+
+            /// A stream of a prompt's completion; options are checked now, the request starts on
+            /// the first `next()`.
+            #[napi(catch_unwind)]
+            pub fn complete_stream(
+                &self,
+                #[napi(ts_arg_type = $prompt_ts)] prompt: $prompt,
+                #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+            ) -> napi::Result<$crate::stream::TokenStream> {
+                let options = $crate::options::generate_options(options.as_ref())?;
+                Ok($crate::stream::TokenStream::start(self.inner.clone(), prompt, options, $complete_stream))
+            }
+
+            #[napi(catch_unwind)]
+            pub fn chat_stream(
+                &self,
+                #[napi(ts_arg_type = "Array<object>")] messages: serde_json::Value,
+                #[napi(ts_arg_type = "object | undefined | null")] options: Option<serde_json::Value>,
+            ) -> napi::Result<$crate::stream::TokenStream> {
+                let options = $crate::options::generate_options(options.as_ref())?;
+                let messages = $crate::chat::messages(&messages)?;
+                Ok($crate::stream::TokenStream::start(self.inner.clone(), messages, options, |t, ms, o| t.chat_stream(ms, o)))
+            }
+        }
+    };
+}
+pub(crate) use generation_methods;
+
 type Submit = Box<dyn FnOnce() -> corral::Result<corral::Stream> + Send>;
 
 enum State {
