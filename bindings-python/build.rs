@@ -2,22 +2,11 @@
 //! script) into the Python package, beside the extension module, which finds them through
 //! its `$ORIGIN` run path. maturin then packs them into the wheel with the module.
 
-use std::path::PathBuf;
+// The step itself is shared with the Node binding's build script.
+include!("../bindings-node/stage_runtime.rs");
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-link-arg-cdylib=-Wl,-rpath,$ORIGIN");
-    let runtime = PathBuf::from(std::env::var("DEP_CORRAL_RUNTIME_DIR").expect("corral-core exports its runtime folder"));
-    println!("cargo:rerun-if-changed={}", runtime.display());
-    let package = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("python").join("corral");
-    // Libraries from an earlier build that this one no longer has must not be shipped.
-    for entry in std::fs::read_dir(&package).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("lib") && name.contains(".so") {
-            std::fs::remove_file(entry.path()).unwrap();
-        }
-    }
-    for entry in std::fs::read_dir(&runtime).unwrap().flatten() {
-        std::fs::copy(entry.path(), package.join(entry.file_name())).unwrap();
-    }
+    println!("cargo:rerun-if-changed=../bindings-node/stage_runtime.rs");
+    stage_runtime(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join("corral"));
 }
