@@ -239,35 +239,31 @@ impl PyJsonFormatter {
     }
 }
 
+/// serde's hooks for one kind of container (arrays, objects): Python's `json.dumps` writes
+/// both the same way but for the brackets.
+macro_rules! container_hooks {
+    ($begin:ident, $end:ident, $begin_item:ident, $end_item:ident, $open:literal, $close:literal) => {
+        fn $begin<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+            self.open(w, $open)
+        }
+        fn $end<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+            self.close(w, $close)
+        }
+        fn $begin_item<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+            self.separate(w, first)
+        }
+        fn $end_item<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+            self.has_value = true;
+            Ok(())
+        }
+    };
+}
+
 impl serde_json::ser::Formatter for PyJsonFormatter {
-    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"[")
-    }
-    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"]")
-    }
-    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        self.separate(w, first)
-    }
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"{")
-    }
-    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"}")
-    }
-    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        self.separate(w, first)
-    }
+    container_hooks!(begin_array, end_array, begin_array_value, end_array_value, b"[", b"]");
+    container_hooks!(begin_object, end_object, begin_object_key, end_object_value, b"{", b"}");
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
         w.write_all(b": ")
-    }
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
     }
     fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
         w.write_all(fragment.as_bytes())

@@ -483,11 +483,8 @@ impl<'m> Engine<'m> {
             stop,
             undelivered: None,
             finished: false,
-            admitted: Instant::now(),
-            prompt_finished: None,
             reasoning,
-            first_token: None,
-            last_token: None,
+            times: request::Timeline::admitted_now(),
             request: req,
         });
         if self.slots[target].active.as_ref().is_some_and(|a| a.request.options.max_tokens == Some(0)) {
@@ -627,7 +624,7 @@ impl<'m> Engine<'m> {
                 slot.cached.extend_from_slice(&active.request.prompt[from..from + added]);
                 active.prompt_done += added;
                 if active.prompt_done == active.request.prompt.len() {
-                    active.prompt_finished = Some(now);
+                    active.times.prompt_finished = Some(now);
                 }
             }
             let Some(index) = logits_at else { continue };
@@ -714,7 +711,7 @@ impl<'m> Engine<'m> {
         }
         let newest = plan
             .iter()
-            .filter_map(|&(i, _, _)| self.slots[i].active.as_ref().map(|a| (i, a.admitted)))
+            .filter_map(|&(i, _, _)| self.slots[i].active.as_ref().map(|a| (i, a.times.admitted)))
             .max_by_key(|&(_, t)| t)
             .map(|(i, _)| i);
         if let Some(i) = newest {

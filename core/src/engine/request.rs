@@ -135,12 +135,28 @@ pub(super) struct Active {
     pub(super) undelivered: Option<Event>,
     /// Set once the final chunk (or error) is queued: the slot frees when it is delivered.
     pub(super) finished: bool,
-    pub(super) admitted: Instant,
-    pub(super) prompt_finished: Option<Instant>,
     /// Follows `<think>` when the request capped its reasoning.
     pub(super) reasoning: Option<ReasoningTracker>,
+    pub(super) times: Timeline,
+}
+
+/// When a request reached each stage, for its `Usage`.
+pub(super) struct Timeline {
+    pub(super) admitted: Instant,
+    pub(super) prompt_finished: Option<Instant>,
     pub(super) first_token: Option<Instant>,
     pub(super) last_token: Option<Instant>,
+}
+
+impl Timeline {
+    pub(super) fn admitted_now() -> Self {
+        Timeline { admitted: Instant::now(), prompt_finished: None, first_token: None, last_token: None }
+    }
+
+    fn token_at(&mut self, now: Instant) {
+        self.first_token.get_or_insert(now);
+        self.last_token = Some(now);
+    }
 }
 
 /// Handles one sampled token: end of generation, text, stop strings, limits.
@@ -153,10 +169,7 @@ pub(super) fn on_token(
     n_ctx: usize,
     now: Instant,
 ) {
-    if active.first_token.is_none() {
-        active.first_token = Some(now);
-    }
-    active.last_token = Some(now);
+    active.times.token_at(now);
     if model.vocab().is_eog(token) && !active.request.options.ignore_eos {
         return finish(active, FinishReason::Stop);
     }
@@ -211,9 +224,10 @@ pub(super) fn usage(active: &Active) -> Usage {
     let r = &active.request;
     let prompt_tokens = r.prompt.len() as u32;
     let evaluated = prompt_tokens.saturating_sub(active.cached_tokens as u32);
-    let prompt_end = active.prompt_finished.unwrap_or_else(Instant::now);
-    let prompt_ms = ms(prompt_end.saturating_duration_since(active.admitted));
-    let generation_ms = match (active.first_token, active.last_token) {
+    let times = &active.times;
+    let prompt_end = times.prompt_finished.unwrap_or_else(Instant::now);
+    let prompt_ms = ms(prompt_end.saturating_duration_since(times.admitted));
+    let generation_ms = match (times.first_token, times.last_token) {
         (Some(a), Some(b)) => ms(b.saturating_duration_since(a)),
         _ => 0.0,
     };
@@ -222,8 +236,8 @@ pub(super) fn usage(active: &Active) -> Usage {
         prompt_tokens,
         completion_tokens: active.generated,
         cached_tokens: active.cached_tokens as u32,
-        queue_ms: ms(active.admitted.saturating_duration_since(r.submitted)),
-        time_to_first_token_ms: active.first_token.map(|t| ms(t.saturating_duration_since(r.submitted))).unwrap_or(0.0),
+        queue_ms: ms(times.admitted.saturating_duration_since(r.submitted)),
+        time_to_first_token_ms: times.first_token.map(|t| ms(t.saturating_duration_since(r.submitted))).unwrap_or(0.0),
         prompt_ms,
         generation_ms,
         prompt_tokens_per_s: per_s(evaluated as f64, prompt_ms),
