@@ -143,36 +143,51 @@ pub extern "C" fn corral_model_default_params() -> corral_model_params {
     }
 }
 
+/// A `$ty` struct literal with the sampling fields that `corral_generate_params` and
+/// `GenerateOptions` hold alike (same name, type and meaning) copied from `$from`, and the other
+/// fields as given: both directions (the defaults out, the params in) share the one list.
+macro_rules! with_shared_sampling_fields {
+    ($from:expr, $ty:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let from = &$from;
+        $ty {
+            temperature: from.temperature,
+            top_p: from.top_p,
+            min_p: from.min_p,
+            repeat_penalty: from.repeat_penalty,
+            frequency_penalty: from.frequency_penalty,
+            presence_penalty: from.presence_penalty,
+            parse_special: from.parse_special,
+            ignore_eos: from.ignore_eos,
+            $($field $(: $value)?),*
+        }
+    }};
+}
+
 /// Default sampling options (llama.cpp's defaults; unlimited max_tokens; random seed).
 #[no_mangle]
 pub extern "C" fn corral_generate_default_params() -> corral_generate_params {
     let d = GenerateOptions::default();
-    corral_generate_params {
-        max_tokens: -1,
-        temperature: d.temperature,
-        top_k: d.top_k as i32,
-        top_p: d.top_p,
-        min_p: d.min_p,
-        repeat_penalty: d.repeat_penalty,
-        repeat_last_n: d.repeat_last_n as i32,
-        frequency_penalty: d.frequency_penalty,
-        presence_penalty: d.presence_penalty,
-        seed: -1,
-        stop: std::ptr::null(),
-        n_stop: 0,
-        parse_special: d.parse_special,
-        ignore_eos: d.ignore_eos,
-        timeout_ms: 0,
-        grammar: std::ptr::null(),
-        json_schema: std::ptr::null(),
-        json_object: false,
-        logprobs: -1,
-        reasoning_budget: -1,
-        adapters_json: std::ptr::null(),
-        tools_json: std::ptr::null(),
-        tool_choice: std::ptr::null(),
-        chat_template: std::ptr::null(),
-    }
+    with_shared_sampling_fields!(
+        d,
+        corral_generate_params {
+            max_tokens: -1,
+            top_k: d.top_k as i32,
+            repeat_last_n: d.repeat_last_n as i32,
+            seed: -1,
+            stop: std::ptr::null(),
+            n_stop: 0,
+            timeout_ms: 0,
+            grammar: std::ptr::null(),
+            json_schema: std::ptr::null(),
+            json_object: false,
+            logprobs: -1,
+            reasoning_budget: -1,
+            adapters_json: std::ptr::null(),
+            tools_json: std::ptr::null(),
+            tool_choice: std::ptr::null(),
+            chat_template: std::ptr::null(),
+        }
+    )
 }
 
 /// Load options from `params` (NULL = defaults).
@@ -296,29 +311,24 @@ pub(crate) unsafe fn generate_options(params: *const corral_generate_params) -> 
             corral::openai::adapters(corral::openai::Dialect::Node, "params.adapters_json", &value).map_err(fail)?
         }
     };
-    let options = GenerateOptions {
-        adapters,
-        reasoning_budget,
-        constraint,
-        logprobs,
-        tools,
-        tool_choice,
-        template,
-        max_tokens,
-        temperature: p.temperature,
-        top_k: p.top_k as u32,
-        top_p: p.top_p,
-        min_p: p.min_p,
-        repeat_penalty: p.repeat_penalty,
-        repeat_last_n: p.repeat_last_n as u32,
-        frequency_penalty: p.frequency_penalty,
-        presence_penalty: p.presence_penalty,
-        seed,
-        stop,
-        parse_special: p.parse_special,
-        ignore_eos: p.ignore_eos,
-        timeout: (p.timeout_ms > 0).then(|| Duration::from_millis(p.timeout_ms as u64)),
-    };
+    let options = with_shared_sampling_fields!(
+        p,
+        GenerateOptions {
+            adapters,
+            reasoning_budget,
+            constraint,
+            logprobs,
+            tools,
+            tool_choice,
+            template,
+            max_tokens,
+            top_k: p.top_k as u32,
+            repeat_last_n: p.repeat_last_n as u32,
+            seed,
+            stop,
+            timeout: (p.timeout_ms > 0).then(|| Duration::from_millis(p.timeout_ms as u64)),
+        }
+    );
     options.validate().map_err(fail)?;
     Ok(options)
 }
