@@ -146,7 +146,7 @@ pub unsafe extern "C" fn corral_model_stats(model: *const corral_model, out_stat
 /// requests keep theirs. Errors: CORRAL_ERR_NULL_ARGUMENT, CORRAL_ERR_CLOSED. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_clear_cache(model: *const corral_model) -> corral_status {
-    on_handle!(model, |m| { m.model.clear_cache().map_err(fail) })
+    on_handle!(model, |m| m.model.clear_cache().map_err(fail))
 }
 
 /// Loads a LoRA adapter for this model under `name`; requests choose it through
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn corral_model_clear_cache(model: *const corral_model) ->
 /// keeps serving either way. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_load_adapter(model: *const corral_model, name: *const c_char, path: *const c_char) -> corral_status {
-    on_handle!(model, |m| { m.model.load_adapter(try_str!(name), try_str!(path)).map_err(fail) })
+    on_handle!(model, |m| m.model.load_adapter(try_str!(name), try_str!(path)).map_err(fail))
 }
 
 /// Unloads an adapter: new requests can no longer choose it; running ones finish with it.
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn corral_model_load_adapter(model: *const corral_model, n
 /// adapter of that name). Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn corral_model_remove_adapter(model: *const corral_model, name: *const c_char) -> corral_status {
-    on_handle!(model, |m| { m.model.remove_adapter(try_str!(name)).map_err(fail) })
+    on_handle!(model, |m| m.model.remove_adapter(try_str!(name)).map_err(fail))
 }
 
 /// The names of the loaded adapters as a JSON array of strings, sorted. On CORRAL_OK
