@@ -1,15 +1,18 @@
 //! `estimate_memory`: what loading a model takes in memory, before loading it.
 
-use std::path::PathBuf;
-
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-use crate::error::{invalid_type, type_name, OrRaise};
-use crate::options::{model_options, LoadArgs};
+use crate::error::OrRaise;
+use crate::fields::pymethods_with_fields;
+use crate::options::{model_options, path_arg, Keywords};
 
 /// What a model takes in memory with given load options, in bytes.
-#[pyclass(name = "MemoryEstimate", module = "corral", frozen, get_all)]
-pub struct PyMemoryEstimate {
+#[pyclass(name = "MemoryEstimate", module = "corral", frozen)]
+pub struct PyMemoryEstimate(corral::MemoryEstimate);
+
+pymethods_with_fields! {
+impl PyMemoryEstimate {
     /// The context length the figures are for ("auto" resolved).
     context_length: u32,
     /// The weights, with the copies the CPU backend repacks for its kernels.
@@ -23,27 +26,33 @@ pub struct PyMemoryEstimate {
     overhead_bytes: u64,
     /// The expected resident size of the loaded model (the sum of the above).
     total_bytes: u64,
-    /// What must fit in memory: total_bytes less mapped_weights_bytes.
-    required_bytes: u64,
     /// Memory this process can still take (its cgroup's limit, else the machine's available
     /// memory); None where the system does not say.
     available_bytes: Option<u64>,
-    /// Whether required_bytes fits in available_bytes (True where that is unknown).
-    fits: bool,
 }
 
-#[pymethods]
-impl PyMemoryEstimate {
+    /// What must fit in memory: total_bytes less mapped_weights_bytes.
+    #[getter]
+    fn required_bytes(&self) -> u64 {
+        self.0.required_bytes()
+    }
+
+    /// Whether required_bytes fits in available_bytes (True where that is unknown).
+    #[getter]
+    fn fits(&self) -> bool {
+        self.0.fits()
+    }
+
     fn __repr__(&self) -> String {
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         format!(
             "MemoryEstimate(context_length={}, total={:.1} MiB, weights={:.1} MiB, kv_cache={:.1} MiB, compute={:.1} MiB, fits={})",
-            self.context_length,
-            mib(self.total_bytes),
-            mib(self.weights_bytes),
-            mib(self.kv_cache_bytes),
-            mib(self.compute_bytes),
-            if self.fits { "True" } else { "False" }
+            self.0.context_length,
+            mib(self.0.total_bytes),
+            mib(self.0.weights_bytes),
+            mib(self.0.kv_cache_bytes),
+            mib(self.0.compute_bytes),
+            if self.0.fits() { "True" } else { "False" }
         )
     }
 }
@@ -52,48 +61,13 @@ impl PyMemoryEstimate {
 /// loading the weights: llama.cpp sizes every buffer in a dry run. `context_length="auto"` is
 /// resolved as a load would resolve it now.
 #[pyfunction]
-#[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, rpc_servers=None, rpc_split=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn estimate_memory(
-    py: Python<'_>,
-    path: &Bound<'_, PyAny>,
-    context_length: Option<Bound<'_, PyAny>>,
-    threads: Option<Bound<'_, PyAny>>,
-    gpu_layers: Option<Bound<'_, PyAny>>,
-    use_mmap: Option<Bound<'_, PyAny>>,
-    use_mlock: Option<Bound<'_, PyAny>>,
-    max_sequences: Option<Bound<'_, PyAny>>,
-    batch_size: Option<Bound<'_, PyAny>>,
-    flash_attention: Option<Bound<'_, PyAny>>,
-    rpc_servers: Option<Bound<'_, PyAny>>,
-    rpc_split: Option<Bound<'_, PyAny>>,
-) -> PyResult<PyMemoryEstimate> {
-    let path: PathBuf =
-        path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
-    let args = LoadArgs {
-        context_length,
-        threads,
-        gpu_layers,
-        use_mmap,
-        use_mlock,
-        max_sequences,
-        batch_size,
-        flash_attention,
-        rpc_servers,
-        rpc_split,
-    };
-    let options = model_options(py, args)?;
-    let e = py.detach(move || corral::estimate_memory(path, &options)).or_raise(py)?;
-    Ok(PyMemoryEstimate {
-        context_length: e.context_length,
-        weights_bytes: e.weights_bytes,
-        mapped_weights_bytes: e.mapped_weights_bytes,
-        kv_cache_bytes: e.kv_cache_bytes,
-        compute_bytes: e.compute_bytes,
-        overhead_bytes: e.overhead_bytes,
-        total_bytes: e.total_bytes,
-        required_bytes: e.required_bytes(),
-        available_bytes: e.available_bytes,
-        fits: e.fits(),
-    })
+#[pyo3(
+    signature = (path, **options),
+    text_signature = "(path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, rpc_servers=None, rpc_split=None)"
+)]
+pub fn estimate_memory(py: Python<'_>, path: &Bound<'_, PyAny>, options: Option<Bound<'_, PyDict>>) -> PyResult<PyMemoryEstimate> {
+    let keywords = Keywords::new("estimate_memory()", options, &[])?;
+    let path = path_arg(py, path)?;
+    let options = model_options(py, &keywords)?;
+    py.detach(move || corral::estimate_memory(path, &options)).or_raise(py).map(PyMemoryEstimate)
 }

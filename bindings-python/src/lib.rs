@@ -8,6 +8,7 @@
 mod chat;
 mod embed;
 mod error;
+mod fields;
 mod fit;
 mod json;
 mod log;

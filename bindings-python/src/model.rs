@@ -12,7 +12,7 @@ use corral::{ErrorKind, ModelOptions};
 
 use crate::chat;
 use crate::error::{invalid_type, to_py_err, type_name, OrRaise};
-use crate::options::{adapter_files, generate_options, model_options, LoadArgs};
+use crate::options::{adapter_files, generate_options, model_options, path_arg, Keywords};
 use crate::session::PySession;
 use crate::stream::{pymethods_with_generation, start, Kind, PyStream};
 
@@ -205,45 +205,20 @@ impl PyModel (model, name) {
     /// shared out by the `rpc_split` weights (one per worker, then this process's; default equal).
     /// `on_progress(fraction)` is called while loading; returning False cancels (CancelledError).
     #[new]
-    #[pyo3(signature = (path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, rpc_servers=None, rpc_split=None, chat_template=None, adapters=None, on_progress=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        path: &Bound<'_, PyAny>,
-        context_length: Option<Bound<'_, PyAny>>,
-        threads: Option<Bound<'_, PyAny>>,
-        gpu_layers: Option<Bound<'_, PyAny>>,
-        use_mmap: Option<Bound<'_, PyAny>>,
-        use_mlock: Option<Bound<'_, PyAny>>,
-        max_sequences: Option<Bound<'_, PyAny>>,
-        batch_size: Option<Bound<'_, PyAny>>,
-        flash_attention: Option<Bound<'_, PyAny>>,
-        rpc_servers: Option<Bound<'_, PyAny>>,
-        rpc_split: Option<Bound<'_, PyAny>>,
-        chat_template: Option<Bound<'_, PyAny>>,
-        adapters: Option<Bound<'_, PyAny>>,
-        on_progress: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let path: PathBuf =
-            path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
-        let chat_template = chat_template
+    #[pyo3(
+        signature = (path, **options),
+        text_signature = "(path, *, context_length=None, threads=None, gpu_layers=None, use_mmap=None, use_mlock=None, max_sequences=None, batch_size=None, flash_attention=None, rpc_servers=None, rpc_split=None, chat_template=None, adapters=None, on_progress=None)"
+    )]
+    fn new(py: Python<'_>, path: &Bound<'_, PyAny>, options: Option<Bound<'_, PyDict>>) -> PyResult<Self> {
+        let keywords = Keywords::new("Model.__new__()", options, &["chat_template", "adapters", "on_progress"])?;
+        let path = path_arg(py, path)?;
+        let chat_template = keywords
+            .get("chat_template")?
             .map(|t| t.extract::<String>().map_err(|_| invalid_type(py, format!("chat_template must be a str, got {}", type_name(&t)))))
             .transpose()?;
-        let args = LoadArgs {
-            context_length,
-            threads,
-            gpu_layers,
-            use_mmap,
-            use_mlock,
-            max_sequences,
-            batch_size,
-            flash_attention,
-            rpc_servers,
-            rpc_split,
-        };
-        let adapters = adapter_files(py, adapters.as_ref())?;
-        let options = ModelOptions { chat_template, adapters, ..model_options(py, args)? };
-        let on_progress = match on_progress {
+        let adapters = adapter_files(py, keywords.get("adapters")?.as_ref())?;
+        let options = ModelOptions { chat_template, adapters, ..model_options(py, &keywords)? };
+        let on_progress = match keywords.get("on_progress")? {
             Some(callback) if !callback.is_callable() => {
                 return Err(invalid_type(py, format!("on_progress must be callable, got {}", type_name(&callback))));
             }
@@ -351,8 +326,7 @@ impl PyModel (model, name) {
     /// file that is not an adapter of this model InvalidModelError.
     fn load_adapter(&self, py: Python<'_>, name: &Bound<'_, PyAny>, path: &Bound<'_, PyAny>) -> PyResult<()> {
         let name: String = name.extract().map_err(|_| invalid_type(py, format!("name must be a str, got {}", type_name(name))))?;
-        let path: PathBuf =
-            path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))?;
+        let path = path_arg(py, path)?;
         let model = &self.model;
         py.detach(|| model.load_adapter(&name, &path)).or_raise(py)
     }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyMapping, PySequence, PyString};
 
@@ -25,43 +26,81 @@ pub fn bool_arg(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResul
     value.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| invalid_type(py, format!("{name} must be a bool, got {}", type_name(value))))
 }
 
-/// The load keywords of `Model(...)` and `estimate_memory(...)` (None: not given).
-pub struct LoadArgs<'py> {
-    pub context_length: Option<Bound<'py, PyAny>>,
-    pub threads: Option<Bound<'py, PyAny>>,
-    pub gpu_layers: Option<Bound<'py, PyAny>>,
-    pub use_mmap: Option<Bound<'py, PyAny>>,
-    pub use_mlock: Option<Bound<'py, PyAny>>,
-    pub max_sequences: Option<Bound<'py, PyAny>>,
-    pub batch_size: Option<Bound<'py, PyAny>>,
-    pub flash_attention: Option<Bound<'py, PyAny>>,
-    pub rpc_servers: Option<Bound<'py, PyAny>>,
-    pub rpc_split: Option<Bound<'py, PyAny>>,
+/// A `path` argument: a str or an os.PathLike.
+pub fn path_arg(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    path.extract().map_err(|_| invalid_type(py, format!("path must be a str or os.PathLike, got {}", type_name(path))))
+}
+
+/// The load keywords `Model(...)` and `estimate_memory(...)` share (`model_options` reads them).
+const LOAD_KEYWORDS: [&str; 10] = [
+    "context_length",
+    "threads",
+    "gpu_layers",
+    "use_mmap",
+    "use_mlock",
+    "max_sequences",
+    "batch_size",
+    "flash_attention",
+    "rpc_servers",
+    "rpc_split",
+];
+
+/// The keyword arguments of a function that takes the load keywords as `**options` (its
+/// `text_signature` spells them out), read by name; None counts as not given.
+pub struct Keywords<'py>(Option<Bound<'py, PyDict>>);
+
+impl<'py> Keywords<'py> {
+    /// Refuses, before anything is read, a keyword that is neither a load keyword nor one of
+    /// `own`, as PyO3 refuses an unknown keyword (`function`: as PyO3 names it, e.g. `"f()"`).
+    pub fn new(function: &str, options: Option<Bound<'py, PyDict>>, own: &[&str]) -> PyResult<Self> {
+        for key in options.iter().flat_map(|options| options.keys()) {
+            let name = key.cast::<PyString>()?.to_cow()?;
+            if !LOAD_KEYWORDS.contains(&name.as_ref()) && !own.contains(&name.as_ref()) {
+                return Err(PyTypeError::new_err(format!("{function} got an unexpected keyword argument '{name}'")));
+            }
+        }
+        Ok(Keywords(options))
+    }
+
+    /// The keyword `name`, unless absent or None.
+    pub fn get(&self, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(options) = &self.0 else { return Ok(None) };
+        Ok(options.get_item(name)?.filter(|value| !value.is_none()))
+    }
 }
 
 /// Core model options from the load keywords; what is not given keeps core's defaults.
 /// `context_length` is an int or `"auto"` (the largest context that fits in memory).
-pub fn model_options(py: Python<'_>, args: LoadArgs<'_>) -> PyResult<ModelOptions> {
-    let int = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| u32_arg(py, name, &v)).transpose();
-    let flag = |name: &str, value: Option<Bound<'_, PyAny>>| value.map(|v| bool_arg(py, name, &v)).transpose();
+pub fn model_options(py: Python<'_>, keywords: &Keywords<'_>) -> PyResult<ModelOptions> {
+    let int = |name: &str| keywords.get(name)?.map(|v| u32_arg(py, name, &v)).transpose();
+    let flag = |name: &str| keywords.get(name)?.map(|v| bool_arg(py, name, &v)).transpose();
     let defaults = ModelOptions::default();
-    let auto_context_length = args.context_length.as_ref().is_some_and(|v| v.extract::<String>().is_ok_and(|s| s == "auto"));
-    let context_length = if auto_context_length { None } else { args.context_length };
-    if let Some(text) = context_length.as_ref().and_then(|v| v.extract::<String>().ok()) {
+    let context_length = keywords.get("context_length")?;
+    let auto_context_length = context_length.as_ref().is_some_and(|v| v.extract::<String>().is_ok_and(|s| s == "auto"));
+    if let Some(text) = context_length.as_ref().and_then(|v| v.extract::<String>().ok()).filter(|_| !auto_context_length) {
         return Err(invalid_argument(py, format!("context_length must be an int or \"auto\", got {text:?}")));
     }
+    let context_length = if auto_context_length { None } else { int("context_length")? };
     Ok(ModelOptions {
-        context_length: int("context_length", context_length)?.or(defaults.context_length),
+        context_length: context_length.or(defaults.context_length),
         auto_context_length,
-        threads: int("threads", args.threads)?.or(defaults.threads),
-        gpu_layers: int("gpu_layers", args.gpu_layers)?.unwrap_or(defaults.gpu_layers),
-        use_mmap: flag("use_mmap", args.use_mmap)?.unwrap_or(defaults.use_mmap),
-        use_mlock: flag("use_mlock", args.use_mlock)?.unwrap_or(defaults.use_mlock),
-        max_sequences: int("max_sequences", args.max_sequences)?.unwrap_or(defaults.max_sequences),
-        batch_size: int("batch_size", args.batch_size)?.unwrap_or(defaults.batch_size),
-        flash_attention: flag("flash_attention", args.flash_attention)?.or(defaults.flash_attention),
-        rpc_servers: args.rpc_servers.map(|v| list_arg(py, "rpc_servers", &v, "str", str_item)).transpose()?.unwrap_or_default(),
-        rpc_split: args.rpc_split.map(|v| list_arg(py, "rpc_split", &v, "number", number_item)).transpose()?.unwrap_or_default(),
+        threads: int("threads")?.or(defaults.threads),
+        gpu_layers: int("gpu_layers")?.unwrap_or(defaults.gpu_layers),
+        use_mmap: flag("use_mmap")?.unwrap_or(defaults.use_mmap),
+        use_mlock: flag("use_mlock")?.unwrap_or(defaults.use_mlock),
+        max_sequences: int("max_sequences")?.unwrap_or(defaults.max_sequences),
+        batch_size: int("batch_size")?.unwrap_or(defaults.batch_size),
+        flash_attention: flag("flash_attention")?.or(defaults.flash_attention),
+        rpc_servers: keywords
+            .get("rpc_servers")?
+            .map(|v| list_arg(py, "rpc_servers", &v, "str", str_item))
+            .transpose()?
+            .unwrap_or_default(),
+        rpc_split: keywords
+            .get("rpc_split")?
+            .map(|v| list_arg(py, "rpc_split", &v, "number", number_item))
+            .transpose()?
+            .unwrap_or_default(),
         // Options this binding does not expose keep core's defaults.
         ..defaults
     })

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::PyList;
 
 use corral::{CancelHandle, FinishReason, Poll};
 
 use crate::error::OrRaise;
+use crate::fields::pymethods_with_fields;
 
 /// How long `__next__` waits for the engine before checking for Ctrl-C.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -98,49 +99,50 @@ macro_rules! pymethods_with_generation {
 pub(crate) use pymethods_with_generation;
 
 /// A tool the model called.
-#[pyclass(module = "corral", name = "ToolCall", frozen, get_all)]
+#[pyclass(module = "corral", name = "ToolCall", frozen)]
 #[derive(Clone)]
-pub struct PyToolCall {
-    /// Unique id; a `tool` message answers the call with `tool_call_id` set to it.
-    pub id: String,
-    pub name: String,
-    /// The arguments as JSON text.
-    pub arguments: String,
-}
+pub struct PyToolCall(corral::ToolCall);
 
 impl PyToolCall {
     pub fn to_core(&self) -> corral::ToolCall {
-        corral::ToolCall { id: self.id.clone(), name: self.name.clone(), arguments: self.arguments.clone() }
+        self.0.clone()
     }
 }
 
-#[pymethods]
+pymethods_with_fields! {
 impl PyToolCall {
+    /// Unique id; a `tool` message answers the call with `tool_call_id` set to it.
+    id: String,
+    name: String,
+    /// The arguments as JSON text.
+    arguments: String,
+}
+
     /// OpenAI's `{"id", "type": "function", "function": {"name", "arguments"}}` dict.
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        crate::json::to_py(py, &self.to_core().to_openai())
+        crate::json::to_py(py, &self.0.to_openai())
     }
 
     fn __repr__(&self) -> String {
-        format!("ToolCall(id={:?}, name={:?}, arguments={:?})", self.id, self.name, self.arguments)
+        format!("ToolCall(id={:?}, name={:?}, arguments={:?})", self.0.id, self.0.name, self.0.arguments)
     }
 }
 
 /// Streamed progress of a tool call: the first delta of call `index` has its `id` and `name`,
 /// later ones more `arguments` text.
-#[pyclass(module = "corral", name = "ToolCallDelta", frozen, get_all)]
-#[derive(Clone)]
-pub struct PyToolCallDelta {
-    pub index: u32,
-    pub id: Option<String>,
-    pub name: Option<String>,
-    pub arguments: String,
+#[pyclass(module = "corral", name = "ToolCallDelta", frozen)]
+pub struct PyToolCallDelta(corral::ToolCallDelta);
+
+pymethods_with_fields! {
+impl PyToolCallDelta {
+    index: u32,
+    id: Option<String>,
+    name: Option<String>,
+    arguments: String,
 }
 
-#[pymethods]
-impl PyToolCallDelta {
     fn __repr__(&self) -> String {
-        format!("ToolCallDelta(index={}, id={:?}, name={:?}, arguments={:?})", self.index, self.id, self.name, self.arguments)
+        format!("ToolCallDelta(index={}, id={:?}, name={:?}, arguments={:?})", self.0.index, self.0.id, self.0.name, self.0.arguments)
     }
 }
 
@@ -153,70 +155,45 @@ fn logprob_entries<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logprob>>
 }
 
 /// Token counts and timings of one request.
-#[pyclass(module = "corral", name = "Usage", frozen, get_all)]
-#[derive(Clone)]
-pub struct PyUsage {
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub cached_tokens: u32,
-    pub queue_ms: f64,
-    pub time_to_first_token_ms: f64,
-    pub prompt_ms: f64,
-    pub generation_ms: f64,
-    pub prompt_tokens_per_s: f64,
-    pub generation_tokens_per_s: f64,
-}
+#[pyclass(module = "corral", name = "Usage", frozen)]
+pub struct PyUsage(corral::Usage);
 
 impl From<corral::Usage> for PyUsage {
-    fn from(u: corral::Usage) -> Self {
-        PyUsage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            cached_tokens: u.cached_tokens,
-            queue_ms: u.queue_ms,
-            time_to_first_token_ms: u.time_to_first_token_ms,
-            prompt_ms: u.prompt_ms,
-            generation_ms: u.generation_ms,
-            prompt_tokens_per_s: u.prompt_tokens_per_s,
-            generation_tokens_per_s: u.generation_tokens_per_s,
-        }
+    fn from(usage: corral::Usage) -> Self {
+        PyUsage(usage)
     }
 }
 
-#[pymethods]
-impl PyUsage {
-    /// Every field as a dict.
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("prompt_tokens", self.prompt_tokens)?;
-        d.set_item("completion_tokens", self.completion_tokens)?;
-        d.set_item("cached_tokens", self.cached_tokens)?;
-        d.set_item("queue_ms", self.queue_ms)?;
-        d.set_item("time_to_first_token_ms", self.time_to_first_token_ms)?;
-        d.set_item("prompt_ms", self.prompt_ms)?;
-        d.set_item("generation_ms", self.generation_ms)?;
-        d.set_item("prompt_tokens_per_s", self.prompt_tokens_per_s)?;
-        d.set_item("generation_tokens_per_s", self.generation_tokens_per_s)?;
-        Ok(d)
-    }
+pymethods_with_fields! {
+impl PyUsage, to_dict {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    cached_tokens: u32,
+    queue_ms: f64,
+    time_to_first_token_ms: f64,
+    prompt_ms: f64,
+    generation_ms: f64,
+    prompt_tokens_per_s: f64,
+    generation_tokens_per_s: f64,
+}
 
     fn __repr__(&self) -> String {
         format!(
             "Usage(prompt_tokens={}, completion_tokens={}, cached_tokens={}, time_to_first_token_ms={:.1}, \
              prompt_tokens_per_s={:.1}, generation_tokens_per_s={:.1})",
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.cached_tokens,
-            self.time_to_first_token_ms,
-            self.prompt_tokens_per_s,
-            self.generation_tokens_per_s
+            self.0.prompt_tokens,
+            self.0.completion_tokens,
+            self.0.cached_tokens,
+            self.0.time_to_first_token_ms,
+            self.0.prompt_tokens_per_s,
+            self.0.generation_tokens_per_s
         )
     }
 }
 
 impl PyUsage {
     fn to_openai(&self) -> serde_json::Value {
-        corral::openai::usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
+        corral::openai::usage(self.0.prompt_tokens, self.0.completion_tokens, self.0.cached_tokens)
     }
 }
 
@@ -325,10 +302,7 @@ impl PyChunk {
     /// Tool-call progress in this chunk (the call's text is not in `text`).
     #[getter]
     fn tool_calls(&self) -> Vec<PyToolCallDelta> {
-        self.tool_calls
-            .iter()
-            .map(|d| PyToolCallDelta { index: d.index, id: d.id.clone(), name: d.name.clone(), arguments: d.arguments.clone() })
-            .collect()
+        self.tool_calls.iter().cloned().map(PyToolCallDelta).collect()
     }
 
     /// With `logprobs=True`: this chunk's tokens as in `Completion.logprobs`; else `None`.
@@ -414,11 +388,7 @@ impl PyStream {
             if let Some(reason) = chunk.finish_reason {
                 let usage = Py::new(py, PyUsage::from(chunk.usage.unwrap_or_default()))?;
                 let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
-                let tool_calls = stream
-                    .tool_calls()
-                    .iter()
-                    .map(|c| PyToolCall { id: c.id.clone(), name: c.name.clone(), arguments: c.arguments.clone() })
-                    .collect();
+                let tool_calls = stream.tool_calls().iter().cloned().map(PyToolCall).collect();
                 return Ok(PyCompletion {
                     text,
                     reasoning,

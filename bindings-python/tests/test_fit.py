@@ -1,5 +1,6 @@
 """Fit before loading: estimate_memory, context_length="auto", InsufficientMemoryError."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def test_bad_arguments_and_files(model_path, tmp_path):
         corral.estimate_memory(model_path, context_length=1.5)
     with pytest.raises(corral.InvalidArgumentError, match="at most"):
         corral.Model(model_path, context_length=1 << 30)
+
+
+def test_the_load_keywords_are_those_of_the_signatures(tmp_path):
+    # The native functions read their keywords by name: each one their signature shows is
+    # taken (the missing file is what fails), and an unknown one is refused as Python would.
+    for function in (corral.estimate_memory, corral._native.Model):
+        signature = inspect.signature(function)
+        keywords = {name: None for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
+        assert "context_length" in keywords and "rpc_split" in keywords
+        with pytest.raises(corral.ModelNotFoundError):
+            function(tmp_path / "missing.gguf", **keywords)
+        with pytest.raises(TypeError, match="unexpected keyword argument 'context_lenght'"):
+            function(tmp_path / "missing.gguf", context_lenght=512)
 
 
 def test_a_context_that_cannot_fit_is_refused_before_allocating(model_path):
