@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
 
 use corral::{CancelHandle, FinishReason, Poll};
 
@@ -146,12 +145,77 @@ impl PyToolCallDelta {
     }
 }
 
-/// OpenAI `logprobs.content` entries, or None when not requested.
-fn logprob_entries<'py>(py: Python<'py>, logprobs: &Option<Vec<corral::Logprob>>) -> PyResult<Bound<'py, PyAny>> {
-    match logprobs {
-        None => Ok(py.None().into_bound(py)),
-        Some(entries) => crate::json::to_py(py, &serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect())),
+/// What a `Completion` and a `Chunk` both carry: output text, reasoning, tokens, and logprobs
+/// (`None` unless they were requested).
+#[derive(Default)]
+struct Output {
+    text: String,
+    reasoning: String,
+    tokens: Vec<i32>,
+    logprobs: Option<Vec<corral::Logprob>>,
+}
+
+impl Output {
+    /// The output of one core chunk, taken out of it (its logprobs only if `logprobs`).
+    fn take(chunk: &mut corral::Chunk, logprobs: bool) -> Output {
+        Output {
+            text: std::mem::take(&mut chunk.text),
+            reasoning: std::mem::take(&mut chunk.reasoning),
+            tokens: std::mem::take(&mut chunk.tokens),
+            logprobs: logprobs.then(|| std::mem::take(&mut chunk.logprobs)),
+        }
     }
+
+    /// Appends the output of a later chunk.
+    fn extend(&mut self, more: Output) {
+        self.text.push_str(&more.text);
+        self.reasoning.push_str(&more.reasoning);
+        self.tokens.extend(more.tokens);
+        if let (Some(logprobs), Some(more)) = (&mut self.logprobs, more.logprobs) {
+            logprobs.extend(more);
+        }
+    }
+}
+
+/// `#[pymethods] impl $ty { ... }` with the getters of its `output: Output` (the attributes
+/// `Completion` and `Chunk` share), then the type's own methods. One macro rather than a
+/// second `#[pymethods]` block, which PyO3 allows only with its `multiple-pymethods` feature.
+macro_rules! pymethods_with_output {
+    (impl $ty:ident { $($own:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            #[getter]
+            fn text(&self) -> &str {
+                &self.output.text
+            }
+
+            /// The model's reasoning before its answer (`<think>...</think>`), apart from `text`; "" when
+            /// none.
+            #[getter]
+            fn reasoning(&self) -> &str {
+                &self.output.reasoning
+            }
+
+            #[getter]
+            fn tokens(&self) -> &[i32] {
+                &self.output.tokens
+            }
+
+            /// With `logprobs=True`: one OpenAI entry per generated token (of this chunk, on a
+            /// Chunk), `{"token", "logprob", "bytes", "top_logprobs": [...]}`; else `None`.
+            #[getter]
+            fn logprobs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                match &self.output.logprobs {
+                    None => Ok(py.None().into_bound(py)),
+                    Some(entries) => {
+                        crate::json::to_py(py, &serde_json::Value::Array(entries.iter().map(corral::Logprob::to_openai).collect()))
+                    }
+                }
+            }
+
+            $($own)*
+        }
+    };
 }
 
 /// Token counts and timings of one request.
@@ -200,19 +264,12 @@ impl PyUsage {
 /// A whole generation.
 #[pyclass(module = "corral", name = "Completion", frozen)]
 pub struct PyCompletion {
-    #[pyo3(get)]
-    text: String,
-    /// The model's reasoning before its answer (`<think>...</think>`); "" when none.
-    #[pyo3(get)]
-    reasoning: String,
-    tokens: Vec<i32>,
+    output: Output,
     reason: FinishReason,
     #[pyo3(get)]
     usage: Py<PyUsage>,
     origin: Origin,
     tool_calls: Vec<PyToolCall>,
-    /// `None` unless logprobs were requested.
-    logprobs: Option<Vec<corral::Logprob>>,
 }
 
 impl PyCompletion {
@@ -221,13 +278,8 @@ impl PyCompletion {
     }
 }
 
-#[pymethods]
+pymethods_with_output! {
 impl PyCompletion {
-    #[getter]
-    fn tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, &self.tokens)
-    }
-
     /// `"stop"` (end of generation or a stop string), `"length"`, `"tool_calls"` or `"cancelled"`.
     #[getter]
     fn finish_reason(&self) -> &'static str {
@@ -240,42 +292,31 @@ impl PyCompletion {
         self.tool_calls.clone()
     }
 
-    /// With `logprobs=True`: one OpenAI entry per generated token,
-    /// `{"token", "logprob", "bytes", "top_logprobs": [...]}`; else `None`.
-    #[getter]
-    fn logprobs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        logprob_entries(py, &self.logprobs)
-    }
-
     /// The assistant message to append to the conversation for the next turn (OpenAI shape).
     fn message<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        crate::json::to_py(py, &corral::openai::assistant_message(&self.text, &self.core_tool_calls(), &self.reasoning))
+        crate::json::to_py(py, &corral::openai::assistant_message(&self.output.text, &self.core_tool_calls(), &self.output.reasoning))
     }
 
     /// An OpenAI `ChatCompletion` dict (from chat calls) or `Completion` dict (from complete calls).
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let usage = self.usage.get().to_openai();
-        let logprobs = corral::openai::logprobs(self.logprobs.as_deref());
+        let logprobs = corral::openai::logprobs(self.output.logprobs.as_deref());
         let calls = self.core_tool_calls();
-        let output = corral::openai::Output { text: &self.text, reasoning: &self.reasoning, tool_calls: &calls };
+        let output = corral::openai::Output { text: &self.output.text, reasoning: &self.output.reasoning, tool_calls: &calls };
         let response = corral::openai::completion(&self.origin, output, self.reason, usage, logprobs);
         crate::json::to_py(py, &response)
     }
 
     fn __repr__(&self) -> String {
-        format!("Completion(text={:?}, finish_reason={:?}, usage={})", self.text, self.reason.as_str(), self.usage.get().__repr__())
+        format!("Completion(text={:?}, finish_reason={:?}, usage={})", self.output.text, self.reason.as_str(), self.usage.get().__repr__())
     }
+}
 }
 
 /// One piece of streamed output. The last chunk of a stream carries `finish_reason` and `usage`.
 #[pyclass(module = "corral", name = "Chunk", frozen)]
 pub struct PyChunk {
-    #[pyo3(get)]
-    text: String,
-    /// Reasoning in this chunk (`<think>...</think>`), apart from `text`.
-    #[pyo3(get)]
-    reasoning: String,
-    tokens: Vec<i32>,
+    output: Output,
     reason: Option<FinishReason>,
     #[pyo3(get)]
     usage: Option<Py<PyUsage>>,
@@ -283,16 +324,10 @@ pub struct PyChunk {
     /// The first chunk of a chat stream announces the assistant role (OpenAI's delta).
     first: bool,
     tool_calls: Vec<corral::ToolCallDelta>,
-    logprobs: Option<Vec<corral::Logprob>>,
 }
 
-#[pymethods]
+pymethods_with_output! {
 impl PyChunk {
-    #[getter]
-    fn tokens<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, &self.tokens)
-    }
-
     /// `None` until the last chunk, then `"stop"`, `"length"`, `"tool_calls"` or `"cancelled"`.
     #[getter]
     fn finish_reason(&self) -> Option<&'static str> {
@@ -305,20 +340,15 @@ impl PyChunk {
         self.tool_calls.iter().cloned().map(PyToolCallDelta).collect()
     }
 
-    /// With `logprobs=True`: this chunk's tokens as in `Completion.logprobs`; else `None`.
-    #[getter]
-    fn logprobs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        logprob_entries(py, &self.logprobs)
-    }
-
     /// An OpenAI `ChatCompletionChunk` dict (chat streams) or streamed `Completion` dict.
     fn to_openai<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let usage = self.usage.as_ref().map_or(serde_json::Value::Null, |u| u.get().to_openai());
-        let logprobs = corral::openai::logprobs(self.logprobs.as_deref());
-        let response =
-            corral::openai::chunk(&self.origin, &self.text, &self.reasoning, self.first, self.reason, &self.tool_calls, usage, logprobs);
+        let logprobs = corral::openai::logprobs(self.output.logprobs.as_deref());
+        let (text, reasoning) = (&self.output.text, &self.output.reasoning);
+        let response = corral::openai::chunk(&self.origin, text, reasoning, self.first, self.reason, &self.tool_calls, usage, logprobs);
         crate::json::to_py(py, &response)
     }
+}
 }
 
 /// A running generation: iterate it for `Chunk`s. `cancel()` (or leaving a `with` block) stops
@@ -358,47 +388,29 @@ impl PyStream {
         }
     }
 
-    fn to_py_chunk(&self, py: Python<'_>, chunk: corral::Chunk) -> PyResult<PyChunk> {
+    fn to_py_chunk(&self, py: Python<'_>, mut chunk: corral::Chunk) -> PyResult<PyChunk> {
         let first = !self.started.swap(true, Ordering::Relaxed);
-        let usage = chunk.usage.map(|u| Py::new(py, PyUsage::from(u))).transpose()?;
+        let usage = chunk.usage.take().map(|u| Py::new(py, PyUsage::from(u))).transpose()?;
         Ok(PyChunk {
-            text: chunk.text,
-            reasoning: chunk.reasoning,
-            tokens: chunk.tokens,
+            output: Output::take(&mut chunk, self.logprobs),
             reason: chunk.finish_reason,
             usage,
             origin: self.origin.clone(),
             first,
             tool_calls: chunk.tool_calls,
-            logprobs: self.logprobs.then_some(chunk.logprobs),
         })
     }
 
     /// Consumes the rest of the stream into one result.
     pub fn collect_completion(&self, py: Python<'_>) -> PyResult<PyCompletion> {
-        let mut text = String::new();
-        let mut reasoning = String::new();
-        let mut tokens = Vec::new();
-        let mut logprobs = Vec::new();
-        while let Some(chunk) = self.next_core_chunk(py)? {
-            text.push_str(&chunk.text);
-            reasoning.push_str(&chunk.reasoning);
-            tokens.extend_from_slice(&chunk.tokens);
-            logprobs.extend(chunk.logprobs);
+        let mut output = Output { logprobs: self.logprobs.then(Vec::new), ..Output::default() };
+        while let Some(mut chunk) = self.next_core_chunk(py)? {
+            output.extend(Output::take(&mut chunk, self.logprobs));
             if let Some(reason) = chunk.finish_reason {
                 let usage = Py::new(py, PyUsage::from(chunk.usage.unwrap_or_default()))?;
                 let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
                 let tool_calls = stream.tool_calls().iter().cloned().map(PyToolCall).collect();
-                return Ok(PyCompletion {
-                    text,
-                    reasoning,
-                    tokens,
-                    reason,
-                    usage,
-                    origin: self.origin.clone(),
-                    tool_calls,
-                    logprobs: self.logprobs.then_some(logprobs),
-                });
+                return Ok(PyCompletion { output, reason, usage, origin: self.origin.clone(), tool_calls });
             }
         }
         Err(crate::error::to_py_err(py, corral::Error::new(corral::ErrorKind::Internal, "the stream ended without a final chunk")))
