@@ -21,13 +21,25 @@ pub struct RerankResult {
     pub document: String,
 }
 
-/// Core's options with the token's cancel handle attached.
-fn cancel_handle(cancel: Option<&CancelToken>) -> Option<corral::CancelHandle> {
-    cancel.map(|token| {
+/// The body of `embed` and `rerank`: reads the Node options with corral-core's `read`, ties
+/// them to `cancel` (through their `cancel` field, which `handle` reaches) and runs `call` with
+/// them on the blocking pool.
+async fn request<O: Send + 'static, T: Send + 'static>(
+    model: &corral::Model,
+    options: Option<serde_json::Value>,
+    cancel: Option<&CancelToken>,
+    read: fn(&serde_json::Value, Dialect) -> corral::Result<O>,
+    handle: fn(&mut O) -> &mut Option<corral::CancelHandle>,
+    call: impl FnOnce(&corral::Model, &O) -> corral::Result<T> + Send + 'static,
+) -> napi::Result<T> {
+    let mut options = read(options.as_ref().unwrap_or(&serde_json::Value::Null), Dialect::Node).or_throw()?;
+    *handle(&mut options) = cancel.map(|token| {
         let handle = corral::CancelHandle::default();
         token.register(handle.clone());
         handle
-    })
+    });
+    let model = model.clone();
+    blocking(move || call(&model, &options)).await
 }
 
 #[napi]
@@ -40,10 +52,8 @@ impl NativeModel {
         options: Option<serde_json::Value>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Vec<Float32Array>> {
-        let mut options = corral::openai::embed_options(options.as_ref().unwrap_or(&serde_json::Value::Null), Dialect::Node).or_throw()?;
-        options.cancel = cancel_handle(cancel);
-        let model = self.inner.clone();
-        let embeddings = blocking(move || model.embed(&texts, &options)).await?;
+        let embed = move |model: &corral::Model, options: &_| model.embed(&texts, options);
+        let embeddings = request(&self.inner, options, cancel, corral::openai::embed_options, |o| &mut o.cancel, embed).await?;
         Ok(embeddings.vectors.into_iter().map(Float32Array::new).collect())
     }
 
@@ -56,10 +66,8 @@ impl NativeModel {
         options: Option<serde_json::Value>,
         cancel: Option<&CancelToken>,
     ) -> napi::Result<Vec<RerankResult>> {
-        let mut options = corral::openai::rerank_options(options.as_ref().unwrap_or(&serde_json::Value::Null), Dialect::Node).or_throw()?;
-        options.cancel = cancel_handle(cancel);
-        let model = self.inner.clone();
-        let results = blocking(move || model.rerank(&query, &documents, &options)).await?;
+        let rerank = move |model: &corral::Model, options: &_| model.rerank(&query, &documents, options);
+        let results = request(&self.inner, options, cancel, corral::openai::rerank_options, |o| &mut o.cancel, rerank).await?;
         Ok(results.into_iter().map(|r| RerankResult { index: r.index as u32, score: r.score as f64, document: r.document }).collect())
     }
 }

@@ -1,18 +1,13 @@
 // Loading, metadata, tokenizer, completion, chat, sessions: the happy paths.
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 
 import { CompletionStream, Model, Session, defaultThreads, supportsGpuOffload, version } from 'corral'
 
-import { GREEDY, MODEL_PATH, loadModel } from './helpers.mjs'
+import { GREEDY, MODEL_PATH, loadModel, sharedModel } from './helpers.mjs'
 
 let model
-before(async () => {
-  model = await loadModel({ threads: 2 })
-})
-after(async () => {
-  await model?.dispose()
-})
+sharedModel(() => loadModel({ threads: 2 }), (loaded) => (model = loaded))
 
 describe('model', () => {
   test('info and metadata', () => {

@@ -1,18 +1,13 @@
 // Structured output, tool calls, logprobs and per-call templates: the chat layer from Node.
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 
 import { InvalidArgumentError, InvalidGrammarError, TemplateError, openAIId, toOpenAIChatCompletion, toOpenAIChatCompletionChunk } from 'corral'
 
-import { loadModel, rejectsWith } from './helpers.mjs'
+import { loadModel, rejectsWith, sharedModel } from './helpers.mjs'
 
 let model
-before(async () => {
-  model = await loadModel({ threads: 2 })
-})
-after(async () => {
-  await model?.dispose()
-})
+sharedModel(() => loadModel({ threads: 2 }), (loaded) => (model = loaded))
 
 const TOOLS = [
   {

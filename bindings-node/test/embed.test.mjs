@@ -2,7 +2,7 @@
 // and the default chat model embedding while it generates.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 
 import {
   AbortError,
@@ -13,7 +13,7 @@ import {
   UnsupportedError,
 } from 'corral'
 
-import { EMBED_MODEL_PATH, GREEDY, RERANK_MODEL_PATH, loadModel, rejectsWith, within } from './helpers.mjs'
+import { EMBED_MODEL_PATH, GREEDY, RERANK_MODEL_PATH, loadModel, rejectsWith, sharedModel, within } from './helpers.mjs'
 
 for (const [path, variable] of [[EMBED_MODEL_PATH, 'CORRAL_EMBED_MODEL'], [RERANK_MODEL_PATH, 'CORRAL_RERANK_MODEL']]) {
   if (!existsSync(path)) {
@@ -39,12 +39,7 @@ const VARIED = Array.from({ length: 64 }, (_, i) => {
 
 describe('embed (MiniLM)', () => {
   let model
-  before(async () => {
-    model = await Model.load(EMBED_MODEL_PATH, { contextLength: 512, threads: 2 })
-  })
-  after(async () => {
-    await model?.dispose()
-  })
+  sharedModel(() => Model.load(EMBED_MODEL_PATH, { contextLength: 512, threads: 2 }), (loaded) => (model = loaded))
 
   /** The model still embeds after an error. */
   async function stillWorks() {
@@ -201,12 +196,7 @@ describe('embed (MiniLM)', () => {
 // order, topN, batching), never which document should win.
 describe('rerank (test-only reranker)', () => {
   let model
-  before(async () => {
-    model = await Model.load(RERANK_MODEL_PATH, { contextLength: 512, threads: 2 })
-  })
-  after(async () => {
-    await model?.dispose()
-  })
+  sharedModel(() => Model.load(RERANK_MODEL_PATH, { contextLength: 512, threads: 2 }), (loaded) => (model = loaded))
 
   const QUERY = 'What do cats eat?'
   const DOCUMENTS = [
@@ -278,12 +268,7 @@ describe('rerank (test-only reranker)', () => {
 
 describe('embed (default chat model)', () => {
   let model
-  before(async () => {
-    model = await loadModel({ contextLength: 512, threads: 2 })
-  })
-  after(async () => {
-    await model?.dispose()
-  })
+  sharedModel(() => loadModel({ contextLength: 512, threads: 2 }), (loaded) => (model = loaded))
 
   test('embeds while a generation runs', async () => {
     const [completion, vectors] = await within(

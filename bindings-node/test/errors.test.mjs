@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 
 import {
   ClosedError,
@@ -20,17 +20,12 @@ import {
   setLogger,
 } from 'corral'
 
-import { GREEDY, MODEL_PATH, loadModel, rejectsWith } from './helpers.mjs'
+import { GREEDY, MODEL_PATH, loadModel, rejectsWith, sharedModel } from './helpers.mjs'
 
 const scratch = mkdtempSync(join(tmpdir(), 'corral-node-test-'))
 
 let model
-before(async () => {
-  model = await loadModel({ contextLength: 256, threads: 2 })
-})
-after(async () => {
-  await model?.dispose()
-})
+sharedModel(() => loadModel({ contextLength: 256, threads: 2 }), (loaded) => (model = loaded))
 
 describe('loading', () => {
   test('missing file', async () => {

@@ -1,6 +1,7 @@
 // Shared test setup: the real default model, loaded once per test file.
 import { existsSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
+import { after, before } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 import { Model } from 'corral'
@@ -20,6 +21,20 @@ export const EMBED_MODEL_PATH =
   process.env.CORRAL_EMBED_MODEL ?? resolve(REPO_DIR, 'models/all-MiniLM-L6-v2.f16.gguf')
 export const RERANK_MODEL_PATH =
   process.env.CORRAL_RERANK_MODEL ?? resolve(REPO_DIR, 'models/minilm-rank-test.gguf')
+
+/**
+ * The model that the tests of the enclosing file or `describe` share: `load()` loads it before
+ * them and hands it to `set`, and it is disposed of after them.
+ */
+export function sharedModel(load, set) {
+  let model
+  before(async () => {
+    set((model = await load()))
+  })
+  after(async () => {
+    await model?.dispose()
+  })
+}
 
 /** Loads the test model; pass options to override the small test defaults. */
 export function loadModel(options = {}) {

@@ -1,11 +1,11 @@
 // Thinking models: `<think>...</think>` comes back as `reasoning`, apart from the answer. No
 // thinking model is reachable offline: a grammar scripts the default model's output.
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 
 import { InvalidArgumentError, toOpenAIChatCompletion, toOpenAIChatCompletionChunk } from 'corral'
 
-import { loadModel, rejectsWith } from './helpers.mjs'
+import { loadModel, rejectsWith, sharedModel } from './helpers.mjs'
 
 const THINK_THEN_ANSWER = 'root ::= "<think>" "I should add two and two." "</think>" "\\n\\nFour."'
 const OPENING_TEMPLATE =
@@ -13,12 +13,7 @@ const OPENING_TEMPLATE =
 const question = [{ role: 'user', content: 'What is two plus two?' }]
 
 let model
-before(async () => {
-  model = await loadModel({ threads: 2 })
-})
-after(async () => {
-  await model?.dispose()
-})
+sharedModel(() => loadModel({ threads: 2 }), (loaded) => (model = loaded))
 
 test('reasoning is apart from the answer, in results, streams and OpenAI shapes', async () => {
   const reply = await model.chat(question, { grammar: THINK_THEN_ANSWER, maxTokens: 48 })
