@@ -1,7 +1,7 @@
-// The build-script step that bindings-node/build.rs and bindings-python/build.rs share
-// (`include!`d by both): llama.cpp's shared libraries and ggml's CPU variants, staged by
-// corral-core's build script, go into the package folder beside the binding's library, which
-// finds them through its `$ORIGIN` run path.
+// The build-script step of the packaged bindings (`include!`d by bindings-node/build.rs and
+// bindings-python/build.rs): llama.cpp's shared libraries and ggml's CPU variants, staged by
+// corral-core's build script (DEP_CORRAL_RUNTIME_DIR), go into the package folder beside the
+// binding's library, which finds them through its `$ORIGIN` run path.
 
 /// Copies the runtime libraries into `package` (created if missing), after removing those of
 /// an earlier build there: a library this build no longer has must not be shipped.
