@@ -78,13 +78,54 @@ if TYPE_CHECKING:
 else:
     from typing import TypedDict
 
-# The native module's public names (its stub lists them), but for the two this module wraps,
-# and this module's own.
-from ._native import __all__ as __all__
-
-__all__ = [*__all__, "Embeddings", "GenerateOptions", "Message", "disable_logging", "enable_logging"]
-__all__.remove("NativeEmbeddings")  # wrapped by Embeddings
-__all__.remove("set_log_handler")  # wrapped by enable_logging and disable_logging
+# A literal list: the form every type checker reads (pyright ignores a computed one, and then
+# reports the names imported above as private).
+__all__ = [
+    "BusyError",
+    "CancelToken",
+    "CancelledError",
+    "Chunk",
+    "ClosedError",
+    "Completion",
+    "ContextOverflowError",
+    "CorralError",
+    "DeadlineExceededError",
+    "DecodeFailedError",
+    "Embeddings",
+    "EngineStats",
+    "GenerateOptions",
+    "InternalError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "InvalidGrammarError",
+    "InvalidModelError",
+    "InsufficientMemoryError",
+    "InvalidStateError",
+    "MemoryEstimate",
+    "Message",
+    "Model",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "NoChatTemplateError",
+    "Session",
+    "SpecialToken",
+    "Stream",
+    "TemplateError",
+    "ToolCall",
+    "ToolCallDelta",
+    "UnsupportedArchitectureError",
+    "UnsupportedError",
+    "Usage",
+    "WorkerUnavailableError",
+    "__version__",
+    "default_threads",
+    "disable_logging",
+    "enable_logging",
+    "estimate_memory",
+    "serve_rpc",
+    "supports_gpu_offload",
+    "cpu_variant",
+]
 
 
 class Message(TypedDict, total=False):
