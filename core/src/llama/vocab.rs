@@ -136,3 +136,44 @@ pub(crate) fn pair_specials(model: &LlamaModel) -> (Option<llama_token>, Option<
     let valid = |added: bool, token: llama_token| (added && (0..n_tokens).contains(&token)).then_some(token);
     (valid(add_bos, bos), valid(add_eos, eos), valid(add_sep, sep))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_grows_once_to_the_size_asked_for() {
+        let mut calls = 0;
+        let out = fill(vec![0u8; 2], "test", |buf, room, n| {
+            calls += 1;
+            if room < 5 {
+                *n = -5;
+            } else {
+                buf[..5].copy_from_slice(b"hello");
+                *n = 5;
+            }
+            0
+        })
+        .unwrap();
+        assert_eq!((out.as_slice(), calls), (&b"hello"[..], 2));
+    }
+
+    #[test]
+    fn fill_turns_every_failure_into_a_typed_error() {
+        // A count too large for an i32 (llama.cpp reports i32::MIN).
+        let too_long = fill(vec![0u8; 4], "test", |_, _, n| {
+            *n = i32::MIN;
+            0
+        });
+        assert_eq!(too_long.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        // Still too small after growing as asked: a broken vocabulary, not an endless loop.
+        let never_enough = fill(vec![0u8; 4], "test", |_, room, n| {
+            *n = -(room + 1);
+            0
+        });
+        assert_eq!(never_enough.unwrap_err().kind(), ErrorKind::InvalidModel);
+        // The guarded call caught an exception.
+        let threw = fill(vec![0u8; 4], "test", |_, _, _| 1);
+        assert_eq!(threw.unwrap_err().kind(), ErrorKind::InvalidModel);
+    }
+}
