@@ -79,7 +79,7 @@ struct Kernel {
     renamed: &'static str,
 }
 
-const KERNELS: [Kernel; 3] = [
+const KERNELS: [Kernel; 4] = [
     Kernel {
         source: "kernels/quant_gemm.cpp",
         ggml_source: "ggml-cpu/llamafile/sgemm.cpp",
@@ -93,12 +93,28 @@ const KERNELS: [Kernel; 3] = [
         renamed: "ggml_compute_forward_mul_mat_tiled_ggml",
     },
     Kernel {
+        source: "kernels/quantize_q8_k.c",
+        ggml_source: "ggml-cpu/arch/x86/quants.c",
+        symbol: "quantize_row_q8_K",
+        renamed: "ggml_quantize_row_q8_K",
+    },
+    Kernel {
         source: "kernels/flash_attention.cpp",
         ggml_source: "ggml-cpu/ops.cpp",
         symbol: "ggml_compute_forward_flash_attn_ext",
         renamed: "ggml_compute_forward_flash_attn_ext_ggml",
     },
 ];
+
+/// ggml's CPU weight repacking (repack.cpp) copies Q4_K weights into its own interleaved
+/// layout at load on every AVX2 CPU, and then computes them itself: the copy would never reach
+/// corral's K-quant kernel. Variants that carry corral's kernels are built from this source
+/// with that one case edited out (Q4_0 and IQ4_NL are still repacked).
+const REPACK_SOURCE: &str = "ggml-cpu/repack.cpp";
+const REPACK_EDIT: (&str, &str) = (
+    "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (ggml_cpu_has_avx2()) {\n",
+    "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (false) {  // corral: its K-quant kernel takes Q4_K\n",
+);
 
 /// How one variant compiled one of the ggml sources a kernel replaces.
 struct Compiled<'a> {
@@ -125,16 +141,20 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
         return;
     };
     let mut variants: std::collections::BTreeMap<&str, Vec<Compiled>> = Default::default();
+    let mut repack: std::collections::BTreeMap<&str, (&str, &Path)> = Default::default();
     for entry in &commands {
         let (Some(command), Some(dir), Some(file)) = (entry["command"].as_str(), entry["directory"].as_str(), entry["file"].as_str())
         else {
             continue;
         };
-        let Some(kernel) = KERNELS.iter().find(|k| file.ends_with(k.ggml_source)) else { continue };
         if !command.contains("-DGGML_AVX2") {
             continue;
         }
         let Some(variant) = variant_of(command) else { continue };
+        if file.ends_with(REPACK_SOURCE) {
+            repack.insert(variant, (command, Path::new(dir)));
+        }
+        let Some(kernel) = KERNELS.iter().find(|k| file.ends_with(k.ggml_source)) else { continue };
         variants.entry(variant).or_default().push(Compiled { kernel, command, dir: Path::new(dir) });
     }
     for (variant, compiled) in &variants {
@@ -142,11 +162,11 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
         if !library.exists() {
             continue;
         }
-        if compiled.len() != KERNELS.len() {
+        let Some(&repack) = repack.get(variant).filter(|_| compiled.len() == KERNELS.len()) else {
             println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's kernels: its sources were not all found");
             continue;
-        }
-        if let Err(e) = relink_variant(variant, compiled, &manifest, &work.join(variant), &library) {
+        };
+        if let Err(e) = relink_variant(variant, compiled, repack, &manifest, &work.join(variant), &library) {
             println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's kernels: {e}");
         }
     }
@@ -159,7 +179,38 @@ fn variant_of(command: &str) -> Option<&str> {
     Some(&command[start..start + len])
 }
 
-fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &Path, library: &Path) -> Result<(), String> {
+/// The variant's compile command split at its output: (everything before ` -o `, the object).
+fn split_output(command: &str) -> Result<(&str, &str), String> {
+    let output_at = command.rfind(" -o ").ok_or("unexpected compile command")?;
+    Ok((&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or("")))
+}
+
+/// Compiles ggml's repack.cpp with REPACK_EDIT applied, as the variant compiled the original.
+fn compile_edited_repack((command, dir): (&str, &Path), work: &Path) -> Result<(String, String), String> {
+    let (flags, ggml_object) = split_output(command)?;
+    let source = command.rsplit(" -c ").next().ok_or("unexpected compile command")?.trim();
+    println!("cargo:rerun-if-changed={source}");
+    let text = std::fs::read_to_string(source).map_err(|e| format!("{source}: {e}"))?;
+    if text.matches(REPACK_EDIT.0).count() != 1 {
+        return Err(format!("{source} no longer has the Q4_K repack case corral edits out"));
+    }
+    let edited = work.join("repack.cpp");
+    std::fs::write(&edited, text.replace(REPACK_EDIT.0, REPACK_EDIT.1)).map_err(|e| e.to_string())?;
+    let object = work.join("repack.o");
+    // ggml-cpu's own folder first for its quoted includes, as beside the original.
+    let ggml_cpu = Path::new(source).parent().ok_or("unexpected compile command")?;
+    run_shell(&format!("{flags} -iquote {} -o {} -c {}", quote(ggml_cpu), quote(&object), quote(&edited)), dir)?;
+    Ok((ggml_object.to_string(), quote(&object)))
+}
+
+fn relink_variant(
+    variant: &str,
+    compiled: &[Compiled],
+    repack: (&str, &Path),
+    manifest: &Path,
+    work: &Path,
+    library: &Path,
+) -> Result<(), String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
     let nm = std::env::var("NM").unwrap_or_else(|_| "nm".into());
@@ -167,8 +218,7 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
     let mut swaps = Vec::new();
     for Compiled { kernel, command, dir } in compiled {
         // The variant's compile command for ggml's source, aimed at corral's kernel instead.
-        let output_at = command.rfind(" -o ").ok_or("unexpected compile command")?;
-        let (flags, ggml_object) = (&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or(""));
+        let (flags, ggml_object) = split_output(command)?;
         let stem = Path::new(kernel.source).file_stem().unwrap().to_str().unwrap();
         let kernel_object = work.join(format!("{stem}.o"));
         run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(&manifest.join(kernel.source))), dir)?;
@@ -191,6 +241,7 @@ fn relink_variant(variant: &str, compiled: &[Compiled], manifest: &Path, work: &
         }
         swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), quote(&kernel_object))));
     }
+    swaps.push(compile_edited_repack(repack, work)?);
     relink(compiled[0].dir, &format!("ggml-cpu-{variant}"), &swaps, work, library)
 }
 

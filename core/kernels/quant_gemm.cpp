@@ -51,8 +51,6 @@ static_assert(offsetof(block_q5_1, qh) == 4 && offsetof(block_q5_0, qh) == 2, "f
 static_assert(offsetof(block_q8_1, qs) == 4, "block_q8_1 starts with d, s");
 
 constexpr int PANEL_ROWS = 8;          // one 32-bit lane of a 256-bit register per row
-constexpr int TILE_COLS = 4;           // columns sharing each loaded panel block
-constexpr int64_t BATCH_COLS = 32;     // columns whose scales are converted at once
 
 // One 32-weight block of 8 rows, ready for the dot products.
 struct PanelBlock {
@@ -122,6 +120,31 @@ inline void unpack_nibbles(const Block * const (&row)[PANEL_ROWS], size_t offset
     }
 }
 
+// The 32 bytes at `offset` of each row's block, transposed as 8 x 8 32-bit words: words[w] =
+// bytes 4w..4w+3 of every row (lane = row).
+template <typename Block>
+inline void transpose_words(const Block * const (&row)[PANEL_ROWS], size_t offset, __m256i (&words)[8]) {
+    __m256i r[8];
+    for (int i = 0; i < 8; ++i) {
+        r[i] = _mm256_loadu_si256((const __m256i *) ((const char *) row[i] + offset));
+    }
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);          // words 0, 4 of rows i..i+3
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);      // words 1, 5
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);  // words 2, 6
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);  // words 3, 7
+    }
+    for (int w = 0; w < 4; ++w) {
+        words[w] = _mm256_permute2x128_si256(u[w], u[w + 4], 0x20);
+        words[w + 4] = _mm256_permute2x128_si256(u[w], u[w + 4], 0x31);
+    }
+}
+
 // Q5_0, Q5_1: bit j of the row's 32-bit `qh` (at `offset`) is bit 4 of weight j.
 template <typename Block>
 inline void add_fifth_bits(const Block * const (&row)[PANEL_ROWS], size_t offset, __m256i (&quants)[8]) {
@@ -150,7 +173,7 @@ inline void add_fifth_bits(const Block * const (&row)[PANEL_ROWS], size_t offset
 
 // Per lane (row): the exact integer dot product of 32 unsigned weights (at most 31 without
 // VNNI) with 32 signed activations; weight group g pairs with activation bytes 4g..4g+3.
-inline __m256i block_dot(const __m256i (&quants)[8], const int8_t * activations) {
+inline __m256i block_dot(const __m256i * quants, const int8_t * activations) {
 #ifdef CORRAL_DPBUSD
     // Two chains of 4, so that consecutive dot products do not wait on each other.
     __m256i low = _mm256_setzero_si256();
@@ -207,14 +230,30 @@ inline ActivationScales q8_0_scales(const block_q8_0 & block) {
 // The formats of 32-weight blocks: how a panel block is unpacked, and which activations and
 // accumulation go with it. CHUNK: panel depth in blocks, so that a chunk's panel stays in L1.
 
+// A tile's columns one after another: a 32-weight panel block fits in registers, and the
+// compiler keeps it there for every column of the tile.
+template <typename Format>
+struct ColumnByColumn {
+    static constexpr int TILE_COLS = 4;         // columns sharing each loaded panel block
+    static constexpr int64_t BATCH_COLS = 32;   // columns whose scales are converted at once (and that share an unpacked panel)
+    // (Parameter types deduced: Format is incomplete where this is declared.)
+    template <int COLS, typename Panel, typename Activations, typename Scales>
+    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, __m256 (&acc)[COLS]) {
+        for (int j = 0; j < COLS; ++j) {
+            acc[j] = Format::accumulate(block, b[j * ldb], s[j * Format::CHUNK], acc[j]);
+        }
+    }
+};
+
 // Nibble formats: 16 bytes of 4-bit weights, FIFTH_BITS: 32 more bits (Q5_*), and either a
 // min (Q4_1, Q5_1: weight = scale x q + min, against Q8_1) or a center of 16 (Q5_0: weight =
 // scale x (q - 16), against Q8_0).
 template <typename Block, bool FIFTH_BITS, bool MINS>
-struct NibbleFormat {
+struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS>> {
     using Weights = Block;
     using Activations = typename std::conditional<MINS, block_q8_1, block_q8_0>::type;
     using Panel = PanelBlock;
+    using Scales = ActivationScales;
     static constexpr int64_t CHUNK = 64;
     static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
         const Weights * row[PANEL_ROWS];
@@ -252,10 +291,11 @@ using Q5_0 = NibbleFormat<block_q5_0, true, false>;
 // Q8_0 weights (scale, 32 x 8 bits) against Q8_0 activations, on VNNI only: without it the
 // signed x signed products need ggml's sign trick, and tinyBLAS already does that well.
 // VNNI multiplies unsigned by signed bytes: the weights are stored + 128 (as unsigned).
-struct Q8_0 {
+struct Q8_0 : ColumnByColumn<Q8_0> {
     using Weights = block_q8_0;
     using Activations = block_q8_0;
     using Panel = PanelBlock;
+    using Scales = ActivationScales;
     static constexpr int64_t CHUNK = 64;
     static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l);
     static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
@@ -267,27 +307,12 @@ struct Q8_0 {
 inline PanelBlock Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
     const block_q8_0 * row[PANEL_ROWS];
     block_rows(A, lda, row0, rows, l, row);
-    // An 8 x 8 transpose of 32-bit words: group g = bytes 4g..4g+3 of every row.
-    __m256i r[8];
-    for (int i = 0; i < 8; ++i) {
-        r[i] = _mm256_loadu_si256((const __m256i *) row[i]->qs);
-    }
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);      // words 0, 4 of rows i..i+3
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);  // words 1, 5
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);  // words 2, 6
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);  // words 3, 7
-    }
+    __m256i words[8];
+    transpose_words(row, offsetof(block_q8_0, qs), words);
     const __m256i to_unsigned = _mm256_set1_epi8((char) 0x80);
     PanelBlock out;
-    for (int w = 0; w < 4; ++w) {
-        out.quants[w] = _mm256_xor_si256(_mm256_permute2x128_si256(u[w], u[w + 4], 0x20), to_unsigned);
-        out.quants[w + 4] = _mm256_xor_si256(_mm256_permute2x128_si256(u[w], u[w + 4], 0x31), to_unsigned);
+    for (int w = 0; w < 8; ++w) {
+        out.quants[w] = _mm256_xor_si256(words[w], to_unsigned);
     }
     out.scales = halves_of(row, 0);
     out.mins = _mm256_setzero_ps();
@@ -318,7 +343,7 @@ inline void store_rows(float * c, int rows, __m256 values) {
 // here (and kept in `panel` when STORE, for the next tiles); otherwise they are read from it.
 template <typename Format, int COLS, bool UNPACK, bool STORE>
 void tile(const typename Format::Weights * A, int64_t lda, typename Format::Panel * panel, int64_t l0, int64_t count,
-          const typename Format::Activations * B, int64_t ldb, const ActivationScales * scales, float * C, int64_t ldc,
+          const typename Format::Activations * B, int64_t ldb, const typename Format::Scales * scales, float * C, int64_t ldc,
           int64_t row0, int rows, int64_t col0) {
     __m256 acc[COLS];
     for (int j = 0; j < COLS; ++j) {
@@ -340,9 +365,7 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
             }
         }
         const typename Format::Panel & block = UNPACK ? unpacked : panel[l];
-        for (int j = 0; j < COLS; ++j) {
-            acc[j] = Format::accumulate(block, B[(col0 + j) * ldb + l0 + l], scales[j * Format::CHUNK + l], acc[j]);
-        }
+        Format::template accumulate_tile<COLS>(block, &B[col0 * ldb + l0 + l], ldb, &scales[l], acc);
     }
     for (int j = 0; j < COLS; ++j) {
         store_rows(C + (col0 + j) * ldc + row0, rows, acc[j]);
@@ -351,7 +374,7 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
 
 template <typename Format, bool UNPACK, bool STORE>
 void tile_any(int cols, const typename Format::Weights * A, int64_t lda, typename Format::Panel * panel, int64_t l0, int64_t count,
-              const typename Format::Activations * B, int64_t ldb, const ActivationScales * scales, float * C,
+              const typename Format::Activations * B, int64_t ldb, const typename Format::Scales * scales, float * C,
               int64_t ldc, int64_t row0, int rows, int64_t col0) {
     switch (cols) {
         case 4: tile<Format, 4, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
@@ -377,7 +400,9 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     }
     constexpr int64_t CHUNK = Format::CHUNK;
     typename Format::Panel panel[CHUNK];
-    ActivationScales scales[BATCH_COLS * CHUNK];
+    constexpr int TILE_COLS = Format::TILE_COLS;
+    constexpr int64_t BATCH_COLS = Format::BATCH_COLS;
+    typename Format::Scales scales[BATCH_COLS * CHUNK];
     for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
         const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
         for (int64_t l0 = 0; l0 < k; l0 += CHUNK) {
@@ -408,208 +433,260 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
 }
 
 
-// K-quants: 256-weight super-blocks against Q8_K activations (scale, 256 bytes, sums of 16).
+// K-quants: 256-weight super-blocks against Q8_K activations (f32 scale, 256 bytes, int16 sums
+// of each 16), in the same panel design: a super-block of 8 rows is unpacked once (its
+// weights transposed so that a lane holds a row, its sub-block scales and mins widened per
+// lane) and serves every column of the batch.
 //
-// ggml already computes these one (row, column) at a time with an exact integer sum per
-// super-block and a few float operations; its cost is decoding the row's 6-bit, 5-bit or
-// 4-bit weights and sub-block scales again for every column. These kernels decode each row's
-// super-block once and run ggml's own arithmetic (its AVX2 ggml_vec_dot_q*_K_q8_K, which every
-// AVX2 variant of ggml runs) against every column of the batch: results are ggml's, bit for
-// bit, for every batch size and variant (core/tests/kernel.rs compares them with ggml's).
+// Arithmetic, per (row, column) and super-block, in super-block order (the same in every
+// variant and for every batch size and tile, like the formats above):
+//   Q4_K, Q5_K (weight = d x scale_s x q - dmin x min_s, sub-blocks s of 32):
+//     isum = sum over s of scale_s x (exact dot product of sub-block s)
+//     msum = sum over s of min_s x (sum of the activations of sub-block s)
+//     acc  = fma(float(isum), d x activation_d, acc)
+//     acc  = fma(-float(msum), dmin x activation_d, acc)
+//   Q6_K (weight = d x scale_s x (q - 32), sub-blocks s of 16):
+//     isum = sum over s of scale_s x (exact dot product of sub-block s)
+//            - 32 x sum over s of scale_s x (sum of the activations of sub-block s)
+//     acc  = fma(float(isum), d x activation_d, acc)
+// Every integer is exact in 32 bits (at most 63 x 63 x 127 x 256 for Q4_K/Q5_K, 128 x 63 x
+// 127 x 256 + 32 x 128 x 127 x 256 for Q6_K).
 
-inline float hsum_float_8(__m256 x) {
-    __m128 res = _mm256_extractf128_ps(x, 1);
-    res = _mm_add_ps(res, _mm256_castps256_ps128(x));
-    res = _mm_add_ps(res, _mm_movehl_ps(res, res));
-    res = _mm_add_ss(res, _mm_movehdup_ps(res));
-    return _mm_cvtss_f32(res);
-}
+// One super-block of 8 rows.
+struct KPanel {
+    __m256i quants[64];      // [8c + g]: weights 32c + 4g .. 32c + 4g + 3, unsigned; lane = row
+    __m256i scales[16];      // Q4_K, Q5_K: [c] the scale of sub-block c; Q6_K: of sub-block c of 16
+    __m256i scale_pairs[8];  // int16 pairs (2k, 2k + 1): Q4_K, Q5_K the mins (k < 4); Q6_K the scales
+    __m256 d;
+    __m256 dmin;             // Q4_K, Q5_K
+};
 
-// Int16 pair lanes of chunk c (32 weights): the scale of each of its weights.
-inline __m256i q6_K_chunk_scales(__m128i scales, int c) {
-    // Weights 0..15 of the chunk are sub-block 2c, 16..31 sub-block 2c + 1.
-    const __m128i pick = _mm_setr_epi8(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1, 2 * c + 1,
-                                       2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1);
-    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
-}
-
-// One row's super-block, decoded: chunk c holds weights 32c..32c+31 (unsigned) and the int16
-// scale of each pair of them.
-struct DecodedK {
-    __m256i quants[8];
-    __m256i scales[8];
-    __m256i all_scales;  // Q6_K: the 16 sub-block scales (int16); Q4_K, Q5_K: 8 mins then 8 scales
+// What the dot products need of one Q8_K block.
+struct KActivationScales {
     float d;
-    float dmin;
+    // int16 pairs: Q4_K, Q5_K the sums of sub-blocks (2k, 2k + 1) of 32 (k < 4); Q6_K the
+    // sums of sub-blocks (2k, 2k + 1) of 16.
+    int32_t sum_pairs[8];
 };
 
-// Q4_K, Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes.
-inline void unpack_scales_and_mins(const uint8_t * packed, DecodedK & out) {
-    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    uint32_t utmp[4];
-    memcpy(utmp, packed, 12);
-    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = utmp[1] & kmask1;
-    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= kmask1;
-    // Low 8 int16: the scales of sub-blocks 0..7; high 8: their mins.
-    const __m256i mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(utmp[3], utmp[2], utmp[1], utmp[0]));
-    uint16_t scales[8];
-    _mm_storeu_si128((__m128i *) scales, _mm256_extracti128_si256(mins_and_scales, 0));
+inline int32_t int16_pair(int32_t low, int32_t high) {
+    return (int32_t) (((uint32_t) (uint16_t) low) | ((uint32_t) (uint16_t) high << 16));
+}
+
+// Per lane: the 8 int32 values[0..8) of rows 0..7.
+inline __m256i lanes_of(const int32_t (&values)[PANEL_ROWS]) {
+    return _mm256_loadu_si256((const __m256i *) values);
+}
+
+// Per lane (row): the exact integer dot product of 16 unsigned 6-bit weights (4 groups) with
+// 16 signed activations.
+inline __m256i half_block_dot(const __m256i * quants, const int8_t * activations) {
+#ifdef CORRAL_DPBUSD
+    __m256i sum = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+        sum = CORRAL_DPBUSD(sum, quants[g], broadcast_word(activations + 4 * g));
+    }
+    return sum;
+#else
+    // A pair sum is at most 2 x 63 x 128: widened before adding.
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i sum = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g)), ones));
+    }
+    return sum;
+#endif
+}
+
+// What the K-quant formats share.
+struct SuperBlockFormat {
+    using Activations = block_q8_K;
+    using Panel = KPanel;
+    using Scales = KActivationScales;
+    static constexpr int64_t CHUNK = 4;   // 11 KB of panel
+    static constexpr int TILE_COLS = 4;
+    static constexpr int64_t BATCH_COLS = 64;  // a wider batch shares each (costly) unpacking
+};
+
+// isum[j] = the sum over the super-block's 8 chunks of 32 weights of Format::chunk_sum (the
+// chunk's scaled exact dot product) for every column j of the tile: chunk by chunk, so that
+// the chunk's 8 weight groups stay in registers for every column (a whole super-block would
+// not fit).
+template <typename Format, int COLS>
+inline void scaled_sums(const KPanel & block, const block_q8_K * b, int64_t ldb, __m256i (&isum)[COLS]) {
+    for (int j = 0; j < COLS; ++j) {
+        isum[j] = _mm256_setzero_si256();
+    }
     for (int c = 0; c < 8; ++c) {
-        out.scales[c] = _mm256_set1_epi16((short) scales[c]);
+        __m256i quants[8];
+        for (int g = 0; g < 8; ++g) {
+            quants[g] = block.quants[8 * c + g];
+        }
+        for (int j = 0; j < COLS; ++j) {
+            isum[j] = _mm256_add_epi32(isum[j], Format::chunk_sum(quants, b[j * ldb].qs + 32 * c, block, c));
+        }
     }
-    out.all_scales = mins_and_scales;
 }
 
-// Q4_K, Q5_K: byte b of qs[32j..32j+32) holds weight b of chunk 2j (low nibble) and of chunk
-// 2j + 1 (high); with FIFTH_BITS (Q5_K), bit c of byte b of qh is bit 4 of weight b of chunk c.
-template <bool FIFTH_BITS, typename Block>
-inline DecodedK decode_4_or_5_bit(const Block & x) {
-    DecodedK out;
-    unpack_scales_and_mins(x.scales, out);
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    for (int c = 0; c < 8; ++c) {
-        const __m256i bits = _mm256_loadu_si256((const __m256i *) (x.qs + 32 * (c / 2)));
-        out.quants[c] = c % 2 == 0 ? _mm256_and_si256(bits, m4) : _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        if constexpr (FIFTH_BITS) {
-            const __m256i mask = _mm256_set1_epi8((char) (1 << c));
-            const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_loadu_si256((const __m256i *) x.qh), mask), mask);
-            out.quants[c] = _mm256_or_si256(out.quants[c], _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
-        }
-    }
-    out.d = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d);
-    out.dmin = _cvtsh_ss(x.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin);
-    return out;
-}
-
-// The exact integer sum of scale x weight x activation over the super-block (ggml's lanes).
-inline __m256i scaled_sum(const DecodedK & x, const block_q8_K & y) {
-    __m256i sumi = _mm256_setzero_si256();
-    for (int c = 0; c < 8; c += 2) {
-        const __m256i p0 = _mm256_madd_epi16(x.scales[c], _mm256_maddubs_epi16(x.quants[c], _mm256_loadu_si256((const __m256i *) (y.qs + 32 * c))));
-        const __m256i p1 = _mm256_madd_epi16(x.scales[c + 1], _mm256_maddubs_epi16(x.quants[c + 1], _mm256_loadu_si256((const __m256i *) (y.qs + 32 * c + 32))));
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
-    }
-    return sumi;
-}
-
-// Sums of 32 activations (pairs of the block's sums of 16) times the row's 8 mins: 4 lanes.
-inline __m128i mins_x_sums(const DecodedK & x, const block_q8_K & y) {
-    const __m256i q8sums = _mm256_loadu_si256((const __m256i *) y.bsums);
-    const __m128i q8s = _mm_hadd_epi16(_mm256_extracti128_si256(q8sums, 0), _mm256_extracti128_si256(q8sums, 1));
-    return _mm_madd_epi16(_mm256_extracti128_si256(x.all_scales, 1), q8s);
-}
-
-// Q4_K and Q5_K: one layout but for Q5_K's fifth bits. ggml adds up the mins differently for
-// the two (Q4_K in 4 lanes, Q5_K in one float), and each way is copied as it is.
-template <bool FIFTH_BITS>
-struct Q4_or_5_K {
-    using Weights = typename std::conditional<FIFTH_BITS, block_q5_K, block_q4_K>::type;
-    // acc: ggml's 8 lanes of scaled sums; acc_m (Q4_K): its 4 lanes of scaled mins;
-    // summs (Q5_K): its running sum of scaled mins.
-    struct Column {
-        __m256 acc;
-        __m128 acc_m;
-        float summs;
-    };
-    static DecodedK decode(const Weights & x) { return decode_4_or_5_bit<FIFTH_BITS>(x); }
-    static Column start() { return {_mm256_setzero_ps(), _mm_setzero_ps(), 0.0f}; }
-    static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
-        const float d = y.d * x.d;
-        const float dmin = -y.d * x.dmin;
-        if constexpr (FIFTH_BITS) {
-            const __m128i zero = _mm_setzero_si128();
-            const __m128i hsum = _mm_hadd_epi32(_mm_hadd_epi32(mins_x_sums(x, y), zero), zero);
-            col.summs += dmin * _mm_extract_epi32(hsum, 0);
-        } else {
-            col.acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_x_sums(x, y)), col.acc_m);
-        }
-        col.acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(scaled_sum(x, y)), col.acc);
-    }
-    static float finish(Column & col) {
-        if constexpr (FIFTH_BITS) {
-            return hsum_float_8(col.acc) + col.summs;
-        }
-        __m128 acc_m = _mm_add_ps(col.acc_m, _mm_movehl_ps(col.acc_m, col.acc_m));
-        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-        return hsum_float_8(col.acc) + _mm_cvtss_f32(acc_m);
-    }
-};
-using Q4_K = Q4_or_5_K<false>;
-using Q5_K = Q4_or_5_K<true>;
-
-struct Q6_K {
-    using Weights = block_q6_K;
-    struct Column {
-        __m256 acc;
-    };
-    static DecodedK decode(const Weights & x) {
-        DecodedK out;
-        const __m256i m15 = _mm256_set1_epi8(15);
-        for (int j = 0; j < 2; ++j) {
-            // Half j: low nibbles of ql[64j..64j+64), 2 high bits each from qh[32j..32j+32).
-            const __m256i q4bits1 = _mm256_loadu_si256((const __m256i *) (x.ql + 64 * j));
-            const __m256i q4bits2 = _mm256_loadu_si256((const __m256i *) (x.ql + 64 * j + 32));
-            const __m256i q4bitsH = _mm256_loadu_si256((const __m256i *) (x.qh + 32 * j));
-            const __m256i q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(3)), 4);
-            const __m256i q4h_1 = _mm256_slli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(12)), 2);
-            const __m256i q4h_2 = _mm256_and_si256(q4bitsH, _mm256_set1_epi8(48));
-            const __m256i q4h_3 = _mm256_srli_epi16(_mm256_and_si256(q4bitsH, _mm256_set1_epi8(-64)), 2);
-            out.quants[4 * j] = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), q4h_0);
-            out.quants[4 * j + 1] = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), q4h_1);
-            out.quants[4 * j + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m15), q4h_2);
-            out.quants[4 * j + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m15), q4h_3);
-        }
-        const __m128i scales = _mm_loadu_si128((const __m128i *) x.scales);
-        for (int c = 0; c < 8; ++c) {
-            out.scales[c] = q6_K_chunk_scales(scales, c);
-        }
-        out.all_scales = _mm256_cvtepi8_epi16(scales);
-        out.d = _cvtsh_ss(x.d);
-        return out;
-    }
-    static Column start() { return {_mm256_setzero_ps()}; }
-    static void accumulate(const DecodedK & x, const block_q8_K & y, Column & col) {
-        const float d = y.d * x.d;
-        // The weights are stored + 32: subtract 32 x scale x the sum of each 16 activations.
-        const __m256i q8sclsub = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) y.bsums), x.all_scales), 5);
-        const __m256i sumi = _mm256_sub_epi32(scaled_sum(x, y), q8sclsub);
-        col.acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&d), _mm256_cvtepi32_ps(sumi), col.acc);
-    }
-    static float finish(Column & col) { return hsum_float_8(col.acc); }
-};
-
-// This thread's share of the rows; each row's super-blocks are decoded once per batch of
-// columns, and every column of the batch accumulates against them in super-block order.
-template <typename Format>
-void gemm_k(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const void * weights, int64_t lda,
-            const void * activations, int64_t ldb, float * C, int64_t ldc) {
-    const auto * A = (const typename Format::Weights *) weights;
-    const auto * B = (const block_q8_K *) activations;
-    const int64_t per_thread = (m + params->nth - 1) / params->nth;
-    const int64_t first = per_thread * params->ith;
-    const int64_t last = first + per_thread < m ? first + per_thread : m;
-    typename Format::Column columns[BATCH_COLS];
-    for (int64_t row = first; row < last; ++row) {
-        for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
-            const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
-            for (int64_t j = 0; j < batch_cols; ++j) {
-                columns[j] = Format::start();
+// Q4_K, Q5_K: 8 sub-blocks of 32, 6-bit scales and mins packed in 12 bytes (ggml's
+// get_scale_min_k4), and 4-bit weights: byte b of qs[32j, 32j + 32) holds weight b of
+// sub-block 2j (low nibble) and of 2j + 1 (high); FIFTH_BITS (Q5_K): bit c of byte b of qh is
+// bit 4 of weight b of sub-block c.
+template <typename Block, bool FIFTH_BITS>
+struct KNibbleFormat : SuperBlockFormat {
+    using Weights = Block;
+    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+        const Weights * row[PANEL_ROWS];
+        block_rows(A, lda, row0, rows, l, row);
+        Panel out;
+        const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+        for (int j = 0; j < 4; ++j) {
+            __m256i words[8];
+            transpose_words(row, offsetof(Weights, qs) + 32 * j, words);
+            for (int g = 0; g < 8; ++g) {
+                out.quants[8 * (2 * j) + g] = _mm256_and_si256(words[g], low_nibbles);
+                out.quants[8 * (2 * j + 1) + g] = _mm256_and_si256(_mm256_srli_epi16(words[g], 4), low_nibbles);
             }
-            for (int64_t l = 0; l < k; ++l) {
-                const DecodedK decoded = Format::decode(A[row * lda + l]);
-                for (int64_t j = 0; j < batch_cols; ++j) {
-                    Format::accumulate(decoded, B[(batch0 + j) * ldb + l], columns[j]);
+        }
+        if constexpr (FIFTH_BITS) {
+            __m256i high[8];
+            transpose_words(row, offsetof(Weights, qh), high);
+            const __m256i fifth_bit = _mm256_set1_epi8(0x10);
+            for (int c = 0; c < 8; ++c) {
+                const __m256i bit = _mm256_set1_epi8((char) (1 << c));
+                for (int g = 0; g < 8; ++g) {
+                    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(high[g], bit), bit);
+                    out.quants[8 * c + g] = _mm256_or_si256(out.quants[8 * c + g], _mm256_and_si256(set, fifth_bit));
                 }
             }
-            for (int64_t j = 0; j < batch_cols; ++j) {
-                C[(batch0 + j) * ldc + row] = Format::finish(columns[j]);
+        }
+        int32_t scales[8][PANEL_ROWS], min_pairs[4][PANEL_ROWS];
+        for (int r = 0; r < PANEL_ROWS; ++r) {
+            const uint8_t * q = row[r]->scales;
+            int32_t scale[8], min[8];
+            for (int s = 0; s < 8; ++s) {
+                scale[s] = s < 4 ? q[s] & 63 : (q[s + 4] & 0xF) | ((q[s - 4] >> 6) << 4);
+                min[s] = s < 4 ? q[s + 4] & 63 : (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+                scales[s][r] = scale[s];
+            }
+            for (int k = 0; k < 4; ++k) {
+                min_pairs[k][r] = int16_pair(min[2 * k], min[2 * k + 1]);
             }
         }
+        for (int s = 0; s < 8; ++s) {
+            out.scales[s] = lanes_of(scales[s]);
+        }
+        for (int k = 0; k < 4; ++k) {
+            out.scale_pairs[k] = lanes_of(min_pairs[k]);
+        }
+        out.d = halves_of(row, offsetof(Weights, GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d));
+        out.dmin = halves_of(row, offsetof(Weights, GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin));
+        return out;
     }
-}
+    static Scales activation_scales(const Activations & block) {
+        Scales s = {block.d, {}};
+        for (int k = 0; k < 4; ++k) {
+            s.sum_pairs[k] = int16_pair(block.bsums[4 * k] + block.bsums[4 * k + 1], block.bsums[4 * k + 2] + block.bsums[4 * k + 3]);
+        }
+        return s;
+    }
+    static __m256i chunk_sum(const __m256i * quants, const int8_t * a, const Panel & block, int c) {
+        return _mm256_mullo_epi32(block_dot(quants, a), block.scales[c]);
+    }
+    template <int COLS>
+    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, __m256 (&acc)[COLS]) {
+        __m256i isum[COLS];
+        scaled_sums<KNibbleFormat, COLS>(block, b, ldb, isum);
+        for (int j = 0; j < COLS; ++j) {
+            __m256i msum = _mm256_setzero_si256();
+            for (int k = 0; k < 4; ++k) {
+                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(block.scale_pairs[k], _mm256_set1_epi32(s[j * CHUNK].sum_pairs[k])));
+            }
+            const __m256 d = _mm256_set1_ps(s[j * CHUNK].d);
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_mul_ps(block.d, d), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(block.dmin, d), acc[j]);
+        }
+    }
+};
+
+using Q4_K = KNibbleFormat<block_q4_K, false>;
+using Q5_K = KNibbleFormat<block_q5_K, true>;
+
+// Q6_K: 16 sub-blocks of 16 with int8 scales; 6-bit weights stored + 32, their low 4 bits in
+// ql and high 2 in qh. Half j (weights 128j ..) holds, for b < 32: weight b of sub-blocks
+// (chunks of 32) 4j, 4j + 1, 4j + 2, 4j + 3 in the low nibble of ql[64j + b], the low nibble
+// of ql[64j + 32 + b], the high nibble of ql[64j + b], the high nibble of ql[64j + 32 + b],
+// with bits 0-1, 2-3, 4-5, 6-7 of qh[32j + b] on top.
+struct Q6_K : SuperBlockFormat {
+    using Weights = block_q6_K;
+    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+        const Weights * row[PANEL_ROWS];
+        block_rows(A, lda, row0, rows, l, row);
+        Panel out;
+        const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+        const __m256i two_bits = _mm256_set1_epi8(3);
+        for (int j = 0; j < 2; ++j) {
+            __m256i first[8], second[8], high[8];
+            transpose_words(row, offsetof(Weights, ql) + 64 * j, first);
+            transpose_words(row, offsetof(Weights, ql) + 64 * j + 32, second);
+            transpose_words(row, offsetof(Weights, qh) + 32 * j, high);
+            for (int g = 0; g < 8; ++g) {
+                const __m256i h = high[g];
+                const auto top = [&](int shift) {
+                    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, shift), two_bits), 4);
+                };
+                out.quants[8 * (4 * j) + g] = _mm256_or_si256(_mm256_and_si256(first[g], low_nibbles), top(0));
+                out.quants[8 * (4 * j + 1) + g] = _mm256_or_si256(_mm256_and_si256(second[g], low_nibbles), top(2));
+                out.quants[8 * (4 * j + 2) + g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(first[g], 4), low_nibbles), top(4));
+                out.quants[8 * (4 * j + 3) + g] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(second[g], 4), low_nibbles), top(6));
+            }
+        }
+        int32_t scales[16][PANEL_ROWS], scale_pairs[8][PANEL_ROWS];
+        for (int r = 0; r < PANEL_ROWS; ++r) {
+            for (int s = 0; s < 16; ++s) {
+                scales[s][r] = row[r]->scales[s];
+            }
+            for (int k = 0; k < 8; ++k) {
+                scale_pairs[k][r] = int16_pair(row[r]->scales[2 * k], row[r]->scales[2 * k + 1]);
+            }
+        }
+        for (int s = 0; s < 16; ++s) {
+            out.scales[s] = lanes_of(scales[s]);
+        }
+        for (int k = 0; k < 8; ++k) {
+            out.scale_pairs[k] = lanes_of(scale_pairs[k]);
+        }
+        out.d = halves_of(row, offsetof(Weights, d));
+        out.dmin = _mm256_setzero_ps();
+        return out;
+    }
+    static Scales activation_scales(const Activations & block) {
+        Scales s = {block.d, {}};
+        for (int k = 0; k < 8; ++k) {
+            s.sum_pairs[k] = int16_pair(block.bsums[2 * k], block.bsums[2 * k + 1]);
+        }
+        return s;
+    }
+    // Chunk c is sub-blocks 2c and 2c + 1 of 16.
+    static __m256i chunk_sum(const __m256i * quants, const int8_t * a, const Panel & block, int c) {
+        const __m256i low = _mm256_mullo_epi32(half_block_dot(quants, a), block.scales[2 * c]);
+        const __m256i high = _mm256_mullo_epi32(half_block_dot(quants + 4, a + 16), block.scales[2 * c + 1]);
+        return _mm256_add_epi32(low, high);
+    }
+    template <int COLS>
+    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, __m256 (&acc)[COLS]) {
+        __m256i isum[COLS];
+        scaled_sums<Q6_K, COLS>(block, b, ldb, isum);
+        for (int j = 0; j < COLS; ++j) {
+            __m256i offset = _mm256_setzero_si256();
+            for (int k = 0; k < 8; ++k) {
+                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(block.scale_pairs[k], _mm256_set1_epi32(s[j * CHUNK].sum_pairs[k])));
+            }
+            const __m256i sum = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(offset, 5));
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(block.d, _mm256_set1_ps(s[j * CHUNK].d)), acc[j]);
+        }
+    }
+};
 
 }  // namespace
 
@@ -634,12 +711,11 @@ extern "C" bool llamafile_sgemm(const struct ggml_compute_params * params, int64
             gemm<Q5_0>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
             return true;
         }
-        // One column: ggml's dot product is the same arithmetic, without decoding into memory.
-        if (Btype == GGML_TYPE_Q8_K && n > 1) {
+        if (Btype == GGML_TYPE_Q8_K) {
             switch (Atype) {
-                case GGML_TYPE_Q4_K: gemm_k<Q4_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
-                case GGML_TYPE_Q5_K: gemm_k<Q5_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
-                case GGML_TYPE_Q6_K: gemm_k<Q6_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
+                case GGML_TYPE_Q4_K: gemm<Q4_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
+                case GGML_TYPE_Q5_K: gemm<Q5_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
+                case GGML_TYPE_Q6_K: gemm<Q6_K>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc); return true;
                 default: break;
             }
         }

@@ -232,9 +232,8 @@ struct Format {
     activation_block: usize,
     /// ggml's dot product for the pair
     vec_dot: &'static str,
-    /// The kernel's own formula, and how far ggml's summation order may take ggml from it;
-    /// None: the kernel computes ggml's result exactly (the K-quants).
-    formula: Option<Formula>,
+    /// The kernel's own formula, and how far ggml's summation order may take ggml from it.
+    formula: Formula,
     /// Weights per block: 32, or 256 for the K-quants' super-blocks.
     block_values: usize,
     /// How test blocks are made (None: random bytes with leading finite f16 scales).
@@ -263,7 +262,7 @@ const fn with_formula(
         weight_block,
         activation_block,
         vec_dot,
-        formula: Some(Formula { reference, rounding_bound }),
+        formula: Formula { reference, rounding_bound },
         block_values: 32,
         random_weights: None,
         random_activations: None,
@@ -341,10 +340,10 @@ fn random_q8_k(count: usize, seed: &mut u64) -> Vec<u8> {
 
 fn k_quant(
     name: &'static str,
-    weight_type: i32,
-    weight_block: usize,
+    (weight_type, weight_block): (i32, usize),
     vec_dot: &'static str,
     random_weights: fn(usize, &mut u64) -> Vec<u8>,
+    (reference, rounding_bound): (fn(&[u8], &[u8], usize) -> f32, fn(&[u8], &[u8], usize) -> f32),
 ) -> Format {
     Format {
         name,
@@ -353,7 +352,7 @@ fn k_quant(
         weight_block,
         activation_block: Q8_K_BLOCK,
         vec_dot,
-        formula: None,
+        formula: Formula { reference, rounding_bound },
         block_values: 256,
         random_weights: Some(random_weights),
         random_activations: Some(random_q8_k),
@@ -362,16 +361,100 @@ fn k_quant(
 
 fn k_quants() -> [Format; 3] {
     [
-        k_quant("Q4_K x Q8_K", GGML_TYPE_Q4_K, Q4_K_BLOCK, "ggml_vec_dot_q4_K_q8_K", |n, seed| {
-            random_k_blocks(n, Q4_K_BLOCK, &[0, 2], seed)
-        }),
-        k_quant("Q5_K x Q8_K", GGML_TYPE_Q5_K, Q5_K_BLOCK, "ggml_vec_dot_q5_K_q8_K", |n, seed| {
-            random_k_blocks(n, Q5_K_BLOCK, &[0, 2], seed)
-        }),
-        k_quant("Q6_K x Q8_K", GGML_TYPE_Q6_K, Q6_K_BLOCK, "ggml_vec_dot_q6_K_q8_K", |n, seed| {
-            random_k_blocks(n, Q6_K_BLOCK, &[208], seed)
-        }),
+        k_quant(
+            "Q4_K x Q8_K",
+            (GGML_TYPE_Q4_K, Q4_K_BLOCK),
+            "ggml_vec_dot_q4_K_q8_K",
+            |n, seed| random_k_blocks(n, Q4_K_BLOCK, &[0, 2], seed),
+            (|a, b, k| k_nibble_terms(a, b, k, Q4_K_BLOCK, 16, None).0, |a, b, k| k_nibble_terms(a, b, k, Q4_K_BLOCK, 16, None).1),
+        ),
+        k_quant(
+            "Q5_K x Q8_K",
+            (GGML_TYPE_Q5_K, Q5_K_BLOCK),
+            "ggml_vec_dot_q5_K_q8_K",
+            |n, seed| random_k_blocks(n, Q5_K_BLOCK, &[0, 2], seed),
+            (|a, b, k| k_nibble_terms(a, b, k, Q5_K_BLOCK, 48, Some(16)).0, |a, b, k| k_nibble_terms(a, b, k, Q5_K_BLOCK, 48, Some(16)).1),
+        ),
+        k_quant(
+            "Q6_K x Q8_K",
+            (GGML_TYPE_Q6_K, Q6_K_BLOCK),
+            "ggml_vec_dot_q6_K_q8_K",
+            |n, seed| random_k_blocks(n, Q6_K_BLOCK, &[208], seed),
+            (|a, b, k| q6_k_terms(a, b, k).0, |a, b, k| q6_k_terms(a, b, k).1),
+        ),
     ]
+}
+
+/// Q8_K block `block` of a column: its scale and its 256 values.
+fn q8_k(b: &[u8], block: usize) -> (f32, impl Fn(usize) -> i32 + '_) {
+    let wb = &b[block * Q8_K_BLOCK..];
+    (f32::from_le_bytes(wb[..4].try_into().unwrap()), move |i: usize| wb[4 + i] as i8 as i32)
+}
+
+/// Q4_K, Q5_K: the 6-bit scale and min of sub-block s (of 32) from the 12 packed bytes.
+fn k_scale_min(packed: &[u8], s: usize) -> (i32, i32) {
+    if s < 4 {
+        ((packed[s] & 63) as i32, (packed[s + 4] & 63) as i32)
+    } else {
+        (((packed[s + 4] & 0xF) | ((packed[s - 4] >> 6) << 4)) as i32, ((packed[s + 4] >> 4) | ((packed[s] >> 6) << 4)) as i32)
+    }
+}
+
+/// The kernel's formula for Q4_K or Q5_K x Q8_K (nibbles at `qs`, fifth bits at `qh`), and a
+/// rounding bound for ggml's own order: per super-block, isum = sum of scale x exact sub-block
+/// dot product, msum = sum of min x sub-block activation sum, then two fmas.
+fn k_nibble_terms(a: &[u8], b: &[u8], k: usize, block_size: usize, qs: usize, qh: Option<usize>) -> (f32, f32) {
+    let (mut acc, mut magnitude) = (0f32, 0f64);
+    for block in 0..k {
+        let wa = &a[block * block_size..];
+        let (ad, act) = q8_k(b, block);
+        let weight = |i: usize| {
+            let (chunk, byte) = (i / 32, wa[qs + 32 * (i / 64) + i % 32]);
+            let nibble = if chunk % 2 == 0 { byte & 0x0F } else { byte >> 4 } as i32;
+            nibble | qh.map_or(0, |qh| (((wa[qh + i % 32] >> chunk) & 1) as i32) << 4)
+        };
+        let (mut isum, mut msum, mut terms, mut min_terms) = (0i32, 0i32, 0f64, 0f64);
+        for s in 0..8 {
+            let (scale, min) = k_scale_min(&wa[4..16], s);
+            let sub = 32 * s..32 * (s + 1);
+            isum += scale * sub.clone().map(|i| weight(i) * act(i)).sum::<i32>();
+            msum += min * sub.clone().map(&act).sum::<i32>();
+            terms += (scale * sub.clone().map(|i| (weight(i) * act(i)).abs()).sum::<i32>()) as f64;
+            min_terms += (min * sub.map(|i| act(i).abs()).sum::<i32>()) as f64;
+        }
+        let (d, dmin) = (half(wa) * ad, half(&wa[2..]) * ad);
+        acc = (isum as f32).mul_add(d, acc);
+        acc = (-(msum as f32)).mul_add(dmin, acc);
+        magnitude += (d as f64).abs() * terms + (dmin as f64).abs() * min_terms;
+    }
+    (acc, rounding_bound_of(magnitude, k))
+}
+
+/// The kernel's formula for Q6_K x Q8_K, and a rounding bound for ggml's own order: per
+/// super-block, isum = sum of scale x exact sub-block dot product of (q - 32), then one fma.
+fn q6_k_terms(a: &[u8], b: &[u8], k: usize) -> (f32, f32) {
+    let (mut acc, mut magnitude) = (0f32, 0f64);
+    for block in 0..k {
+        let wa = &a[block * Q6_K_BLOCK..];
+        let (ad, act) = q8_k(b, block);
+        let weight = |i: usize| {
+            let (half_j, quarter, byte) = (i / 128, (i % 128) / 32, i % 32);
+            let low = wa[64 * half_j + 32 * (quarter % 2) + byte];
+            let nibble = if quarter < 2 { low & 0x0F } else { low >> 4 } as i32;
+            let top = ((wa[128 + 32 * half_j + byte] >> (2 * quarter)) & 3) as i32;
+            (nibble | (top << 4)) - 32
+        };
+        let (mut isum, mut terms) = (0i32, 0f64);
+        for s in 0..16 {
+            let scale = wa[192 + s] as i8 as i32;
+            isum += scale * (16 * s..16 * (s + 1)).map(|i| weight(i) * act(i)).sum::<i32>();
+            terms += (scale.abs() * (16 * s..16 * (s + 1)).map(|i| (weight(i) * act(i)).abs()).sum::<i32>()) as f64;
+        }
+        let d = half(&wa[208..]) * ad;
+        acc = (isum as f32).mul_add(d, acc);
+        magnitude += (d as f64).abs() * terms;
+    }
+    (acc, rounding_bound_of(magnitude, k))
 }
 
 /// Bound on the rounding of either summation order: a few ulps of the largest partial sum.
@@ -457,8 +540,8 @@ fn random_or_plain(random: Option<fn(usize, &mut u64) -> Vec<u8>>, count: usize,
 fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot: VecDot) {
     let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
-    // K-quant rows are a few super-blocks (the kernel has no chunks of them).
-    let depths: &[usize] = if format.block_values == 256 { &[1, 2, 5] } else { &[1, 3, 18, 70] };
+    // Past one chunk of blocks (64; 8 super-blocks), and within one.
+    let depths: &[usize] = if format.block_values == 256 { &[1, 2, 5, 9, 17] } else { &[1, 3, 18, 70] };
     for &k in depths {
         for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33] {
             for n in (1usize..=9).chain([33, 38]) {
@@ -488,12 +571,7 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
                             GGML_TYPE_F32,
                         )
                     };
-                    // One column of K-quants goes to ggml's dot product: the same arithmetic.
-                    let expected = format.formula.is_some() || n > 1;
-                    assert_eq!(handled, expected, "{variant}: {name} n={n} taken by corral's GEMM: {handled}");
-                }
-                if !(format.formula.is_some() || n > 1) {
-                    continue;
+                    assert!(handled, "{variant}: {name} n={n} not taken by corral's GEMM");
                 }
                 for col in 0..n {
                     let (row_a, col_b) = (|row: usize| &a[row * k * wb..], &b[col * k * ab..]);
@@ -502,14 +580,7 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
                         let mut ggml = 0f32;
                         // SAFETY: one row of k weight blocks and one column of k activation blocks.
                         unsafe { vec_dot((k * format.block_values) as i32, &mut ggml, 0, row_a(row).as_ptr(), 0, col_b.as_ptr(), 0, 1) };
-                        let Some(formula) = &format.formula else {
-                            assert_eq!(
-                                got.to_bits(),
-                                ggml.to_bits(),
-                                "{variant} {name} k={k} m={m} n={n} row={row} col={col}: {got} vs ggml's {ggml}"
-                            );
-                            continue;
-                        };
+                        let formula = &format.formula;
                         let expected = (formula.reference)(row_a(row), col_b, k);
                         assert_eq!(
                             got.to_bits(),
@@ -530,21 +601,21 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
     }
 }
 
-/// ggml's tiled K-quant GEMM, which ggml tries first for 8 columns or more, leaves narrow
-/// batches (2 to 8 columns, 16 for Q6_K: batched decoding) to corral's kernel, which computes
-/// ggml's own dot product: a sequence decoded among others gets the results it gets alone.
+/// ggml's tiled K-quant GEMM, which ggml tries first for 8 columns or more, leaves every
+/// batch of K-quant weights to corral's kernel: a sequence gets the same results alone,
+/// batched with others or within a prompt.
 #[test]
-fn narrow_k_quant_batches_bypass_ggmls_tiled_gemm() {
+fn k_quant_batches_bypass_ggmls_tiled_gemm() {
     if std::env::var_os(CHILD).is_some() || !relinked() {
         return;
     }
     let mut gated = vec![];
     for variant in variants::with_symbol("ggml_compute_forward_mul_mat_tiled_ggml") {
         type Gate = unsafe extern "C" fn(*const ComputeParams, *mut llama_cpp_sys_2::ggml_tensor) -> bool;
-        // SAFETY: ggml-cpu's tiled.h signature; for these batches the gate reads only the types and widths.
+        // SAFETY: ggml-cpu's tiled.h signature; for these types the gate reads only the type.
         let gate: Gate = unsafe { std::mem::transmute(variant.symbol("ggml_compute_forward_mul_mat_tiled")) };
-        for (weight_type, widest) in [(GGML_TYPE_Q4_K, 8), (GGML_TYPE_Q5_K, 8), (GGML_TYPE_Q6_K, 16)] {
-            for columns in [1, 2, widest] {
+        for weight_type in [GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K] {
+            for columns in [1, 2, 8, 16, 64, 512] {
                 // SAFETY: plain C structs, all-zero is a valid (empty) tensor.
                 let mut weights: llama_cpp_sys_2::ggml_tensor = unsafe { std::mem::zeroed() };
                 weights.type_ = weight_type as llama_cpp_sys_2::ggml_type;
@@ -563,4 +634,56 @@ fn narrow_k_quant_batches_bypass_ggmls_tiled_gemm() {
     }
     let running = corral::cpu_variant().unwrap().name;
     assert!(gated.contains(&running) && gated.contains(&"haswell".to_string()), "gated {gated:?}, running {running}");
+}
+
+/// corral's Q8_K activation quantizer (core/kernels/quantize_q8_k.c) writes exactly the bytes
+/// of ggml's reference quantizer, in every variant that carries it: random rows, rows whose
+/// largest magnitude appears with both signs, all-zero and NaN-holding blocks, and values that
+/// scale to exact halves (rounded to even).
+#[test]
+fn q8_k_quantizer_writes_ggmls_bytes() {
+    if std::env::var_os(CHILD).is_some() || !relinked() {
+        return;
+    }
+    type Quantize = unsafe extern "C" fn(*const f32, *mut u8, i64);
+    let mut seed = 11u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as u32 as f32 / u32::MAX as f32) * 2.0 - 1.0
+    };
+    let mut blocks: Vec<Vec<f32>> = (0..20).map(|i| (0..256).map(|_| next() * 10f32.powi(i % 5 - 2)).collect()).collect();
+    let mut ties: Vec<f32> = (0..256).map(|_| (next() * 120.0).round() + 0.5).collect();
+    ties[3] = -127.0; // the scale is then exactly 1: every value is a tie
+    blocks.push(ties);
+    let mut both_signs: Vec<f32> = (0..256).map(|_| next()).collect();
+    (both_signs[7], both_signs[200]) = (-4.0, 4.0);
+    blocks.push(both_signs.iter().map(|x| -x).collect());
+    blocks.push(both_signs);
+    blocks.push(vec![0.0; 256]);
+    let mut with_nan: Vec<f32> = (0..256).map(|_| next()).collect();
+    with_nan[9] = f32::NAN;
+    blocks.push(with_nan);
+    let row: Vec<f32> = blocks.concat();
+    let mut tested = vec![];
+    for variant in variants::with_symbol("ggml_quantize_row_q8_K") {
+        let (ours, reference) = (variant.symbol("quantize_row_q8_K"), variant.symbol("quantize_row_q8_K_ref"));
+        assert!(!ours.is_null() && !reference.is_null(), "{}: quantizer symbols missing", variant.name);
+        // SAFETY: ggml's quantizer signature; each writes row.len() / 256 blocks of Q8_K.
+        let (ours, reference): (Quantize, Quantize) = unsafe { (std::mem::transmute(ours), std::mem::transmute(reference)) };
+        let blocks = row.len() / 256;
+        let (mut got, mut expected) = (vec![0u8; blocks * Q8_K_BLOCK], vec![0u8; blocks * Q8_K_BLOCK]);
+        // SAFETY: as above.
+        unsafe {
+            ours(row.as_ptr(), got.as_mut_ptr(), row.len() as i64);
+            reference(row.as_ptr(), expected.as_mut_ptr(), row.len() as i64);
+        }
+        for (block, (got, expected)) in got.chunks(Q8_K_BLOCK).zip(expected.chunks(Q8_K_BLOCK)).enumerate() {
+            // ggml leaves the sums of an all-zero block as they were: compare scale and values there.
+            let compared = if expected[..4] == [0; 4] { 260 } else { Q8_K_BLOCK };
+            assert_eq!(got[..compared], expected[..compared], "{}: block {block} differs from ggml's reference", variant.name);
+        }
+        tested.push(variant.name.clone());
+    }
+    let running = corral::cpu_variant().unwrap().name;
+    assert!(tested.contains(&running) && tested.contains(&"haswell".to_string()), "tested {tested:?}, running {running}");
 }
