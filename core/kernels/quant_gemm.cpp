@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include <type_traits>
+#include <vector>
 
 #define GGML_COMMON_DECL_CPP
 #include "ggml-common.h"
@@ -238,9 +239,10 @@ struct ColumnByColumn {
     static constexpr int64_t BATCH_COLS = 32;   // columns whose scales are converted at once (and that share an unpacked panel)
     // (Parameter types deduced: Format is incomplete where this is declared.)
     template <int COLS, typename Panel, typename Activations, typename Scales>
-    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, __m256 (&acc)[COLS]) {
+    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
+                                __m256 (&acc)[COLS]) {
         for (int j = 0; j < COLS; ++j) {
-            acc[j] = Format::accumulate(block, b[j * ldb], s[j * Format::CHUNK], acc[j]);
+            acc[j] = Format::accumulate(block, b[j * ldb], s[j * s_stride], acc[j]);
         }
     }
 };
@@ -343,8 +345,8 @@ inline void store_rows(float * c, int rows, __m256 values) {
 // here (and kept in `panel` when STORE, for the next tiles); otherwise they are read from it.
 template <typename Format, int COLS, bool UNPACK, bool STORE>
 void tile(const typename Format::Weights * A, int64_t lda, typename Format::Panel * panel, int64_t l0, int64_t count,
-          const typename Format::Activations * B, int64_t ldb, const typename Format::Scales * scales, float * C, int64_t ldc,
-          int64_t row0, int rows, int64_t col0) {
+          const typename Format::Activations * B, int64_t ldb, const typename Format::Scales * scales, int64_t s_stride, float * C,
+          int64_t ldc, int64_t row0, int rows, int64_t col0) {
     __m256 acc[COLS];
     for (int j = 0; j < COLS; ++j) {
         acc[j] = l0 == 0 ? _mm256_setzero_ps() : load_rows(C + (col0 + j) * ldc + row0, rows);
@@ -353,11 +355,23 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
         typename Format::Panel unpacked;
         if (UNPACK) {
             // The 8 rows are 8 interleaved streams, too many for the hardware prefetchers:
-            // fetch the same blocks of the next panel meanwhile.
-            constexpr int lines = (PANEL_ROWS * sizeof(typename Format::Weights) + 63) / 64 + 1;
-            const char * next = (const char *) &A[(row0 + PANEL_ROWS) * lda + l0] + l * PANEL_ROWS * sizeof(typename Format::Weights);
-            for (int line = 0; line < lines; ++line) {
-                _mm_prefetch(next + 64 * line, _MM_HINT_T0);
+            // fetch the same blocks of the next panel meanwhile. Whole rows (count == lda) lie
+            // together, one stream; a chunk of them is 8 pieces, one per row.
+            constexpr size_t size = sizeof(typename Format::Weights);
+            if (count == lda) {
+                constexpr int lines = (PANEL_ROWS * size + 63) / 64 + 1;
+                const char * next = (const char *) &A[(row0 + PANEL_ROWS) * lda] + l * PANEL_ROWS * size;
+                for (int line = 0; line < lines; ++line) {
+                    _mm_prefetch(next + 64 * line, _MM_HINT_T0);
+                }
+            } else {
+                for (int r = 0; r < PANEL_ROWS; ++r) {
+                    const char * next = (const char *) &A[(row0 + PANEL_ROWS + r) * lda + l0 + l];
+                    for (size_t offset = 0; offset < size; offset += 64) {
+                        _mm_prefetch(next + offset, _MM_HINT_T0);
+                    }
+                    _mm_prefetch(next + size - 1, _MM_HINT_T0);
+                }
             }
             unpacked = Format::unpack(A, lda, row0, rows, l0 + l);
             if (STORE) {
@@ -365,7 +379,7 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
             }
         }
         const typename Format::Panel & block = UNPACK ? unpacked : panel[l];
-        Format::template accumulate_tile<COLS>(block, &B[col0 * ldb + l0 + l], ldb, &scales[l], acc);
+        Format::template accumulate_tile<COLS>(block, &B[col0 * ldb + l0 + l], ldb, &scales[l], s_stride, acc);
     }
     for (int j = 0; j < COLS; ++j) {
         store_rows(C + (col0 + j) * ldc + row0, rows, acc[j]);
@@ -374,13 +388,13 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
 
 template <typename Format, bool UNPACK, bool STORE>
 void tile_any(int cols, const typename Format::Weights * A, int64_t lda, typename Format::Panel * panel, int64_t l0, int64_t count,
-              const typename Format::Activations * B, int64_t ldb, const typename Format::Scales * scales, float * C,
-              int64_t ldc, int64_t row0, int rows, int64_t col0) {
+              const typename Format::Activations * B, int64_t ldb, const typename Format::Scales * scales, int64_t s_stride,
+              float * C, int64_t ldc, int64_t row0, int rows, int64_t col0) {
     switch (cols) {
-        case 4: tile<Format, 4, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
-        case 3: tile<Format, 3, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
-        case 2: tile<Format, 2, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
-        case 1: tile<Format, 1, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, col0); break;
+        case 4: tile<Format, 4, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, s_stride, C, ldc, row0, rows, col0); break;
+        case 3: tile<Format, 3, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, s_stride, C, ldc, row0, rows, col0); break;
+        case 2: tile<Format, 2, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, s_stride, C, ldc, row0, rows, col0); break;
+        case 1: tile<Format, 1, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, s_stride, C, ldc, row0, rows, col0); break;
         default: break;
     }
 }
@@ -399,17 +413,29 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
         return;
     }
     constexpr int64_t CHUNK = Format::CHUNK;
-    typename Format::Panel panel[CHUNK];
     constexpr int TILE_COLS = Format::TILE_COLS;
     constexpr int64_t BATCH_COLS = Format::BATCH_COLS;
-    typename Format::Scales scales[BATCH_COLS * CHUNK];
+    typename Format::Panel panel[CHUNK];
+    typename Format::Scales batch_scales[BATCH_COLS * CHUNK];
+    // A single tile (decoding: up to TILE_COLS columns) keeps no panel between tiles, so it
+    // takes whole rows in one pass: each panel's rows then lie together in memory, and the
+    // next panel is prefetched as one stream. Batches go in chunks of CHUNK blocks, so that a
+    // chunk's panel stays in L1 for all their tiles. Either way each (row, column) sums its
+    // blocks in order.
+    const bool whole_rows = n <= TILE_COLS;
+    const int64_t chunk = whole_rows ? k : CHUNK;
+    static thread_local std::vector<typename Format::Scales> row_scales;
+    if (whole_rows && row_scales.size() < (size_t) (n * k)) {
+        row_scales.resize(n * k);
+    }
+    typename Format::Scales * scales = whole_rows ? row_scales.data() : batch_scales;
     for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
         const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
-        for (int64_t l0 = 0; l0 < k; l0 += CHUNK) {
-            const int64_t count = k - l0 < CHUNK ? k - l0 : CHUNK;
+        for (int64_t l0 = 0; l0 < k; l0 += chunk) {
+            const int64_t count = k - l0 < chunk ? k - l0 : chunk;
             for (int64_t j = 0; j < batch_cols; ++j) {
                 for (int64_t l = 0; l < count; ++l) {
-                    scales[j * CHUNK + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
+                    scales[j * chunk + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
                 }
             }
             for (int64_t p = first; p < last; ++p) {
@@ -418,20 +444,19 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
                 // The first tile unpacks the weights; later tiles of the batch reuse them.
                 const int first_cols = batch_cols < TILE_COLS ? (int) batch_cols : TILE_COLS;
                 if (batch_cols > TILE_COLS) {
-                    tile_any<Format, true, true>(first_cols, A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, batch0);
+                    tile_any<Format, true, true>(first_cols, A, lda, panel, l0, count, B, ldb, scales, chunk, C, ldc, row0, rows, batch0);
                 } else {
-                    tile_any<Format, true, false>(first_cols, A, lda, panel, l0, count, B, ldb, scales, C, ldc, row0, rows, batch0);
+                    tile_any<Format, true, false>(first_cols, A, lda, panel, l0, count, B, ldb, scales, chunk, C, ldc, row0, rows, batch0);
                 }
                 for (int64_t j = first_cols; j < batch_cols; j += TILE_COLS) {
                     const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
-                    tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK], C,
-                                                   ldc, row0, rows, batch0 + j);
+                    tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * chunk], chunk, C, ldc,
+                                                   row0, rows, batch0 + j);
                 }
             }
         }
     }
 }
-
 
 // K-quants: 256-weight super-blocks against Q8_K activations (f32 scale, 256 bytes, int16 sums
 // of each 16), in the same panel design: a super-block of 8 rows is unpacked once (its
@@ -594,15 +619,16 @@ struct KNibbleFormat : SuperBlockFormat {
         return _mm256_mullo_epi32(block_dot(quants, a), block.scales[c]);
     }
     template <int COLS>
-    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, __m256 (&acc)[COLS]) {
+    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
+                                __m256 (&acc)[COLS]) {
         __m256i isum[COLS];
         scaled_sums<KNibbleFormat, COLS>(block, b, ldb, isum);
         for (int j = 0; j < COLS; ++j) {
             __m256i msum = _mm256_setzero_si256();
             for (int k = 0; k < 4; ++k) {
-                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(block.scale_pairs[k], _mm256_set1_epi32(s[j * CHUNK].sum_pairs[k])));
+                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(block.scale_pairs[k], _mm256_set1_epi32(s[j * s_stride].sum_pairs[k])));
             }
-            const __m256 d = _mm256_set1_ps(s[j * CHUNK].d);
+            const __m256 d = _mm256_set1_ps(s[j * s_stride].d);
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_mul_ps(block.d, d), acc[j]);
             acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(block.dmin, d), acc[j]);
         }
@@ -674,16 +700,17 @@ struct Q6_K : SuperBlockFormat {
         return _mm256_add_epi32(low, high);
     }
     template <int COLS>
-    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, __m256 (&acc)[COLS]) {
+    static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
+                                __m256 (&acc)[COLS]) {
         __m256i isum[COLS];
         scaled_sums<Q6_K, COLS>(block, b, ldb, isum);
         for (int j = 0; j < COLS; ++j) {
             __m256i offset = _mm256_setzero_si256();
             for (int k = 0; k < 8; ++k) {
-                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(block.scale_pairs[k], _mm256_set1_epi32(s[j * CHUNK].sum_pairs[k])));
+                offset = _mm256_add_epi32(offset, _mm256_madd_epi16(block.scale_pairs[k], _mm256_set1_epi32(s[j * s_stride].sum_pairs[k])));
             }
             const __m256i sum = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(offset, 5));
-            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(block.d, _mm256_set1_ps(s[j * CHUNK].d)), acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(block.d, _mm256_set1_ps(s[j * s_stride].d)), acc[j]);
         }
     }
 };
