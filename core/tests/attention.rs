@@ -2,7 +2,8 @@
 //! variants that ship), called directly on ggml tensors in every shipped variant this CPU can run:
 //! - it computes attention over the visible cells within f32 rounding of an exact (f64)
 //!   reference, for grouped-query and plain heads, head sizes 64 to 256 (also K wider than V),
-//!   1 to 63 query tokens, finite and -inf mask values, and a token that sees no cell at all;
+//!   1 to 63 query tokens (and prompts of 64 and 130 for heads of 256 shared 4 to a K/V head),
+//!   finite and -inf mask values, and a token that sees no cell at all;
 //! - a row's result depends only on its own visible cells: decoded alone from a contiguous cache
 //!   or among 7 other sequences whose cells interleave with its own, on one thread or two, the
 //!   bits are the same.
@@ -169,10 +170,12 @@ fn attention_matches_exact_attention_in_every_variant() {
         let mut seed = 0;
         // (head size K, head size V, query heads, K/V heads): SmolLM2 and Llama-style grouped
         // queries, more query heads per K/V head than one unit takes, plain multi-head, K wider than V.
-        for (dk, dv, heads, kv_heads) in
-            [(64, 64, 9, 3), (128, 128, 8, 2), (64, 64, 10, 2), (96, 96, 4, 4), (256, 256, 2, 1), (192, 128, 4, 2)]
-        {
-            for tokens in [1, 2, 5, 8, 63] {
+        // Gemma-style heads (256, 4 per K/V head) also for prompts of 64 tokens or more.
+        let shapes =
+            [(64, 64, 9, 3), (128, 128, 8, 2), (64, 64, 10, 2), (96, 96, 4, 4), (256, 256, 2, 1), (192, 128, 4, 2), (256, 256, 8, 2)];
+        for (dk, dv, heads, kv_heads) in shapes {
+            let prompts: &[usize] = if dk == 256 && heads / kv_heads >= 4 { &[64, 130] } else { &[] };
+            for &tokens in [1, 2, 5, 8, 63].iter().chain(prompts) {
                 for cells in [1, 7, 33, 100, 600] {
                     seed += 1;
                     let problem = Problem::random(dk, dv, heads, kv_heads, tokens, cells, seed);
