@@ -1,5 +1,5 @@
-// corral's quantized matrix multiplication for ggml's x86 CPU backends: Q4_1 weights (any
-// AVX2 variant) and Q8_0 weights (VNNI variants).
+// corral's quantized matrix multiplication for ggml's x86 CPU backends: Q4_1, Q5_0, Q5_1 and
+// the K-quants Q4_K, Q5_K, Q6_K (any AVX2 variant), and Q8_0 (VNNI variants).
 //
 // ggml multiplies Q4_1 weights by activations one (row, column) dot product at a time
 // (ggml_vec_dot_q4_1_q8_1), and each of those converts and scales 8 partial sums per block;
@@ -19,14 +19,14 @@
 // every batch size and tile: batching never changes a result):
 //     isum = sum of the block's 32 products of weights and activations (exact, integer)
 //     acc  = fma(float(isum), weight_scale * activation_scale, acc)
-//     acc  = fma(weight_min, activation_scale_x_sum, acc)          (Q4_1 only)
+//     acc  = fma(weight_min, activation_scale_x_sum, acc)          (Q4_1, Q5_1)
+// (the K-quants' super-blocks have their own, further down).
 // ggml sums the same terms in another order, so results differ from ggml's in the last bits
 // (core/tests/kernel.rs checks both: this formula exactly, ggml's within rounding).
 //
 // It is linked into each AVX2-capable libggml-cpu-<variant>.so by core/build.rs: ggml's own
 // `llamafile_sgemm` is renamed to `ggml_llamafile_sgemm` in that variant's object file, and the
-// `llamafile_sgemm` below takes Q4_1 x Q8_1 (and Q8_0 x Q8_0 with VNNI) and hands every other
-// case to it.
+// `llamafile_sgemm` below takes the formats above and hands every other case to it.
 
 #include <immintrin.h>
 #include <stddef.h>
