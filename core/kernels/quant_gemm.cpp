@@ -13,7 +13,8 @@
 // plain AVX2) then advances 8 rows at once against 4 broadcast activation bytes, and each block
 // ends in one integer sum per (row, column), converted and scaled for 8 rows with 2-3 vector
 // operations. The unpacked panel stays in L1 and serves every column of the batch; the next
-// panel is prefetched meanwhile.
+// panel is prefetched meanwhile. Decoding (up to 4 columns) shares the rows between threads in
+// chunks taken as they finish; its K-quants skip the panels and go row by row (row_by_row).
 //
 // Arithmetic, per (row, column), in block order (bit for bit the same in every variant, for
 // every batch size and tile: batching never changes a result):
@@ -33,6 +34,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -45,6 +47,10 @@ extern "C" bool ggml_llamafile_sgemm(const struct ggml_compute_params * params, 
                                      int64_t ldc, int Atype, int Btype, int Ctype);
 
 namespace {
+
+// The 32-weight formats' unpacking belongs inside the tile loop that uses it: as a call (which
+// compilers chose once decoding got its own loop) Q5_0 decoding took 60% longer.
+#define ALWAYS_INLINE __attribute__((always_inline))
 
 // The fp16 pairs read together below: (scale, min) and (scale, scale x sum).
 static_assert(offsetof(block_q4_1, qs) == 4 && sizeof(ggml_half) == 2, "block_q4_1 starts with d, m");
@@ -235,6 +241,7 @@ inline ActivationScales q8_0_scales(const block_q8_0 & block) {
 // compiler keeps it there for every column of the tile.
 template <typename Format>
 struct ColumnByColumn {
+    static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels too (see row_by_row)
     static constexpr int TILE_COLS = 4;         // columns sharing each loaded panel block
     static constexpr int64_t BATCH_COLS = 32;   // columns whose scales are converted at once (and that share an unpacked panel)
     // (Parameter types deduced: Format is incomplete where this is declared.)
@@ -257,7 +264,7 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS>> {
     using Panel = PanelBlock;
     using Scales = ActivationScales;
     static constexpr int64_t CHUNK = 64;
-    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+    ALWAYS_INLINE static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
         const Weights * row[PANEL_ROWS];
         block_rows(A, lda, row0, rows, l, row);
         Panel out;
@@ -299,14 +306,14 @@ struct Q8_0 : ColumnByColumn<Q8_0> {
     using Panel = PanelBlock;
     using Scales = ActivationScales;
     static constexpr int64_t CHUNK = 64;
-    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l);
+    ALWAYS_INLINE static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l);
     static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
     static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
         return accumulate_centered<128>(block, a, s, acc);
     }
 };
 
-inline PanelBlock Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+ALWAYS_INLINE inline PanelBlock Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
     const block_q8_0 * row[PANEL_ROWS];
     block_rows(A, lda, row0, rows, l, row);
     __m256i words[8];
@@ -399,12 +406,108 @@ void tile_any(int cols, const typename Format::Weights * A, int64_t lda, typenam
     }
 }
 
-// This thread's share of the panels; every thread sees every column.
+// Decoding (at most TILE_COLS columns) of the K-quants: row by row, straight from ggml's layout.
+// With no batch to share an unpacked panel, unpacking (transposing 8 rows, widening their
+// scales) cost more than the dot products: matrix-vector products ran at about 14 GB/s, half
+// the memory bandwidth. Here a thread reads its rows in order, one stream, and each super-block
+// is decoded once for the (at most 4) columns. Each (row, column) gets the same integers and the
+// same float steps in the same order as in the panels, so decoding and batches agree bit for bit.
+template <typename Format, int COLS>
+void row_by_row(const typename Format::Weights * A, int64_t lda, const block_q8_K * B, int64_t ldb, float * C, int64_t ldc,
+                int64_t row_begin, int64_t row_end) {
+    constexpr int PREFETCH_BLOCKS = 4;  // ahead of the hardware prefetcher, which restarts at each page
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        const typename Format::Weights * row = &A[r * lda];
+        __m128 acc[COLS];
+        for (int j = 0; j < COLS; ++j) {
+            acc[j] = _mm_setzero_ps();
+        }
+        for (int64_t l = 0; l < lda; ++l) {
+            const char * ahead = (const char *) &row[l + PREFETCH_BLOCKS];
+            for (size_t offset = 0; offset < sizeof(typename Format::Weights); offset += 64) {
+                _mm_prefetch(ahead + offset, _MM_HINT_T0);
+            }
+            Format::template row_block<COLS>(row[l], &B[l], ldb, acc);
+        }
+        for (int j = 0; j < COLS; ++j) {
+            C[j * ldc + r] = _mm_cvtss_f32(acc[j]);
+        }
+    }
+}
+
+template <typename Format>
+void row_by_row_any(int cols, const typename Format::Weights * A, int64_t lda, const block_q8_K * B, int64_t ldb, float * C,
+                    int64_t ldc, int64_t row_begin, int64_t row_end) {
+    switch (cols) {
+        case 4: row_by_row<Format, 4>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
+        case 3: row_by_row<Format, 3>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
+        case 2: row_by_row<Format, 2>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
+        case 1: row_by_row<Format, 1>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
+        default: break;
+    }
+}
+
+// Decoding (at most TILE_COLS columns): memory-bound, so the rows go in chunks that the threads
+// take as they finish. With a fixed half each, one thread often finished a product well before
+// the other and spun at ggml's barrier (10% of generation time on 2 threads). About 8 chunks a
+// thread, of at least 16 panels: each chunk's first panel comes without a prefetch, so chunks
+// of 4 panels made Q5_0 decoding slower than the fixed halves.
+template <typename Format>
+void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const typename Format::Weights * A, int64_t lda,
+            const typename Format::Activations * B, int64_t ldb, float * C, int64_t ldc) {
+    const int64_t chunk_rows = std::max<int64_t>(16 * PANEL_ROWS, (m / (8 * params->nth)) / PANEL_ROWS * PANEL_ROWS);
+    const int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
+    // The 32-weight formats' activation scales, for whole rows (every thread converts all).
+    static thread_local std::vector<typename Format::Scales> row_scales;
+    if constexpr (!Format::ROW_BY_ROW) {
+        if (row_scales.size() < (size_t) (n * k)) {
+            row_scales.resize(n * k);
+        }
+        for (int64_t j = 0; j < n; ++j) {
+            for (int64_t l = 0; l < k; ++l) {
+                row_scales[j * k + l] = Format::activation_scales(B[j * ldb + l]);
+            }
+        }
+    }
+    // Called outside a graph (no thread pool: the tests call each thread in turn), thread ith
+    // takes every nth chunk instead.
+    ggml_threadpool * pool = params->threadpool;
+    if (pool) {
+        if (params->ith == 0) {
+            ggml_threadpool_chunk_set(pool, params->nth);  // chunk ith is thread ith's first
+        }
+        ggml_barrier(pool);
+    }
+    for (int64_t c = params->ith; c < chunks; c = pool ? ggml_threadpool_chunk_add(pool, 1) : c + params->nth) {
+        const int64_t row_begin = c * chunk_rows;
+        const int64_t row_end = std::min(m, row_begin + chunk_rows);
+        if constexpr (Format::ROW_BY_ROW) {
+            row_by_row_any<Format>((int) n, A, lda, B, ldb, C, ldc, row_begin, row_end);
+        } else {
+            // Whole rows in one pass: a panel's rows lie together, and the next panel is
+            // prefetched as one stream.
+            for (int64_t row0 = row_begin; row0 < row_end; row0 += PANEL_ROWS) {
+                const int rows = (int) std::min<int64_t>(PANEL_ROWS, row_end - row0);
+                tile_any<Format, true, false>((int) n, A, lda, nullptr, 0, k, B, ldb, row_scales.data(), k, C, ldc, row0, rows, 0);
+            }
+        }
+    }
+}
+
+// Batches (more than TILE_COLS columns): this thread's share of the panels; every thread sees
+// every column. The rows go in chunks of CHUNK blocks, so that a chunk's panel stays in L1 for
+// all the batch's tiles; each (row, column) still sums its blocks in order.
 template <typename Format>
 void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const void * weights, int64_t lda,
           const void * activations, int64_t ldb, float * C, int64_t ldc) {
     const auto * A = (const typename Format::Weights *) weights;
     const auto * B = (const typename Format::Activations *) activations;
+    constexpr int64_t CHUNK = Format::CHUNK;
+    constexpr int TILE_COLS = Format::TILE_COLS;
+    if (n <= TILE_COLS) {
+        decode<Format>(params, m, n, k, A, lda, B, ldb, C, ldc);
+        return;
+    }
     const int64_t panels = (m + PANEL_ROWS - 1) / PANEL_ROWS;
     const int64_t per_thread = (panels + params->nth - 1) / params->nth;
     const int64_t first = per_thread * params->ith;
@@ -412,45 +515,31 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     if (first >= last) {
         return;
     }
-    constexpr int64_t CHUNK = Format::CHUNK;
-    constexpr int TILE_COLS = Format::TILE_COLS;
     constexpr int64_t BATCH_COLS = Format::BATCH_COLS;
     typename Format::Panel panel[CHUNK];
-    typename Format::Scales batch_scales[BATCH_COLS * CHUNK];
-    // A single tile (decoding: up to TILE_COLS columns) keeps no panel between tiles, so it
-    // takes whole rows in one pass: each panel's rows then lie together in memory, and the
-    // next panel is prefetched as one stream. Batches go in chunks of CHUNK blocks, so that a
-    // chunk's panel stays in L1 for all their tiles. Either way each (row, column) sums its
-    // blocks in order.
-    const bool whole_rows = n <= TILE_COLS;
-    const int64_t chunk = whole_rows ? k : CHUNK;
-    static thread_local std::vector<typename Format::Scales> row_scales;
-    if (whole_rows && row_scales.size() < (size_t) (n * k)) {
-        row_scales.resize(n * k);
-    }
-    typename Format::Scales * scales = whole_rows ? row_scales.data() : batch_scales;
+    typename Format::Scales scales[BATCH_COLS * CHUNK];
     for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
         const int64_t batch_cols = n - batch0 < BATCH_COLS ? n - batch0 : BATCH_COLS;
-        for (int64_t l0 = 0; l0 < k; l0 += chunk) {
-            const int64_t count = k - l0 < chunk ? k - l0 : chunk;
+        for (int64_t l0 = 0; l0 < k; l0 += CHUNK) {
+            const int64_t count = k - l0 < CHUNK ? k - l0 : CHUNK;
             for (int64_t j = 0; j < batch_cols; ++j) {
                 for (int64_t l = 0; l < count; ++l) {
-                    scales[j * chunk + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
+                    scales[j * CHUNK + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
                 }
             }
             for (int64_t p = first; p < last; ++p) {
                 const int64_t row0 = p * PANEL_ROWS;
                 const int rows = m - row0 < PANEL_ROWS ? (int) (m - row0) : PANEL_ROWS;
-                // The first tile unpacks the weights; later tiles of the batch reuse them.
+                // The first tile unpacks the weights (and keeps them when more tiles follow).
                 const int first_cols = batch_cols < TILE_COLS ? (int) batch_cols : TILE_COLS;
                 if (batch_cols > TILE_COLS) {
-                    tile_any<Format, true, true>(first_cols, A, lda, panel, l0, count, B, ldb, scales, chunk, C, ldc, row0, rows, batch0);
+                    tile_any<Format, true, true>(first_cols, A, lda, panel, l0, count, B, ldb, scales, CHUNK, C, ldc, row0, rows, batch0);
                 } else {
-                    tile_any<Format, true, false>(first_cols, A, lda, panel, l0, count, B, ldb, scales, chunk, C, ldc, row0, rows, batch0);
+                    tile_any<Format, true, false>(first_cols, A, lda, panel, l0, count, B, ldb, scales, CHUNK, C, ldc, row0, rows, batch0);
                 }
                 for (int64_t j = first_cols; j < batch_cols; j += TILE_COLS) {
                     const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
-                    tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * chunk], chunk, C, ldc,
+                    tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK], CHUNK, C, ldc,
                                                    row0, rows, batch0 + j);
                 }
             }
@@ -525,6 +614,7 @@ inline __m256i half_block_dot(const __m256i * quants, const int8_t * activations
 
 // What the K-quant formats share.
 struct SuperBlockFormat {
+    static constexpr bool ROW_BY_ROW = true;
     using Activations = block_q8_K;
     using Panel = KPanel;
     using Scales = KActivationScales;
@@ -550,6 +640,67 @@ inline void scaled_sums(const KPanel & block, const block_q8_K * b, int64_t ldb,
         for (int j = 0; j < COLS; ++j) {
             isum[j] = _mm256_add_epi32(isum[j], Format::chunk_sum(quants, b[j * ldb].qs + 32 * c, block, c));
         }
+    }
+}
+
+// Decoding, row by row (see row_by_row): the exact dot products of 32 unsigned weights (at most
+// 63) with 32 signed activations, as 8 int32 partial sums (lane i: bytes 4i..4i + 3).
+inline __m256i dot32(__m256i weights, const int8_t * activations) {
+    const __m256i a = _mm256_loadu_si256((const __m256i *) activations);
+#ifdef CORRAL_DPBUSD
+    return CORRAL_DPBUSD(_mm256_setzero_si256(), weights, a);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(weights, a), _mm256_set1_epi16(1));  // pairs <= 2 x 63 x 128
+#endif
+}
+
+// The sums of the low and high halves of 4 vectors of partial sums:
+// [v0 low, v1 low, v2 low, v3 low, v0 high, v1 high, v2 high, v3 high].
+inline __m256i half_sums(const __m256i * v) {
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+}
+
+// A super-block's 8 dot products of 32 weights (quants[c]) with the activations, the halves of
+// each scaled by scales_low (chunks 0-3) and scales_high (4-7) in half_sums' order; per lane.
+inline __m256i scaled_dots(const __m256i (&quants)[8], const int8_t * activations, __m256i scales_low, __m256i scales_high) {
+    __m256i dots[8];
+    for (int c = 0; c < 8; ++c) {
+        dots[c] = dot32(quants[c], activations + 32 * c);
+    }
+    return _mm256_add_epi32(_mm256_mullo_epi32(half_sums(dots), scales_low), _mm256_mullo_epi32(half_sums(dots + 4), scales_high));
+}
+
+// [sum of a's lanes, sum of b's lanes, (the same again)].
+inline __m128i two_sums(__m256i a, __m256i b) {
+    const __m256i pairs = _mm256_hadd_epi32(a, b);
+    const __m128i quads = _mm_add_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+    return _mm_hadd_epi32(quads, quads);
+}
+
+// ggml's get_scale_min_k4 for all 8 sub-blocks at once: bytes 0-7 the 6-bit scales, 8-15 the
+// mins. Reads 16 bytes (the 12 packed ones and 4 of the weights after them).
+inline __m128i k4_scales_and_mins(const uint8_t * packed) {
+    const __m128i p = _mm_loadu_si128((const __m128i *) packed);      // 32-bit words p0, p1, p2
+    const __m128i words = _mm_shuffle_epi32(p, _MM_SHUFFLE(2, 1, 2, 0));  // p0, p2, p1, p2
+    const __m128i tops = _mm_shuffle_epi32(p, _MM_SHUFFLE(1, 1, 0, 0));   // p0, p0, p1, p1
+    // Scales 0-3 and mins 0-3: the low 6 bits of p0, p1. Scales 4-7: low nibbles of p2 with bits 6-7
+    // of p0 on top; mins 4-7: high nibbles of p2 with bits 6-7 of p1.
+    const __m128i low = _mm_and_si128(_mm_srlv_epi32(words, _mm_setr_epi32(0, 0, 0, 4)),
+                                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i high = _mm_and_si128(_mm_srli_epi32(tops, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(low, high);
+}
+
+// Bit S of each byte moved to bit 4 (16-bit shifts: what crosses into the other byte is masked).
+template <int S>
+inline __m256i fifth_bits(__m256i high) {
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
+    if constexpr (S < 4) {
+        return _mm256_and_si256(_mm256_slli_epi16(high, 4 - S), bit4);
+    } else if constexpr (S == 4) {
+        return _mm256_and_si256(high, bit4);
+    } else {
+        return _mm256_and_si256(_mm256_srli_epi16(high, S - 4), bit4);
     }
 }
 
@@ -633,6 +784,44 @@ struct KNibbleFormat : SuperBlockFormat {
             acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(block.dmin, d), acc[j]);
         }
     }
+    // One super-block of one row against COLS columns (decoding), bit for bit accumulate_tile's steps.
+    template <int COLS>
+    static void row_block(const Weights & w, const block_q8_K * b, int64_t ldb, __m128 (&acc)[COLS]) {
+        const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+        __m256i quants[8];  // sub-block s
+        for (int j = 0; j < 4; ++j) {
+            const __m256i bytes = _mm256_loadu_si256((const __m256i *) (w.qs + 32 * j));
+            quants[2 * j] = _mm256_and_si256(bytes, low_nibbles);
+            quants[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low_nibbles);
+        }
+        if constexpr (FIFTH_BITS) {
+            const __m256i high = _mm256_loadu_si256((const __m256i *) w.qh);
+            quants[0] = _mm256_or_si256(quants[0], fifth_bits<0>(high));
+            quants[1] = _mm256_or_si256(quants[1], fifth_bits<1>(high));
+            quants[2] = _mm256_or_si256(quants[2], fifth_bits<2>(high));
+            quants[3] = _mm256_or_si256(quants[3], fifth_bits<3>(high));
+            quants[4] = _mm256_or_si256(quants[4], fifth_bits<4>(high));
+            quants[5] = _mm256_or_si256(quants[5], fifth_bits<5>(high));
+            quants[6] = _mm256_or_si256(quants[6], fifth_bits<6>(high));
+            quants[7] = _mm256_or_si256(quants[7], fifth_bits<7>(high));
+        }
+        const __m128i scales_and_mins = k4_scales_and_mins(w.scales);
+        // The scales in half_sums' order: [s0 s1 s2 s3 s0 s1 s2 s3], [s4 .. s7 s4 .. s7].
+        const __m256i scales_low = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(scales_and_mins, _mm_setr_epi8(0, 1, 2, 3, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0)));
+        const __m256i scales_high = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(scales_and_mins, _mm_setr_epi8(4, 5, 6, 7, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0)));
+        const __m256i mins = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_and_mins, 8));
+        const __m128 d = _mm_set_ss(_cvtsh_ss(w.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d));
+        const __m128 dmin = _mm_set_ss(_cvtsh_ss(w.GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin));
+        for (int j = 0; j < COLS; ++j) {
+            const block_q8_K & a = b[j * ldb];
+            const __m256i isum = scaled_dots(quants, a.qs, scales_low, scales_high);
+            const __m256i sub_block_sums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) a.bsums), _mm256_set1_epi16(1));
+            const __m128 sums = _mm_cvtepi32_ps(two_sums(isum, _mm256_mullo_epi32(sub_block_sums, mins)));  // isum, msum
+            const __m128 da = _mm_set_ss(a.d);
+            acc[j] = _mm_fmadd_ss(sums, _mm_mul_ss(d, da), acc[j]);
+            acc[j] = _mm_fnmadd_ss(_mm_movehdup_ps(sums), _mm_mul_ss(dmin, da), acc[j]);
+        }
+    }
 };
 
 using Q4_K = KNibbleFormat<block_q4_K, false>;
@@ -711,6 +900,37 @@ struct Q6_K : SuperBlockFormat {
             }
             const __m256i sum = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(offset, 5));
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(block.d, _mm256_set1_ps(s[j * s_stride].d)), acc[j]);
+        }
+    }
+    // One super-block of one row against COLS columns (decoding), bit for bit accumulate_tile's steps.
+    template <int COLS>
+    static void row_block(const Weights & w, const block_q8_K * b, int64_t ldb, __m128 (&acc)[COLS]) {
+        const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+        const __m256i top_bits = _mm256_set1_epi8(0x30);
+        __m256i quants[8];  // chunk c: sub-blocks 2c, 2c + 1 of 16
+        for (int j = 0; j < 2; ++j) {
+            const __m256i first = _mm256_loadu_si256((const __m256i *) (w.ql + 64 * j));
+            const __m256i second = _mm256_loadu_si256((const __m256i *) (w.ql + 64 * j + 32));
+            const __m256i high = _mm256_loadu_si256((const __m256i *) (w.qh + 32 * j));
+            quants[4 * j] = _mm256_or_si256(_mm256_and_si256(first, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(high, 4), top_bits));
+            quants[4 * j + 1] = _mm256_or_si256(_mm256_and_si256(second, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(high, 2), top_bits));
+            quants[4 * j + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(first, 4), low_nibbles), _mm256_and_si256(high, top_bits));
+            quants[4 * j + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(second, 4), low_nibbles),
+                                                _mm256_and_si256(_mm256_srli_epi16(high, 2), top_bits));
+        }
+        const __m128i scale_bytes = _mm_loadu_si128((const __m128i *) w.scales);
+        // The scales in half_sums' order of sub-blocks: [0 2 4 6 1 3 5 7], [8 10 12 14 9 11 13 15].
+        const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        const __m256i scales_low = _mm256_permutevar8x32_epi32(_mm256_cvtepi8_epi32(scale_bytes), order);
+        const __m256i scales_high = _mm256_permutevar8x32_epi32(_mm256_cvtepi8_epi32(_mm_srli_si128(scale_bytes, 8)), order);
+        const __m256i scales16 = _mm256_cvtepi8_epi16(scale_bytes);
+        const __m128 d = _mm_set_ss(_cvtsh_ss(w.d));
+        for (int j = 0; j < COLS; ++j) {
+            const block_q8_K & a = b[j * ldb];
+            const __m256i isum = scaled_dots(quants, a.qs, scales_low, scales_high);
+            const __m256i offset = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) a.bsums), scales16);
+            const __m128 sum = _mm_cvtepi32_ps(two_sums(_mm256_sub_epi32(isum, _mm256_slli_epi32(offset, 5)), _mm256_setzero_si256()));
+            acc[j] = _mm_fmadd_ss(sum, _mm_mul_ss(d, _mm_set_ss(a.d)), acc[j]);
         }
     }
 };
