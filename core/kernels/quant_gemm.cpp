@@ -449,14 +449,24 @@ void row_by_row_any(int cols, const typename Format::Weights * A, int64_t lda, c
 
 // Decoding (at most TILE_COLS columns): memory-bound, so the rows go in chunks that the threads
 // take as they finish. With a fixed half each, one thread often finished a product well before
-// the other and spun at ggml's barrier (10% of generation time on 2 threads). About 8 chunks a
-// thread, of at least 16 panels: each chunk's first panel comes without a prefetch, so chunks
-// of 4 panels made Q5_0 decoding slower than the fixed halves.
+// the other and spun at ggml's barrier (10% of generation time on 2 threads). Up to 8 equal
+// chunks a thread, of at least 16 panels (each chunk's first panel comes without a prefetch:
+// chunks of 4 panels made Q5_0 decoding slower than the fixed halves).
 template <typename Format>
 void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const typename Format::Weights * A, int64_t lda,
             const typename Format::Activations * B, int64_t ldb, float * C, int64_t ldc) {
-    const int64_t chunk_rows = std::max<int64_t>(16 * PANEL_ROWS, (m / (8 * params->nth)) / PANEL_ROWS * PANEL_ROWS);
-    const int64_t chunks = (m + chunk_rows - 1) / chunk_rows;
+    // Small products keep the fixed halves: the barrier that starting shared chunks needs cost
+    // more there than it saved (8% of a 135M model's generation). Outside a graph (no thread
+    // pool: the tests call each thread in turn) thread ith takes every nth chunk.
+    constexpr size_t SHARED_CHUNKS_MIN_BYTES = 2 << 20;
+    ggml_threadpool * pool = params->threadpool;
+    const bool large = (size_t) (m * lda) * sizeof(typename Format::Weights) >= SHARED_CHUNKS_MIN_BYTES;
+    const bool shared = pool && large;
+    const int64_t panels = (m + PANEL_ROWS - 1) / PANEL_ROWS;
+    const int64_t chunks_per_thread = large ? std::clamp<int64_t>(panels / (16 * params->nth), 1, 8) : 1;
+    const int64_t chunk_panels = (panels + params->nth * chunks_per_thread - 1) / (params->nth * chunks_per_thread);
+    const int64_t chunk_rows = chunk_panels * PANEL_ROWS;
+    const int64_t chunks = (panels + chunk_panels - 1) / chunk_panels;
     // The 32-weight formats' activation scales, for whole rows (every thread converts all).
     static thread_local std::vector<typename Format::Scales> row_scales;
     if constexpr (!Format::ROW_BY_ROW) {
@@ -469,16 +479,13 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
             }
         }
     }
-    // Called outside a graph (no thread pool: the tests call each thread in turn), thread ith
-    // takes every nth chunk instead.
-    ggml_threadpool * pool = params->threadpool;
-    if (pool) {
+    if (shared) {
         if (params->ith == 0) {
             ggml_threadpool_chunk_set(pool, params->nth);  // chunk ith is thread ith's first
         }
         ggml_barrier(pool);
     }
-    for (int64_t c = params->ith; c < chunks; c = pool ? ggml_threadpool_chunk_add(pool, 1) : c + params->nth) {
+    for (int64_t c = params->ith; c < chunks; c = shared ? ggml_threadpool_chunk_add(pool, 1) : c + params->nth) {
         const int64_t row_begin = c * chunk_rows;
         const int64_t row_end = std::min(m, row_begin + chunk_rows);
         if constexpr (Format::ROW_BY_ROW) {
