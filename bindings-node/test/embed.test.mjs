@@ -235,7 +235,8 @@ describe('rerank (test-only reranker)', () => {
     for (const r of batched) {
       const [alone] = await model.rerank(QUERY, [DOCUMENTS[r.index]])
       assert.equal(alone.index, 0)
-      assert.ok(Math.abs(alone.score - r.score) < 1e-4, `document ${r.index}: ${alone.score} vs ${r.score}`)
+      // F16 on ggml's kernels: the batch width changes the summation order (about 1e-4 on AVX-512)
+      assert.ok(Math.abs(alone.score - r.score) < 1e-3, `document ${r.index}: ${alone.score} vs ${r.score}`)
     }
   })
 

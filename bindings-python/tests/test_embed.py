@@ -192,7 +192,7 @@ def test_rerank_scores_every_document_best_first(reranker: corral.Model) -> None
         assert 0.0 <= r["score"] <= 1.0
         assert r["document"] == DOCUMENTS[r["index"]]
         alone = reranker.rerank("What do people eat?", [r["document"]])[0]
-        assert alone["score"] == pytest.approx(r["score"], abs=1e-4)
+        assert alone["score"] == pytest.approx(r["score"], abs=1e-3)  # F16 on ggml: batch width changes the summation order
     assert reranker.rerank("What do people eat?", DOCUMENTS, top_n=2) == results[:2]
     assert reranker.rerank("q", []) == []
     with pytest.raises(corral.InvalidArgumentError):

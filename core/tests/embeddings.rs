@@ -141,7 +141,9 @@ fn rerank_scores_every_document_in_order() {
         assert!((0.0..=1.0).contains(&r.score));
         assert_eq!(r.document, documents[r.index]);
         let alone = model.rerank("What do people eat?", &[documents[r.index]], &RerankOptions::default()).unwrap();
-        assert!((alone[0].score - r.score).abs() < 1e-4);
+        // The reranker is F16, on ggml's own kernels, whose summation order depends on the
+        // batch's width: on AVX-512 CPUs scores alone and batched differ by up to about 1.1e-4.
+        assert!((alone[0].score - r.score).abs() < 1e-3, "{}: {} alone, {} batched", r.index, alone[0].score, r.score);
     }
     let top = model.rerank("What do people eat?", &documents, &RerankOptions { top_n: Some(2), ..Default::default() }).unwrap();
     assert_eq!(top, results[..2]);
