@@ -23,8 +23,9 @@ def test_estimate_memory_reports_each_part(model_path):
     assert e.required_bytes == e.total_bytes - e.mapped_weights_bytes
     assert e.fits and e.available_bytes > e.required_bytes
     assert "MemoryEstimate(context_length=2048" in repr(e)
-    # Within 10% of what a process that loads and generates holds at its peak.
-    assert 250 << 20 < e.total_bytes < 350 << 20
+    # The parts plus the process's own overhead (machine-dependent: 195 MiB in all on one
+    # machine, over 250 on another; core/tests/fit.rs checks it against the peak RSS).
+    assert 150 << 20 < e.total_bytes < 350 << 20
 
 
 def test_estimate_memory_follows_the_options(model_path):
