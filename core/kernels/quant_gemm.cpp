@@ -413,8 +413,8 @@ void tile_any(int cols, const typename Format::Weights * A, int64_t lda, typenam
 // is decoded once for the (at most 4) columns. Each (row, column) gets the same integers and the
 // same float steps in the same order as in the panels, so decoding and batches agree bit for bit.
 template <typename Format, int COLS>
-void row_by_row(const typename Format::Weights * A, int64_t lda, const block_q8_K * B, int64_t ldb, float * C, int64_t ldc,
-                int64_t row_begin, int64_t row_end) {
+void row_by_row(const typename Format::Weights * A, int64_t lda, int64_t k, const block_q8_K * B, int64_t ldb, float * C,
+                int64_t ldc, int64_t row_begin, int64_t row_end) {
     constexpr int PREFETCH_BLOCKS = 4;  // ahead of the hardware prefetcher, which restarts at each page
     for (int64_t r = row_begin; r < row_end; ++r) {
         const typename Format::Weights * row = &A[r * lda];
@@ -422,7 +422,7 @@ void row_by_row(const typename Format::Weights * A, int64_t lda, const block_q8_
         for (int j = 0; j < COLS; ++j) {
             acc[j] = _mm_setzero_ps();
         }
-        for (int64_t l = 0; l < lda; ++l) {
+        for (int64_t l = 0; l < k; ++l) {  // k blocks a row; lda is the stride between rows
             const char * ahead = (const char *) &row[l + PREFETCH_BLOCKS];
             for (size_t offset = 0; offset < sizeof(typename Format::Weights); offset += 64) {
                 _mm_prefetch(ahead + offset, _MM_HINT_T0);
@@ -436,13 +436,13 @@ void row_by_row(const typename Format::Weights * A, int64_t lda, const block_q8_
 }
 
 template <typename Format>
-void row_by_row_any(int cols, const typename Format::Weights * A, int64_t lda, const block_q8_K * B, int64_t ldb, float * C,
-                    int64_t ldc, int64_t row_begin, int64_t row_end) {
+void row_by_row_any(int cols, const typename Format::Weights * A, int64_t lda, int64_t k, const block_q8_K * B, int64_t ldb,
+                    float * C, int64_t ldc, int64_t row_begin, int64_t row_end) {
     switch (cols) {
-        case 4: row_by_row<Format, 4>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
-        case 3: row_by_row<Format, 3>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
-        case 2: row_by_row<Format, 2>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
-        case 1: row_by_row<Format, 1>(A, lda, B, ldb, C, ldc, row_begin, row_end); break;
+        case 4: row_by_row<Format, 4>(A, lda, k, B, ldb, C, ldc, row_begin, row_end); break;
+        case 3: row_by_row<Format, 3>(A, lda, k, B, ldb, C, ldc, row_begin, row_end); break;
+        case 2: row_by_row<Format, 2>(A, lda, k, B, ldb, C, ldc, row_begin, row_end); break;
+        case 1: row_by_row<Format, 1>(A, lda, k, B, ldb, C, ldc, row_begin, row_end); break;
         default: break;
     }
 }
@@ -489,7 +489,7 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
         const int64_t row_begin = c * chunk_rows;
         const int64_t row_end = std::min(m, row_begin + chunk_rows);
         if constexpr (Format::ROW_BY_ROW) {
-            row_by_row_any<Format>((int) n, A, lda, B, ldb, C, ldc, row_begin, row_end);
+            row_by_row_any<Format>((int) n, A, lda, k, B, ldb, C, ldc, row_begin, row_end);
         } else {
             // Whole rows in one pass: a panel's rows lie together, and the next panel is
             // prefetched as one stream.
