@@ -79,7 +79,7 @@ struct Kernel {
     renamed: &'static str,
 }
 
-const KERNELS: [Kernel; 4] = [
+const KERNELS: [Kernel; 5] = [
     Kernel {
         source: "kernels/quant_gemm.cpp",
         ggml_source: "ggml-cpu/llamafile/sgemm.cpp",
@@ -104,7 +104,16 @@ const KERNELS: [Kernel; 4] = [
         symbol: "ggml_compute_forward_flash_attn_ext",
         renamed: "ggml_compute_forward_flash_attn_ext_ggml",
     },
+    Kernel {
+        source: "kernels/activations.cpp",
+        ggml_source: "ggml-cpu/ops.cpp",
+        symbol: "ggml_compute_forward_glu",
+        renamed: "ggml_compute_forward_glu_ggml",
+    },
 ];
+
+/// Headers the kernels share.
+const KERNEL_HEADERS: [&str; 1] = ["kernels/simd_math.h"];
 
 /// ggml's CPU weight repacking (repack.cpp) copies Q4_K weights into its own interleaved
 /// layout at load on every AVX2 CPU, and then computes them itself: the copy would never reach
@@ -130,6 +139,9 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
     for kernel in &KERNELS {
         println!("cargo:rerun-if-changed={}", kernel.source);
     }
+    for header in KERNEL_HEADERS {
+        println!("cargo:rerun-if-changed={header}");
+    }
     let work = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("relink");
     let _ = std::fs::remove_dir_all(&work);
     let Ok(commands) = std::fs::read_to_string(cmake_build.join("compile_commands.json")) else {
@@ -154,8 +166,9 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
         if file.ends_with(REPACK_SOURCE) {
             repack.insert(variant, (command, Path::new(dir)));
         }
-        let Some(kernel) = KERNELS.iter().find(|k| file.ends_with(k.ggml_source)) else { continue };
-        variants.entry(variant).or_default().push(Compiled { kernel, command, dir: Path::new(dir) });
+        for kernel in KERNELS.iter().filter(|k| file.ends_with(k.ggml_source)) {
+            variants.entry(variant).or_default().push(Compiled { kernel, command, dir: Path::new(dir) });
+        }
     }
     for (variant, compiled) in &variants {
         let library = runtime.join(format!("libggml-cpu-{variant}.so"));
@@ -214,32 +227,41 @@ fn relink_variant(
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
     let objcopy = std::env::var("OBJCOPY").unwrap_or_else(|_| "objcopy".into());
     let nm = std::env::var("NM").unwrap_or_else(|_| "nm".into());
-    // ggml object (as the link command names it) -> the renamed copy and corral's kernel object.
-    let mut swaps = Vec::new();
+    // Each kernel compiled by the variant's compile command for the ggml source it replaces.
+    // ggml object (as the link command names it) -> (its folder, its kernels, their objects).
+    let mut by_object: std::collections::BTreeMap<&str, (&Path, Vec<&Kernel>, Vec<String>)> = Default::default();
     for Compiled { kernel, command, dir } in compiled {
-        // The variant's compile command for ggml's source, aimed at corral's kernel instead.
         let (flags, ggml_object) = split_output(command)?;
         let stem = Path::new(kernel.source).file_stem().unwrap().to_str().unwrap();
         let kernel_object = work.join(format!("{stem}.o"));
         run_shell(&format!("{flags} -o {} -c {}", quote(&kernel_object), quote(&manifest.join(kernel.source))), dir)?;
-        let renamed = work.join(format!("ggml-{stem}.o"));
-        let status = Command::new(&objcopy)
-            .args(["--redefine-sym", &format!("{}={}", kernel.symbol, kernel.renamed)])
-            .arg(dir.join(ggml_object))
-            .arg(&renamed)
-            .status()
-            .map_err(|e| format!("{objcopy}: {e}"))?;
+        let entry = by_object.entry(ggml_object).or_insert_with(|| (dir, Vec::new(), Vec::new()));
+        entry.1.push(kernel);
+        entry.2.push(quote(&kernel_object));
+    }
+    // The ggml object with its functions renamed -> the renamed copy and corral's kernel objects.
+    let mut swaps = Vec::new();
+    for (ggml_object, (dir, kernels, kernel_objects)) in by_object {
+        let name = Path::new(ggml_object).file_name().and_then(|n| n.to_str()).ok_or("unexpected compile command")?;
+        let renamed = work.join(format!("ggml-{name}"));
+        let mut objcopy_command = Command::new(&objcopy);
+        for kernel in &kernels {
+            objcopy_command.args(["--redefine-sym", &format!("{}={}", kernel.symbol, kernel.renamed)]);
+        }
+        let status = objcopy_command.arg(dir.join(ggml_object)).arg(&renamed).status().map_err(|e| format!("{objcopy}: {e}"))?;
         if !status.success() {
             return Err(format!("{objcopy} failed on {ggml_object}"));
         }
         // objcopy renames nothing, silently, when the object lacks the symbol: then the variant
         // would link with corral's kernel calling an undefined ggml function.
         let symbols = Command::new(&nm).arg("--defined-only").arg(&renamed).output().map_err(|e| format!("{nm}: {e}"))?;
-        let defined = String::from_utf8_lossy(&symbols.stdout).lines().any(|l| l.split_whitespace().last() == Some(kernel.renamed));
-        if !defined {
-            return Err(format!("{ggml_object} does not define {}", kernel.symbol));
+        let symbols = String::from_utf8_lossy(&symbols.stdout);
+        for kernel in &kernels {
+            if !symbols.lines().any(|l| l.split_whitespace().last() == Some(kernel.renamed)) {
+                return Err(format!("{ggml_object} does not define {}", kernel.symbol));
+            }
         }
-        swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), quote(&kernel_object))));
+        swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), kernel_objects.join(" "))));
     }
     swaps.push(compile_edited_repack(repack, work)?);
     relink(compiled[0].dir, &format!("ggml-cpu-{variant}"), &swaps, work, library)

@@ -11,17 +11,11 @@
 use llama_cpp_sys_2 as ggml;
 
 mod variants;
-use variants::{relinked, ComputeParams};
-
-type ForwardOp = unsafe extern "C" fn(*const ComputeParams, *mut ggml::ggml_tensor);
+use variants::{relinked, ForwardOp};
 
 /// The attention op of every shipped variant that carries corral's kernel and runs here.
 fn variants() -> Vec<(String, ForwardOp)> {
-    variants::with_symbol("corral_flash_attention")
-        .into_iter()
-        // SAFETY: `void ggml_compute_forward_flash_attn_ext(const struct ggml_compute_params *, struct ggml_tensor *)` (ops.h).
-        .map(|v| (v.name.clone(), unsafe { std::mem::transmute::<_, ForwardOp>(v.symbol("ggml_compute_forward_flash_attn_ext")) }))
-        .collect()
+    variants::forward_ops("corral_flash_attention", "ggml_compute_forward_flash_attn_ext")
 }
 
 struct Random(u64);
@@ -145,15 +139,7 @@ impl Problem {
             let k = ggml::ggml_permute(ctx, k, 0, 2, 1, 3);
             let v = ggml::ggml_permute(ctx, v, 0, 2, 1, 3);
             let dst = ggml::ggml_flash_attn_ext(ctx, q, k, v, mask, self.scale, 0.0, 0.0);
-            let len = (dv * h * n) as usize;
-            std::ptr::write_bytes((*dst).data as *mut f32, 0xFF, len); // NaN: every element must be written
-            for ith in 0..threads {
-                let params = ComputeParams::thread(ith, threads);
-                op(&params, dst);
-            }
-            let out = std::slice::from_raw_parts((*dst).data as *const f32, len).to_vec();
-            ggml::ggml_free(ctx);
-            out
+            variants::run_f32(ctx, op, dst, (dv * h * n) as usize, threads)
         }
     }
 }
@@ -164,8 +150,6 @@ fn attention_matches_exact_attention_in_every_variant() {
         return; // only AVX2 variants carry corral's kernel
     }
     let variants = variants();
-    let running = corral::cpu_variant().unwrap().name;
-    assert!(variants.iter().any(|(name, _)| *name == running), "the variant running here ({running}) lacks corral's attention");
     for (variant, op) in &variants {
         let mut seed = 0;
         // (head size K, head size V, query heads, K/V heads): SmolLM2 and Llama-style grouped

@@ -70,3 +70,46 @@ pub fn with_symbol(marker: &str) -> Vec<Variant> {
     }
     found
 }
+
+/// A ggml forward op as the variants export it: `void ggml_compute_forward_*(const struct
+/// ggml_compute_params *, struct ggml_tensor *)`.
+#[allow(dead_code)] // kernel.rs calls its kernels through their own signatures
+pub type ForwardOp = unsafe extern "C" fn(*const ComputeParams, *mut llama_cpp_sys_2::ggml_tensor);
+
+/// Runs `op` on `dst` as `threads` threads (each called in turn, as ggml's would run it
+/// in parallel) after filling its first `len` f32 values with NaN, so that every element must
+/// be written; returns them and frees `ctx`, the context holding the tensors.
+///
+/// # Safety
+/// `dst` is an f32 tensor of at least `len` elements in `ctx` whose sources `op` can read.
+#[allow(dead_code)]
+pub unsafe fn run_f32(
+    ctx: *mut llama_cpp_sys_2::ggml_context,
+    op: ForwardOp,
+    dst: *mut llama_cpp_sys_2::ggml_tensor,
+    len: usize,
+    threads: i32,
+) -> Vec<f32> {
+    std::ptr::write_bytes((*dst).data as *mut f32, 0xFF, len);
+    for ith in 0..threads {
+        let params = ComputeParams::thread(ith, threads);
+        op(&params, dst);
+    }
+    let out = std::slice::from_raw_parts((*dst).data as *const f32, len).to_vec();
+    llama_cpp_sys_2::ggml_free(ctx);
+    out
+}
+
+/// The forward op `symbol` of every shipped variant that carries `marker` and runs here; the
+/// variant this CPU runs must be among them.
+#[allow(dead_code)]
+pub fn forward_ops(marker: &str, symbol: &str) -> Vec<(String, ForwardOp)> {
+    let ops: Vec<(String, ForwardOp)> = with_symbol(marker)
+        .into_iter()
+        // SAFETY: every `ggml_compute_forward_*` has ForwardOp's signature (ops.h).
+        .map(|v| (v.name.clone(), unsafe { std::mem::transmute::<*mut libc::c_void, ForwardOp>(v.symbol(symbol)) }))
+        .collect();
+    let running = corral::cpu_variant().unwrap().name;
+    assert!(ops.iter().any(|(name, _)| *name == running), "the variant running here ({running}) lacks {marker}");
+    ops
+}
