@@ -79,7 +79,7 @@ struct Kernel {
     renamed: &'static str,
 }
 
-const KERNELS: [Kernel; 5] = [
+const KERNELS: [Kernel; 6] = [
     Kernel {
         source: "kernels/quant_gemm.cpp",
         ggml_source: "ggml-cpu/llamafile/sgemm.cpp",
@@ -109,6 +109,12 @@ const KERNELS: [Kernel; 5] = [
         ggml_source: "ggml-cpu/ops.cpp",
         symbol: "ggml_compute_forward_glu",
         renamed: "ggml_compute_forward_glu_ggml",
+    },
+    Kernel {
+        source: "kernels/normalization.cpp",
+        ggml_source: "ggml-cpu/ops.cpp",
+        symbol: "ggml_compute_forward_rms_norm_mul_fused",
+        renamed: "ggml_compute_forward_rms_norm_mul_fused_ggml",
     },
 ];
 
