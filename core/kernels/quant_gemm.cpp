@@ -178,12 +178,13 @@ inline void add_fifth_bits(const Block * const (&row)[PANEL_ROWS], size_t offset
 #define CORRAL_DPBUSD _mm256_dpbusd_avx_epi32
 #endif
 
-// Per lane (row): the exact integer dot product of 32 unsigned weights (at most 31 without
-// VNNI) with 32 signed activations; weight group g pairs with activation bytes 4g..4g+3.
-inline __m256i block_dot(const __m256i * quants, const int8_t * activations) {
+// Per lane (row): init + the exact integer dot product of 32 unsigned weights (at most 31
+// without VNNI) with 32 signed activations; weight group g pairs with activation bytes 4g..4g+3.
+// (init starts a chain of dot products: a correction added there costs no instruction.)
+inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m256i init = _mm256_setzero_si256()) {
 #ifdef CORRAL_DPBUSD
     // Two chains of 4, so that consecutive dot products do not wait on each other.
-    __m256i low = _mm256_setzero_si256();
+    __m256i low = init;
     __m256i high = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
         low = CORRAL_DPBUSD(low, quants[g], broadcast_word(activations + 4 * g));
@@ -199,7 +200,7 @@ inline __m256i block_dot(const __m256i * quants, const int8_t * activations) {
     const __m256i low = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
     const __m256i high = _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7]));
     const __m256i ones = _mm256_set1_epi16(1);
-    return _mm256_add_epi32(_mm256_madd_epi16(low, ones), _mm256_madd_epi16(high, ones));
+    return _mm256_add_epi32(_mm256_add_epi32(init, _mm256_madd_epi16(low, ones)), _mm256_madd_epi16(high, ones));
 #endif
 }
 
@@ -218,7 +219,7 @@ inline __m256 accumulate_with_min(const PanelBlock & block, const block_q8_1 & a
 template <int CENTER>
 inline __m256 accumulate_centered(const PanelBlock & block, const block_q8_0 & activations, const ActivationScales & s,
                                   __m256 acc) {
-    const __m256i isum = _mm256_sub_epi32(block_dot(block.quants, activations.qs), _mm256_set1_epi32(CENTER * s.sum));
+    const __m256i isum = block_dot(block.quants, activations.qs, _mm256_set1_epi32(-CENTER * s.sum));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
 }
 
