@@ -14,7 +14,8 @@
 // ends in one integer sum per (row, column), converted and scaled for 8 rows with 2-3 vector
 // operations. The unpacked panel stays in L1 and serves every column of the batch; the next
 // panel is prefetched meanwhile. Decoding (up to 4 columns) shares the rows between threads in
-// chunks taken as they finish; its K-quants skip the panels and go row by row (row_by_row).
+// chunks taken as they finish; its K-quants skip the panels and go row by row (row_by_row), and
+// its Q5_0, Q5_1 and Q8_0 read each row's block in its own order (rows_in_order).
 //
 // Arithmetic, per (row, column), in block order (bit for bit the same in every variant, for
 // every batch size and tile: batching never changes a result):
@@ -167,8 +168,12 @@ inline void add_fifth_bits(const Block * const (&row)[PANEL_ROWS], size_t offset
         const __m256i byte_g = _mm256_shuffle_epi8(qh, _mm256_setr_epi8(b, b, b, b, b + 4, b + 4, b + 4, b + 4, b + 8, b + 8, b + 8, b + 8, b + 12, b + 12, b + 12, b + 12,
                                                                             b, b, b, b, b + 4, b + 4, b + 4, b + 4, b + 8, b + 8, b + 8, b + 8, b + 12, b + 12, b + 12, b + 12));
         const __m256i bit = _mm256_set1_epi32(g % 2 == 0 ? 0x08040201 : (int32_t) 0x80402010);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+        quants[g] = _mm256_mask_add_epi8(quants[g], _mm256_test_epi8_mask(byte_g, bit), quants[g], fifth_bit);
+#else
         const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(byte_g, bit), bit);
         quants[g] = _mm256_or_si256(quants[g], _mm256_and_si256(set, fifth_bit));
+#endif
     }
 }
 
@@ -204,13 +209,45 @@ inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m
 #endif
 }
 
+// Decoding: the exact dot products of 32 unsigned weights (at most 63) with 32 signed
+// activations, as 8 int32 partial sums (lane i: bytes 4i..4i + 3). Q8_0's weights (up to 255)
+// need VNNI.
+inline __m256i dot32(__m256i weights, const int8_t * activations) {
+    const __m256i a = _mm256_loadu_si256((const __m256i *) activations);
+#ifdef CORRAL_DPBUSD
+    return CORRAL_DPBUSD(_mm256_setzero_si256(), weights, a);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(weights, a), _mm256_set1_epi16(1));  // pairs <= 2 x 63 x 128
+#endif
+}
+
+// The sums of the low and high halves of 4 vectors of partial sums:
+// [v0 low, v1 low, v2 low, v3 low, v0 high, v1 high, v2 high, v3 high].
+inline __m256i half_sums(const __m256i * v) {
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+}
+
+// Lane r: the sum of the 8 lanes of v[r].
+inline __m256i lane_sums(const __m256i (&v)[PANEL_ROWS]) {
+    const __m256i low = half_sums(v), high = half_sums(v + 4);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(low, high, 0x20), _mm256_permute2x128_si256(low, high, 0x31));
+}
+
+// acc = fma(float(isum), weight scale x activation scale, acc): the float steps of every
+// 32-weight block, in panels and in decoding alike.
+inline __m256 add_scaled(__m256i isum, __m256 weight_scales, float activation_scale, __m256 acc) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(weight_scales, _mm256_set1_ps(activation_scale)), acc);
+}
+
 // Weights with an offset (Q4_1, Q5_1), against Q8_1:
 // acc = fma(isum, weight scale x activation scale, acc); acc = fma(weight min, scale x sum, acc)
+inline __m256 add_with_min(__m256i isum, __m256 weight_scales, __m256 mins, const ActivationScales & s, __m256 acc) {
+    return _mm256_fmadd_ps(mins, _mm256_set1_ps(s.scale_x_sum), add_scaled(isum, weight_scales, s.scale, acc));
+}
+
 inline __m256 accumulate_with_min(const PanelBlock & block, const block_q8_1 & activations, const ActivationScales & s,
                                   __m256 acc) {
-    const __m256i isum = block_dot(block.quants, activations.qs);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
-    return _mm256_fmadd_ps(block.mins, _mm256_set1_ps(s.scale_x_sum), acc);
+    return add_with_min(block_dot(block.quants, activations.qs), block.scales, block.mins, s, acc);
 }
 
 // Weights stored as unsigned q = w + CENTER (Q5_0: 16, Q8_0: 128), against Q8_0: the unsigned
@@ -219,8 +256,7 @@ inline __m256 accumulate_with_min(const PanelBlock & block, const block_q8_1 & a
 template <int CENTER>
 inline __m256 accumulate_centered(const PanelBlock & block, const block_q8_0 & activations, const ActivationScales & s,
                                   __m256 acc) {
-    const __m256i isum = block_dot(block.quants, activations.qs, _mm256_set1_epi32(-CENTER * s.sum));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(block.scales, _mm256_set1_ps(s.scale)), acc);
+    return add_scaled(block_dot(block.quants, activations.qs, _mm256_set1_epi32(-CENTER * s.sum)), block.scales, s.scale, acc);
 }
 
 inline ActivationScales q8_1_scales(const block_q8_1 & block) {
@@ -242,7 +278,7 @@ inline ActivationScales q8_0_scales(const block_q8_0 & block) {
 // compiler keeps it there for every column of the tile.
 template <typename Format>
 struct ColumnByColumn {
-    static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels too (see row_by_row)
+    static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels or rows_in_order (see row_by_row)
     static constexpr int TILE_COLS = 4;         // columns sharing each loaded panel block
     static constexpr int64_t BATCH_COLS = 32;   // columns whose scales are converted at once (and that share an unpacked panel)
     // (Parameter types deduced: Format is incomplete where this is declared.)
@@ -255,12 +291,36 @@ struct ColumnByColumn {
     }
 };
 
+// Decoding: 8 rows' weight scales, and mins (Q4_1, Q5_1), of one block (lane = row).
+struct WeightScales {
+    __m256 scales;
+    __m256 mins;
+};
+
+// Decoding Q5_0, Q5_1: bit i of the 32-bit qh is bit 4 of weight i (byte i of quants).
+inline __m256i add_fifth_bits_in_order(const uint8_t * qh, __m256i quants) {
+    const uint32_t bits = (uint32_t) load_word(qh);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    return _mm256_mask_add_epi8(quants, (__mmask32) bits, quants, _mm256_set1_epi8(0x10));
+#else
+    // ggml's bytes_from_bits_32: byte i takes byte i / 8 of the bits, all of whose bits but
+    // i % 8 are then set; it is all ones exactly when bit i is.
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int32_t) bits),
+                                               _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
+    return _mm256_or_si256(quants, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+#endif
+}
+
 // Nibble formats: 16 bytes of 4-bit weights, FIFTH_BITS: 32 more bits (Q5_*), and either a
 // min (Q4_1, Q5_1: weight = scale x q + min, against Q8_1) or a center of 16 (Q5_0: weight =
 // scale x (q - 16), against Q8_0).
 template <typename Block, bool FIFTH_BITS, bool MINS>
 struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS>> {
     using Weights = Block;
+    // Decoding: with fifth bits, rows_in_order (where they cost 2 operations a row, not a
+    // transposition of 8 rows' bits); Q4_1 is as fast in the panels.
+    static constexpr bool IN_ORDER = FIFTH_BITS;
     using Activations = typename std::conditional<MINS, block_q8_1, block_q8_0>::type;
     using Panel = PanelBlock;
     using Scales = ActivationScales;
@@ -291,6 +351,28 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS>> {
             return accumulate_centered<16>(block, a, s, acc);
         }
     }
+    // Decoding (rows_in_order): one row's block, byte i = weight i, unsigned.
+    ALWAYS_INLINE static __m256i in_order(const Weights & block) {
+        // The 16 bytes in both halves, the high half shifted by 4 (no shuffle needed).
+        const __m256i packed = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) block.qs));
+        const __m256i quants = _mm256_and_si256(_mm256_srlv_epi32(packed, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
+        if constexpr (FIFTH_BITS) {
+            return add_fifth_bits_in_order(block.qh, quants);
+        } else {
+            return quants;
+        }
+    }
+    ALWAYS_INLINE static WeightScales weight_scales(const Weights * const (&row)[PANEL_ROWS]) {
+        return {halves_of(row, 0), MINS ? halves_of(row, sizeof(ggml_half)) : _mm256_setzero_ps()};
+    }
+    // accumulate's float steps for the exact dot products of the rows' unsigned weights.
+    static __m256 add_dot(__m256i dot, const WeightScales & w, const ActivationScales & s, __m256 acc) {
+        if constexpr (MINS) {
+            return add_with_min(dot, w.scales, w.mins, s, acc);
+        } else {
+            return add_scaled(_mm256_add_epi32(dot, _mm256_set1_epi32(-16 * s.sum)), w.scales, s.scale, acc);
+        }
+    }
 };
 
 using Q4_1 = NibbleFormat<block_q4_1, false, true>;
@@ -303,6 +385,7 @@ using Q5_0 = NibbleFormat<block_q5_0, true, false>;
 // VNNI multiplies unsigned by signed bytes: the weights are stored + 128 (as unsigned).
 struct Q8_0 : ColumnByColumn<Q8_0> {
     using Weights = block_q8_0;
+    static constexpr bool IN_ORDER = true;  // decoding: rows_in_order, no transposition of 8 rows
     using Activations = block_q8_0;
     using Panel = PanelBlock;
     using Scales = ActivationScales;
@@ -311,6 +394,15 @@ struct Q8_0 : ColumnByColumn<Q8_0> {
     static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
     static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
         return accumulate_centered<128>(block, a, s, acc);
+    }
+    ALWAYS_INLINE static __m256i in_order(const Weights & block) {
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) block.qs), _mm256_set1_epi8((char) 0x80));
+    }
+    ALWAYS_INLINE static WeightScales weight_scales(const Weights * const (&row)[PANEL_ROWS]) {
+        return {halves_of(row, 0), _mm256_setzero_ps()};
+    }
+    static __m256 add_dot(__m256i dot, const WeightScales & w, const ActivationScales & s, __m256 acc) {
+        return add_scaled(_mm256_add_epi32(dot, _mm256_set1_epi32(-128 * s.sum)), w.scales, s.scale, acc);
     }
 };
 
@@ -348,6 +440,29 @@ inline void store_rows(float * c, int rows, __m256 values) {
     _mm256_maskstore_ps(c, mask, values);
 }
 
+// The 8 rows of a panel are 8 interleaved streams, too many for the hardware prefetchers: while
+// block l0 + l of the panel at row0 is read, fetch the same share of the next panel. Whole rows
+// (count == lda) lie together, one stream; a chunk of them is 8 pieces, one per row.
+template <typename Weights>
+inline void prefetch_next_panel(const Weights * A, int64_t lda, int64_t row0, int64_t l0, int64_t l, int64_t count) {
+    constexpr size_t size = sizeof(Weights);
+    if (count == lda) {
+        constexpr int lines = (PANEL_ROWS * size + 63) / 64 + 1;
+        const char * next = (const char *) &A[(row0 + PANEL_ROWS) * lda] + l * PANEL_ROWS * size;
+        for (int line = 0; line < lines; ++line) {
+            _mm_prefetch(next + 64 * line, _MM_HINT_T0);
+        }
+    } else {
+        for (int r = 0; r < PANEL_ROWS; ++r) {
+            const char * next = (const char *) &A[(row0 + PANEL_ROWS + r) * lda + l0 + l];
+            for (size_t offset = 0; offset < size; offset += 64) {
+                _mm_prefetch(next + offset, _MM_HINT_T0);
+            }
+            _mm_prefetch(next + size - 1, _MM_HINT_T0);
+        }
+    }
+}
+
 // Columns col0..col0 + COLS of rows row0..row0 + rows over blocks [l0, l0 + count),
 // accumulating onto C unless this is the first chunk. UNPACK: the weight blocks are unpacked
 // here (and kept in `panel` when STORE, for the next tiles); otherwise they are read from it.
@@ -362,25 +477,7 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
     for (int64_t l = 0; l < count; ++l) {
         typename Format::Panel unpacked;
         if (UNPACK) {
-            // The 8 rows are 8 interleaved streams, too many for the hardware prefetchers:
-            // fetch the same blocks of the next panel meanwhile. Whole rows (count == lda) lie
-            // together, one stream; a chunk of them is 8 pieces, one per row.
-            constexpr size_t size = sizeof(typename Format::Weights);
-            if (count == lda) {
-                constexpr int lines = (PANEL_ROWS * size + 63) / 64 + 1;
-                const char * next = (const char *) &A[(row0 + PANEL_ROWS) * lda] + l * PANEL_ROWS * size;
-                for (int line = 0; line < lines; ++line) {
-                    _mm_prefetch(next + 64 * line, _MM_HINT_T0);
-                }
-            } else {
-                for (int r = 0; r < PANEL_ROWS; ++r) {
-                    const char * next = (const char *) &A[(row0 + PANEL_ROWS + r) * lda + l0 + l];
-                    for (size_t offset = 0; offset < size; offset += 64) {
-                        _mm_prefetch(next + offset, _MM_HINT_T0);
-                    }
-                    _mm_prefetch(next + size - 1, _MM_HINT_T0);
-                }
-            }
+            prefetch_next_panel(A, lda, row0, l0, l, count);
             unpacked = Format::unpack(A, lda, row0, rows, l0 + l);
             if (STORE) {
                 panel[l] = unpacked;
@@ -403,6 +500,52 @@ void tile_any(int cols, const typename Format::Weights * A, int64_t lda, typenam
         case 3: tile<Format, 3, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, s_stride, C, ldc, row0, rows, col0); break;
         case 2: tile<Format, 2, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, s_stride, C, ldc, row0, rows, col0); break;
         case 1: tile<Format, 1, UNPACK, STORE>(A, lda, panel, l0, count, B, ldb, scales, s_stride, C, ldc, row0, rows, col0); break;
+        default: break;
+    }
+}
+
+// Decoding (at most TILE_COLS columns) of the 32-weight formats: a panel's 8 rows block by
+// block, each row's block taken in its own byte order and its dot product summed across lanes,
+// so that a lane holds a row again for the panels' float steps (bit for bit the same). With one
+// column there is no batch to share a transposed panel block: transposing cost more than the
+// dot products (Q5_0 matrix-vector products ran at 15 GB/s on one thread from L2).
+template <typename Format, int COLS>
+void rows_in_order(const typename Format::Weights * A, int64_t lda, int64_t k, const typename Format::Activations * B,
+                   int64_t ldb, const typename Format::Scales * scales, float * C, int64_t ldc, int64_t row0, int rows) {
+    __m256 acc[COLS];
+    for (int j = 0; j < COLS; ++j) {
+        acc[j] = _mm256_setzero_ps();
+    }
+    for (int64_t l = 0; l < k; ++l) {
+        prefetch_next_panel(A, lda, row0, 0, l, k);
+        const typename Format::Weights * row[PANEL_ROWS];
+        block_rows(A, lda, row0, rows, l, row);
+        __m256i quants[PANEL_ROWS];
+        for (int r = 0; r < PANEL_ROWS; ++r) {
+            quants[r] = Format::in_order(*row[r]);
+        }
+        const WeightScales weights = Format::weight_scales(row);
+        for (int j = 0; j < COLS; ++j) {
+            __m256i dots[PANEL_ROWS];
+            for (int r = 0; r < PANEL_ROWS; ++r) {
+                dots[r] = dot32(quants[r], B[j * ldb + l].qs);
+            }
+            acc[j] = Format::add_dot(lane_sums(dots), weights, scales[j * k + l], acc[j]);
+        }
+    }
+    for (int j = 0; j < COLS; ++j) {
+        store_rows(C + j * ldc + row0, rows, acc[j]);
+    }
+}
+
+template <typename Format>
+void rows_in_order_any(int cols, const typename Format::Weights * A, int64_t lda, int64_t k, const typename Format::Activations * B,
+                       int64_t ldb, const typename Format::Scales * scales, float * C, int64_t ldc, int64_t row0, int rows) {
+    switch (cols) {
+        case 4: rows_in_order<Format, 4>(A, lda, k, B, ldb, scales, C, ldc, row0, rows); break;
+        case 3: rows_in_order<Format, 3>(A, lda, k, B, ldb, scales, C, ldc, row0, rows); break;
+        case 2: rows_in_order<Format, 2>(A, lda, k, B, ldb, scales, C, ldc, row0, rows); break;
+        case 1: rows_in_order<Format, 1>(A, lda, k, B, ldb, scales, C, ldc, row0, rows); break;
         default: break;
     }
 }
@@ -496,7 +639,11 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
             // prefetched as one stream.
             for (int64_t row0 = row_begin; row0 < row_end; row0 += PANEL_ROWS) {
                 const int rows = (int) std::min<int64_t>(PANEL_ROWS, row_end - row0);
-                tile_any<Format, true, false>((int) n, A, lda, nullptr, 0, k, B, ldb, row_scales.data(), k, C, ldc, row0, rows, 0);
+                if constexpr (Format::IN_ORDER) {
+                    rows_in_order_any<Format>((int) n, A, lda, k, B, ldb, row_scales.data(), C, ldc, row0, rows);
+                } else {
+                    tile_any<Format, true, false>((int) n, A, lda, nullptr, 0, k, B, ldb, row_scales.data(), k, C, ldc, row0, rows, 0);
+                }
             }
         }
     }
@@ -649,23 +796,6 @@ inline void scaled_sums(const KPanel & block, const block_q8_K * b, int64_t ldb,
             isum[j] = _mm256_add_epi32(isum[j], Format::chunk_sum(quants, b[j * ldb].qs + 32 * c, block, c));
         }
     }
-}
-
-// Decoding, row by row (see row_by_row): the exact dot products of 32 unsigned weights (at most
-// 63) with 32 signed activations, as 8 int32 partial sums (lane i: bytes 4i..4i + 3).
-inline __m256i dot32(__m256i weights, const int8_t * activations) {
-    const __m256i a = _mm256_loadu_si256((const __m256i *) activations);
-#ifdef CORRAL_DPBUSD
-    return CORRAL_DPBUSD(_mm256_setzero_si256(), weights, a);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(weights, a), _mm256_set1_epi16(1));  // pairs <= 2 x 63 x 128
-#endif
-}
-
-// The sums of the low and high halves of 4 vectors of partial sums:
-// [v0 low, v1 low, v2 low, v3 low, v0 high, v1 high, v2 high, v3 high].
-inline __m256i half_sums(const __m256i * v) {
-    return _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
 }
 
 // A super-block's 8 dot products of 32 weights (quants[c]) with the activations, the halves of
