@@ -279,6 +279,7 @@ inline ActivationScales q8_0_scales(const block_q8_0 & block) {
 template <typename Format>
 struct ColumnByColumn {
     static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels or rows_in_order (see row_by_row)
+    static constexpr bool PANEL_IN_REGISTERS = true;
     static constexpr int TILE_COLS = 4;         // columns sharing each loaded panel block
     static constexpr int64_t BATCH_COLS = 32;   // columns whose scales are converted at once (and that share an unpacked panel)
     // (Parameter types deduced: Format is incomplete where this is declared.)
@@ -325,17 +326,15 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS>> {
     using Panel = PanelBlock;
     using Scales = ActivationScales;
     static constexpr int64_t CHUNK = 64;
-    ALWAYS_INLINE static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+    ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
         const Weights * row[PANEL_ROWS];
         block_rows(A, lda, row0, rows, l, row);
-        Panel out;
         unpack_nibbles(row, offsetof(Weights, qs), out.quants);
         if constexpr (FIFTH_BITS) {
             add_fifth_bits(row, offsetof(Weights, qh), out.quants);
         }
         out.scales = halves_of(row, 0);
         out.mins = MINS ? halves_of(row, sizeof(ggml_half)) : _mm256_setzero_ps();
-        return out;
     }
     static ActivationScales activation_scales(const Activations & block) {
         if constexpr (MINS) {
@@ -390,7 +389,7 @@ struct Q8_0 : ColumnByColumn<Q8_0> {
     using Panel = PanelBlock;
     using Scales = ActivationScales;
     static constexpr int64_t CHUNK = 64;
-    ALWAYS_INLINE static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l);
+    ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out);
     static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
     static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
         return accumulate_centered<128>(block, a, s, acc);
@@ -406,19 +405,17 @@ struct Q8_0 : ColumnByColumn<Q8_0> {
     }
 };
 
-ALWAYS_INLINE inline PanelBlock Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+ALWAYS_INLINE inline void Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out) {
     const block_q8_0 * row[PANEL_ROWS];
     block_rows(A, lda, row0, rows, l, row);
     __m256i words[8];
     transpose_words(row, offsetof(block_q8_0, qs), words);
     const __m256i to_unsigned = _mm256_set1_epi8((char) 0x80);
-    PanelBlock out;
     for (int w = 0; w < 8; ++w) {
         out.quants[w] = _mm256_xor_si256(words[w], to_unsigned);
     }
     out.scales = halves_of(row, 0);
     out.mins = _mm256_setzero_ps();
-    return out;
 }
 #endif
 
@@ -475,15 +472,18 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
         acc[j] = l0 == 0 ? _mm256_setzero_ps() : load_rows(C + (col0 + j) * ldc + row0, rows);
     }
     for (int64_t l = 0; l < count; ++l) {
+        // Panels that live in memory anyway (a K-quant super-block: 3 KB) are unpacked straight
+        // into the stored panel; a 32-weight block stays in registers for this tile.
+        constexpr bool IN_PLACE = STORE && !Format::PANEL_IN_REGISTERS;
         typename Format::Panel unpacked;
         if (UNPACK) {
             prefetch_next_panel(A, lda, row0, l0, l, count);
-            unpacked = Format::unpack(A, lda, row0, rows, l0 + l);
-            if (STORE) {
+            Format::unpack(A, lda, row0, rows, l0 + l, IN_PLACE ? panel[l] : unpacked);
+            if (STORE && !IN_PLACE) {
                 panel[l] = unpacked;
             }
         }
-        const typename Format::Panel & block = UNPACK ? unpacked : panel[l];
+        const typename Format::Panel & block = UNPACK && !IN_PLACE ? unpacked : panel[l];
         Format::template accumulate_tile<COLS>(block, &B[col0 * ldb + l0 + l], ldb, &scales[l], s_stride, acc);
     }
     for (int j = 0; j < COLS; ++j) {
@@ -770,6 +770,7 @@ inline __m256i half_block_dot(const __m256i * quants, const int8_t * activations
 // What the K-quant formats share.
 struct SuperBlockFormat {
     static constexpr bool ROW_BY_ROW = true;
+    static constexpr bool PANEL_IN_REGISTERS = false;
     using Activations = block_q8_K;
     using Panel = KPanel;
     using Scales = KActivationScales;
@@ -849,10 +850,9 @@ inline __m256i fifth_bits(__m256i high) {
 template <typename Block, bool FIFTH_BITS>
 struct KNibbleFormat : SuperBlockFormat {
     using Weights = Block;
-    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+    static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
         const Weights * row[PANEL_ROWS];
         block_rows(A, lda, row0, rows, l, row);
-        Panel out;
         const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
         for (int j = 0; j < 4; ++j) {
             __m256i words[8];
@@ -874,28 +874,30 @@ struct KNibbleFormat : SuperBlockFormat {
                 }
             }
         }
-        int32_t scales[8][PANEL_ROWS], min_pairs[4][PANEL_ROWS];
+        // Each row's scales and mins decoded at once (k4_scales_and_mins), widened, then
+        // transposed so that a lane holds a row: decoding them one by one in scalar code was
+        // most of this unpacking.
+        alignas(32) int32_t scales[PANEL_ROWS][8];     // row r: the scales of sub-blocks 0-7
+        alignas(32) int32_t min_pairs[PANEL_ROWS][8];  // row r: int16 pairs of mins (2k, 2k + 1), k < 4
+        const int32_t * scale_rows[PANEL_ROWS], * min_rows[PANEL_ROWS];
         for (int r = 0; r < PANEL_ROWS; ++r) {
-            const uint8_t * q = row[r]->scales;
-            int32_t scale[8], min[8];
-            for (int s = 0; s < 8; ++s) {
-                scale[s] = s < 4 ? q[s] & 63 : (q[s + 4] & 0xF) | ((q[s - 4] >> 6) << 4);
-                min[s] = s < 4 ? q[s + 4] & 63 : (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
-                scales[s][r] = scale[s];
-            }
-            for (int k = 0; k < 4; ++k) {
-                min_pairs[k][r] = int16_pair(min[2 * k], min[2 * k + 1]);
-            }
+            const __m128i scales_and_mins = k4_scales_and_mins(row[r]->scales);
+            _mm256_store_si256((__m256i *) scales[r], _mm256_cvtepu8_epi32(scales_and_mins));
+            _mm256_store_si256((__m256i *) min_pairs[r], _mm256_zextsi128_si256(_mm_cvtepu8_epi16(_mm_srli_si128(scales_and_mins, 8))));
+            scale_rows[r] = scales[r];
+            min_rows[r] = min_pairs[r];
         }
+        __m256i by_row[8];
+        transpose_words(scale_rows, 0, by_row);
         for (int s = 0; s < 8; ++s) {
-            out.scales[s] = lanes_of(scales[s]);
+            out.scales[s] = by_row[s];
         }
+        transpose_words(min_rows, 0, by_row);
         for (int k = 0; k < 4; ++k) {
-            out.scale_pairs[k] = lanes_of(min_pairs[k]);
+            out.scale_pairs[k] = by_row[k];
         }
         out.d = halves_of(row, offsetof(Weights, GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.d));
         out.dmin = halves_of(row, offsetof(Weights, GGML_COMMON_AGGR_U.GGML_COMMON_AGGR_S.dmin));
-        return out;
     }
     static Scales activation_scales(const Activations & block) {
         Scales s = {block.d, {}};
@@ -972,10 +974,9 @@ using Q5_K = KNibbleFormat<block_q5_K, true>;
 // with bits 0-1, 2-3, 4-5, 6-7 of qh[32j + b] on top.
 struct Q6_K : SuperBlockFormat {
     using Weights = block_q6_K;
-    static Panel unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l) {
+    static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
         const Weights * row[PANEL_ROWS];
         block_rows(A, lda, row0, rows, l, row);
-        Panel out;
         const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
         const __m256i two_bits = _mm256_set1_epi8(3);
         for (int j = 0; j < 2; ++j) {
@@ -1011,7 +1012,6 @@ struct Q6_K : SuperBlockFormat {
         }
         out.d = halves_of(row, offsetof(Weights, d));
         out.dmin = _mm256_setzero_ps();
-        return out;
     }
     static Scales activation_scales(const Activations & block) {
         Scales s = {block.d, {}};
