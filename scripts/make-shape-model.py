@@ -22,6 +22,9 @@ SHAPES = {
     # Qwen2.5 0.5B: 896 wide; ffn_down (4864) is K-quant, the rest falls back.
     "qwen2-0.5b": dict(arch="qwen2", embd=896, ffn=4864, layers=24, heads=14, kv_heads=2, head_dim=64,
                        vocab=151936, eps=1e-6, rope_base=1e6, qkv_bias=True),
+    # Qwen3 0.6B: 1024 wide (true K-quants), heads of 128 with their own Q/K norms.
+    "qwen3-0.6b": dict(arch="qwen3", embd=1024, ffn=3072, layers=28, heads=16, kv_heads=8, head_dim=128,
+                       vocab=151936, eps=1e-6, rope_base=1e6, qk_norm=True),
     # Llama 3.2 1B: 2048 wide, every layer a true K-quant.
     "llama-1b": dict(arch="llama", embd=2048, ffn=8192, layers=16, heads=32, kv_heads=8, head_dim=64,
                      vocab=128256, eps=1e-5, rope_base=5e5),
@@ -98,9 +101,10 @@ def main() -> None:
         if s.get("qkv_bias"):
             for part, n in (("attn_q", q), ("attn_k", kv), ("attn_v", kv)):
                 writer.add_tensor(b + part + ".bias", np.zeros(n, dtype=np.float32))
-        if arch == "gemma3":
+        if arch == "gemma3" or s.get("qk_norm"):
             norm(b + "attn_q_norm.weight", hd)
             norm(b + "attn_k_norm.weight", hd)
+        if arch == "gemma3":
             norm(b + "post_attention_norm.weight", embd)
             norm(b + "post_ffw_norm.weight", embd)
         norm(b + "ffn_norm.weight", embd)

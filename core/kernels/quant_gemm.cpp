@@ -599,15 +599,15 @@ void row_by_row_any(int cols, const typename Format::Weights * A, int64_t lda, i
 template <typename Format>
 void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const typename Format::Weights * A, int64_t lda,
             const typename Format::Activations * B, int64_t ldb, float * C, int64_t ldc) {
-    // Small products keep the fixed halves: the barrier that starting shared chunks needs cost
-    // more there than it saved (8% of a 135M model's generation). Outside a graph (no thread
-    // pool: the tests call each thread in turn) thread ith takes every nth chunk.
-    constexpr size_t SHARED_CHUNKS_MIN_BYTES = 2 << 20;
+    // ggml's mul_mat sets the thread pool's chunk counter to nth before the barrier that precedes
+    // its first call here, whose activations start its work buffer: that call shares chunks with
+    // no barrier of its own (one per product cost more than the sharing saved on small
+    // products). Its later calls (3-D weights, one per matrix) would find the counter spent:
+    // they, and callers outside a graph (the tests call each thread in turn), take every nth chunk.
     ggml_threadpool * pool = params->threadpool;
-    const bool large = (size_t) (m * lda) * sizeof(typename Format::Weights) >= SHARED_CHUNKS_MIN_BYTES;
-    const bool shared = pool && large;
+    const bool shared = pool && (const void *) B == params->wdata;
     const int64_t panels = (m + PANEL_ROWS - 1) / PANEL_ROWS;
-    const int64_t chunks_per_thread = large ? std::clamp<int64_t>(panels / (16 * params->nth), 1, 8) : 1;
+    const int64_t chunks_per_thread = std::clamp<int64_t>(panels / (16 * params->nth), 1, 8);
     const int64_t chunk_panels = (panels + params->nth * chunks_per_thread - 1) / (params->nth * chunks_per_thread);
     const int64_t chunk_rows = chunk_panels * PANEL_ROWS;
     const int64_t chunks = (panels + chunk_panels - 1) / chunk_panels;
@@ -622,12 +622,6 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
                 row_scales[j * k + l] = Format::activation_scales(B[j * ldb + l]);
             }
         }
-    }
-    if (shared) {
-        if (params->ith == 0) {
-            ggml_threadpool_chunk_set(pool, params->nth);  // chunk ith is thread ith's first
-        }
-        ggml_barrier(pool);
     }
     for (int64_t c = params->ith; c < chunks; c = shared ? ggml_threadpool_chunk_add(pool, 1) : c + params->nth) {
         const int64_t row_begin = c * chunk_rows;
