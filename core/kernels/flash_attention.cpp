@@ -59,6 +59,9 @@ constexpr int MAX_GROUP = 4;        // query heads sharing each converted K/V ro
 constexpr int STEP_CELLS = 32;      // visible cells per online-softmax step
 constexpr int PREFETCH_CELLS = 8;   // how far ahead K rows are fetched
 constexpr int64_t MAX_HEAD_DIM = 512;
+constexpr int64_t PROMPT_TOKENS = 16;   // query tokens from which the prompt path (Block) is taken
+constexpr int BLOCK_ROWS = 32;          // query rows (tokens x heads) a prompt block aims for
+constexpr int MAX_BLOCK_ROWS = 64;
 constexpr uint16_t F16_MINUS_INFINITY = 0xFC00;
 
 struct Shape {
@@ -70,6 +73,8 @@ struct Shape {
     int64_t groups_per_kv;
     int64_t units;
     bool streamed;          // few query tokens: every unit's K/V rows come from memory
+    bool prompt;            // units are Blocks of tokens_per_block tokens, not single tokens
+    int64_t tokens_per_block;
 };
 
 inline float horizontal_sum(__m256 x) {
@@ -95,6 +100,115 @@ inline float horizontal_max(__m256 x) {
 
 inline __m256 load_f16(const ggml_fp16_t * p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+}
+
+inline void prefetch_row(const char * row, int64_t dims) {
+    for (int64_t offset = 0; offset < dims * (int64_t) sizeof(ggml_fp16_t); offset += 64) {
+        _mm_prefetch(row + offset, _MM_HINT_T0);
+    }
+}
+
+// The cells a query row sees, in cache order, with their mask values; returns how many.
+// `row`: the row's mask (null: every cell visible).
+int64_t visible_cells(const ggml_fp16_t * row, int64_t cache_cells, int32_t * cells, float * masks) {
+    int64_t total = 0;
+    if (!row) {
+        for (int64_t c = 0; c < cache_cells; ++c) {
+            cells[total] = (int32_t) c;
+            masks[total++] = 0.0f;
+        }
+        return total;
+    }
+    const __m256i hidden = _mm256_set1_epi16((short) F16_MINUS_INFINITY);
+    int64_t c = 0;
+    for (; c + 16 <= cache_cells; c += 16) {
+        const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row + c));
+        // Two mask bits per cell; the even ones mark visible cells.
+        uint32_t visible = ~(uint32_t) _mm256_movemask_epi8(_mm256_cmpeq_epi16(m, hidden)) & 0x55555555u;
+        if (visible == 0x55555555u) {
+            // All 16 visible, as in a sequence's own contiguous cells.
+            _mm256_storeu_ps(&masks[total], _mm256_cvtph_ps(_mm256_castsi256_si128(m)));
+            _mm256_storeu_ps(&masks[total + 8], _mm256_cvtph_ps(_mm256_extracti128_si256(m, 1)));
+            for (int i = 0; i < 16; ++i) {
+                cells[total + i] = (int32_t) (c + i);
+            }
+            total += 16;
+            continue;
+        }
+        while (visible) {
+            const int64_t cell = c + __builtin_ctz(visible) / 2;
+            cells[total] = (int32_t) cell;
+            masks[total++] = GGML_CPU_FP16_TO_FP32(row[cell]);
+            visible &= visible - 1;
+        }
+    }
+    for (; c < cache_cells; ++c) {
+        if (row[c] != F16_MINUS_INFINITY) {
+            cells[total] = (int32_t) c;
+            masks[total++] = GGML_CPU_FP16_TO_FP32(row[c]);
+        }
+    }
+    return total;
+}
+
+// The mask row of query token `token` for head `head` of batch `batch` (null without a mask).
+inline const ggml_fp16_t * mask_row(const ggml_tensor * mask, int64_t token, int64_t head, int64_t batch) {
+    if (!mask) {
+        return nullptr;
+    }
+    return (const ggml_fp16_t *) ((const char *) mask->data + token * mask->nb[1] + (head % mask->ne[2]) * mask->nb[2] +
+                                  (batch % mask->ne[3]) * mask->nb[3]);
+}
+
+// One online-softmax step of one query row: score[0, n) holds the step's scores (dot + mask);
+// they become the weights p_c (the rest of the STEP_CELLS entries 0), the row's accumulator and
+// sum are rescaled to the new maximum, and the weights are added to the sum.
+inline void softmax_step(float * score, int n, float & max, float & sum, float * acc, int64_t dv) {
+    for (int c = n; c < STEP_CELLS; ++c) {
+        score[c] = -INFINITY;
+    }
+    __m256 step_max = _mm256_loadu_ps(score);
+    for (int c = 8; c < STEP_CELLS; c += 8) {
+        step_max = _mm256_max_ps(step_max, _mm256_loadu_ps(score + c));
+    }
+    const float new_max = std::max(max, horizontal_max(step_max));
+    if (new_max == -INFINITY) {
+        // Every score is -inf (an infinite dot product): nothing to add.
+        for (int c = 0; c < STEP_CELLS; ++c) {
+            score[c] = 0.0f;
+        }
+        return;
+    }
+    if (new_max > max) {
+        const float rescale = expf(max - new_max);
+        const __m256 r = _mm256_set1_ps(rescale);
+        for (int64_t d = 0; d < dv; d += 8) {
+            _mm256_storeu_ps(acc + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), r));
+        }
+        sum *= rescale;
+        max = new_max;
+    }
+    const __m256 m = _mm256_set1_ps(new_max);
+    __m256 step_sum = _mm256_setzero_ps();
+    for (int c = 0; c < STEP_CELLS; c += 8) {
+        const __m256 s = _mm256_loadu_ps(score + c);
+        // exp(-inf) is 0 in ggml's approximation too, but padding must add exactly nothing.
+        const __m256 p = _mm256_and_ps(exp_ps(_mm256_sub_ps(s, m)), _mm256_cmp_ps(s, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+        _mm256_storeu_ps(score + c, p);
+        step_sum = _mm256_add_ps(step_sum, p);
+    }
+    sum += horizontal_sum(step_sum);
+}
+
+// Writes out = acc * (1 / sum) (0 when no cell was visible) into ggml's result layout, which is
+// permuted (0, 2, 1, 3).
+inline void write_row(ggml_tensor * dst, int64_t token, int64_t head, int64_t batch, const float * acc, float sum, int64_t dv) {
+    const float inverse = sum == 0.0f ? 0.0f : 1.0f / sum;
+    float * out = (float *) ((char *) dst->data + (batch * dst->ne[2] * dst->ne[1] + head + token * dst->ne[1]) * dst->nb[1]);
+    const __m256 r = _mm256_set1_ps(inverse);
+    for (int64_t d = 0; d < dv; d += 8) {
+        _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), r));
+    }
 }
 
 // One query token with G query heads that share one K/V head.
@@ -130,54 +244,14 @@ public:
 
     void run() {
         // The cells this token sees, in cache order, with their mask values.
-        thread_local std::vector<int64_t> cells;
+        thread_local std::vector<int32_t> cells;
         thread_local std::vector<float> masks;
-        const ggml_tensor * mask = shape_.mask;
         const int64_t cache_cells = shape_.k->ne[1];
         if ((int64_t) cells.size() < cache_cells) {
             cells.resize(cache_cells);
             masks.resize(cache_cells);
         }
-        int64_t total = 0;
-        if (!mask) {
-            for (int64_t c = 0; c < cache_cells; ++c) {
-                cells[total] = c;
-                masks[total++] = 0.0f;
-            }
-        } else {
-            const ggml_fp16_t * row = (const ggml_fp16_t *) ((const char *) mask->data + token_ * mask->nb[1] +
-                                                             (first_head_ % mask->ne[2]) * mask->nb[2] +
-                                                             (batch_ % mask->ne[3]) * mask->nb[3]);
-            const __m256i hidden = _mm256_set1_epi16((short) F16_MINUS_INFINITY);
-            int64_t c = 0;
-            for (; c + 16 <= cache_cells; c += 16) {
-                const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(row + c));
-                // Two mask bits per cell; the even ones mark visible cells.
-                uint32_t visible = ~(uint32_t) _mm256_movemask_epi8(_mm256_cmpeq_epi16(m, hidden)) & 0x55555555u;
-                if (visible == 0x55555555u) {
-                    // All 16 visible, as in a sequence's own contiguous cells.
-                    _mm256_storeu_ps(&masks[total], _mm256_cvtph_ps(_mm256_castsi256_si128(m)));
-                    _mm256_storeu_ps(&masks[total + 8], _mm256_cvtph_ps(_mm256_extracti128_si256(m, 1)));
-                    for (int i = 0; i < 16; ++i) {
-                        cells[total + i] = c + i;
-                    }
-                    total += 16;
-                    continue;
-                }
-                while (visible) {
-                    const int64_t cell = c + __builtin_ctz(visible) / 2;
-                    cells[total] = cell;
-                    masks[total++] = GGML_CPU_FP16_TO_FP32(row[cell]);
-                    visible &= visible - 1;
-                }
-            }
-            for (; c < cache_cells; ++c) {
-                if (row[c] != F16_MINUS_INFINITY) {
-                    cells[total] = c;
-                    masks[total++] = GGML_CPU_FP16_TO_FP32(row[c]);
-                }
-            }
-        }
+        const int64_t total = visible_cells(mask_row(shape_.mask, token_, first_head_, batch_), cache_cells, cells.data(), masks.data());
         for (int64_t start = 0; start < total; start += STEP_CELLS) {
             step(cells.data() + start, masks.data() + start, (int) std::min<int64_t>(STEP_CELLS, total - start), total - start);
         }
@@ -187,7 +261,7 @@ public:
 private:
     // One online-softmax step over n (<= STEP_CELLS) visible cells.
     // `listed`: visible cells from `cells` on, this step's and later ones (for prefetching).
-    void step(const int64_t * cells, const float * masks, int n, int64_t listed) {
+    void step(const int32_t * cells, const float * masks, int n, int64_t listed) {
         const ggml_tensor * k = shape_.k, * v = shape_.v;
         // Two cells at a time: 2 x G independent dot products.
         int c = 0;
@@ -243,40 +317,7 @@ private:
             }
         }
         for (int h = 0; h < G; ++h) {
-            for (int c = n; c < STEP_CELLS; ++c) {
-                score_[h][c] = -INFINITY;
-            }
-            __m256 step_max = _mm256_loadu_ps(score_[h]);
-            for (int c = 8; c < STEP_CELLS; c += 8) {
-                step_max = _mm256_max_ps(step_max, _mm256_loadu_ps(score_[h] + c));
-            }
-            const float new_max = std::max(max_[h], horizontal_max(step_max));
-            if (new_max == -INFINITY) {
-                // Every score is -inf (an infinite dot product): nothing to add.
-                for (int c = 0; c < STEP_CELLS; ++c) {
-                    score_[h][c] = 0.0f;
-                }
-                continue;
-            }
-            if (new_max > max_[h]) {
-                const float rescale = expf(max_[h] - new_max);
-                const __m256 r = _mm256_set1_ps(rescale);
-                for (int64_t d = 0; d < dv_; d += 8) {
-                    _mm256_storeu_ps(acc_[h] + d, _mm256_mul_ps(_mm256_loadu_ps(acc_[h] + d), r));
-                }
-                sum_[h] *= rescale;
-                max_[h] = new_max;
-            }
-            const __m256 m = _mm256_set1_ps(new_max);
-            __m256 step_sum = _mm256_setzero_ps();
-            for (int c = 0; c < STEP_CELLS; c += 8) {
-                const __m256 s = _mm256_loadu_ps(score_[h] + c);
-                // exp(-inf) is 0 in ggml's approximation too, but padding must add exactly nothing.
-                const __m256 p = _mm256_and_ps(exp_ps(_mm256_sub_ps(s, m)), _mm256_cmp_ps(s, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
-                _mm256_storeu_ps(score_[h] + c, p);
-                step_sum = _mm256_add_ps(step_sum, p);
-            }
-            sum_[h] += horizontal_sum(step_sum);
+            softmax_step(score_[h], n, max_[h], sum_[h], acc_[h], dv_);
         }
         const ggml_fp16_t * v_rows[STEP_CELLS];
         for (int c = 0; c < n; ++c) {
@@ -316,26 +357,12 @@ private:
         }
     }
 
-    static void prefetch_row(const char * row, int64_t dims) {
-        for (int64_t offset = 0; offset < dims * (int64_t) sizeof(ggml_fp16_t); offset += 64) {
-            _mm_prefetch(row + offset, _MM_HINT_T0);
-        }
-    }
-
     // 8-float blocks of V per pass: as many accumulators as the 16 registers of AVX2 hold.
     static constexpr int V_BLOCKS = G <= 3 ? 4 : 2;
 
     void write() {
-        ggml_tensor * dst = shape_.dst;
         for (int h = 0; h < heads_; ++h) {
-            const float inverse = sum_[h] == 0.0f ? 0.0f : 1.0f / sum_[h];
-            const int64_t head = first_head_ + h;
-            // ggml's layout: the result is permuted (0, 2, 1, 3).
-            float * out = (float *) ((char *) dst->data + (batch_ * dst->ne[2] * dst->ne[1] + head + token_ * dst->ne[1]) * dst->nb[1]);
-            const __m256 r = _mm256_set1_ps(inverse);
-            for (int64_t d = 0; d < dv_; d += 8) {
-                _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_loadu_ps(acc_[h] + d), r));
-            }
+            write_row(shape_.dst, token_, first_head_ + h, batch_, acc_[h], sum_[h], dv_);
         }
     }
 
@@ -347,6 +374,279 @@ private:
     alignas(32) float acc_[G][MAX_HEAD_DIM];
     alignas(32) float score_[G][STEP_CELLS];
     float max_[G], sum_[G];
+};
+
+// The prompt path: scores of up to 4 query rows against a step's n cells (K rows already in f32,
+// `dk` apart): score[r][c] = dot(q[r], k_c) + mask[r][c], with exactly Unit::step's arithmetic
+// (8 lanes of fmas in dimension order, the lanes summed by horizontal_sums).
+template <int R>
+void tile_scores(const float * const * q, const float * const * mask, const float * k, int n, int64_t dk, float * const * score) {
+    int c = 0;
+    for (; c + 2 <= n; c += 2) {
+        const float * k0 = k + c * dk, * k1 = k0 + dk;
+        __m256 dot0[R], dot1[R];
+        for (int r = 0; r < R; ++r) {
+            dot0[r] = _mm256_setzero_ps();
+            dot1[r] = _mm256_setzero_ps();
+        }
+        for (int64_t d = 0; d < dk; d += 8) {
+            const __m256 kv0 = _mm256_loadu_ps(k0 + d), kv1 = _mm256_loadu_ps(k1 + d);
+            for (int r = 0; r < R; ++r) {
+                const __m256 qv = _mm256_loadu_ps(q[r] + d);
+                dot0[r] = _mm256_fmadd_ps(kv0, qv, dot0[r]);
+                dot1[r] = _mm256_fmadd_ps(kv1, qv, dot1[r]);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            const __m128 sums = horizontal_sums(dot0[r], dot1[r]);
+            score[r][c] = _mm_cvtss_f32(sums) + mask[r][c];
+            score[r][c + 1] = _mm_cvtss_f32(_mm_movehdup_ps(sums)) + mask[r][c + 1];
+        }
+    }
+    if (c < n) {
+        const float * k0 = k + c * dk;
+        __m256 dot0[R];
+        for (int r = 0; r < R; ++r) {
+            dot0[r] = _mm256_setzero_ps();
+        }
+        for (int64_t d = 0; d < dk; d += 8) {
+            const __m256 kv0 = _mm256_loadu_ps(k0 + d);
+            for (int r = 0; r < R; ++r) {
+                dot0[r] = _mm256_fmadd_ps(kv0, _mm256_loadu_ps(q[r] + d), dot0[r]);
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            score[r][c] = _mm_cvtss_f32(horizontal_sums(dot0[r], dot0[r])) + mask[r][c];
+        }
+    }
+}
+
+// acc[r][d, d + 8 * B) += p[r][c] * v_c over cells [first, last) in cell order (V rows in f32,
+// `dv` apart): R x B independent chains of fmas, as Unit::accumulate_v.
+template <int R, int B>
+inline void tile_accumulate_blocks(float * const * acc, const float * const * p, const float * v, int64_t dv, int first, int last, int64_t d) {
+    __m256 a[R][B];
+    for (int r = 0; r < R; ++r) {
+        for (int b = 0; b < B; ++b) {
+            a[r][b] = _mm256_loadu_ps(acc[r] + d + 8 * b);
+        }
+    }
+    for (int c = first; c < last; ++c) {
+        for (int b = 0; b < B; ++b) {
+            const __m256 vv = _mm256_loadu_ps(v + c * dv + d + 8 * b);
+            for (int r = 0; r < R; ++r) {
+                a[r][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(&p[r][c]), vv, a[r][b]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        for (int b = 0; b < B; ++b) {
+            _mm256_storeu_ps(acc[r] + d + 8 * b, a[r][b]);
+        }
+    }
+}
+
+template <int R>
+void tile_accumulate(float * const * acc, const float * const * p, const float * v, int64_t dv, int first, int last) {
+    // As many accumulators as the 16 registers of AVX2 hold beside the V blocks.
+    constexpr int B = R <= 2 ? 4 : 2;
+    int64_t d = 0;
+    for (; d + 8 * B <= dv; d += 8 * B) {
+        tile_accumulate_blocks<R, B>(acc, p, v, dv, first, last, d);
+    }
+    for (; d < dv; d += 8) {
+        tile_accumulate_blocks<R, 1>(acc, p, v, dv, first, last, d);
+    }
+}
+
+// One block of a prompt: up to tokens_per_block consecutive query tokens with the (up to `group`)
+// query heads that share one K/V head. A causal prompt's tokens see prefixes of one list of
+// cells, so each step's 32 cells are converted from f16 once and serve every row of the block
+// (tokens x heads), in 4-row tiles that share each K and V load. Each row's arithmetic is
+// exactly Unit's: its own visible cells, in steps of 32 counted from its first, so a prompt's
+// rows have the bits they would have decoded one token at a time. Tokens whose cells are not
+// prefixes of each other (a sliding window past its width, another sequence) get their own steps.
+class Block {
+public:
+    Block(const Shape & shape, int64_t unit) : shape_(shape) {
+        const ggml_tensor * q = shape.q;
+        // Units run block by block within a group of heads: a thread's next unit reads the same
+        // K/V rows, from its L2 cache (a 512-token prompt's rows of one K/V head: 256 KB).
+        const int64_t per_batch = q->ne[2] / shape.heads_per_kv * shape.groups_per_kv;
+        const int64_t blocks = (q->ne[1] + shape.tokens_per_block - 1) / shape.tokens_per_block;
+        const int64_t group_index = unit / blocks % per_batch;
+        first_token_ = unit % blocks * shape.tokens_per_block;
+        tokens_ = (int) std::min<int64_t>(shape.tokens_per_block, q->ne[1] - first_token_);
+        batch_ = unit / blocks / per_batch;
+        kv_head_ = group_index / shape.groups_per_kv;
+        first_head_ = kv_head_ * shape.heads_per_kv + group_index % shape.groups_per_kv * shape.group;
+        heads_ = (int) std::min<int64_t>(shape.group, kv_head_ * shape.heads_per_kv + shape.heads_per_kv - first_head_);
+        dk_ = shape.k->ne[0];
+        dv_ = shape.v->ne[0];
+        const int64_t k_batch = batch_ / (q->ne[3] / shape.k->ne[3]);
+        const int64_t v_batch = batch_ / (q->ne[3] / shape.v->ne[3]);
+        k_base_ = (const char *) shape.k->data + kv_head_ * shape.k->nb[2] + k_batch * shape.k->nb[3];
+        v_base_ = (const char *) shape.v->data + kv_head_ * shape.v->nb[2] + v_batch * shape.v->nb[3];
+    }
+
+    void run() {
+        Scratch & s = scratch();
+        const int64_t cache_cells = shape_.k->ne[1];
+        s.reserve(tokens_ * cache_cells, tokens_ * heads_, dk_, dv_);
+        for (int t = 0; t < tokens_; ++t) {
+            s.counts[t] = visible_cells(mask_row(shape_.mask, first_token_ + t, first_head_, batch_), cache_cells,
+                                        s.cells.data() + t * cache_cells, s.masks.data() + t * cache_cells);
+        }
+        // Runs of consecutive tokens whose visible cells are prefixes of the run's longest list.
+        for (int first = 0; first < tokens_;) {
+            int longest = first, end = first + 1;
+            for (; end < tokens_; ++end) {
+                const int64_t common = std::min(s.counts[end], s.counts[longest]);
+                if (memcmp(s.cells.data() + end * cache_cells, s.cells.data() + longest * cache_cells, common * sizeof(int32_t))) {
+                    break;
+                }
+                if (s.counts[end] > s.counts[longest]) {
+                    longest = end;
+                }
+            }
+            run_tokens(s, first, end, longest);
+            first = end;
+        }
+    }
+
+private:
+    struct Scratch {
+        std::vector<int32_t> cells;  // [token][cache cell]: each token's visible cells
+        std::vector<float> masks;    // [token][cache cell]: their mask values
+        std::vector<float> q, acc;   // [row][dk], [row][dv]
+        std::vector<float> k, v;     // [STEP_CELLS][dk], [STEP_CELLS][dv]: one step's rows in f32
+        int64_t counts[MAX_BLOCK_ROWS];
+        alignas(32) float score[MAX_BLOCK_ROWS][STEP_CELLS];
+        float max[MAX_BLOCK_ROWS], sum[MAX_BLOCK_ROWS];
+
+        void reserve(int64_t listed, int64_t rows, int64_t dk, int64_t dv) {
+            if ((int64_t) cells.size() < listed) {
+                cells.resize(listed);
+                masks.resize(listed);
+            }
+            if ((int64_t) q.size() < rows * dk) {
+                q.resize(rows * dk);
+            }
+            if ((int64_t) acc.size() < rows * dv) {
+                acc.resize(rows * dv);
+            }
+            if ((int64_t) k.size() < STEP_CELLS * dk) {
+                k.resize(STEP_CELLS * dk);
+            }
+            if ((int64_t) v.size() < STEP_CELLS * dv) {
+                v.resize(STEP_CELLS * dv);
+            }
+        }
+    };
+
+    static Scratch & scratch() {
+        thread_local Scratch s;
+        return s;
+    }
+
+    // Tokens [first, end) of the block, whose visible cells are prefixes of token `longest`'s.
+    void run_tokens(Scratch & s, int first, int end, int longest) {
+        const ggml_tensor * q = shape_.q, * k = shape_.k, * v = shape_.v;
+        const int64_t cache_cells = k->ne[1];
+        const int rows = (end - first) * heads_;
+        for (int i = 0; i < rows; ++i) {
+            const int64_t token = first_token_ + first + i / heads_, head = first_head_ + i % heads_;
+            const float * row = (const float *) ((const char *) q->data + token * q->nb[1] + head * q->nb[2] + batch_ * q->nb[3]);
+            float * scaled = s.q.data() + i * dk_;
+            for (int64_t d = 0; d < dk_; ++d) {
+                scaled[d] = row[d] * shape_.scale;
+            }
+            memset(s.acc.data() + i * dv_, 0, dv_ * sizeof(float));
+            s.max[i] = -INFINITY;
+            s.sum[i] = 0.0f;
+        }
+        const int32_t * cells = s.cells.data() + longest * cache_cells;
+        const int64_t listed = s.counts[longest];
+        for (int64_t start = 0; start < listed; start += STEP_CELLS) {
+            const int n = (int) std::min<int64_t>(STEP_CELLS, listed - start);
+            for (int c = 0; c < n; ++c) {
+                // The next step's rows, so that they arrive while this step computes.
+                if (start + STEP_CELLS + c < listed) {
+                    prefetch_row(k_base_ + cells[start + STEP_CELLS + c] * k->nb[1], dk_);
+                    prefetch_row(v_base_ + cells[start + STEP_CELLS + c] * v->nb[1], dv_);
+                }
+                const ggml_fp16_t * k_row = (const ggml_fp16_t *) (k_base_ + cells[start + c] * k->nb[1]);
+                const ggml_fp16_t * v_row = (const ggml_fp16_t *) (v_base_ + cells[start + c] * v->nb[1]);
+                for (int64_t d = 0; d < dk_; d += 8) {
+                    _mm256_storeu_ps(s.k.data() + c * dk_ + d, load_f16(k_row + d));
+                }
+                for (int64_t d = 0; d < dv_; d += 8) {
+                    _mm256_storeu_ps(s.v.data() + c * dv_ + d, load_f16(v_row + d));
+                }
+            }
+            // The rows that still see cells in this step, and how many.
+            int active[MAX_BLOCK_ROWS], seen[MAX_BLOCK_ROWS], count = 0;
+            for (int i = 0; i < rows; ++i) {
+                const int64_t visible = s.counts[first + i / heads_];
+                if (visible > start) {
+                    active[count] = i;
+                    seen[count++] = (int) std::min<int64_t>(STEP_CELLS, visible - start);
+                }
+            }
+            for (int a = 0; a < count; a += 4) {
+                const int tile = std::min(4, count - a);
+                const float * q_rows[4], * mask_rows[4];
+                float * scores[4];
+                for (int r = 0; r < tile; ++r) {
+                    const int i = active[a + r];
+                    q_rows[r] = s.q.data() + i * dk_;
+                    mask_rows[r] = s.masks.data() + (first + i / heads_) * cache_cells + start;
+                    scores[r] = s.score[i];
+                }
+                switch (tile) {
+                    case 1: tile_scores<1>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
+                    case 2: tile_scores<2>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
+                    case 3: tile_scores<3>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
+                    default: tile_scores<4>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
+                }
+            }
+            for (int a = 0; a < count; ++a) {
+                const int i = active[a];
+                softmax_step(s.score[i], seen[a], s.max[i], s.sum[i], s.acc.data() + i * dv_, dv_);
+            }
+            for (int a = 0; a < count; a += 4) {
+                const int tile = std::min(4, count - a);
+                float * acc_rows[4];
+                const float * weights[4];
+                int shared = STEP_CELLS;
+                for (int r = 0; r < tile; ++r) {
+                    acc_rows[r] = s.acc.data() + active[a + r] * dv_;
+                    weights[r] = s.score[active[a + r]];
+                    shared = std::min(shared, seen[a + r]);
+                }
+                switch (tile) {
+                    case 1: tile_accumulate<1>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
+                    case 2: tile_accumulate<2>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
+                    case 3: tile_accumulate<3>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
+                    default: tile_accumulate<4>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
+                }
+                // The rest of each row's cells (the last step of a causal block), row by row.
+                for (int r = 0; r < tile; ++r) {
+                    if (seen[a + r] > shared) {
+                        tile_accumulate<1>(acc_rows + r, weights + r, s.v.data(), dv_, shared, seen[a + r]);
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < rows; ++i) {
+            write_row(shape_.dst, first_token_ + first + i / heads_, first_head_ + i % heads_, batch_, s.acc.data() + i * dv_, s.sum[i], dv_);
+        }
+    }
+
+    const Shape & shape_;
+    int64_t first_token_, batch_, kv_head_, first_head_, dk_, dv_;
+    int tokens_, heads_;
+    const char * k_base_, * v_base_;
 };
 
 template <int G>
@@ -376,13 +676,6 @@ bool take(const ggml_compute_params * params, ggml_tensor * dst, Shape & shape) 
     if (dk % 8 || dv % 8 || dk > MAX_HEAD_DIM || dv > MAX_HEAD_DIM || q->ne[0] != dk || dst->ne[0] != dv) {
         return false;
     }
-    // Prompts go to ggml's tiled path, except with heads of 256 shared 4 or more to a K/V head
-    // (Gemma 2 and 3): there this kernel ran 512-token prompts 11% faster on a 270M model, and
-    // 2,000-token ones 24% (a sliding window hides most cells, and it skips hidden cells);
-    // with heads of 64 (Qwen2.5, SmolLM2) the tiled path is as fast or faster.
-    if (q->ne[1] >= GGML_FA_TILE_Q && (dk < 256 || q->ne[2] / k->ne[2] < MAX_GROUP)) {
-        return false;
-    }
     if (q->nb[0] != sizeof(float) || k->nb[0] != sizeof(ggml_fp16_t) || v->nb[0] != sizeof(ggml_fp16_t) ||
         dst->nb[0] != sizeof(float) || (mask && mask->nb[0] != sizeof(ggml_fp16_t))) {
         return false;
@@ -393,7 +686,27 @@ bool take(const ggml_compute_params * params, ggml_tensor * dst, Shape & shape) 
     if (mask && (mask->ne[0] < k->ne[1] || mask->ne[1] < q->ne[1])) {
         return false;
     }
-    shape = Shape{q, k, v, mask, dst, scale, q->ne[2] / k->ne[2], 1, 0, 0, q->ne[1] < GGML_FA_TILE_Q};
+    if (k->ne[1] > INT32_MAX) {
+        return false;
+    }
+    shape = Shape{q, k, v, mask, dst, scale, q->ne[2] / k->ne[2], 1, 0, 0, q->ne[1] < GGML_FA_TILE_Q, false, 1};
+    if (q->ne[1] >= PROMPT_TOKENS) {
+        // Prompts: blocks of all the heads of a K/V head (one, if the mask differs per head) and
+        // enough tokens for about BLOCK_ROWS rows; smaller blocks where there would be too few to
+        // share between the threads. ggml's tiled path converts each K tile once per query head
+        // (scalar, transposed) and runs every cell; this was 2-3x faster (heads of 64 and 128).
+        const int64_t group = (mask && mask->ne[2] > 1) ? 1 : std::min<int64_t>(shape.heads_per_kv, MAX_BLOCK_ROWS);
+        shape.prompt = true;
+        shape.group = group;
+        shape.groups_per_kv = (shape.heads_per_kv + group - 1) / group;
+        shape.tokens_per_block = std::max<int64_t>(1, BLOCK_ROWS / group);
+        auto units_of = [&](int64_t tokens) { return q->ne[3] * ((q->ne[1] + tokens - 1) / tokens) * k->ne[2] * shape.groups_per_kv; };
+        while (shape.tokens_per_block > 1 && units_of(shape.tokens_per_block) < 4 * params->nth) {
+            shape.tokens_per_block /= 2;
+        }
+        shape.units = units_of(shape.tokens_per_block);
+        return true;
+    }
     // Heads per unit: each unit streams its K/V rows once (and converts them from f16) for all
     // its heads, so larger groups read the cache fewer times, but they make fewer units to
     // share between the threads. Pick the group with the least work on the busiest thread,
@@ -431,6 +744,12 @@ extern "C" void ggml_compute_forward_flash_attn_ext(const struct ggml_compute_pa
     Shape shape;
     if (!take(params, dst, shape)) {
         ggml_compute_forward_flash_attn_ext_ggml(params, dst);
+        return;
+    }
+    if (shape.prompt) {
+        for (int64_t unit = params->ith; unit < shape.units; unit += params->nth) {
+            Block(shape, unit).run();
+        }
         return;
     }
     switch (shape.group) {

@@ -6,7 +6,10 @@
 //!   finite and -inf mask values, and a token that sees no cell at all;
 //! - a row's result depends only on its own visible cells: decoded alone from a contiguous cache
 //!   or among 7 other sequences whose cells interleave with its own, on one thread or two, the
-//!   bits are the same.
+//!   bits are the same;
+//! - prompts (16 query tokens or more; causal, after cached cells, one sequence or two, heads of
+//!   64 to 256, 1 to 7 query heads per K/V head) match exact attention, and each of their rows has
+//!   the bits of that token decoded alone.
 
 use llama_cpp_sys_2 as ggml;
 
@@ -107,6 +110,22 @@ impl Problem {
             }
         }
         out
+    }
+
+    /// Token `token` alone: one query token whose cache holds only the cells it sees, in order.
+    fn alone(&self, token: usize) -> Problem {
+        let visible: Vec<usize> = (0..self.cells).filter(|&cell| self.mask[token * self.cells + cell] != HIDDEN).collect();
+        let (k_row, v_row) = (self.kv_heads * self.head_dim_k, self.kv_heads * self.head_dim_v);
+        let q_row = self.heads * self.head_dim_k;
+        Problem {
+            tokens: 1,
+            cells: visible.len(),
+            q: self.q[token * q_row..][..q_row].to_vec(),
+            k: visible.iter().flat_map(|&cell| self.k[cell * k_row..][..k_row].iter().copied()).collect(),
+            v: visible.iter().flat_map(|&cell| self.v[cell * v_row..][..v_row].iter().copied()).collect(),
+            mask: visible.iter().map(|&cell| self.mask[token * self.cells + cell]).collect(),
+            ..*self
+        }
     }
 
     /// Runs the attention op on `threads` threads; the result as [token][head][d].
@@ -219,6 +238,63 @@ fn a_rows_result_does_not_depend_on_the_other_sequences_in_the_batch() {
                 let out = alone.run(op, threads);
                 let same = out.iter().zip(&together[token * 9 * 64..][..9 * 64]).all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{variant}: sequence {token} differs between the batch and decoding alone on {threads} thread(s)");
+            }
+        }
+    }
+}
+
+#[test]
+fn prompts_match_exact_attention_and_decoding_one_token_at_a_time() {
+    if !relinked() {
+        return;
+    }
+    for (variant, op) in variants() {
+        let mut seed = 1000;
+        // (head size K, head size V, query heads, K/V heads): SmolLM2, Qwen3, Qwen2.5 (7 query
+        // heads a K/V head), Gemma 3, plain multi-head, K wider than V.
+        let shapes = [(64, 64, 9, 3), (128, 128, 16, 8), (64, 64, 14, 2), (256, 256, 4, 1), (96, 96, 4, 4), (192, 128, 4, 2)];
+        for (dk, dv, heads, kv_heads) in shapes {
+            // (query tokens, cells already cached, sequences in the batch)
+            for (tokens, cached, sequences) in [(16, 0, 1), (37, 5, 1), (100, 30, 1), (130, 0, 1), (64, 0, 2), (90, 12, 2)] {
+                seed += 1;
+                let mut problem = Problem::random(dk, dv, heads, kv_heads, tokens, cached + tokens, seed);
+                // Causal: token t of sequence s sees the sequence's cached cells (every s-th) and its
+                // own tokens up to t; visible cells keep their random 0 or finite values.
+                let per_sequence = tokens.div_ceil(sequences);
+                for token in 0..tokens {
+                    let sequence = token / per_sequence;
+                    for cell in 0..problem.cells {
+                        let own = if cell < cached { cell % sequences == sequence } else { (cell - cached) / per_sequence == sequence };
+                        let visible = own && cell <= cached + token;
+                        let m = &mut problem.mask[token * problem.cells + cell];
+                        if !visible {
+                            *m = HIDDEN;
+                        } else if *m == HIDDEN {
+                            *m = 0.0;
+                        }
+                    }
+                }
+                let label =
+                    format!("{variant} dk={dk} dv={dv} heads={heads}/{kv_heads} tokens={tokens} cached={cached} sequences={sequences}");
+                let together = problem.run(op, 2);
+                assert!(
+                    together.iter().zip(problem.run(op, 1)).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{label}: 1 and 2 threads differ"
+                );
+                for token in 0..tokens {
+                    let got = &together[token * heads * dv..][..heads * dv];
+                    for head in 0..heads {
+                        let expected = problem.reference(token, head);
+                        for (d, (&g, &e)) in got[head * dv..][..dv].iter().zip(&expected).enumerate() {
+                            assert!((g as f64 - e).abs() <= 5e-5, "{label}: token {token} head {head} [{d}] = {g}, exact {e}");
+                        }
+                    }
+                    let alone = problem.alone(token).run(op, 1);
+                    assert!(
+                        got.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{label}: token {token} differs between the prompt and decoding it alone"
+                    );
+                }
             }
         }
     }
