@@ -102,6 +102,90 @@ inline __m256 load_f16(const ggml_fp16_t * p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
 }
 
+inline __m256 load_row(const ggml_fp16_t * p) {
+    return load_f16(p);
+}
+
+inline __m256 load_row(const float * p) {
+    return _mm256_loadu_ps(p);
+}
+
+// Scores of R query rows against C cells (K rows `k`, in f16 or already in f32):
+// score[r][first + j] = dot(q[r], k[j]) + mask[r][first + j]. The arithmetic of every path: 8
+// lanes of fmas in dimension order, the lanes summed by horizontal_sums (cells taken in pairs;
+// which cell is paired with which does not change the bits).
+template <int R, int C, typename K>
+inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, const float * const * mask, float * const * score, int first) {
+    __m256 dot[R][C];
+    for (int r = 0; r < R; ++r) {
+        for (int j = 0; j < C; ++j) {
+            dot[r][j] = _mm256_setzero_ps();
+        }
+    }
+    for (int64_t d = 0; d < dk; d += 8) {
+        __m256 kv[C];
+        for (int j = 0; j < C; ++j) {
+            kv[j] = load_row(k[j] + d);
+        }
+        for (int r = 0; r < R; ++r) {
+            const __m256 qv = _mm256_loadu_ps(q[r] + d);
+            for (int j = 0; j < C; ++j) {
+                dot[r][j] = _mm256_fmadd_ps(kv[j], qv, dot[r][j]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        for (int j = 0; j < C; j += 2) {
+            const int c = first + j;
+            if (j + 1 < C) {
+                const __m128 sums = horizontal_sums(dot[r][j], dot[r][j + 1]);
+                score[r][c] = _mm_cvtss_f32(sums) + mask[r][c];
+                score[r][c + 1] = _mm_cvtss_f32(_mm_movehdup_ps(sums)) + mask[r][c + 1];
+            } else {
+                score[r][c] = _mm_cvtss_f32(horizontal_sums(dot[r][j], dot[r][j])) + mask[r][c];
+            }
+        }
+    }
+}
+
+// acc[r][d, d + 8 * B) += p[r][c] * v[c] over cells [first, last), in cell order (V rows in f16
+// or f32): R x B independent chains of fmas (one chain would wait on fma latency).
+template <int R, int B, typename V>
+inline void accumulate_cells(float * const * acc, const float * const * p, const V * const * v, int first, int last, int64_t d) {
+    __m256 a[R][B];
+    for (int r = 0; r < R; ++r) {
+        for (int b = 0; b < B; ++b) {
+            a[r][b] = _mm256_loadu_ps(acc[r] + d + 8 * b);
+        }
+    }
+    for (int c = first; c < last; ++c) {
+        for (int b = 0; b < B; ++b) {
+            const __m256 vv = load_row(v[c] + d + 8 * b);
+            for (int r = 0; r < R; ++r) {
+                a[r][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(&p[r][c]), vv, a[r][b]);
+            }
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        for (int b = 0; b < B; ++b) {
+            _mm256_storeu_ps(acc[r] + d + 8 * b, a[r][b]);
+        }
+    }
+}
+
+template <int R, typename V>
+void accumulate(float * const * acc, const float * const * p, const V * const * v, int64_t dv, int first, int last) {
+    // 8-float blocks of V per pass: as many accumulators as the 16 registers of AVX2 hold.
+    constexpr int B = R <= 3 ? 4 : 2;
+    int64_t d = 0;
+    for (; d + 8 * B <= dv; d += 8 * B) {
+        accumulate_cells<R, B>(acc, p, v, first, last, d);
+    }
+    for (; d < dv; d += 8) {
+        accumulate_cells<R, 1>(acc, p, v, first, last, d);
+    }
+}
+
 inline void prefetch_row(const char * row, int64_t dims) {
     for (int64_t offset = 0; offset < dims * (int64_t) sizeof(ggml_fp16_t); offset += 64) {
         _mm_prefetch(row + offset, _MM_HINT_T0);
@@ -235,6 +319,9 @@ public:
             memset(acc_[h], 0, dv_ * sizeof(float));
             max_[h] = -INFINITY;
             sum_[h] = 0.0f;
+            q_rows_[h] = q_[h];
+            acc_rows_[h] = acc_[h];
+            score_rows_[h] = score_[h];
         }
         const int64_t k_batch = batch_ / (q->ne[3] / shape.k->ne[3]);
         const int64_t v_batch = batch_ / (q->ne[3] / shape.v->ne[3]);
@@ -263,6 +350,10 @@ private:
     // `listed`: visible cells from `cells` on, this step's and later ones (for prefetching).
     void step(const int32_t * cells, const float * masks, int n, int64_t listed) {
         const ggml_tensor * k = shape_.k, * v = shape_.v;
+        const float * mask_rows[G];
+        for (int h = 0; h < G; ++h) {
+            mask_rows[h] = masks;
+        }
         // Two cells at a time: 2 x G independent dot products.
         int c = 0;
         for (; c + 2 <= n; c += 2) {
@@ -279,42 +370,13 @@ private:
                     prefetch_row(v_base_ + cells[c + a] * v->nb[1], dv_);
                 }
             }
-            const ggml_fp16_t * k0 = (const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1]);
-            const ggml_fp16_t * k1 = (const ggml_fp16_t *) (k_base_ + cells[c + 1] * k->nb[1]);
-            __m256 dot0[G], dot1[G];
-            for (int h = 0; h < G; ++h) {
-                dot0[h] = _mm256_setzero_ps();
-                dot1[h] = _mm256_setzero_ps();
-            }
-            for (int64_t d = 0; d < dk_; d += 8) {
-                const __m256 kv0 = load_f16(k0 + d), kv1 = load_f16(k1 + d);
-                for (int h = 0; h < G; ++h) {
-                    const __m256 qv = _mm256_loadu_ps(q_[h] + d);
-                    dot0[h] = _mm256_fmadd_ps(kv0, qv, dot0[h]);
-                    dot1[h] = _mm256_fmadd_ps(kv1, qv, dot1[h]);
-                }
-            }
-            for (int h = 0; h < G; ++h) {
-                const __m128 sums = horizontal_sums(dot0[h], dot1[h]);
-                score_[h][c] = _mm_cvtss_f32(sums) + masks[c];
-                score_[h][c + 1] = _mm_cvtss_f32(_mm_movehdup_ps(sums)) + masks[c + 1];
-            }
+            const ggml_fp16_t * k_rows[2] = {(const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1]),
+                                             (const ggml_fp16_t *) (k_base_ + cells[c + 1] * k->nb[1])};
+            dot_cells<G, 2>(q_rows_, k_rows, dk_, mask_rows, score_rows_, c);
         }
         if (c < n) {
-            const ggml_fp16_t * k0 = (const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1]);
-            __m256 dot0[G];
-            for (int h = 0; h < G; ++h) {
-                dot0[h] = _mm256_setzero_ps();
-            }
-            for (int64_t d = 0; d < dk_; d += 8) {
-                const __m256 kv0 = load_f16(k0 + d);
-                for (int h = 0; h < G; ++h) {
-                    dot0[h] = _mm256_fmadd_ps(kv0, _mm256_loadu_ps(q_[h] + d), dot0[h]);
-                }
-            }
-            for (int h = 0; h < G; ++h) {
-                score_[h][c] = _mm_cvtss_f32(horizontal_sums(dot0[h], dot0[h])) + masks[c];
-            }
+            const ggml_fp16_t * k_rows[1] = {(const ggml_fp16_t *) (k_base_ + cells[c] * k->nb[1])};
+            dot_cells<G, 1>(q_rows_, k_rows, dk_, mask_rows, score_rows_, c);
         }
         for (int h = 0; h < G; ++h) {
             softmax_step(score_[h], n, max_[h], sum_[h], acc_[h], dv_);
@@ -323,42 +385,8 @@ private:
         for (int c = 0; c < n; ++c) {
             v_rows[c] = (const ggml_fp16_t *) (v_base_ + cells[c] * v->nb[1]);
         }
-        int64_t d = 0;
-        for (; d + 8 * V_BLOCKS <= dv_; d += 8 * V_BLOCKS) {
-            accumulate_v<V_BLOCKS>(v_rows, n, d);
-        }
-        for (; d < dv_; d += 8) {
-            accumulate_v<1>(v_rows, n, d);
-        }
+        accumulate<G>(acc_rows_, score_rows_, v_rows, dv_, 0, n);
     }
-
-    // acc[h][d, d + 8 * B) += sum over the step's cells of p[h][c] * v_c: G x B independent
-    // chains of fmas (one chain per head and 8 dimensions would wait on fma latency).
-    template <int B>
-    void accumulate_v(const ggml_fp16_t * const * v_rows, int n, int64_t d) {
-        __m256 a[G][B];
-        for (int h = 0; h < G; ++h) {
-            for (int b = 0; b < B; ++b) {
-                a[h][b] = _mm256_loadu_ps(acc_[h] + d + 8 * b);
-            }
-        }
-        for (int c = 0; c < n; ++c) {
-            for (int b = 0; b < B; ++b) {
-                const __m256 vv = load_f16(v_rows[c] + d + 8 * b);
-                for (int h = 0; h < G; ++h) {
-                    a[h][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(&score_[h][c]), vv, a[h][b]);
-                }
-            }
-        }
-        for (int h = 0; h < G; ++h) {
-            for (int b = 0; b < B; ++b) {
-                _mm256_storeu_ps(acc_[h] + d + 8 * b, a[h][b]);
-            }
-        }
-    }
-
-    // 8-float blocks of V per pass: as many accumulators as the 16 registers of AVX2 hold.
-    static constexpr int V_BLOCKS = G <= 3 ? 4 : 2;
 
     void write() {
         for (int h = 0; h < heads_; ++h) {
@@ -374,88 +402,22 @@ private:
     alignas(32) float acc_[G][MAX_HEAD_DIM];
     alignas(32) float score_[G][STEP_CELLS];
     float max_[G], sum_[G];
+    const float * q_rows_[G];
+    float * acc_rows_[G], * score_rows_[G];
 };
 
-// The prompt path: scores of up to 4 query rows against a step's n cells (K rows already in f32,
-// `dk` apart): score[r][c] = dot(q[r], k_c) + mask[r][c], with exactly Unit::step's arithmetic
-// (8 lanes of fmas in dimension order, the lanes summed by horizontal_sums).
+// The prompt path's scores of R query rows against a step's n cells (K rows in f32): three
+// cells at a time, 3 x R independent dot products.
 template <int R>
-void tile_scores(const float * const * q, const float * const * mask, const float * k, int n, int64_t dk, float * const * score) {
+void tile_scores(const float * const * q, const float * const * k, int n, int64_t dk, const float * const * mask, float * const * score) {
     int c = 0;
-    for (; c + 2 <= n; c += 2) {
-        const float * k0 = k + c * dk, * k1 = k0 + dk;
-        __m256 dot0[R], dot1[R];
-        for (int r = 0; r < R; ++r) {
-            dot0[r] = _mm256_setzero_ps();
-            dot1[r] = _mm256_setzero_ps();
-        }
-        for (int64_t d = 0; d < dk; d += 8) {
-            const __m256 kv0 = _mm256_loadu_ps(k0 + d), kv1 = _mm256_loadu_ps(k1 + d);
-            for (int r = 0; r < R; ++r) {
-                const __m256 qv = _mm256_loadu_ps(q[r] + d);
-                dot0[r] = _mm256_fmadd_ps(kv0, qv, dot0[r]);
-                dot1[r] = _mm256_fmadd_ps(kv1, qv, dot1[r]);
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            const __m128 sums = horizontal_sums(dot0[r], dot1[r]);
-            score[r][c] = _mm_cvtss_f32(sums) + mask[r][c];
-            score[r][c + 1] = _mm_cvtss_f32(_mm_movehdup_ps(sums)) + mask[r][c + 1];
-        }
+    for (; c + 3 <= n; c += 3) {
+        dot_cells<R, 3>(q, k + c, dk, mask, score, c);
     }
-    if (c < n) {
-        const float * k0 = k + c * dk;
-        __m256 dot0[R];
-        for (int r = 0; r < R; ++r) {
-            dot0[r] = _mm256_setzero_ps();
-        }
-        for (int64_t d = 0; d < dk; d += 8) {
-            const __m256 kv0 = _mm256_loadu_ps(k0 + d);
-            for (int r = 0; r < R; ++r) {
-                dot0[r] = _mm256_fmadd_ps(kv0, _mm256_loadu_ps(q[r] + d), dot0[r]);
-            }
-        }
-        for (int r = 0; r < R; ++r) {
-            score[r][c] = _mm_cvtss_f32(horizontal_sums(dot0[r], dot0[r])) + mask[r][c];
-        }
-    }
-}
-
-// acc[r][d, d + 8 * B) += p[r][c] * v_c over cells [first, last) in cell order (V rows in f32,
-// `dv` apart): R x B independent chains of fmas, as Unit::accumulate_v.
-template <int R, int B>
-inline void tile_accumulate_blocks(float * const * acc, const float * const * p, const float * v, int64_t dv, int first, int last, int64_t d) {
-    __m256 a[R][B];
-    for (int r = 0; r < R; ++r) {
-        for (int b = 0; b < B; ++b) {
-            a[r][b] = _mm256_loadu_ps(acc[r] + d + 8 * b);
-        }
-    }
-    for (int c = first; c < last; ++c) {
-        for (int b = 0; b < B; ++b) {
-            const __m256 vv = _mm256_loadu_ps(v + c * dv + d + 8 * b);
-            for (int r = 0; r < R; ++r) {
-                a[r][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(&p[r][c]), vv, a[r][b]);
-            }
-        }
-    }
-    for (int r = 0; r < R; ++r) {
-        for (int b = 0; b < B; ++b) {
-            _mm256_storeu_ps(acc[r] + d + 8 * b, a[r][b]);
-        }
-    }
-}
-
-template <int R>
-void tile_accumulate(float * const * acc, const float * const * p, const float * v, int64_t dv, int first, int last) {
-    // As many accumulators as the 16 registers of AVX2 hold beside the V blocks.
-    constexpr int B = R <= 2 ? 4 : 2;
-    int64_t d = 0;
-    for (; d + 8 * B <= dv; d += 8 * B) {
-        tile_accumulate_blocks<R, B>(acc, p, v, dv, first, last, d);
-    }
-    for (; d < dv; d += 8) {
-        tile_accumulate_blocks<R, 1>(acc, p, v, dv, first, last, d);
+    if (n - c == 2) {
+        dot_cells<R, 2>(q, k + c, dk, mask, score, c);
+    } else if (n - c == 1) {
+        dot_cells<R, 1>(q, k + c, dk, mask, score, c);
     }
 }
 
@@ -565,6 +527,11 @@ private:
             s.max[i] = -INFINITY;
             s.sum[i] = 0.0f;
         }
+        const float * k_rows[STEP_CELLS], * v_rows[STEP_CELLS];
+        for (int c = 0; c < STEP_CELLS; ++c) {
+            k_rows[c] = s.k.data() + c * dk_;
+            v_rows[c] = s.v.data() + c * dv_;
+        }
         const int32_t * cells = s.cells.data() + longest * cache_cells;
         const int64_t listed = s.counts[longest];
         for (int64_t start = 0; start < listed; start += STEP_CELLS) {
@@ -604,10 +571,10 @@ private:
                     scores[r] = s.score[i];
                 }
                 switch (tile) {
-                    case 1: tile_scores<1>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
-                    case 2: tile_scores<2>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
-                    case 3: tile_scores<3>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
-                    default: tile_scores<4>(q_rows, mask_rows, s.k.data(), n, dk_, scores); break;
+                    case 1: tile_scores<1>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
+                    case 2: tile_scores<2>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
+                    case 3: tile_scores<3>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
+                    default: tile_scores<4>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
                 }
             }
             for (int a = 0; a < count; ++a) {
@@ -625,15 +592,15 @@ private:
                     shared = std::min(shared, seen[a + r]);
                 }
                 switch (tile) {
-                    case 1: tile_accumulate<1>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
-                    case 2: tile_accumulate<2>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
-                    case 3: tile_accumulate<3>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
-                    default: tile_accumulate<4>(acc_rows, weights, s.v.data(), dv_, 0, shared); break;
+                    case 1: accumulate<1>(acc_rows, weights, v_rows, dv_, 0, shared); break;
+                    case 2: accumulate<2>(acc_rows, weights, v_rows, dv_, 0, shared); break;
+                    case 3: accumulate<3>(acc_rows, weights, v_rows, dv_, 0, shared); break;
+                    default: accumulate<4>(acc_rows, weights, v_rows, dv_, 0, shared); break;
                 }
                 // The rest of each row's cells (the last step of a causal block), row by row.
                 for (int r = 0; r < tile; ++r) {
                     if (seen[a + r] > shared) {
-                        tile_accumulate<1>(acc_rows + r, weights + r, s.v.data(), dv_, shared, seen[a + r]);
+                        accumulate<1>(acc_rows + r, weights + r, v_rows, dv_, shared, seen[a + r]);
                     }
                 }
             }
