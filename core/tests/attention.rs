@@ -7,8 +7,8 @@
 //! - a row's result depends only on its own visible cells: decoded alone from a contiguous cache
 //!   or among 7 other sequences whose cells interleave with its own, on one thread or two, the
 //!   bits are the same;
-//! - prompts (16 query tokens or more; causal, after cached cells, one sequence or two, heads of
-//!   64 to 256, 1 to 7 query heads per K/V head) match exact attention, and each of their rows has
+//! - prompts (16 query tokens or more; causal, after cached cells, one sequence or two, a sliding
+//!   window, heads of 64 to 256, 1 to 7 query heads per K/V head) match exact attention, and each of their rows has
 //!   the bits of that token decoded alone.
 
 use llama_cpp_sys_2 as ggml;
@@ -254,18 +254,22 @@ fn prompts_match_exact_attention_and_decoding_one_token_at_a_time() {
         // heads a K/V head), Gemma 3, plain multi-head, K wider than V.
         let shapes = [(64, 64, 9, 3), (128, 128, 16, 8), (64, 64, 14, 2), (256, 256, 4, 1), (96, 96, 4, 4), (192, 128, 4, 2)];
         for (dk, dv, heads, kv_heads) in shapes {
-            // (query tokens, cells already cached, sequences in the batch)
-            for (tokens, cached, sequences) in [(16, 0, 1), (37, 5, 1), (100, 30, 1), (130, 0, 1), (64, 0, 2), (90, 12, 2)] {
+            // (query tokens, cells already cached, sequences in the batch, sliding window)
+            let all = usize::MAX;
+            for (tokens, cached, sequences, window) in
+                [(16, 0, 1, all), (37, 5, 1, all), (100, 30, 1, all), (130, 0, 1, all), (64, 0, 2, all), (90, 12, 2, all), (120, 10, 1, 50)]
+            {
                 seed += 1;
                 let mut problem = Problem::random(dk, dv, heads, kv_heads, tokens, cached + tokens, seed);
                 // Causal: token t of sequence s sees the sequence's cached cells (every s-th) and its
-                // own tokens up to t; visible cells keep their random 0 or finite values.
+                // own tokens up to t (within the window); visible cells keep their random 0 or
+                // finite values.
                 let per_sequence = tokens.div_ceil(sequences);
                 for token in 0..tokens {
                     let sequence = token / per_sequence;
                     for cell in 0..problem.cells {
                         let own = if cell < cached { cell % sequences == sequence } else { (cell - cached) / per_sequence == sequence };
-                        let visible = own && cell <= cached + token;
+                        let visible = own && cell <= cached + token && cached + token - cell < window;
                         let m = &mut problem.mask[token * problem.cells + cell];
                         if !visible {
                             *m = HIDDEN;
