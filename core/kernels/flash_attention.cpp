@@ -477,48 +477,43 @@ public:
     void run() {
         Scratch & s = scratch();
         const int64_t cache_cells = shape_.k->ne[1];
-        s.reserve(tokens_ * cache_cells, tokens_ * heads_, dk_, dv_);
+        s.reserve(cache_cells, tokens_ * heads_, dk_, dv_);
+        // Runs of consecutive tokens whose visible cells are prefixes of the run's longest list
+        // (s.longest). Only that list and the one being scanned are kept: 12 bytes a cache cell,
+        // whatever the block's size.
+        int64_t longest = 0;
+        int first = 0;
         for (int t = 0; t < tokens_; ++t) {
-            s.counts[t] = visible_cells(mask_row(shape_.mask, first_token_ + t, first_head_, batch_), cache_cells,
-                                        s.cells.data() + t * cache_cells, s.masks.data() + t * cache_cells);
-        }
-        // Runs of consecutive tokens whose visible cells are prefixes of the run's longest list.
-        for (int first = 0; first < tokens_;) {
-            int longest = first, end = first + 1;
-            for (; end < tokens_; ++end) {
-                const int64_t common = std::min(s.counts[end], s.counts[longest]);
-                if (memcmp(s.cells.data() + end * cache_cells, s.cells.data() + longest * cache_cells, common * sizeof(int32_t))) {
-                    break;
-                }
-                if (s.counts[end] > s.counts[longest]) {
-                    longest = end;
-                }
+            s.counts[t] = visible_cells(mask_row(shape_.mask, first_token_ + t, first_head_, batch_), cache_cells, s.scanned.data(),
+                                        s.scanned_masks.data());
+            if (t > first && memcmp(s.scanned.data(), s.longest.data(), std::min(s.counts[t], longest) * sizeof(int32_t))) {
+                run_tokens(s, first, t, longest);
+                first = t;
             }
-            if (end - first == 1) {
-                // A token on its own (a sliding window past its width): the decode path streams
-                // its rows without converting them into a buffer.
-                decode_token(first);
-            } else {
-                run_tokens(s, first, end, longest);
+            if (t == first || s.counts[t] > longest) {
+                std::swap(s.longest, s.scanned);
+                longest = s.counts[t];
             }
-            first = end;
         }
+        run_tokens(s, first, tokens_, longest);
     }
 
 private:
     struct Scratch {
-        std::vector<int32_t> cells;  // [token][cache cell]: each token's visible cells
-        std::vector<float> masks;    // [token][cache cell]: their mask values
-        std::vector<float> q, acc;   // [row][dk], [row][dv]
-        std::vector<float> k, v;     // [STEP_CELLS][dk], [STEP_CELLS][dv]: one step's rows in f32
+        std::vector<int32_t> longest, scanned;  // visible cells: the run's longest list, a token's
+        std::vector<float> scanned_masks;       // (their mask values, unused: read per step)
+        std::vector<float> q, acc;              // [row][dk], [row][dv]
+        std::vector<float> k, v;                // [STEP_CELLS][dk], [STEP_CELLS][dv]: one step's rows in f32
         int64_t counts[MAX_BLOCK_ROWS];
         alignas(32) float score[MAX_BLOCK_ROWS][STEP_CELLS];
+        float masks[MAX_BLOCK_ROWS][STEP_CELLS];  // [token]: one step's mask values
         float max[MAX_BLOCK_ROWS], sum[MAX_BLOCK_ROWS];
 
-        void reserve(int64_t listed, int64_t rows, int64_t dk, int64_t dv) {
-            if ((int64_t) cells.size() < listed) {
-                cells.resize(listed);
-                masks.resize(listed);
+        void reserve(int64_t cache_cells, int64_t rows, int64_t dk, int64_t dv) {
+            if ((int64_t) longest.size() < cache_cells) {
+                longest.resize(cache_cells);
+                scanned.resize(cache_cells);
+                scanned_masks.resize(cache_cells);
             }
             if ((int64_t) q.size() < rows * dk) {
                 q.resize(rows * dk);
@@ -552,10 +547,15 @@ private:
         }
     }
 
-    // Tokens [first, end) of the block, whose visible cells are prefixes of token `longest`'s.
-    void run_tokens(Scratch & s, int first, int end, int longest) {
+    // Tokens [first, end) of the block, whose visible cells are prefixes of s.longest (`listed`
+    // cells). A token on its own (a sliding window past its width) takes the decode path, which
+    // streams its rows without converting them into a buffer.
+    void run_tokens(Scratch & s, int first, int end, int64_t listed) {
+        if (end - first == 1) {
+            decode_token(first);
+            return;
+        }
         const ggml_tensor * q = shape_.q, * k = shape_.k, * v = shape_.v;
-        const int64_t cache_cells = k->ne[1];
         const int rows = (end - first) * heads_;
         for (int i = 0; i < rows; ++i) {
             const int64_t token = first_token_ + first + i / heads_, head = first_head_ + i % heads_;
@@ -573,8 +573,7 @@ private:
             k_rows[c] = s.k.data() + c * dk_;
             v_rows[c] = s.v.data() + c * dv_;
         }
-        const int32_t * cells = s.cells.data() + longest * cache_cells;
-        const int64_t listed = s.counts[longest];
+        const int32_t * cells = s.longest.data();
         for (int64_t start = 0; start < listed; start += STEP_CELLS) {
             const int n = (int) std::min<int64_t>(STEP_CELLS, listed - start);
             for (int c = 0; c < n; ++c) {
@@ -590,6 +589,21 @@ private:
                 }
                 for (int64_t d = 0; d < dv_; d += 8) {
                     _mm256_storeu_ps(s.v.data() + c * dv_ + d, load_f16(v_row + d));
+                }
+            }
+            // Each token's mask values of the step's cells (hidden ones past its own are padding);
+            // 8 at a time where the cells are contiguous (a sequence's own, as in most prompts).
+            const bool contiguous = cells[start + n - 1] - cells[start] == n - 1;
+            for (int t = first; t < end; ++t) {
+                const ggml_fp16_t * mask = mask_row(shape_.mask, first_token_ + t, first_head_, batch_);
+                int c = 0;
+                if (mask && contiguous) {
+                    for (; c + 8 <= n; c += 8) {
+                        _mm256_storeu_ps(s.masks[t] + c, load_f16(mask + cells[start] + c));
+                    }
+                }
+                for (; c < n; ++c) {
+                    s.masks[t][c] = mask ? GGML_CPU_FP16_TO_FP32(mask[cells[start + c]]) : 0.0f;
                 }
             }
             // The rows that still see cells in this step, and how many.
@@ -608,7 +622,7 @@ private:
                 for (int r = 0; r < tile; ++r) {
                     const int i = active[a + r];
                     q_rows[r] = s.q.data() + i * dk_;
-                    mask_rows[r] = s.masks.data() + (first + i / heads_) * cache_cells + start;
+                    mask_rows[r] = s.masks[first + i / heads_];
                     scores[r] = s.score[i];
                 }
                 switch (tile) {
