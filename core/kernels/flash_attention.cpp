@@ -103,6 +103,16 @@ inline __m128 horizontal_sums(__m256 a, __m256 b) {
     return _mm_hadd_ps(quads, quads);  // [sum a, sum b, sum a, sum b]
 }
 
+// horizontal_sums of four vectors at once, in the same order (so the same bits):
+// [sum a, sum b, sum c, sum d]. 6 shuffles and adds for 4 sums, not 12 for 2 pairs.
+inline __m128 four_sums(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);  // pairs of lanes, as in horizontal_sums
+    // Each pair of lanes of the low half plus the same of the high half: horizontal_sums' quads.
+    const __m256 quads = _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20), _mm256_permute2f128_ps(ab, cd, 0x31));
+    const __m256 sums = _mm256_hadd_ps(quads, quads);  // [a b a b | c d c d]
+    return _mm256_castps256_ps128(_mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5)));
+}
+
 inline float horizontal_max(__m256 x) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -124,8 +134,8 @@ inline __m256 load_row(const float * p) {
 
 // Scores of R query rows against C cells (K rows `k`, in f16 or already in f32):
 // score[r][first + j] = dot(q[r], k[j]) + mask[r][first + j]. The arithmetic of every path: 8
-// lanes of fmas in dimension order, the lanes summed by horizontal_sums (cells taken in pairs;
-// which cell is paired with which does not change the bits).
+// lanes of fmas in dimension order, the lanes summed by horizontal_sums (cells taken in fours
+// or pairs; which cell goes with which does not change the bits).
 template <int R, int C, typename K>
 inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, const float * const * mask, float * const * score, int first) {
     __m256 dot[R][C];
@@ -147,7 +157,13 @@ inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, 
         }
     }
     for (int r = 0; r < R; ++r) {
-        for (int j = 0; j < C; j += 2) {
+        int j = 0;
+        for (; j + 4 <= C; j += 4) {
+            const int c = first + j;
+            const __m128 sums = four_sums(dot[r][j], dot[r][j + 1], dot[r][j + 2], dot[r][j + 3]);
+            _mm_storeu_ps(score[r] + c, _mm_add_ps(sums, _mm_loadu_ps(mask[r] + c)));
+        }
+        for (; j < C; j += 2) {
             const int c = first + j;
             if (j + 1 < C) {
                 const __m128 sums = horizontal_sums(dot[r][j], dot[r][j + 1]);
@@ -426,15 +442,24 @@ void run_units(const Shape & shape, int ith, int nth) {
     }
 }
 
-// The prompt path's scores of R query rows against a step's n cells (K rows in f32): three
-// cells at a time, 3 x R independent dot products.
+// The prompt path's scores of R query rows against a step's n cells (K rows in f32): TILE_CELLS
+// cells at a time, TILE_CELLS x R independent dot products, as many as the registers hold (16
+// of AVX2, 32 of AVX-512).
+#ifdef __AVX512F__
+constexpr int TILE_CELLS = 4;
+#else
+constexpr int TILE_CELLS = 3;
+#endif
+
 template <int R>
 void tile_scores(const float * const * q, const float * const * k, int n, int64_t dk, const float * const * mask, float * const * score) {
     int c = 0;
-    for (; c + 3 <= n; c += 3) {
-        dot_cells<R, 3>(q, k + c, dk, mask, score, c);
+    for (; c + TILE_CELLS <= n; c += TILE_CELLS) {
+        dot_cells<R, TILE_CELLS>(q, k + c, dk, mask, score, c);
     }
-    if (n - c == 2) {
+    if (n - c == 3) {
+        dot_cells<R, 3>(q, k + c, dk, mask, score, c);
+    } else if (n - c == 2) {
         dot_cells<R, 2>(q, k + c, dk, mask, score, c);
     } else if (n - c == 1) {
         dot_cells<R, 1>(q, k + c, dk, mask, score, c);
