@@ -61,12 +61,91 @@ static_assert(offsetof(block_q8_1, qs) == 4, "block_q8_1 starts with d, s");
 
 constexpr int PANEL_ROWS = 8;          // one 32-bit lane of a 256-bit register per row
 
-// One 32-weight block of 8 rows, ready for the dot products.
-struct PanelBlock {
-    __m256i quants[8];  // [g]: weights 4g..4g+3 of the block, unsigned; lane = row
-    __m256 scales;      // lane = row
-    __m256 mins;        // Q4_1, Q5_1: the offset added to every weight of the row's block
+// The 8 (or `rows`) floats of one column of the panel in C.
+inline __m256 load_rows(const float * c, int rows) {
+    if (rows == PANEL_ROWS) {
+        return _mm256_loadu_ps(c);
+    }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(c, mask);
+}
+
+inline void store_rows(float * c, int rows, __m256 values) {
+    if (rows == PANEL_ROWS) {
+        _mm256_storeu_ps(c, values);
+        return;
+    }
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(c, mask, values);
+}
+
+// The lanes of a panel: 8 rows in 256-bit registers (every format and variant), or 16 rows in
+// 512-bit ones (the K-quants' batches on AVX-512 VNNI: half the instructions and loads per
+// product; a 16-row tile of Q4_K ran at 88% of the dot products' peak against 74% for 8 rows,
+// in L1). Each lane gets the same integers and float steps either way: the width of a panel
+// never changes a result.
+struct Lanes8 {
+    static constexpr int ROWS = 8;
+    using Int = __m256i;
+    using Float = __m256;
+    static Int zero() { return _mm256_setzero_si256(); }
+    static Int add(Int a, Int b) { return _mm256_add_epi32(a, b); }
+    static Int multiply(Int a, Int b) { return _mm256_mullo_epi32(a, b); }
+    // a - 32 x b
+    static Int minus_32_times(Int a, Int b) { return _mm256_sub_epi32(a, _mm256_slli_epi32(b, 5)); }
+    // Per lane: the int16 pair of a times `pair` (two int16), summed.
+    static Int multiply_pairs(Int a, int32_t pair) { return _mm256_madd_epi16(a, _mm256_set1_epi32(pair)); }
+    static Float to_float(Int a) { return _mm256_cvtepi32_ps(a); }
+    static Float times(Float a, float b) { return _mm256_mul_ps(a, splat(b)); }
+    static Float fma(Float a, Float b, Float c) { return _mm256_fmadd_ps(a, b, c); }
+    static Float fnma(Float a, Float b, Float c) { return _mm256_fnmadd_ps(a, b, c); }
+    static Float zero_floats() { return _mm256_setzero_ps(); }
+    static Float splat(float x) { return _mm256_set1_ps(x); }
+    static Int splat_int(int32_t x) { return _mm256_set1_epi32(x); }
+    static Float load(const float * c, int rows) { return load_rows(c, rows); }
+    static void store(float * c, int rows, Float values) { store_rows(c, rows, values); }
 };
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define CORRAL_WIDE_PANELS
+struct Lanes16 {
+    static constexpr int ROWS = 16;
+    using Int = __m512i;
+    using Float = __m512;
+    static Int zero() { return _mm512_setzero_si512(); }
+    static Int add(Int a, Int b) { return _mm512_add_epi32(a, b); }
+    static Int multiply(Int a, Int b) { return _mm512_mullo_epi32(a, b); }
+    static Int minus_32_times(Int a, Int b) { return _mm512_sub_epi32(a, _mm512_slli_epi32(b, 5)); }
+    static Int multiply_pairs(Int a, int32_t pair) { return _mm512_madd_epi16(a, _mm512_set1_epi32(pair)); }
+    static Float to_float(Int a) { return _mm512_cvtepi32_ps(a); }
+    static Float times(Float a, float b) { return _mm512_mul_ps(a, splat(b)); }
+    static Float fma(Float a, Float b, Float c) { return _mm512_fmadd_ps(a, b, c); }
+    static Float fnma(Float a, Float b, Float c) { return _mm512_fnmadd_ps(a, b, c); }
+    static Float zero_floats() { return _mm512_setzero_ps(); }
+    static Float splat(float x) { return _mm512_set1_ps(x); }
+    static Int splat_int(int32_t x) { return _mm512_set1_epi32(x); }
+    static __mmask16 first(int rows) { return (__mmask16) ((1u << rows) - 1); }
+    static Float load(const float * c, int rows) { return _mm512_maskz_loadu_ps(first(rows), c); }
+    static void store(float * c, int rows, Float values) { _mm512_mask_storeu_ps(c, first(rows), values); }
+    // Rows 0-7 from low, 8-15 from high.
+    static Int join(__m256i low, __m256i high) { return _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1); }
+    static Float join(__m256 low, __m256 high) {
+        return _mm512_castsi512_ps(join(_mm256_castps_si256(low), _mm256_castps_si256(high)));
+    }
+};
+using WideLanes = Lanes16;  // the panels of batches (more than TILE_COLS columns)
+#else
+using WideLanes = Lanes8;
+#endif
+
+// One 32-weight block of 8 (Lanes8) or 16 (Lanes16) rows, ready for the dot products.
+template <typename Lanes>
+struct PanelBlockOf {
+    typename Lanes::Int quants[8];  // [g]: weights 4g..4g+3 of the block, unsigned; lane = row
+    typename Lanes::Float scales;   // lane = row
+    typename Lanes::Float mins;     // Q4_1, Q5_1: the offset added to every weight of the row's block
+};
+using PanelBlock = PanelBlockOf<Lanes8>;
 
 // What the dot products need of one activation block.
 struct ActivationScales {
@@ -210,6 +289,27 @@ inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m
 #endif
 }
 
+#ifdef CORRAL_WIDE_PANELS
+// block_dot for 16 rows, and the K-quants' half_block_dot (further down) for 16 rows.
+inline __m512i block_dot(const __m512i * quants, const int8_t * activations, __m512i init = _mm512_setzero_si512()) {
+    __m512i low = init;
+    __m512i high = _mm512_setzero_si512();
+    for (int g = 0; g < 4; ++g) {
+        low = _mm512_dpbusd_epi32(low, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
+        high = _mm512_dpbusd_epi32(high, quants[g + 4], _mm512_set1_epi32(load_word(activations + 4 * (g + 4))));
+    }
+    return _mm512_add_epi32(low, high);
+}
+
+inline __m512i half_block_dot(const __m512i * quants, const int8_t * activations) {
+    __m512i sum = _mm512_setzero_si512();
+    for (int g = 0; g < 4; ++g) {
+        sum = _mm512_dpbusd_epi32(sum, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
+    }
+    return sum;
+}
+#endif
+
 // Decoding: the exact dot products of 32 unsigned weights (at most 63) with 32 signed
 // activations, as 8 int32 partial sums (lane i: bytes 4i..4i + 3). Q8_0's weights (up to 255)
 // need VNNI.
@@ -236,28 +336,45 @@ inline __m256i lane_sums(const __m256i (&v)[PANEL_ROWS]) {
 
 // acc = fma(float(isum), weight scale x activation scale, acc): the float steps of every
 // 32-weight block, in panels and in decoding alike.
-inline __m256 add_scaled(__m256i isum, __m256 weight_scales, float activation_scale, __m256 acc) {
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(weight_scales, _mm256_set1_ps(activation_scale)), acc);
+template <typename Lanes = Lanes8>
+inline typename Lanes::Float add_scaled(typename Lanes::Int isum, typename Lanes::Float weight_scales, float activation_scale,
+                                        typename Lanes::Float acc) {
+    return Lanes::fma(Lanes::to_float(isum), Lanes::times(weight_scales, activation_scale), acc);
 }
 
 // Weights with an offset (Q4_1, Q5_1), against Q8_1:
 // acc = fma(isum, weight scale x activation scale, acc); acc = fma(weight min, scale x sum, acc)
-inline __m256 add_with_min(__m256i isum, __m256 weight_scales, __m256 mins, const ActivationScales & s, __m256 acc) {
-    return _mm256_fmadd_ps(mins, _mm256_set1_ps(s.scale_x_sum), add_scaled(isum, weight_scales, s.scale, acc));
+template <typename Lanes = Lanes8>
+inline typename Lanes::Float add_with_min(typename Lanes::Int isum, typename Lanes::Float weight_scales, typename Lanes::Float mins,
+                                          const ActivationScales & s, typename Lanes::Float acc) {
+    return Lanes::fma(mins, Lanes::splat(s.scale_x_sum), add_scaled<Lanes>(isum, weight_scales, s.scale, acc));
 }
 
-inline __m256 accumulate_with_min(const PanelBlock & block, const block_q8_1 & activations, const ActivationScales & s,
-                                  __m256 acc) {
-    return add_with_min(block_dot(block.quants, activations.qs), block.scales, block.mins, s, acc);
+template <typename Lanes>
+inline typename Lanes::Float accumulate_with_min(const PanelBlockOf<Lanes> & block, const block_q8_1 & activations,
+                                                 const ActivationScales & s, typename Lanes::Float acc) {
+    return add_with_min<Lanes>(block_dot(block.quants, activations.qs), block.scales, block.mins, s, acc);
 }
 
 // Weights stored as unsigned q = w + CENTER (Q5_0: 16, Q8_0: 128), against Q8_0: the unsigned
 // dot product exceeds the signed one by exactly CENTER x the sum of the activations.
 // acc = fma(isum - CENTER x sum, weight scale x activation scale, acc)
-template <int CENTER>
-inline __m256 accumulate_centered(const PanelBlock & block, const block_q8_0 & activations, const ActivationScales & s,
-                                  __m256 acc) {
-    return add_scaled(block_dot(block.quants, activations.qs, _mm256_set1_epi32(-CENTER * s.sum)), block.scales, s.scale, acc);
+template <int CENTER, typename Lanes>
+inline typename Lanes::Float accumulate_centered(const PanelBlockOf<Lanes> & block, const block_q8_0 & activations,
+                                                 const ActivationScales & s, typename Lanes::Float acc) {
+    return add_scaled<Lanes>(block_dot(block.quants, activations.qs, Lanes::splat_int(-CENTER * s.sum)), block.scales, s.scale, acc);
+}
+
+// A panel block of 16 rows from two of 8 (unpacked by the code every variant runs).
+template <typename Lanes>
+inline PanelBlockOf<Lanes> joined(const PanelBlock & low, const PanelBlock & high) {
+    PanelBlockOf<Lanes> out;
+    for (int g = 0; g < 8; ++g) {
+        out.quants[g] = Lanes::join(low.quants[g], high.quants[g]);
+    }
+    out.scales = Lanes::join(low.scales, high.scales);
+    out.mins = Lanes::join(low.mins, high.mins);
+    return out;
 }
 
 inline ActivationScales q8_1_scales(const block_q8_1 & block) {
@@ -272,87 +389,26 @@ inline ActivationScales q8_0_scales(const block_q8_0 & block) {
     return {_cvtsh_ss(block.d), 0.0f, sum};
 }
 
-// The 8 (or `rows`) floats of one column of the panel in C.
-inline __m256 load_rows(const float * c, int rows) {
-    if (rows == PANEL_ROWS) {
-        return _mm256_loadu_ps(c);
-    }
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    return _mm256_maskload_ps(c, mask);
-}
-
-inline void store_rows(float * c, int rows, __m256 values) {
-    if (rows == PANEL_ROWS) {
-        _mm256_storeu_ps(c, values);
-        return;
-    }
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    _mm256_maskstore_ps(c, mask, values);
-}
-
-// The lanes of a panel: 8 rows in 256-bit registers (every format and variant), or 16 rows in
-// 512-bit ones (the K-quants' batches on AVX-512 VNNI: half the instructions and loads per
-// product; a 16-row tile of Q4_K ran at 88% of the dot products' peak against 74% for 8 rows,
-// in L1). Each lane gets the same integers and float steps either way: the width of a panel
-// never changes a result.
-struct Lanes8 {
-    static constexpr int ROWS = 8;
-    using Int = __m256i;
-    using Float = __m256;
-    static Int zero() { return _mm256_setzero_si256(); }
-    static Int add(Int a, Int b) { return _mm256_add_epi32(a, b); }
-    static Int multiply(Int a, Int b) { return _mm256_mullo_epi32(a, b); }
-    // a - 32 x b
-    static Int minus_32_times(Int a, Int b) { return _mm256_sub_epi32(a, _mm256_slli_epi32(b, 5)); }
-    // Per lane: the int16 pair of a times `pair` (two int16), summed.
-    static Int multiply_pairs(Int a, int32_t pair) { return _mm256_madd_epi16(a, _mm256_set1_epi32(pair)); }
-    static Float to_float(Int a) { return _mm256_cvtepi32_ps(a); }
-    static Float times(Float a, float b) { return _mm256_mul_ps(a, _mm256_set1_ps(b)); }
-    static Float fma(Float a, Float b, Float c) { return _mm256_fmadd_ps(a, b, c); }
-    static Float fnma(Float a, Float b, Float c) { return _mm256_fnmadd_ps(a, b, c); }
-    static Float zero_floats() { return _mm256_setzero_ps(); }
-    static Float load(const float * c, int rows) { return load_rows(c, rows); }
-    static void store(float * c, int rows, Float values) { store_rows(c, rows, values); }
-};
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-#define CORRAL_WIDE_PANELS
-struct Lanes16 {
-    static constexpr int ROWS = 16;
-    using Int = __m512i;
-    using Float = __m512;
-    static Int zero() { return _mm512_setzero_si512(); }
-    static Int add(Int a, Int b) { return _mm512_add_epi32(a, b); }
-    static Int multiply(Int a, Int b) { return _mm512_mullo_epi32(a, b); }
-    static Int minus_32_times(Int a, Int b) { return _mm512_sub_epi32(a, _mm512_slli_epi32(b, 5)); }
-    static Int multiply_pairs(Int a, int32_t pair) { return _mm512_madd_epi16(a, _mm512_set1_epi32(pair)); }
-    static Float to_float(Int a) { return _mm512_cvtepi32_ps(a); }
-    static Float times(Float a, float b) { return _mm512_mul_ps(a, _mm512_set1_ps(b)); }
-    static Float fma(Float a, Float b, Float c) { return _mm512_fmadd_ps(a, b, c); }
-    static Float fnma(Float a, Float b, Float c) { return _mm512_fnmadd_ps(a, b, c); }
-    static Float zero_floats() { return _mm512_setzero_ps(); }
-    static __mmask16 first(int rows) { return (__mmask16) ((1u << rows) - 1); }
-    static Float load(const float * c, int rows) { return _mm512_maskz_loadu_ps(first(rows), c); }
-    static void store(float * c, int rows, Float values) { _mm512_mask_storeu_ps(c, first(rows), values); }
-};
-#endif
-
 // The formats of 32-weight blocks: how a panel block is unpacked, and which activations and
-// accumulation go with it. CHUNK: panel depth in blocks, so that a chunk's panel stays in L1.
+// accumulation go with it.
 
 // A tile's columns one after another: a 32-weight panel block fits in registers, and the
 // compiler keeps it there for every column of the tile.
-template <typename Format>
+template <typename Format, typename L>
 struct ColumnByColumn {
     static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels or rows_in_order (see row_by_row)
     static constexpr bool PANEL_IN_REGISTERS = true;
-    using Lanes = Lanes8;
+    using Lanes = L;
     static constexpr int TILE_COLS = 4;         // columns sharing each loaded panel block
-    static constexpr int64_t BATCH_COLS = 32;   // columns whose scales are converted at once (and that share an unpacked panel)
+    // Columns whose scales are converted at once (and that share an unpacked panel), and the
+    // panel's depth in blocks: 20 KB of panel and 12-24 KB of scales. Panels of 16 rows cost
+    // twice the unpacking of 8, shared by twice the columns.
+    static constexpr int64_t BATCH_COLS = L::ROWS == PANEL_ROWS ? 32 : 64;
+    static constexpr int64_t CHUNK = L::ROWS == PANEL_ROWS ? 64 : 32;
     // (Parameter types deduced: Format is incomplete where this is declared.)
-    template <int COLS, typename Panel, typename Activations, typename Scales>
+    template <int COLS, typename Panel, typename Activations, typename Scales, typename Acc>
     static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
-                                __m256 (&acc)[COLS]) {
+                                Acc (&acc)[COLS]) {
         for (int j = 0; j < COLS; ++j) {
             acc[j] = Format::accumulate(block, b[j * ldb], s[j * s_stride], acc[j]);
         }
@@ -383,17 +439,27 @@ inline __m256i add_fifth_bits_in_order(const uint8_t * qh, __m256i quants) {
 // Nibble formats: 16 bytes of 4-bit weights, FIFTH_BITS: 32 more bits (Q5_*), and either a
 // min (Q4_1, Q5_1: weight = scale x q + min, against Q8_1) or a center of 16 (Q5_0: weight =
 // scale x (q - 16), against Q8_0).
-template <typename Block, bool FIFTH_BITS, bool MINS>
-struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS>> {
+template <typename Block, bool FIFTH_BITS, bool MINS, typename L = WideLanes>
+struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS, L>, L> {
     using Weights = Block;
+    using Decoding = NibbleFormat<Block, FIFTH_BITS, MINS, Lanes8>;  // at most 4 columns: panels of 8 rows
     // Decoding: with fifth bits, rows_in_order (where they cost 2 operations a row, not a
     // transposition of 8 rows' bits); Q4_1 is as fast in the panels.
     static constexpr bool IN_ORDER = FIFTH_BITS;
     using Activations = typename std::conditional<MINS, block_q8_1, block_q8_0>::type;
-    using Panel = PanelBlock;
+    using Panel = PanelBlockOf<L>;
     using Scales = ActivationScales;
-    static constexpr int64_t CHUNK = 64;
     ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
+        if constexpr (L::ROWS == PANEL_ROWS) {
+            unpack_rows(A, lda, row0, rows, l, out);
+        } else {
+            PanelBlock low, high;
+            unpack_rows(A, lda, row0, std::min(rows, PANEL_ROWS), l, low);
+            unpack_rows(A, lda, row0 + PANEL_ROWS, std::max(rows - PANEL_ROWS, 0), l, high);
+            out = joined<L>(low, high);
+        }
+    }
+    ALWAYS_INLINE static void unpack_rows(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out) {
         const Weights * row[PANEL_ROWS];
         block_rows(A, lda, row0, rows, l, row);
         unpack_nibbles(row, offsetof(Weights, qs), out.quants);
@@ -410,7 +476,7 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS>> {
             return q8_0_scales(block);
         }
     }
-    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
+    static typename L::Float accumulate(const Panel & block, const Activations & a, const ActivationScales & s, typename L::Float acc) {
         if constexpr (MINS) {
             return accumulate_with_min(block, a, s, acc);
         } else {
@@ -449,16 +515,27 @@ using Q5_0 = NibbleFormat<block_q5_0, true, false>;
 // Q8_0 weights (scale, 32 x 8 bits) against Q8_0 activations, on VNNI only: without it the
 // signed x signed products need ggml's sign trick, and tinyBLAS already does that well.
 // VNNI multiplies unsigned by signed bytes: the weights are stored + 128 (as unsigned).
-struct Q8_0 : ColumnByColumn<Q8_0> {
+template <typename L = WideLanes>
+struct Q8_0Format : ColumnByColumn<Q8_0Format<L>, L> {
     using Weights = block_q8_0;
+    using Decoding = Q8_0Format<Lanes8>;
     static constexpr bool IN_ORDER = true;  // decoding: rows_in_order, no transposition of 8 rows
     using Activations = block_q8_0;
-    using Panel = PanelBlock;
+    using Panel = PanelBlockOf<L>;
     using Scales = ActivationScales;
-    static constexpr int64_t CHUNK = 64;
-    ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out);
+    ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
+        if constexpr (L::ROWS == PANEL_ROWS) {
+            unpack_rows(A, lda, row0, rows, l, out);
+        } else {
+            PanelBlock low, high;
+            unpack_rows(A, lda, row0, std::min(rows, PANEL_ROWS), l, low);
+            unpack_rows(A, lda, row0 + PANEL_ROWS, std::max(rows - PANEL_ROWS, 0), l, high);
+            out = joined<L>(low, high);
+        }
+    }
+    ALWAYS_INLINE static void unpack_rows(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out);
     static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
-    static __m256 accumulate(const Panel & block, const Activations & a, const ActivationScales & s, __m256 acc) {
+    static typename L::Float accumulate(const Panel & block, const Activations & a, const ActivationScales & s, typename L::Float acc) {
         return accumulate_centered<128>(block, a, s, acc);
     }
     ALWAYS_INLINE static __m256i in_order(const Weights & block) {
@@ -472,7 +549,8 @@ struct Q8_0 : ColumnByColumn<Q8_0> {
     }
 };
 
-ALWAYS_INLINE inline void Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out) {
+template <typename L>
+ALWAYS_INLINE inline void Q8_0Format<L>::unpack_rows(const block_q8_0 * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out) {
     const block_q8_0 * row[PANEL_ROWS];
     block_rows(A, lda, row0, rows, l, row);
     __m256i words[8];
@@ -484,6 +562,8 @@ ALWAYS_INLINE inline void Q8_0::unpack(const block_q8_0 * A, int64_t lda, int64_
     out.scales = halves_of(row, 0);
     out.mins = _mm256_setzero_ps();
 }
+
+using Q8_0 = Q8_0Format<>;
 #endif
 
 // The 8 rows of a panel are 8 interleaved streams, too many for the hardware prefetchers: while
@@ -707,7 +787,7 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     constexpr int64_t CHUNK = Format::CHUNK;
     constexpr int TILE_COLS = Format::TILE_COLS;
     if (n <= TILE_COLS) {
-        decode<Format>(params, m, n, k, A, lda, B, ldb, C, ldc);
+        decode<typename Format::Decoding>(params, m, n, k, A, lda, B, ldb, C, ldc);
         return;
     }
     constexpr int ROWS = Format::Lanes::ROWS;
@@ -845,27 +925,6 @@ inline __m256i half_block_dot(const __m256i * quants, const int8_t * activations
 #endif
 }
 
-#ifdef CORRAL_WIDE_PANELS
-// block_dot and half_block_dot for 16 rows.
-inline __m512i block_dot(const __m512i * quants, const int8_t * activations) {
-    __m512i low = _mm512_setzero_si512();
-    __m512i high = _mm512_setzero_si512();
-    for (int g = 0; g < 4; ++g) {
-        low = _mm512_dpbusd_epi32(low, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
-        high = _mm512_dpbusd_epi32(high, quants[g + 4], _mm512_set1_epi32(load_word(activations + 4 * (g + 4))));
-    }
-    return _mm512_add_epi32(low, high);
-}
-
-inline __m512i half_block_dot(const __m512i * quants, const int8_t * activations) {
-    __m512i sum = _mm512_setzero_si512();
-    for (int g = 0; g < 4; ++g) {
-        sum = _mm512_dpbusd_epi32(sum, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
-    }
-    return sum;
-}
-#endif
-
 // What the K-quant formats share.
 template <typename L>
 struct SuperBlockFormat {
@@ -880,11 +939,6 @@ struct SuperBlockFormat {
     static constexpr int64_t BATCH_COLS = 64;  // a wider batch shares each (costly) unpacking
 };
 
-#ifdef CORRAL_WIDE_PANELS
-using KLanes = Lanes16;
-#else
-using KLanes = Lanes8;
-#endif
 
 // isum[j] = the sum over the super-block's 8 chunks of 32 weights of Format::chunk_sum (the
 // chunk's scaled exact dot product) for every column j of the tile: chunk by chunk, so that
@@ -956,10 +1010,11 @@ inline __m256i fifth_bits(__m256i high) {
 // get_scale_min_k4), and 4-bit weights: byte b of qs[32j, 32j + 32) holds weight b of
 // sub-block 2j (low nibble) and of 2j + 1 (high); FIFTH_BITS (Q5_K): bit c of byte b of qh is
 // bit 4 of weight b of sub-block c.
-template <typename Block, bool FIFTH_BITS, typename L = KLanes>
+template <typename Block, bool FIFTH_BITS, typename L = WideLanes>
 struct KNibbleFormat : SuperBlockFormat<L> {
     using Weights = Block;
     using Lanes = L;
+    using Decoding = KNibbleFormat;  // row_by_row: no panels
     using Panel = KPanel<L>;
     using Activations = block_q8_K;
     using Scales = KActivationScales;
@@ -1088,10 +1143,11 @@ using Q5_K = KNibbleFormat<block_q5_K, true>;
 // (chunks of 32) 4j, 4j + 1, 4j + 2, 4j + 3 in the low nibble of ql[64j + b], the low nibble
 // of ql[64j + 32 + b], the high nibble of ql[64j + b], the high nibble of ql[64j + 32 + b],
 // with bits 0-1, 2-3, 4-5, 6-7 of qh[32j + b] on top.
-template <typename L = KLanes>
+template <typename L = WideLanes>
 struct Q6_KFormat : SuperBlockFormat<L> {
     using Weights = block_q6_K;
     using Lanes = L;
+    using Decoding = Q6_KFormat;  // row_by_row: no panels
     using Panel = KPanel<L>;
     using Activations = block_q8_K;
     using Scales = KActivationScales;

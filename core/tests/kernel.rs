@@ -540,11 +540,12 @@ fn random_or_plain(random: Option<fn(usize, &mut u64) -> Vec<u8>>, count: usize,
 fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot: VecDot) {
     let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
-    // Past one chunk of blocks (64; 8 super-blocks), and within one.
+    // Past one chunk of blocks (32 or 64; 2 or 4 super-blocks), and within one; past one batch
+    // of columns (32 or 64), panels of 8 and 16 rows, and less.
     let depths: &[usize] = if format.block_values == 256 { &[1, 2, 5, 9, 17] } else { &[1, 3, 18, 70] };
     for &k in depths {
         for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33] {
-            for n in (1usize..=9).chain([33, 38]) {
+            for n in (1usize..=9).chain([33, 38, 70]) {
                 let a = random_or_plain(format.random_weights, m * k, wb, &mut seed);
                 let b = random_or_plain(format.random_activations, n * k, ab, &mut seed);
                 // One spare float after each column and at the end must stay untouched.
