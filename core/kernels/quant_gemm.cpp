@@ -16,7 +16,7 @@
 // panel is prefetched meanwhile. Decoding (up to 4 columns) shares the rows between threads in
 // chunks taken as they finish; its K-quants skip the panels and go row by row (row_by_row), and
 // its Q5_0, Q5_1 and Q8_0 read each row's block in its own order (rows_in_order). On AVX-512
-// VNNI, the K-quants' batches take panels of 16 rows in 512-bit registers (Lanes16).
+// VNNI, batches take panels of 16 rows in 512-bit registers (Lanes16).
 //
 // Arithmetic, per (row, column), in block order (bit for bit the same in every variant, for
 // every batch size and tile: batching never changes a result):
@@ -79,11 +79,12 @@ inline void store_rows(float * c, int rows, __m256 values) {
     _mm256_maskstore_ps(c, mask, values);
 }
 
-// The lanes of a panel: 8 rows in 256-bit registers (every format and variant), or 16 rows in
-// 512-bit ones (the K-quants' batches on AVX-512 VNNI: half the instructions and loads per
-// product; a 16-row tile of Q4_K ran at 88% of the dot products' peak against 74% for 8 rows,
-// in L1). Each lane gets the same integers and float steps either way: the width of a panel
-// never changes a result.
+// The lanes of a panel: 8 rows in 256-bit registers (every variant; decoding everywhere), or 16
+// rows in 512-bit ones (batches on AVX-512 VNNI: half the instructions and loads per product; a
+// 16-row tile of Q4_K ran at 88% of the dot products' peak against 74% for 8 rows, in L1, and
+// the 32-weight formats, whose float steps come every 32 weights, gained 25-35%). Each lane
+// gets the same integers and float steps either way: the width of a panel never changes a
+// result. (Lanes8 and Lanes16 are the same operations at two widths, as in ggml's SIMD mappings.)
 struct Lanes8 {
     static constexpr int ROWS = 8;
     using Int = __m256i;
