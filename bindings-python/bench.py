@@ -15,6 +15,7 @@ Rows:
   llama-cpp-python   wall clock around `Llama.generate` (prompt: start to first token;
                      generation: tokens after the first over the time since it), in its own
                      process (bench_llama_cpp_python.py): in this one it would run on corral's ggml.
+                     Its default (flash attention off), and with flash attention on.
 Every side loads the model afresh each round and measures its first request, as the core's
 `--repeats 1` does (later requests on one model can run at a different speed).
 """
@@ -116,9 +117,14 @@ def llama_cpp_python_child(request: dict) -> dict[str, float]:
 
 
 def llama_cpp_python(model_path: Path, threads: int, prompt: list[int]) -> dict[str, Figures]:
-    request = {"mode": "single", "model": str(model_path), "threads": threads, "prompt": prompt,
-               "generated": GENERATED_TOKENS, "context": CONTEXT_LENGTH}
-    return {"llama-cpp-python": llama_cpp_python_child(request)}
+    """With its default (flash attention off) and with flash attention on: the better of the two
+    is the peer to beat."""
+    figures = {}
+    for row, flash_attention in (("llama-cpp-python", False), ("llama-cpp-python-fa", True)):
+        request = {"mode": "single", "model": str(model_path), "threads": threads, "prompt": prompt,
+                   "generated": GENERATED_TOKENS, "context": CONTEXT_LENGTH, "flash_attention": flash_attention}
+        figures[row] = llama_cpp_python_child(request)
+    return figures
 
 
 ROWS = [
@@ -128,6 +134,7 @@ ROWS = [
     ("wall", "corral Python stream (wall)"),
     ("plain", "plain llama-cpp-2 loop"),
     ("llama-cpp-python", "llama-cpp-python (wall clock)"),
+    ("llama-cpp-python-fa", "  with flash attention"),
 ]
 
 

@@ -21,7 +21,8 @@ import llama_cpp  # type: ignore[import-not-found]
 def load(request: dict) -> llama_cpp.Llama:
     threads = request["threads"]
     return llama_cpp.Llama(model_path=request["model"], n_ctx=request["context"], n_batch=512, n_ubatch=512,
-                           n_threads=threads, n_threads_batch=threads, verbose=False)
+                           n_threads=threads, n_threads_batch=threads, flash_attn=request.get("flash_attention", False),
+                           verbose=False)
 
 
 def single(request: dict) -> dict[str, float]:
