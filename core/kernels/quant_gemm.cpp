@@ -407,6 +407,18 @@ struct ColumnByColumn {
     static constexpr int64_t BATCH_COLS = L::ROWS == PANEL_ROWS ? 32 : 64;
     static constexpr int64_t CHUNK = L::ROWS == PANEL_ROWS ? 64 : 32;
     // (Parameter types deduced: Format is incomplete where this is declared.)
+    // Format::unpack_rows unpacks 8 rows; a panel of 16 joins two of them.
+    template <typename Weights, typename Panel>
+    ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
+        if constexpr (L::ROWS == PANEL_ROWS) {
+            Format::unpack_rows(A, lda, row0, rows, l, out);
+        } else {
+            PanelBlock low, high;
+            Format::unpack_rows(A, lda, row0, std::min(rows, PANEL_ROWS), l, low);
+            Format::unpack_rows(A, lda, row0 + PANEL_ROWS, std::max(rows - PANEL_ROWS, 0), l, high);
+            out = joined<L>(low, high);
+        }
+    }
     template <int COLS, typename Panel, typename Activations, typename Scales, typename Acc>
     static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
                                 Acc (&acc)[COLS]) {
@@ -450,16 +462,6 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS, L>, L
     using Activations = typename std::conditional<MINS, block_q8_1, block_q8_0>::type;
     using Panel = PanelBlockOf<L>;
     using Scales = ActivationScales;
-    ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
-        if constexpr (L::ROWS == PANEL_ROWS) {
-            unpack_rows(A, lda, row0, rows, l, out);
-        } else {
-            PanelBlock low, high;
-            unpack_rows(A, lda, row0, std::min(rows, PANEL_ROWS), l, low);
-            unpack_rows(A, lda, row0 + PANEL_ROWS, std::max(rows - PANEL_ROWS, 0), l, high);
-            out = joined<L>(low, high);
-        }
-    }
     ALWAYS_INLINE static void unpack_rows(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out) {
         const Weights * row[PANEL_ROWS];
         block_rows(A, lda, row0, rows, l, row);
@@ -524,16 +526,6 @@ struct Q8_0Format : ColumnByColumn<Q8_0Format<L>, L> {
     using Activations = block_q8_0;
     using Panel = PanelBlockOf<L>;
     using Scales = ActivationScales;
-    ALWAYS_INLINE static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
-        if constexpr (L::ROWS == PANEL_ROWS) {
-            unpack_rows(A, lda, row0, rows, l, out);
-        } else {
-            PanelBlock low, high;
-            unpack_rows(A, lda, row0, std::min(rows, PANEL_ROWS), l, low);
-            unpack_rows(A, lda, row0 + PANEL_ROWS, std::max(rows - PANEL_ROWS, 0), l, high);
-            out = joined<L>(low, high);
-        }
-    }
     ALWAYS_INLINE static void unpack_rows(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out);
     static ActivationScales activation_scales(const Activations & block) { return q8_0_scales(block); }
     static typename L::Float accumulate(const Panel & block, const Activations & a, const ActivationScales & s, typename L::Float acc) {
