@@ -136,7 +136,68 @@ pub(crate) struct Context<'m> {
     guarded: bool,
     /// Why a guarded decode raised, once one has.
     broken: Option<String>,
+    /// The worker threads of every decode (None: ggml starts and joins them each time).
+    _thread_pool: Option<ThreadPool>,
     _model: PhantomData<&'m LlamaModel>,
+}
+
+/// A context's own ggml worker threads. Without one, ggml creates and joins `threads - 1`
+/// threads for every graph: every generated token, with fresh stacks and thread-local buffers
+/// (the kernels' scratch, malloc arenas). The workers sleep between decodes (polling level 0)
+/// instead of spinning: the cores they would spin on may be lent to another engine or process
+/// meanwhile (engine/cores.rs).
+struct ThreadPool {
+    raw: NonNull<sys::ggml_threadpool>,
+    free: unsafe extern "C" fn(*mut sys::ggml_threadpool),
+}
+
+impl ThreadPool {
+    /// A pool of `threads`, from the loaded CPU backend (its variant's entry points); None where
+    /// there is nothing to gain (one thread) or the backend lacks them.
+    fn new(threads: u32) -> Option<ThreadPool> {
+        if threads < 2 {
+            return None;
+        }
+        // SAFETY: ggml's device and backend registries, filled when the backends were loaded;
+        // null where there is no CPU device.
+        let reg = unsafe {
+            let device = sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU);
+            if device.is_null() {
+                return None;
+            }
+            sys::ggml_backend_dev_backend_reg(device)
+        };
+        let proc = |name: &std::ffi::CStr| {
+            // SAFETY: a registered backend and a NUL-terminated name.
+            let address = unsafe { sys::ggml_backend_reg_get_proc_address(reg, name.as_ptr()) };
+            (!address.is_null()).then_some(address)
+        };
+        let (Some(new), Some(free)) = (proc(c"ggml_threadpool_new"), proc(c"ggml_threadpool_free")) else {
+            return None;
+        };
+        // SAFETY: the CPU backend's exports under these names, with ggml-cpu.h's signatures.
+        let (new, free) = unsafe {
+            (
+                std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool>(
+                    new,
+                ),
+                std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut sys::ggml_threadpool)>(free),
+            )
+        };
+        // SAFETY: plain data.
+        let mut params = unsafe { sys::ggml_threadpool_params_default(threads as i32) };
+        params.poll = 0;
+        // SAFETY: valid parameters; null when the threads cannot be started.
+        let raw = NonNull::new(unsafe { new(&mut params) })?;
+        Some(ThreadPool { raw, free })
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        // SAFETY: made by this backend's ggml_threadpool_new, freed once, after its context.
+        unsafe { (self.free)(self.raw.as_ptr()) }
+    }
 }
 
 impl<'m> Context<'m> {
@@ -148,7 +209,12 @@ impl<'m> Context<'m> {
         // SAFETY: a live model.
         let raw = unsafe { create_raw(raw_model(model), context_params(config))? };
         let n_vocab = model.vocab().n_tokens().max(0) as usize;
-        Ok(Context { raw, n_vocab, guarded: config.guarded, broken: None, _model: PhantomData })
+        let thread_pool = ThreadPool::new(config.size.threads);
+        if let Some(pool) = &thread_pool {
+            // SAFETY: a live context and pool; the pool outlives the context (Drop).
+            unsafe { sys::llama_attach_threadpool(raw.as_ptr(), pool.raw.as_ptr(), std::ptr::null_mut()) };
+        }
+        Ok(Context { raw, n_vocab, guarded: config.guarded, broken: None, _thread_pool: thread_pool, _model: PhantomData })
     }
 
     pub(crate) fn raw(&self) -> *mut sys::llama_context {
@@ -278,7 +344,8 @@ impl<'m> Context<'m> {
 
 impl Drop for Context<'_> {
     fn drop(&mut self) {
-        // SAFETY: created by llama_init_from_model, freed once.
+        // SAFETY: created by llama_init_from_model, freed once. The thread pool, a field, is
+        // freed after this.
         unsafe { sys::llama_free(self.raw()) }
     }
 }
