@@ -360,25 +360,14 @@ public:
     }
 
     void run() {
-        // The cells this token sees, in cache order, with their mask values.
-        thread_local std::vector<int32_t> cells;
-        thread_local std::vector<float> masks;
-        const int64_t cache_cells = shape_.k->ne[1];
-        if ((int64_t) cells.size() < cache_cells) {
-            cells.resize(cache_cells);
-            masks.resize(cache_cells);
-        }
-        const int64_t total = visible_cells(mask_row(shape_.mask, token_, first_head_, batch_), cache_cells, cells.data(), masks.data());
-        for (int64_t start = 0; start < total; start += STEP_CELLS) {
-            step(cells.data() + start, masks.data() + start, (int) std::min<int64_t>(STEP_CELLS, total - start), total - start);
-        }
-        write();
+        run_together(this, 1);
     }
 
     // Units of one query token (one mask row for all: the same visible cells) that run their
     // steps in turn, so that their K/V rows, next to each other in every cache cell, are read
     // together.
     static void run_together(Unit * units, int count) {
+        // The cells the token sees, in cache order, with their mask values.
         thread_local std::vector<int32_t> cells;
         thread_local std::vector<float> masks;
         const Unit & first = units[0];
