@@ -58,6 +58,29 @@ pub fn cpu_variant() -> Result<CpuVariant> {
     CPU_VARIANT.get().cloned().ok_or_else(|| Error::internal("no ggml CPU backend is loaded"))
 }
 
+/// The entry point `name` that the loaded backend `reg` exports (ggml's get_proc_address), if
+/// it has one.
+pub(crate) fn proc_address(reg: llama_cpp_sys_2::ggml_backend_reg_t, name: &CStr) -> Option<*mut std::ffi::c_void> {
+    if reg.is_null() {
+        return None;
+    }
+    // SAFETY: a registered backend and a NUL-terminated name; null when there is no such entry.
+    let address = unsafe { llama_cpp_sys_2::ggml_backend_reg_get_proc_address(reg, name.as_ptr()) };
+    (!address.is_null()).then_some(address)
+}
+
+/// The loaded CPU variant's backend registration (null where no CPU device is registered).
+pub(crate) fn cpu_registration() -> llama_cpp_sys_2::ggml_backend_reg_t {
+    // SAFETY: plain queries of ggml's registries, filled when the backends were loaded.
+    unsafe {
+        let device = llama_cpp_sys_2::ggml_backend_dev_by_type(llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU);
+        if device.is_null() {
+            return std::ptr::null_mut();
+        }
+        llama_cpp_sys_2::ggml_backend_dev_backend_reg(device)
+    }
+}
+
 /// Whether this build can offload layers to a GPU.
 pub fn supports_gpu_offload() -> bool {
     backend().map(|b| b.supports_gpu_offload()).unwrap_or(false)

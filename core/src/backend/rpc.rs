@@ -80,11 +80,7 @@ fn load_module(path: &std::path::Path) -> std::result::Result<Module, String> {
     if reg.is_null() {
         return Err(format!("this corral has no RPC backend ({} was not loaded)", path.display()));
     }
-    let proc = |name: &CStr| {
-        // SAFETY: a registered backend and a NUL-terminated name.
-        let address = unsafe { sys::ggml_backend_reg_get_proc_address(reg, name.as_ptr()) };
-        (!address.is_null()).then_some(address)
-    };
+    let proc = |name: &CStr| crate::backend::proc_address(reg, name);
     let (Some(add_server), Some(start_server)) = (proc(c"ggml_backend_rpc_add_server"), proc(c"ggml_backend_rpc_start_server")) else {
         return Err("the RPC backend lacks ggml_backend_rpc_add_server or ggml_backend_rpc_start_server".into());
     };

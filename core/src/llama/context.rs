@@ -158,20 +158,8 @@ impl ThreadPool {
         if threads < 2 {
             return None;
         }
-        // SAFETY: ggml's device and backend registries, filled when the backends were loaded;
-        // null where there is no CPU device.
-        let reg = unsafe {
-            let device = sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU);
-            if device.is_null() {
-                return None;
-            }
-            sys::ggml_backend_dev_backend_reg(device)
-        };
-        let proc = |name: &std::ffi::CStr| {
-            // SAFETY: a registered backend and a NUL-terminated name.
-            let address = unsafe { sys::ggml_backend_reg_get_proc_address(reg, name.as_ptr()) };
-            (!address.is_null()).then_some(address)
-        };
+        let reg = crate::backend::cpu_registration();
+        let proc = |name: &std::ffi::CStr| crate::backend::proc_address(reg, name);
         let (Some(new), Some(free)) = (proc(c"ggml_threadpool_new"), proc(c"ggml_threadpool_free")) else {
             return None;
         };
