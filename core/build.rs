@@ -121,15 +121,37 @@ const KERNELS: [Kernel; 6] = [
 /// Headers the kernels share.
 const KERNEL_HEADERS: [&str; 1] = ["kernels/simd_math.h"];
 
-/// ggml's CPU weight repacking (repack.cpp) copies Q4_K weights into its own interleaved
-/// layout at load on every AVX2 CPU, and then computes them itself: the copy would never reach
-/// corral's K-quant kernel. Variants that carry corral's kernels are built from this source
-/// with that one case edited out (Q4_0 and IQ4_NL are still repacked).
-const REPACK_SOURCE: &str = "ggml-cpu/repack.cpp";
-const REPACK_EDIT: (&str, &str) = (
-    "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (ggml_cpu_has_avx2()) {\n",
-    "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (false) {  // corral: its K-quant kernel takes Q4_K\n",
-);
+/// A ggml source that the variants carrying corral's kernels compile with one edit, so that
+/// corral's kernels get the weights ggml would otherwise keep for its own code.
+struct SourceEdit {
+    source: &'static str,
+    upstream: &'static str,
+    edited: &'static str,
+    /// What the edit removes (for the warning when upstream's text has changed).
+    removes: &'static str,
+}
+
+const SOURCE_EDITS: [SourceEdit; 2] = [
+    // ggml's CPU weight repacking copies Q4_K weights into its own interleaved layout at load on
+    // every AVX2 CPU, and then computes them itself: the copy would never reach corral's K-quant
+    // kernel. Q4_0 and IQ4_NL are still repacked.
+    SourceEdit {
+        source: "ggml-cpu/repack.cpp",
+        upstream: "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (ggml_cpu_has_avx2()) {\n",
+        edited: "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (false) {  // corral: its K-quant kernel takes Q4_K\n",
+        removes: "the Q4_K repack case",
+    },
+    // On AMX CPUs (sapphirerapids) ggml's AMX buffer takes Q4_K, Q5_K and Q6_K weights at load,
+    // repacked for its own code, which ran Q4_K_M prompts 7-11% and generation 0-7% slower than
+    // corral's kernel. Q4_0, Q4_1, Q8_0 and IQ4_XS stay with AMX (on Q4_1 its decoding was
+    // faster). Variants without AMX compile this code out either way.
+    SourceEdit {
+        source: "ggml-cpu/amx/amx.cpp",
+        upstream: "            case GGML_TYPE_Q4_K:\n            case GGML_TYPE_Q5_K:\n            case GGML_TYPE_Q6_K:\n            case GGML_TYPE_IQ4_XS:\n                alignment = 256; // QK_K\n",
+        edited: "            case GGML_TYPE_Q4_K:\n            case GGML_TYPE_Q5_K:\n            case GGML_TYPE_Q6_K:\n                return false;  // corral: its K-quant kernel takes them\n            case GGML_TYPE_IQ4_XS:\n                alignment = 256; // QK_K\n",
+        removes: "the AMX buffer's K-quant cases",
+    },
+];
 
 /// How one variant compiled one of the ggml sources a kernel replaces.
 struct Compiled<'a> {
@@ -159,7 +181,7 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
         return;
     };
     let mut variants: std::collections::BTreeMap<&str, Vec<Compiled>> = Default::default();
-    let mut repack: std::collections::BTreeMap<&str, (&str, &Path)> = Default::default();
+    let mut edits: std::collections::BTreeMap<&str, Vec<(&SourceEdit, &str, &Path)>> = Default::default();
     for entry in &commands {
         let (Some(command), Some(dir), Some(file)) = (entry["command"].as_str(), entry["directory"].as_str(), entry["file"].as_str())
         else {
@@ -169,8 +191,8 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
             continue;
         }
         let Some(variant) = variant_of(command) else { continue };
-        if file.ends_with(REPACK_SOURCE) {
-            repack.insert(variant, (command, Path::new(dir)));
+        for edit in SOURCE_EDITS.iter().filter(|e| file.ends_with(e.source)) {
+            edits.entry(variant).or_default().push((edit, command, Path::new(dir)));
         }
         for kernel in KERNELS.iter().filter(|k| file.ends_with(k.ggml_source)) {
             variants.entry(variant).or_default().push(Compiled { kernel, command, dir: Path::new(dir) });
@@ -181,11 +203,11 @@ fn relink_cpu_variants(cmake_build: &Path, runtime: &Path) {
         if !library.exists() {
             continue;
         }
-        let Some(&repack) = repack.get(variant).filter(|_| compiled.len() == KERNELS.len()) else {
+        let Some(edits) = edits.get(variant).filter(|e| compiled.len() == KERNELS.len() && e.len() == SOURCE_EDITS.len()) else {
             println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's kernels: its sources were not all found");
             continue;
         };
-        if let Err(e) = relink_variant(variant, compiled, repack, &manifest, &work.join(variant), &library) {
+        if let Err(e) = relink_variant(variant, compiled, edits, &manifest, &work.join(variant), &library) {
             println!("cargo:warning=libggml-cpu-{variant}.so ships without corral's kernels: {e}");
         }
     }
@@ -204,28 +226,29 @@ fn split_output(command: &str) -> Result<(&str, &str), String> {
     Ok((&command[..output_at], command[output_at + 4..].split_whitespace().next().unwrap_or("")))
 }
 
-/// Compiles ggml's repack.cpp with REPACK_EDIT applied, as the variant compiled the original.
-fn compile_edited_repack((command, dir): (&str, &Path), work: &Path) -> Result<(String, String), String> {
+/// Compiles a ggml source with its edit applied, as the variant compiled the original.
+fn compile_edited((edit, command, dir): (&SourceEdit, &str, &Path), work: &Path) -> Result<(String, String), String> {
     let (flags, ggml_object) = split_output(command)?;
     let source = command.rsplit(" -c ").next().ok_or("unexpected compile command")?.trim();
     println!("cargo:rerun-if-changed={source}");
     let text = std::fs::read_to_string(source).map_err(|e| format!("{source}: {e}"))?;
-    if text.matches(REPACK_EDIT.0).count() != 1 {
-        return Err(format!("{source} no longer has the Q4_K repack case corral edits out"));
+    if text.matches(edit.upstream).count() != 1 {
+        return Err(format!("{source} no longer has {} that corral edits out", edit.removes));
     }
-    let edited = work.join("repack.cpp");
-    std::fs::write(&edited, text.replace(REPACK_EDIT.0, REPACK_EDIT.1)).map_err(|e| e.to_string())?;
-    let object = work.join("repack.o");
-    // ggml-cpu's own folder first for its quoted includes, as beside the original.
-    let ggml_cpu = Path::new(source).parent().ok_or("unexpected compile command")?;
-    run_shell(&format!("{flags} -iquote {} -o {} -c {}", quote(ggml_cpu), quote(&object), quote(&edited)), dir)?;
+    let name = Path::new(source).file_name().and_then(|n| n.to_str()).ok_or("unexpected compile command")?;
+    let edited = work.join(name);
+    std::fs::write(&edited, text.replace(edit.upstream, edit.edited)).map_err(|e| e.to_string())?;
+    let object = edited.with_extension("o");
+    // The source's own folder first for its quoted includes, as beside the original.
+    let folder = Path::new(source).parent().ok_or("unexpected compile command")?;
+    run_shell(&format!("{flags} -iquote {} -o {} -c {}", quote(folder), quote(&object), quote(&edited)), dir)?;
     Ok((ggml_object.to_string(), quote(&object)))
 }
 
 fn relink_variant(
     variant: &str,
     compiled: &[Compiled],
-    repack: (&str, &Path),
+    edits: &[(&SourceEdit, &str, &Path)],
     manifest: &Path,
     work: &Path,
     library: &Path,
@@ -269,7 +292,9 @@ fn relink_variant(
         }
         swaps.push((ggml_object.to_string(), format!("{} {}", quote(&renamed), kernel_objects.join(" "))));
     }
-    swaps.push(compile_edited_repack(repack, work)?);
+    for &edit in edits {
+        swaps.push(compile_edited(edit, work)?);
+    }
     relink(compiled[0].dir, &format!("ggml-cpu-{variant}"), &swaps, work, library)
 }
 

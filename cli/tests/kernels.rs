@@ -99,3 +99,56 @@ fn bench_kernel_speed_reports_every_side() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success() && stderr.contains("[invalid_argument]") && stderr.contains("does not exist"), "{stderr}");
 }
+
+/// A K-quant file (Q6_K, with Q8_0 where rows are too short) made from the default model:
+/// - its K-quant weights stay with corral's kernels at load. On AMX CPUs (the sapphirerapids
+///   variant) ggml's AMX buffer would otherwise take them, repacked for its own code, which
+///   ran K-quant prompts and generation slower; its Q8_0 weights still go there.
+/// - its next-token distributions are the same, bit for bit, whether its tokens are decoded one
+///   at a time (generation's kernels) or as one prompt.
+#[test]
+fn k_quant_weights_reach_corrals_kernels_and_give_the_same_results_at_every_batch_size() {
+    let dir = std::env::temp_dir().join(format!("corral-kernels-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("smollm2-Q6_K.gguf");
+    corral::quantize(model(), &file, "Q6_K", 2).unwrap();
+
+    // llama.cpp logs each tensor its AMX buffer repacks: "... amx repack tensor NAME of type TYPE".
+    let output = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["complete", "--max-tokens", "1", "--threads", "2"])
+        .arg(&file)
+        .arg("Hello")
+        .env("CORRAL_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let log = String::from_utf8_lossy(&output.stderr);
+    let repacked: Vec<&str> = log.lines().filter(|l| l.contains("amx repack tensor")).collect();
+    let k_quants: Vec<&&str> =
+        repacked.iter().filter(|l| ["q4_K", "q5_K", "q6_K"].iter().any(|t| l.ends_with(&format!("of type {t}")))).collect();
+    assert!(k_quants.is_empty(), "ggml's AMX buffer took K-quant weights: {k_quants:?}");
+    if corral::cpu_variant().unwrap().name == "sapphirerapids" {
+        assert!(!repacked.is_empty(), "no AMX repacking logged: the check above saw nothing\n{log}");
+    }
+
+    let model =
+        corral::Model::load(&file, corral::ModelOptions { context_length: Some(256), max_sequences: 1, ..Default::default() }).unwrap();
+    let tokens = model.tokenize("The capital of France is Paris, and the capital of Italy is Rome. Both cities", true, false).unwrap();
+    drop(model);
+    let rows = |one_token: bool| {
+        let mut rows = Vec::new();
+        corral::bench::next_token_logprobs(&file, &tokens, tokens.len(), 2, one_token, |row, _| {
+            rows.push(row.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        rows
+    };
+    let (prompt, one_by_one) = (rows(false), rows(true));
+    assert_eq!((prompt.len(), one_by_one.len()), (tokens.len() - 1, tokens.len() - 1));
+    for (position, (a, b)) in prompt.iter().zip(&one_by_one).enumerate() {
+        let differing = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        assert_eq!(differing, 0, "position {position}: {differing} of {} log-probabilities differ", a.len());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
