@@ -16,7 +16,8 @@
 // panel is prefetched meanwhile. Decoding (up to 4 columns) shares the rows between threads in
 // chunks taken as they finish; its K-quants skip the panels and go row by row (row_by_row), and
 // its Q5_0, Q5_1 and Q8_0 read each row's block in its own order (rows_in_order). On AVX-512
-// VNNI, batches take panels of 16 rows in 512-bit registers (Lanes16).
+// VNNI, batches take panels of 16 rows in 512-bit registers (Lanes16); with AMX, Q4_K and Q5_K
+// batches take their sub-blocks' dot products from AMX tiles (amx_tile).
 //
 // Arithmetic, per (row, column), in block order (bit for bit the same in every variant, for
 // every batch size and tile: batching never changes a result):
@@ -38,6 +39,10 @@
 
 #include <algorithm>
 #include <type_traits>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <vector>
 
 #define GGML_COMMON_DECL_CPP
@@ -399,6 +404,7 @@ template <typename Format, typename L>
 struct ColumnByColumn {
     static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels or rows_in_order (see row_by_row)
     static constexpr bool PANEL_IN_REGISTERS = true;
+    static constexpr bool AMX_TILES = false;    // see amx_tile
     using Lanes = L;
     static constexpr int TILE_COLS = 4;         // columns sharing each loaded panel block
     // Columns whose scales are converted at once (and that share an unpacked panel), and the
@@ -769,6 +775,141 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
     }
 }
 
+#if defined(CORRAL_WIDE_PANELS) && defined(__AMX_INT8__) && defined(__AMX_TILE__) && defined(__linux__)
+#define CORRAL_AMX
+// AMX tiles (the sapphirerapids variant) for Q4_K and Q5_K batches. A K-quant's 8 sub-blocks of
+// 32 weights each have their own scale, so the exact integer dot product of every sub-block is
+// needed before scaling (as in scaled_sums). One AMX instruction computes it for 16 columns x
+// 16 rows: the activations of 16 columns (tile rows, straight from their Q8_K blocks) times
+// the unpacked panel's 8 vectors of the sub-block, which already are AMX's weight tile layout
+// (row g: 4 weights of each of 16 rows). The result holds a column per tile row with a lane per
+// row, as Lanes16 does; it is scaled and summed per sub-block with AVX-512, then the float
+// steps are the same as accumulate_tile's. The integers are exact either way, so the bits are
+// those of every other variant.
+namespace amx {
+
+constexpr int COLS = 16;  // columns (tokens) a tile computes
+
+// ggml's own AMX tile configuration (ggml-cpu/amx/mmq.cpp, ggml_tile_config_init), which
+// corral's tiles fit: 0-1 weights (8 rows of 64 bytes), 2-3 activations (16 of 32), 4-7 the
+// dot products (16 x 16 int32). ggml loads it once per thread and assumes it stays loaded, so
+// it must be exactly ggml's.
+struct alignas(64) TileConfig {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+// Whether this thread may use the tiles, with ggml's configuration loaded. Linux grants AMX
+// state to a process only when asked (ggml asks too, when its AMX buffer type starts).
+inline bool ready() {
+    static const bool granted = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+    if (!granted) {
+        return false;
+    }
+    TileConfig config = {};
+    config.palette_id = 1;
+    for (int t = 0; t < 8; ++t) {
+        config.rows[t] = t < 2 ? 8 : 16;
+        config.colsb[t] = t == 2 || t == 3 ? 32 : 64;
+    }
+    _tile_loadconfig(&config);
+    return true;
+}
+
+// One super-block of 16 columns' activations as the tiles read them: each sub-block's 32
+// bytes of the 16 columns together (8 cache lines, not 16 pieces of 292-byte blocks).
+struct Activations {
+    alignas(64) int8_t qs[8][COLS][32];  // [sub-block][column]
+};
+
+// Columns col0..col0 + 16, super-blocks [l0, l0 + count) of B into out[0..count).
+inline void pack_activations(const block_q8_K * B, int64_t ldb, int64_t col0, int64_t l0, int64_t count, Activations * out) {
+    for (int64_t l = 0; l < count; ++l) {
+        for (int j = 0; j < COLS; ++j) {
+            const int8_t * qs = B[(col0 + j) * ldb + l0 + l].qs;
+            for (int c = 0; c < 8; ++c) {
+                _mm256_store_si256((__m256i *) out[l].qs[c][j], _mm256_loadu_si256((const __m256i *) (qs + 32 * c)));
+            }
+        }
+    }
+}
+
+// Result tiles FIRST and SECOND = the exact dot products of sub-blocks c and c + 1: 16 columns
+// (a tile row each) by 16 rows (a lane each). quants: the unpacked panel's 64 vectors.
+template <int FIRST, int SECOND>
+inline void dot_pair(const int8_t * activations, const __m512i * quants, int c) {
+    _tile_loadd(2, activations + 32 * COLS * c, 32);
+    _tile_loadd(0, &quants[8 * c], 64);
+    _tile_zero(FIRST);
+    _tile_dpbsud(FIRST, 2, 0);
+    _tile_loadd(3, activations + 32 * COLS * (c + 1), 32);
+    _tile_loadd(1, &quants[8 * (c + 1)], 64);
+    _tile_zero(SECOND);
+    _tile_dpbsud(SECOND, 3, 1);
+}
+
+// This thread's buffer for a batch's packed activations, for all of its panels (32 KB).
+inline Activations * activations_buffer(size_t count) {
+    constexpr size_t CAPACITY = 8;  // BATCH_COLS / COLS x CHUNK of the K-quants
+    static thread_local Activations buffer[CAPACITY];
+    return count <= CAPACITY ? buffer : nullptr;
+}
+
+}  // namespace amx
+
+// Columns col0..col0 + 16 of the panel's rows over super-blocks [l0, l0 + count), from the
+// unpacked panel: tile<Format, 16, false, false>'s integers and float steps.
+template <typename Format>
+void amx_tile(const typename Format::Panel * panel, int64_t l0, int64_t count, const amx::Activations * activations,
+              const typename Format::Scales * scales, int64_t s_stride, float * C, int64_t ldc, int64_t row0, int rows,
+              int64_t col0) {
+    using L = Lanes16;
+    alignas(64) int32_t dots[4][amx::COLS][L::ROWS];  // [sub-block % 4][column][row]
+    L::Float acc[amx::COLS];
+    for (int j = 0; j < amx::COLS; ++j) {
+        acc[j] = l0 == 0 ? L::zero_floats() : L::load(C + (col0 + j) * ldc + row0, rows);
+    }
+    for (int64_t l = 0; l < count; ++l) {
+        const typename Format::Panel & block = panel[l];
+        const int8_t * a = activations[l].qs[0][0];
+        L::Int isum[amx::COLS];
+        for (int j = 0; j < amx::COLS; ++j) {
+            isum[j] = L::zero();
+        }
+        // Sub-blocks c .. c + 3 into result tiles 4-7, then scaled with AVX-512. (Scaling one pair
+        // while the tiles computed the next was slower.)
+        for (int c = 0; c < 8; c += 4) {
+            amx::dot_pair<4, 5>(a, block.quants, c);
+            amx::dot_pair<6, 7>(a, block.quants, c + 2);
+            _tile_stored(4, dots[0], 64);
+            _tile_stored(5, dots[1], 64);
+            _tile_stored(6, dots[2], 64);
+            _tile_stored(7, dots[3], 64);
+            for (int q = 0; q < 4; ++q) {
+                for (int j = 0; j < amx::COLS; ++j) {
+                    isum[j] = L::add(isum[j], L::multiply(_mm512_load_si512(dots[q][j]), block.scales[c + q]));
+                }
+            }
+        }
+        for (int j = 0; j < amx::COLS; ++j) {
+            const typename Format::Scales & s = scales[j * s_stride + l];
+            L::Int msum = L::zero();
+            for (int k = 0; k < 4; ++k) {
+                msum = L::add(msum, L::multiply_pairs(block.scale_pairs[k], s.sum_pairs[k]));
+            }
+            acc[j] = L::fma(L::to_float(isum[j]), L::times(block.d, s.d), acc[j]);
+            acc[j] = L::fnma(L::to_float(msum), L::times(block.dmin, s.d), acc[j]);
+        }
+    }
+    for (int j = 0; j < amx::COLS; ++j) {
+        L::store(C + (col0 + j) * ldc + row0, rows, acc[j]);
+    }
+}
+#endif
+
 // Batches (more than TILE_COLS columns): this thread's share of the panels; every thread sees
 // every column. The rows go in chunks of CHUNK blocks, so that a chunk's panel stays in L1 for
 // all the batch's tiles; each (row, column) still sums its blocks in order.
@@ -792,6 +933,10 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
         return;
     }
     constexpr int64_t BATCH_COLS = Format::BATCH_COLS;
+#ifdef CORRAL_AMX
+    amx::Activations * amx_activations = Format::AMX_TILES ? amx::activations_buffer(BATCH_COLS / amx::COLS * CHUNK) : nullptr;
+    const bool amx_ready = amx_activations && amx::ready();
+#endif
     typename Format::Panel panel[CHUNK];
     typename Format::Scales scales[BATCH_COLS * CHUNK];
     for (int64_t batch0 = 0; batch0 < n; batch0 += BATCH_COLS) {
@@ -803,9 +948,39 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
                     scales[j * CHUNK + l] = Format::activation_scales(B[(batch0 + j) * ldb + l0 + l]);
                 }
             }
+#ifdef CORRAL_AMX
+            if constexpr (Format::AMX_TILES) {
+                for (int64_t j = 0; amx_ready && j + amx::COLS <= batch_cols; j += amx::COLS) {
+                    amx::pack_activations(B, ldb, batch0 + j, l0, count, &amx_activations[j / amx::COLS * CHUNK]);
+                }
+            }
+#endif
             for (int64_t p = first; p < last; ++p) {
                 const int64_t row0 = p * ROWS;
                 const int rows = m - row0 < ROWS ? (int) (m - row0) : ROWS;
+#ifdef CORRAL_AMX
+                if constexpr (Format::AMX_TILES) {
+                    if (amx_ready && batch_cols >= amx::COLS) {
+                        for (int64_t l = 0; l < count; ++l) {
+                            for (int64_t next = row0 + ROWS - PANEL_ROWS; next < row0 + 2 * ROWS - PANEL_ROWS; next += PANEL_ROWS) {
+                                prefetch_next_panel(A, lda, next, l0, l, count);
+                            }
+                            Format::unpack(A, lda, row0, rows, l0 + l, panel[l]);
+                        }
+                        int64_t j = 0;
+                        for (; j + amx::COLS <= batch_cols; j += amx::COLS) {
+                            amx_tile<Format>(panel, l0, count, &amx_activations[j / amx::COLS * CHUNK], &scales[j * CHUNK], CHUNK, C, ldc,
+                                             row0, rows, batch0 + j);
+                        }
+                        for (; j < batch_cols; j += TILE_COLS) {
+                            const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
+                            tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK], CHUNK, C, ldc,
+                                                           row0, rows, batch0 + j);
+                        }
+                        continue;
+                    }
+                }
+#endif
                 // The first tile unpacks the weights (and keeps them when more tiles follow).
                 const int first_cols = batch_cols < TILE_COLS ? (int) batch_cols : TILE_COLS;
                 if (batch_cols > TILE_COLS) {
@@ -923,6 +1098,7 @@ template <typename L>
 struct SuperBlockFormat {
     static constexpr bool ROW_BY_ROW = true;
     static constexpr bool PANEL_IN_REGISTERS = false;
+    static constexpr bool AMX_TILES = false;  // see amx_tile
     using Lanes = L;
     using Activations = block_q8_K;
     using Panel = KPanel<L>;
@@ -1009,6 +1185,9 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     using Lanes = L;
     using Decoding = KNibbleFormat;  // row_by_row: no panels
     using Panel = KPanel<L>;
+#ifdef CORRAL_AMX
+    static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;  // sub-blocks of 32, weights < 32
+#endif
     using Activations = block_q8_K;
     using Scales = KActivationScales;
     static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
