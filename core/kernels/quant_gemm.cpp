@@ -588,6 +588,14 @@ inline void prefetch_next_panel(const Weights * A, int64_t lda, int64_t row0, in
     }
 }
 
+// prefetch_next_panel for a panel of Lanes::ROWS rows (16 rows: the next one's two halves of 8).
+template <typename Lanes, typename Weights>
+inline void prefetch_next_panels(const Weights * A, int64_t lda, int64_t row0, int64_t l0, int64_t l, int64_t count) {
+    for (int64_t next = row0 + Lanes::ROWS - PANEL_ROWS; next < row0 + 2 * Lanes::ROWS - PANEL_ROWS; next += PANEL_ROWS) {
+        prefetch_next_panel(A, lda, next, l0, l, count);
+    }
+}
+
 // Columns col0..col0 + COLS of rows row0..row0 + rows over blocks [l0, l0 + count),
 // accumulating onto C unless this is the first chunk. UNPACK: the weight blocks are unpacked
 // here (and kept in `panel` when STORE, for the next tiles); otherwise they are read from it.
@@ -606,10 +614,7 @@ void tile(const typename Format::Weights * A, int64_t lda, typename Format::Pane
         constexpr bool IN_PLACE = STORE && !Format::PANEL_IN_REGISTERS;
         typename Format::Panel unpacked;
         if (UNPACK) {
-            // (A panel of 16 rows: the next one's two halves of 8.)
-            for (int64_t next = row0 + Lanes::ROWS - PANEL_ROWS; next < row0 + 2 * Lanes::ROWS - PANEL_ROWS; next += PANEL_ROWS) {
-                prefetch_next_panel(A, lda, next, l0, l, count);
-            }
+            prefetch_next_panels<Lanes>(A, lda, row0, l0, l, count);
             Format::unpack(A, lda, row0, rows, l0 + l, IN_PLACE ? panel[l] : unpacked);
             if (STORE && !IN_PLACE) {
                 panel[l] = unpacked;
@@ -780,7 +785,7 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
 // AMX tiles (the sapphirerapids variant) for Q4_K and Q5_K batches. A K-quant's 8 sub-blocks of
 // 32 weights each have their own scale, so the exact integer dot product of every sub-block is
 // needed before scaling (as in scaled_sums). One AMX instruction computes it for 16 columns x
-// 16 rows: the activations of 16 columns (tile rows, straight from their Q8_K blocks) times
+// 16 rows: the activations of 16 columns (tile rows, packed once per batch) times
 // the unpacked panel's 8 vectors of the sub-block, which already are AMX's weight tile layout
 // (row g: 4 weights of each of 16 rows). The result holds a column per tile row with a lane per
 // row, as Lanes16 does; it is scaled and summed per sub-block with AVX-512, then the float
@@ -851,11 +856,12 @@ inline void dot_pair(const int8_t * activations, const __m512i * quants, int c) 
     _tile_dpbsud(SECOND, 3, 1);
 }
 
-// This thread's buffer for a batch's packed activations, for all of its panels (32 KB).
-inline Activations * activations_buffer(size_t count) {
-    constexpr size_t CAPACITY = 8;  // BATCH_COLS / COLS x CHUNK of the K-quants
-    static thread_local Activations buffer[CAPACITY];
-    return count <= CAPACITY ? buffer : nullptr;
+// This thread's buffer for a batch's packed activations (COUNT super-blocks of 16 columns),
+// kept for all of its panels: 32 KB for the K-quants' batches.
+template <size_t COUNT>
+inline Activations * activations_buffer() {
+    static thread_local Activations buffer[COUNT];
+    return buffer;
 }
 
 }  // namespace amx
@@ -934,8 +940,11 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     }
     constexpr int64_t BATCH_COLS = Format::BATCH_COLS;
 #ifdef CORRAL_AMX
-    amx::Activations * amx_activations = Format::AMX_TILES ? amx::activations_buffer(BATCH_COLS / amx::COLS * CHUNK) : nullptr;
-    const bool amx_ready = amx_activations && amx::ready();
+    amx::Activations * amx_activations = nullptr;
+    if constexpr (Format::AMX_TILES) {
+        amx_activations = amx::activations_buffer<BATCH_COLS / amx::COLS * CHUNK>();
+    }
+    const bool amx_ready = Format::AMX_TILES && amx::ready();
 #endif
     typename Format::Panel panel[CHUNK];
     typename Format::Scales scales[BATCH_COLS * CHUNK];
@@ -962,9 +971,7 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
                 if constexpr (Format::AMX_TILES) {
                     if (amx_ready && batch_cols >= amx::COLS) {
                         for (int64_t l = 0; l < count; ++l) {
-                            for (int64_t next = row0 + ROWS - PANEL_ROWS; next < row0 + 2 * ROWS - PANEL_ROWS; next += PANEL_ROWS) {
-                                prefetch_next_panel(A, lda, next, l0, l, count);
-                            }
+                            prefetch_next_panels<typename Format::Lanes>(A, lda, row0, l0, l, count);
                             Format::unpack(A, lda, row0, rows, l0 + l, panel[l]);
                         }
                         int64_t j = 0;
