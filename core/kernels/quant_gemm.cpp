@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #if defined(__linux__)
 #include <sys/syscall.h>
@@ -783,22 +784,20 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
 #if defined(CORRAL_WIDE_PANELS) && defined(__AMX_INT8__) && defined(__AMX_TILE__) && defined(__linux__)
 #define CORRAL_AMX
 // AMX tiles (the sapphirerapids variant) for Q4_K and Q5_K batches. A K-quant's 8 sub-blocks of
-// 32 weights each have their own scale, so the exact integer dot product of every sub-block is
-// needed before scaling (as in scaled_sums). One AMX instruction computes it for 16 columns x
-// 16 rows: the activations of 16 columns (tile rows, packed once per batch) times
-// the unpacked panel's 8 vectors of the sub-block, which already are AMX's weight tile layout
-// (row g: 4 weights of each of 16 rows). The result holds a column per tile row with a lane per
-// row, as Lanes16 does; it is scaled and summed per sub-block with AVX-512, then the float
-// steps are the same as accumulate_tile's. The integers are exact either way, so the bits are
-// those of every other variant.
+// 32 weights each have their own 6-bit scale per row, and isum (below) is the sum over
+// sub-blocks of scale x (exact dot product). AMX multiplies bytes, and a weight times its scale
+// (up to 31 x 63) is no byte, but a weight times either 3-bit half of its scale is (31 x 7):
+//     isum = 8 x sum_k q_k (scale_k >> 3) a_k + sum_k q_k (scale_k & 7) a_k
+// So each unpacked panel's weights are multiplied by the halves of their scales once
+// (scale_quants), and two AMX accumulators take a whole super-block of 16 columns x 16 rows, 64
+// weights an instruction, with no per-sub-block scaling in vector code. The unpacked panel
+// already is AMX's weight tile layout (tile row i: 4 weights of each of 16 rows); a result tile
+// holds a column per tile row with a lane per row, as Lanes16 does, and the float steps then are
+// accumulate_tile's. The integers are exact either way, so the bits are those of every variant.
 namespace amx {
 
-constexpr int COLS = 16;  // columns (tokens) a tile computes
+constexpr int COLS = 16;  // columns (tokens) of one tile
 
-// ggml's own AMX tile configuration (ggml-cpu/amx/mmq.cpp, ggml_tile_config_init), which
-// corral's tiles fit: 0-1 weights (8 rows of 64 bytes), 2-3 activations (16 of 32), 4-7 the
-// dot products (16 x 16 int32). ggml loads it once per thread and assumes it stays loaded, so
-// it must be exactly ggml's.
 struct alignas(64) TileConfig {
     uint8_t palette_id;
     uint8_t start_row;
@@ -807,27 +806,40 @@ struct alignas(64) TileConfig {
     uint8_t rows[16];
 };
 
-// Whether this thread may use the tiles, with ggml's configuration loaded. Linux grants AMX
-// state to a process only when asked (ggml asks too, when its AMX buffer type starts).
-inline bool ready() {
+// Whether Linux grants this process AMX state: only when asked (ggml asks too, when its AMX
+// buffer type starts).
+inline bool granted() {
     static const bool granted = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
-    if (!granted) {
-        return false;
-    }
-    TileConfig config = {};
-    config.palette_id = 1;
-    for (int t = 0; t < 8; ++t) {
-        config.rows[t] = t < 2 ? 8 : 16;
-        config.colsb[t] = t == 2 || t == 3 ? 32 : 64;
-    }
-    _tile_loadconfig(&config);
-    return true;
+    return granted;
 }
 
-// One super-block of 16 columns' activations as the tiles read them: each sub-block's 32
-// bytes of the 16 columns together (8 cache lines, not 16 pieces of 292-byte blocks).
+// corral's tile configuration for one product: all 8 tiles 16 rows of 64 bytes. The thread's
+// previous one comes back at the end: ggml's AMX code loads its own once per thread and
+// assumes it stays loaded.
+class Tiles {
+  public:
+    Tiles() {
+        _tile_storeconfig(&saved_);
+        TileConfig config = {};
+        config.palette_id = 1;
+        for (int t = 0; t < 8; ++t) {
+            config.rows[t] = 16;
+            config.colsb[t] = 64;
+        }
+        _tile_loadconfig(&config);
+    }
+    ~Tiles() { _tile_loadconfig(&saved_); }
+    Tiles(const Tiles &) = delete;
+    Tiles & operator=(const Tiles &) = delete;
+
+  private:
+    TileConfig saved_;
+};
+
+// One super-block of 16 columns' activations as the tiles read them: each pair of sub-blocks'
+// 64 bytes of the 16 columns together (16 cache lines, not 16 pieces of 292-byte blocks).
 struct Activations {
-    alignas(64) int8_t qs[8][COLS][32];  // [sub-block][column]
+    alignas(64) int8_t qs[4][COLS][64];  // [pair of sub-blocks][column]
 };
 
 // Columns col0..col0 + 16, super-blocks [l0, l0 + count) of B into out[0..count).
@@ -835,25 +847,65 @@ inline void pack_activations(const block_q8_K * B, int64_t ldb, int64_t col0, in
     for (int64_t l = 0; l < count; ++l) {
         for (int j = 0; j < COLS; ++j) {
             const int8_t * qs = B[(col0 + j) * ldb + l0 + l].qs;
-            for (int c = 0; c < 8; ++c) {
-                _mm256_store_si256((__m256i *) out[l].qs[c][j], _mm256_loadu_si256((const __m256i *) (qs + 32 * c)));
+            for (int p = 0; p < 4; ++p) {
+                _mm512_store_si512(out[l].qs[p][j], _mm512_loadu_si512(qs + 64 * p));
             }
         }
     }
 }
 
-// Result tiles FIRST and SECOND = the exact dot products of sub-blocks c and c + 1: 16 columns
-// (a tile row each) by 16 rows (a lane each). quants: the unpacked panel's 64 vectors.
-template <int FIRST, int SECOND>
-inline void dot_pair(const int8_t * activations, const __m512i * quants, int c) {
-    _tile_loadd(2, activations + 32 * COLS * c, 32);
-    _tile_loadd(0, &quants[8 * c], 64);
-    _tile_zero(FIRST);
-    _tile_dpbsud(FIRST, 2, 0);
-    _tile_loadd(3, activations + 32 * COLS * (c + 1), 32);
-    _tile_loadd(1, &quants[8 * (c + 1)], 64);
-    _tile_zero(SECOND);
-    _tile_dpbsud(SECOND, 3, 1);
+// A panel's weights times the low (low[]) and high (high[]) 3 bits of their sub-block's scale.
+struct ScaledQuants {
+    __m512i low[64];
+    __m512i high[64];
+};
+
+template <typename Panel>  // KPanel<Lanes16>
+inline void scale_quants(const Panel & panel, ScaledQuants & out) {
+    const __m512i three_bits = _mm512_set1_epi32(7);
+    for (int c = 0; c < 8; ++c) {
+        // A scale in both 16-bit halves of its lane: a 16-bit product of two weights (a byte
+        // each, below 32) by a scale below 8 leaves each byte's product in its byte.
+        const auto both_halves = [](__m512i scale) { return _mm512_or_si512(scale, _mm512_slli_epi32(scale, 16)); };
+        const __m512i low = both_halves(_mm512_and_si512(panel.scales[c], three_bits));
+        const __m512i high = both_halves(_mm512_srli_epi32(panel.scales[c], 3));
+        for (int g = 0; g < 8; ++g) {
+            out.low[8 * c + g] = _mm512_mullo_epi16(panel.quants[8 * c + g], low);
+            out.high[8 * c + g] = _mm512_mullo_epi16(panel.quants[8 * c + g], high);
+        }
+    }
+}
+
+// One super-block's sums of GROUPS (1 or 2) groups of 16 columns: dots[group][0] the products
+// with the low halves of the scales, dots[group][1] with the high. Tiles: 0-1 the weights
+// (low, high), 2-3 each group's activations, 4-7 each group's two sums.
+template <int GROUPS>
+inline void super_block_dots(const ScaledQuants & weights, const Activations & first, const Activations & second,
+                             int32_t (&dots)[GROUPS][2][COLS][Lanes16::ROWS]) {
+    _tile_zero(4);
+    _tile_zero(5);
+    if constexpr (GROUPS == 2) {
+        _tile_zero(6);
+        _tile_zero(7);
+    }
+    for (int p = 0; p < 4; ++p) {
+        _tile_loadd(0, &weights.low[16 * p], 64);
+        _tile_loadd(1, &weights.high[16 * p], 64);
+        _tile_loadd(2, first.qs[p], 64);
+        _tile_dpbsud(4, 2, 0);
+        _tile_dpbsud(5, 2, 1);
+        if constexpr (GROUPS == 2) {
+            _tile_loadd(3, second.qs[p], 64);
+            _tile_dpbsud(6, 3, 0);
+            _tile_dpbsud(7, 3, 1);
+        }
+    }
+    _tile_stored(4, dots[0][0], 64);
+    _tile_stored(5, dots[0][1], 64);
+    if constexpr (GROUPS == 2) {
+        _tile_stored(6, dots[1][0], 64);
+        _tile_stored(7, dots[1][1], 64);
+    }
 }
 
 // This thread's buffer for a batch's packed activations (COUNT super-blocks of 16 columns),
@@ -866,51 +918,36 @@ inline Activations * activations_buffer() {
 
 }  // namespace amx
 
-// Columns col0..col0 + 16 of the panel's rows over super-blocks [l0, l0 + count), from the
-// unpacked panel: tile<Format, 16, false, false>'s integers and float steps.
-template <typename Format>
-void amx_tile(const typename Format::Panel * panel, int64_t l0, int64_t count, const amx::Activations * activations,
-              const typename Format::Scales * scales, int64_t s_stride, float * C, int64_t ldc, int64_t row0, int rows,
-              int64_t col0) {
+// GROUPS x 16 columns from col0 of the panel's rows over super-blocks [l0, l0 + count): the
+// integers and float steps of tile<Format, 16, false, false> for each 16. Group g's activations
+// are activations[g * a_stride + l], its scales scales[(16g + j) * s_stride + l].
+template <typename Format, int GROUPS>
+void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants * weights, int64_t l0, int64_t count,
+              const amx::Activations * activations, int64_t a_stride, const typename Format::Scales * scales, int64_t s_stride,
+              float * C, int64_t ldc, int64_t row0, int rows, int64_t col0) {
     using L = Lanes16;
-    alignas(64) int32_t dots[4][amx::COLS][L::ROWS];  // [sub-block % 4][column][row]
-    L::Float acc[amx::COLS];
-    for (int j = 0; j < amx::COLS; ++j) {
+    constexpr int COLS = GROUPS * amx::COLS;
+    alignas(64) int32_t dots[GROUPS][2][amx::COLS][L::ROWS];
+    L::Float acc[COLS];
+    for (int j = 0; j < COLS; ++j) {
         acc[j] = l0 == 0 ? L::zero_floats() : L::load(C + (col0 + j) * ldc + row0, rows);
     }
     for (int64_t l = 0; l < count; ++l) {
         const typename Format::Panel & block = panel[l];
-        const int8_t * a = activations[l].qs[0][0];
-        L::Int isum[amx::COLS];
-        for (int j = 0; j < amx::COLS; ++j) {
-            isum[j] = L::zero();
-        }
-        // Sub-blocks c .. c + 3 into result tiles 4-7, then scaled with AVX-512. (Scaling one pair
-        // while the tiles computed the next was slower.)
-        for (int c = 0; c < 8; c += 4) {
-            amx::dot_pair<4, 5>(a, block.quants, c);
-            amx::dot_pair<6, 7>(a, block.quants, c + 2);
-            _tile_stored(4, dots[0], 64);
-            _tile_stored(5, dots[1], 64);
-            _tile_stored(6, dots[2], 64);
-            _tile_stored(7, dots[3], 64);
-            for (int q = 0; q < 4; ++q) {
-                for (int j = 0; j < amx::COLS; ++j) {
-                    isum[j] = L::add(isum[j], L::multiply(_mm512_load_si512(dots[q][j]), block.scales[c + q]));
-                }
-            }
-        }
-        for (int j = 0; j < amx::COLS; ++j) {
+        amx::super_block_dots<GROUPS>(weights[l], activations[l], activations[a_stride * (GROUPS - 1) + l], dots);
+        for (int j = 0; j < COLS; ++j) {
+            const int32_t (&sums)[2][amx::COLS][L::ROWS] = dots[j / amx::COLS];
+            const L::Int isum = L::add(_mm512_load_si512(sums[0][j % amx::COLS]), _mm512_slli_epi32(_mm512_load_si512(sums[1][j % amx::COLS]), 3));
             const typename Format::Scales & s = scales[j * s_stride + l];
             L::Int msum = L::zero();
             for (int k = 0; k < 4; ++k) {
                 msum = L::add(msum, L::multiply_pairs(block.scale_pairs[k], s.sum_pairs[k]));
             }
-            acc[j] = L::fma(L::to_float(isum[j]), L::times(block.d, s.d), acc[j]);
+            acc[j] = L::fma(L::to_float(isum), L::times(block.d, s.d), acc[j]);
             acc[j] = L::fnma(L::to_float(msum), L::times(block.dmin, s.d), acc[j]);
         }
     }
-    for (int j = 0; j < amx::COLS; ++j) {
+    for (int j = 0; j < COLS; ++j) {
         L::store(C + (col0 + j) * ldc + row0, rows, acc[j]);
     }
 }
@@ -941,10 +978,15 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     constexpr int64_t BATCH_COLS = Format::BATCH_COLS;
 #ifdef CORRAL_AMX
     amx::Activations * amx_activations = nullptr;
+    std::optional<amx::Tiles> amx_tiles;
     if constexpr (Format::AMX_TILES) {
         amx_activations = amx::activations_buffer<BATCH_COLS / amx::COLS * CHUNK>();
+        if (amx::granted()) {
+            amx_tiles.emplace();
+        }
     }
-    const bool amx_ready = Format::AMX_TILES && amx::ready();
+    const bool amx_ready = amx_tiles.has_value();
+    amx::ScaledQuants scaled[Format::AMX_TILES ? CHUNK : 1];
 #endif
     typename Format::Panel panel[CHUNK];
     typename Format::Scales scales[BATCH_COLS * CHUNK];
@@ -973,11 +1015,16 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
                         for (int64_t l = 0; l < count; ++l) {
                             prefetch_next_panels<typename Format::Lanes>(A, lda, row0, l0, l, count);
                             Format::unpack(A, lda, row0, rows, l0 + l, panel[l]);
+                            amx::scale_quants(panel[l], scaled[l]);
                         }
                         int64_t j = 0;
+                        for (; j + 2 * amx::COLS <= batch_cols; j += 2 * amx::COLS) {
+                            amx_tile<Format, 2>(panel, scaled, l0, count, &amx_activations[j / amx::COLS * CHUNK], CHUNK, &scales[j * CHUNK],
+                                                CHUNK, C, ldc, row0, rows, batch0 + j);
+                        }
                         for (; j + amx::COLS <= batch_cols; j += amx::COLS) {
-                            amx_tile<Format>(panel, l0, count, &amx_activations[j / amx::COLS * CHUNK], &scales[j * CHUNK], CHUNK, C, ldc,
-                                             row0, rows, batch0 + j);
+                            amx_tile<Format, 1>(panel, scaled, l0, count, &amx_activations[j / amx::COLS * CHUNK], CHUNK, &scales[j * CHUNK],
+                                                CHUNK, C, ldc, row0, rows, batch0 + j);
                         }
                         for (; j < batch_cols; j += TILE_COLS) {
                             const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
@@ -1194,6 +1241,7 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     using Panel = KPanel<L>;
 #ifdef CORRAL_AMX
     static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;  // sub-blocks of 32, weights < 32
+    static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
 #endif
     using Activations = block_q8_K;
     using Scales = KActivationScales;

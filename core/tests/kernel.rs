@@ -496,7 +496,7 @@ fn half_to_f32(h: u16) -> f32 {
 }
 
 /// Every tile shape (rows left over after whole 8-row panels, columns after 4-column tiles,
-/// blocks after 64-block chunks, columns after 32-column batches), split over two threads:
+/// blocks after 64-block chunks, columns after each batch), split over two threads:
 /// exactly the kernel's formula, within rounding of ggml's own dot product, and nothing
 /// written outside the result.
 #[test]
@@ -541,11 +541,13 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
     let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
     // Past one chunk of blocks (32 or 64; 2 or 4 super-blocks), and within one; past one batch
-    // of columns (32 or 64), panels of 8 and 16 rows, and less.
+    // of columns (32, 64 or 256), panels of 8 and 16 rows, and less; AMX tiles of 32 and 16
+    // columns with AVX-512 ones after them.
     let depths: &[usize] = if format.block_values == 256 { &[1, 2, 5, 9, 17] } else { &[1, 3, 18, 70] };
+    let widths: &[usize] = if format.block_values == 256 { &[33, 38, 50, 70, 262] } else { &[33, 38, 70] };
     for &k in depths {
         for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33] {
-            for n in (1usize..=9).chain([33, 38, 70]) {
+            for n in (1usize..=9).chain(widths.iter().copied()) {
                 let a = random_or_plain(format.random_weights, m * k, wb, &mut seed);
                 let b = random_or_plain(format.random_activations, n * k, ab, &mut seed);
                 // One spare float after each column and at the end must stay untouched.
