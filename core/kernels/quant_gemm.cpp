@@ -16,8 +16,8 @@
 // panel is prefetched meanwhile. Decoding (up to 4 columns) shares the rows between threads in
 // chunks taken as they finish; its K-quants skip the panels and go row by row (row_by_row), and
 // its Q5_0, Q5_1 and Q8_0 read each row's block in its own order (rows_in_order). On AVX-512
-// VNNI, batches take panels of 16 rows in 512-bit registers (Lanes16); with AMX, Q4_K and Q5_K
-// batches take their sub-blocks' dot products from AMX tiles (amx_tile).
+// VNNI, batches take panels of 16 rows in 512-bit registers (Lanes16); with AMX, K-quant
+// batches take their dot products from AMX tiles (amx_tile).
 //
 // Arithmetic, per (row, column), in block order (bit for bit the same in every variant, for
 // every batch size and tile: batching never changes a result):
@@ -40,6 +40,7 @@
 #include <algorithm>
 #include <optional>
 #include <type_traits>
+#include <utility>
 #if defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -406,6 +407,7 @@ struct ColumnByColumn {
     static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels or rows_in_order (see row_by_row)
     static constexpr bool PANEL_IN_REGISTERS = true;
     static constexpr bool AMX_TILES = false;    // see amx_tile
+    static constexpr int AMX_PARTS = 1;
     using Lanes = L;
     static constexpr int TILE_COLS = 4;         // columns sharing each loaded panel block
     // Columns whose scales are converted at once (and that share an unpacked panel), and the
@@ -783,17 +785,20 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
 
 #if defined(CORRAL_WIDE_PANELS) && defined(__AMX_INT8__) && defined(__AMX_TILE__) && defined(__linux__)
 #define CORRAL_AMX
-// AMX tiles (the sapphirerapids variant) for Q4_K and Q5_K batches. A K-quant's 8 sub-blocks of
-// 32 weights each have their own 6-bit scale per row, and isum (below) is the sum over
-// sub-blocks of scale x (exact dot product). AMX multiplies bytes, and a weight times its scale
-// (up to 31 x 63) is no byte, but a weight times either 3-bit half of its scale is (31 x 7):
-//     isum = 8 x sum_k q_k (scale_k >> 3) a_k + sum_k q_k (scale_k & 7) a_k
-// So each unpacked panel's weights are multiplied by the halves of their scales once
-// (scale_quants), and two AMX accumulators take a whole super-block of 16 columns x 16 rows, 64
-// weights an instruction, with no per-sub-block scaling in vector code. The unpacked panel
-// already is AMX's weight tile layout (tile row i: 4 weights of each of 16 rows); a result tile
-// holds a column per tile row with a lane per row, as Lanes16 does, and the float steps then are
-// accumulate_tile's. The integers are exact either way, so the bits are those of every variant.
+// AMX tiles (the sapphirerapids variant) for K-quant batches. A K-quant's sub-blocks (of 32
+// weights in Q4_K and Q5_K, 16 in Q6_K) each have their own scale per row, and isum (below) is
+// the sum over sub-blocks of scale x (exact dot product). AMX multiplies bytes, and a weight
+// times its scale is no byte, but a weight times a few bits of its scale is: with the scale
+// split into digits (scale = sum of digit_i x base^i; Q4_K and Q5_K two 3-bit halves, weights
+// below 32; Q6_K four 2-bit digits of scale + 128, weights below 64),
+//     isum = sum over i of base^i x (sum over k of (q_k x digit_ik) x a_k)   (less 128 x q.a for Q6_K)
+// So each unpacked panel's weights are multiplied by each digit of their scales once
+// (Format::amx_scale: the parts), and one AMX accumulator per part sums a whole super-block of
+// 16 columns x 16 rows, 64 weights an instruction, with no per-sub-block scaling in vector
+// code. The unpacked panel already is AMX's weight tile layout (tile row i: 4 weights of each of
+// 16 rows); a result tile holds a column per tile row with a lane per row, as Lanes16 does, and
+// the float steps then are accumulate_tile's. The integers are exact either way, so the bits are
+// those of every variant.
 namespace amx {
 
 constexpr int COLS = 16;  // columns (tokens) of one tile
@@ -854,58 +859,59 @@ inline void pack_activations(const block_q8_K * B, int64_t ldb, int64_t col0, in
     }
 }
 
-// A panel's weights times the low (low[]) and high (high[]) 3 bits of their sub-block's scale.
+// An unpacked panel's weights times each digit of their sub-block's scales (see above).
+template <int PARTS>
 struct ScaledQuants {
-    __m512i low[64];
-    __m512i high[64];
+    __m512i part[PARTS][64];
 };
 
-template <typename Panel>  // KPanel<Lanes16>
-inline void scale_quants(const Panel & panel, ScaledQuants & out) {
-    const __m512i three_bits = _mm512_set1_epi32(7);
-    for (int c = 0; c < 8; ++c) {
-        // A scale in both 16-bit halves of its lane: a 16-bit product of two weights (a byte
-        // each, below 32) by a scale below 8 leaves each byte's product in its byte.
-        const auto both_halves = [](__m512i scale) { return _mm512_or_si512(scale, _mm512_slli_epi32(scale, 16)); };
-        const __m512i low = both_halves(_mm512_and_si512(panel.scales[c], three_bits));
-        const __m512i high = both_halves(_mm512_srli_epi32(panel.scales[c], 3));
-        for (int g = 0; g < 8; ++g) {
-            out.low[8 * c + g] = _mm512_mullo_epi16(panel.quants[8 * c + g], low);
-            out.high[8 * c + g] = _mm512_mullo_epi16(panel.quants[8 * c + g], high);
-        }
-    }
+// A digit of each lane's scale in both 16-bit halves of the lane: the 16-bit product of two
+// weights (a byte each) by a digit leaves each weight's product in its own byte, as long as
+// those are bytes.
+inline __m512i in_both_halves(__m512i digits) {
+    return _mm512_or_si512(digits, _mm512_slli_epi32(digits, 16));
 }
 
-// One super-block's sums of GROUPS (1 or 2) groups of 16 columns: dots[group][0] the products
-// with the low halves of the scales, dots[group][1] with the high. Tiles: 0-1 the weights
-// (low, high), 2-3 each group's activations, 4-7 each group's two sums.
-template <int GROUPS>
-inline void super_block_dots(const ScaledQuants & weights, const Activations & first, const Activations & second,
-                             int32_t (&dots)[GROUPS][2][COLS][Lanes16::ROWS]) {
-    _tile_zero(4);
-    _tile_zero(5);
-    if constexpr (GROUPS == 2) {
-        _tile_zero(6);
-        _tile_zero(7);
+inline __m512i times_digits(__m512i quants, __m512i digits_in_both_halves) {
+    return _mm512_mullo_epi16(quants, digits_in_both_halves);
+}
+
+// Calls f with std::integral_constant<int, I> for each I (tile numbers must be constants).
+template <typename F, int... I>
+inline void for_each_constant(F && f, std::integer_sequence<int, I...>) {
+    (f(std::integral_constant<int, I>{}), ...);
+}
+
+// One super-block's sums of GROUPS (1 or 2) groups of 16 columns, one per part:
+// sums[group][part]. Tiles: 0-1 the weights' parts (alternately), 2 .. 2 + GROUPS each group's
+// activations, then each group's sums.
+template <int PARTS, int GROUPS>
+inline void super_block_dots(const ScaledQuants<PARTS> & weights, const Activations * const (&activations)[GROUPS],
+                             int32_t (&sums)[GROUPS][PARTS][COLS][Lanes16::ROWS]) {
+    constexpr int FIRST_SUM = 8 - PARTS * GROUPS;
+    static_assert(FIRST_SUM >= 2 + GROUPS, "8 tiles: weights, activations, sums");
+    constexpr auto each_group = std::make_integer_sequence<int, GROUPS>{};
+    constexpr auto each_part = std::make_integer_sequence<int, PARTS>{};
+    for_each_constant([&](auto t) { _tile_zero(FIRST_SUM + decltype(t)::value); }, std::make_integer_sequence<int, PARTS * GROUPS>{});
+    for (int p = 0; p < 4; ++p) {  // 64 weights (2 sub-blocks of 32, 4 of 16) a step
+        for_each_constant([&](auto part) {
+            constexpr int WEIGHTS = decltype(part)::value % 2;
+            _tile_loadd(WEIGHTS, &weights.part[decltype(part)::value][16 * p], 64);
+            for_each_constant([&](auto group) {
+                constexpr int ACTIVATIONS = 2 + decltype(group)::value;
+                if constexpr (decltype(part)::value == 0) {
+                    _tile_loadd(ACTIVATIONS, activations[decltype(group)::value]->qs[p], 64);
+                }
+                _tile_dpbsud(FIRST_SUM + PARTS * decltype(group)::value + decltype(part)::value, ACTIVATIONS, WEIGHTS);
+            }, each_group);
+        }, each_part);
     }
-    for (int p = 0; p < 4; ++p) {
-        _tile_loadd(0, &weights.low[16 * p], 64);
-        _tile_loadd(1, &weights.high[16 * p], 64);
-        _tile_loadd(2, first.qs[p], 64);
-        _tile_dpbsud(4, 2, 0);
-        _tile_dpbsud(5, 2, 1);
-        if constexpr (GROUPS == 2) {
-            _tile_loadd(3, second.qs[p], 64);
-            _tile_dpbsud(6, 3, 0);
-            _tile_dpbsud(7, 3, 1);
-        }
-    }
-    _tile_stored(4, dots[0][0], 64);
-    _tile_stored(5, dots[0][1], 64);
-    if constexpr (GROUPS == 2) {
-        _tile_stored(6, dots[1][0], 64);
-        _tile_stored(7, dots[1][1], 64);
-    }
+    for_each_constant([&](auto group) {
+        for_each_constant([&](auto part) {
+            _tile_stored(FIRST_SUM + PARTS * decltype(group)::value + decltype(part)::value,
+                         sums[decltype(group)::value][decltype(part)::value], 64);
+        }, each_part);
+    }, each_group);
 }
 
 // This thread's buffer for a batch's packed activations (COUNT super-blocks of 16 columns),
@@ -922,29 +928,29 @@ inline Activations * activations_buffer() {
 // integers and float steps of tile<Format, 16, false, false> for each 16. Group g's activations
 // are activations[g * a_stride + l], its scales scales[(16g + j) * s_stride + l].
 template <typename Format, int GROUPS>
-void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants * weights, int64_t l0, int64_t count,
-              const amx::Activations * activations, int64_t a_stride, const typename Format::Scales * scales, int64_t s_stride,
-              float * C, int64_t ldc, int64_t row0, int rows, int64_t col0) {
+void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Format::AMX_PARTS> * weights, int64_t l0,
+              int64_t count, const amx::Activations * activations, int64_t a_stride, const typename Format::Scales * scales,
+              int64_t s_stride, float * C, int64_t ldc, int64_t row0, int rows, int64_t col0) {
     using L = Lanes16;
+    constexpr int PARTS = Format::AMX_PARTS;
     constexpr int COLS = GROUPS * amx::COLS;
-    alignas(64) int32_t dots[GROUPS][2][amx::COLS][L::ROWS];
+    alignas(64) int32_t sums[GROUPS][PARTS][amx::COLS][L::ROWS];
     L::Float acc[COLS];
     for (int j = 0; j < COLS; ++j) {
         acc[j] = l0 == 0 ? L::zero_floats() : L::load(C + (col0 + j) * ldc + row0, rows);
     }
     for (int64_t l = 0; l < count; ++l) {
-        const typename Format::Panel & block = panel[l];
-        amx::super_block_dots<GROUPS>(weights[l], activations[l], activations[a_stride * (GROUPS - 1) + l], dots);
+        const amx::Activations * group_activations[GROUPS];
+        for (int g = 0; g < GROUPS; ++g) {
+            group_activations[g] = &activations[g * a_stride + l];
+        }
+        amx::super_block_dots<PARTS, GROUPS>(weights[l], group_activations, sums);
         for (int j = 0; j < COLS; ++j) {
-            const int32_t (&sums)[2][amx::COLS][L::ROWS] = dots[j / amx::COLS];
-            const L::Int isum = L::add(_mm512_load_si512(sums[0][j % amx::COLS]), _mm512_slli_epi32(_mm512_load_si512(sums[1][j % amx::COLS]), 3));
-            const typename Format::Scales & s = scales[j * s_stride + l];
-            L::Int msum = L::zero();
-            for (int k = 0; k < 4; ++k) {
-                msum = L::add(msum, L::multiply_pairs(block.scale_pairs[k], s.sum_pairs[k]));
+            L::Int parts[PARTS];
+            for (int part = 0; part < PARTS; ++part) {
+                parts[part] = _mm512_load_si512(sums[j / amx::COLS][part][j % amx::COLS]);
             }
-            acc[j] = L::fma(L::to_float(isum), L::times(block.d, s.d), acc[j]);
-            acc[j] = L::fnma(L::to_float(msum), L::times(block.dmin, s.d), acc[j]);
+            acc[j] = Format::add_super_block(panel[l], Format::amx_isum(parts), scales[j * s_stride + l], acc[j]);
         }
     }
     for (int j = 0; j < COLS; ++j) {
@@ -986,7 +992,7 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
         }
     }
     const bool amx_ready = amx_tiles.has_value();
-    amx::ScaledQuants scaled[Format::AMX_TILES ? CHUNK : 1];
+    amx::ScaledQuants<Format::AMX_PARTS> scaled[Format::AMX_TILES ? CHUNK : 1];
 #endif
     typename Format::Panel panel[CHUNK];
     typename Format::Scales scales[BATCH_COLS * CHUNK];
@@ -1015,12 +1021,14 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
                         for (int64_t l = 0; l < count; ++l) {
                             prefetch_next_panels<typename Format::Lanes>(A, lda, row0, l0, l, count);
                             Format::unpack(A, lda, row0, rows, l0 + l, panel[l]);
-                            amx::scale_quants(panel[l], scaled[l]);
+                            Format::amx_scale(panel[l], scaled[l]);
                         }
                         int64_t j = 0;
-                        for (; j + 2 * amx::COLS <= batch_cols; j += 2 * amx::COLS) {
-                            amx_tile<Format, 2>(panel, scaled, l0, count, &amx_activations[j / amx::COLS * CHUNK], CHUNK, &scales[j * CHUNK],
-                                                CHUNK, C, ldc, row0, rows, batch0 + j);
+                        if constexpr (Format::AMX_PARTS <= 2) {  // 2 groups of tokens fit the 8 tiles
+                            for (; j + 2 * amx::COLS <= batch_cols; j += 2 * amx::COLS) {
+                                amx_tile<Format, 2>(panel, scaled, l0, count, &amx_activations[j / amx::COLS * CHUNK], CHUNK,
+                                                    &scales[j * CHUNK], CHUNK, C, ldc, row0, rows, batch0 + j);
+                            }
                         }
                         for (; j + amx::COLS <= batch_cols; j += amx::COLS) {
                             amx_tile<Format, 1>(panel, scaled, l0, count, &amx_activations[j / amx::COLS * CHUNK], CHUNK, &scales[j * CHUNK],
@@ -1153,6 +1161,7 @@ struct SuperBlockFormat {
     static constexpr bool ROW_BY_ROW = true;
     static constexpr bool PANEL_IN_REGISTERS = false;
     static constexpr bool AMX_TILES = false;  // see amx_tile
+    static constexpr int AMX_PARTS = 1;
     using Lanes = L;
     using Activations = block_q8_K;
     using Panel = KPanel<L>;
@@ -1240,8 +1249,21 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     using Decoding = KNibbleFormat;  // row_by_row: no panels
     using Panel = KPanel<L>;
 #ifdef CORRAL_AMX
-    static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;  // sub-blocks of 32, weights < 32
+    // AMX parts: the weights (below 32) times the low and the high 3 bits of their scale.
+    static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;
+    static constexpr int AMX_PARTS = 2;
     static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
+    static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
+        for (int c = 0; c < 8; ++c) {  // sub-block c: vectors 8c .. 8c + 7
+            const __m512i low = amx::in_both_halves(_mm512_and_si512(block.scales[c], _mm512_set1_epi32(7)));
+            const __m512i high = amx::in_both_halves(_mm512_srli_epi32(block.scales[c], 3));
+            for (int i = 8 * c; i < 8 * c + 8; ++i) {
+                out.part[0][i] = amx::times_digits(block.quants[i], low);
+                out.part[1][i] = amx::times_digits(block.quants[i], high);
+            }
+        }
+    }
+    static __m512i amx_isum(const __m512i (&parts)[AMX_PARTS]) { return _mm512_add_epi32(parts[0], _mm512_slli_epi32(parts[1], 3)); }
 #endif
     using Activations = block_q8_K;
     using Scales = KActivationScales;
@@ -1313,14 +1335,17 @@ struct KNibbleFormat : SuperBlockFormat<L> {
         typename L::Int isum[COLS];
         scaled_sums<KNibbleFormat, COLS>(block, b, ldb, isum);
         for (int j = 0; j < COLS; ++j) {
-            typename L::Int msum = L::zero();
-            for (int k = 0; k < 4; ++k) {
-                msum = L::add(msum, L::multiply_pairs(block.scale_pairs[k], s[j * s_stride].sum_pairs[k]));
-            }
-            const float d = s[j * s_stride].d;
-            acc[j] = L::fma(L::to_float(isum[j]), L::times(block.d, d), acc[j]);
-            acc[j] = L::fnma(L::to_float(msum), L::times(block.dmin, d), acc[j]);
+            acc[j] = add_super_block(block, isum[j], s[j * s_stride], acc[j]);
         }
+    }
+    // A super-block's float steps, given isum (the sum of scale x sub-block dot product).
+    static typename L::Float add_super_block(const Panel & block, typename L::Int isum, const Scales & s, typename L::Float acc) {
+        typename L::Int msum = L::zero();
+        for (int k = 0; k < 4; ++k) {
+            msum = L::add(msum, L::multiply_pairs(block.scale_pairs[k], s.sum_pairs[k]));
+        }
+        acc = L::fma(L::to_float(isum), L::times(block.d, s.d), acc);
+        return L::fnma(L::to_float(msum), L::times(block.dmin, s.d), acc);
     }
     // One super-block of one row against COLS columns (decoding), bit for bit accumulate_tile's steps.
     template <int COLS>
@@ -1378,6 +1403,34 @@ struct Q6_KFormat : SuperBlockFormat<L> {
     using Panel = KPanel<L>;
     using Activations = block_q8_K;
     using Scales = KActivationScales;
+#ifdef CORRAL_AMX
+    // AMX parts: the weights (below 64) times each 2-bit digit of their scale + 128 (0-255),
+    // and the weights themselves (times -128).
+    static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;
+    static constexpr int AMX_PARTS = 5;
+    static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
+    static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
+        for (int s = 0; s < 16; ++s) {  // sub-block s of 16: vectors 4s .. 4s + 3
+            const __m512i offset_scales = _mm512_add_epi32(block.scales[s], _mm512_set1_epi32(128));
+            __m512i digits[AMX_PARTS];
+            for (int d = 0; d < 4; ++d) {
+                digits[d] = amx::in_both_halves(_mm512_and_si512(_mm512_srli_epi32(offset_scales, 2 * d), _mm512_set1_epi32(3)));
+            }
+            digits[4] = amx::in_both_halves(_mm512_set1_epi32(1));
+            for (int i = 4 * s; i < 4 * s + 4; ++i) {
+                for (int part = 0; part < AMX_PARTS; ++part) {
+                    out.part[part][i] = amx::times_digits(block.quants[i], digits[part]);
+                }
+            }
+        }
+    }
+    static __m512i amx_isum(const __m512i (&parts)[AMX_PARTS]) {
+        __m512i isum = _mm512_sub_epi32(parts[0], _mm512_slli_epi32(parts[4], 7));
+        isum = _mm512_add_epi32(isum, _mm512_slli_epi32(parts[1], 2));
+        isum = _mm512_add_epi32(isum, _mm512_slli_epi32(parts[2], 4));
+        return _mm512_add_epi32(isum, _mm512_slli_epi32(parts[3], 6));
+    }
+#endif
     static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
         unpack_panel(row0, rows, out, [&](int64_t first, int count, PanelRows panel) { unpack_rows(A, lda, first, count, l, panel); });
     }
@@ -1439,12 +1492,16 @@ struct Q6_KFormat : SuperBlockFormat<L> {
         typename L::Int isum[COLS];
         scaled_sums<Q6_KFormat, COLS>(block, b, ldb, isum);
         for (int j = 0; j < COLS; ++j) {
-            typename L::Int offset = L::zero();
-            for (int k = 0; k < 8; ++k) {
-                offset = L::add(offset, L::multiply_pairs(block.scale_pairs[k], s[j * s_stride].sum_pairs[k]));
-            }
-            acc[j] = L::fma(L::to_float(L::minus_32_times(isum[j], offset)), L::times(block.d, s[j * s_stride].d), acc[j]);
+            acc[j] = add_super_block(block, isum[j], s[j * s_stride], acc[j]);
         }
+    }
+    // A super-block's float step, given isum (the sum of scale x sub-block dot product).
+    static typename L::Float add_super_block(const Panel & block, typename L::Int isum, const Scales & s, typename L::Float acc) {
+        typename L::Int offset = L::zero();
+        for (int k = 0; k < 8; ++k) {
+            offset = L::add(offset, L::multiply_pairs(block.scale_pairs[k], s.sum_pairs[k]));
+        }
+        return L::fma(L::to_float(L::minus_32_times(isum, offset)), L::times(block.d, s.d), acc);
     }
     // One super-block of one row against COLS columns (decoding), bit for bit accumulate_tile's steps.
     template <int COLS>
