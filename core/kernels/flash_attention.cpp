@@ -25,7 +25,8 @@
 // heads of a K/V head (about 64 rows; blocks of 16 and 32 rows measured slower: each step's
 // conversion and K/V reads serve fewer rows). A causal prompt's tokens see prefixes of one list
 // of cells, so each step of 32 cells is converted to f32 once for the block and every row uses
-// it, in tiles of 4 rows x 3 cells that share each load. Tokens that see no prefix of their neighbours'
+// it, in tiles of 4 rows x 3 cells that share each load (AVX-512: 4 rows x 8 cells, two cells to a
+// 512-bit vector, and V taken 16 floats to a vector, with the same lanes and fmas). Tokens that see no prefix of their neighbours'
 // cells (a sliding window past its width) run as Units. Attention samples of a 2,000-token
 // prompt against ggml's tiled path: Qwen3 0.6B shape (heads of 128) -25%, Qwen2.5 0.5B and
 // SmolLM2 (64) -15-20%, Llama 3.2 1B shape -10-35%. Heads of 256 shared by 4 or more query
@@ -136,6 +137,9 @@ inline __m256 load_row(const float * p) {
     return _mm256_loadu_ps(p);
 }
 
+template <int R, int C>
+inline void store_scores(const __m256 (&dot)[R][C], const float * const * mask, float * const * score, int first);
+
 // Scores of R query rows against C cells (K rows `k`, in f16 or already in f32):
 // score[r][first + j] = dot(q[r], k[j]) + mask[r][first + j]. The arithmetic of every path: 8
 // lanes of fmas in dimension order, the lanes summed by horizontal_sums (cells taken in fours
@@ -160,6 +164,47 @@ inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, 
             }
         }
     }
+    store_scores<R, C>(dot, mask, score, first);
+}
+
+#ifdef __AVX512F__
+// dot_cells for C = 2 x PAIRS cells with K rows in f32, in 512-bit vectors: cells j and j + 1
+// share one, each in a 256-bit half with the lanes and fmas of dot_cells, so the same bits.
+template <int R, int PAIRS>
+inline void dot_cell_pairs(const float * const * q, const float * const * k, int64_t dk, const float * const * mask, float * const * score,
+                           int first) {
+    __m512 dot[R][PAIRS];
+    for (int r = 0; r < R; ++r) {
+        for (int j = 0; j < PAIRS; ++j) {
+            dot[r][j] = _mm512_setzero_ps();
+        }
+    }
+    for (int64_t d = 0; d < dk; d += 8) {
+        __m512 kv[PAIRS];
+        for (int j = 0; j < PAIRS; ++j) {
+            kv[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(k[2 * j] + d)), _mm256_loadu_ps(k[2 * j + 1] + d), 1);
+        }
+        for (int r = 0; r < R; ++r) {
+            const __m512 qv = _mm512_broadcast_f32x8(_mm256_loadu_ps(q[r] + d));
+            for (int j = 0; j < PAIRS; ++j) {
+                dot[r][j] = _mm512_fmadd_ps(kv[j], qv, dot[r][j]);
+            }
+        }
+    }
+    __m256 halves[R][2 * PAIRS];
+    for (int r = 0; r < R; ++r) {
+        for (int j = 0; j < PAIRS; ++j) {
+            halves[r][2 * j] = _mm512_castps512_ps256(dot[r][j]);
+            halves[r][2 * j + 1] = _mm512_extractf32x8_ps(dot[r][j], 1);
+        }
+    }
+    store_scores<R, 2 * PAIRS>(halves, mask, score, first);
+}
+#endif
+
+// score[r][first + j] = the lane sum of dot[r][j] + mask[r][first + j].
+template <int R, int C>
+inline void store_scores(const __m256 (&dot)[R][C], const float * const * mask, float * const * score, int first) {
     for (int r = 0; r < R; ++r) {
         int j = 0;
         for (; j + 4 <= C; j += 4) {
@@ -180,27 +225,53 @@ inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, 
     }
 }
 
-// acc[r][d, d + 8 * B) += p[r][c] * v[c] over cells [first, last), in cell order (V rows in f16
-// or f32): R x B independent chains of fmas (one chain would wait on fma latency).
-template <int R, int B, typename V>
+// Float vectors of 8 (AVX2) and 16 (AVX-512) lanes, for accumulate_cells.
+struct Floats8 {
+    using Vector = __m256;
+    static constexpr int LANES = 8;
+    static Vector load(const float * p) { return _mm256_loadu_ps(p); }
+    static Vector load_row(const ggml_fp16_t * p) { return load_f16(p); }
+    static Vector load_row(const float * p) { return _mm256_loadu_ps(p); }
+    static Vector splat(float x) { return _mm256_set1_ps(x); }
+    static Vector fma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
+    static void store(float * p, Vector x) { _mm256_storeu_ps(p, x); }
+};
+
+#ifdef __AVX512F__
+struct Floats16 {
+    using Vector = __m512;
+    static constexpr int LANES = 16;
+    static Vector load(const float * p) { return _mm512_loadu_ps(p); }
+    static Vector load_row(const ggml_fp16_t * p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) p)); }
+    static Vector load_row(const float * p) { return _mm512_loadu_ps(p); }
+    static Vector splat(float x) { return _mm512_set1_ps(x); }
+    static Vector fma(Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); }
+    static void store(float * p, Vector x) { _mm512_storeu_ps(p, x); }
+};
+#endif
+
+// acc[r][d, d + LANES * B) += p[r][c] * v[c] over cells [first, last), in cell order (V rows in
+// f16 or f32): R x B independent chains of fmas (one chain would wait on fma latency). Every
+// float gets the same fmas in the same order whatever the vector width, so the same bits.
+template <typename F, int R, int B, typename V>
 inline void accumulate_cells(float * const * acc, const float * const * p, const V * const * v, int first, int last, int64_t d) {
-    __m256 a[R][B];
+    typename F::Vector a[R][B];
     for (int r = 0; r < R; ++r) {
         for (int b = 0; b < B; ++b) {
-            a[r][b] = _mm256_loadu_ps(acc[r] + d + 8 * b);
+            a[r][b] = F::load(acc[r] + d + F::LANES * b);
         }
     }
     for (int c = first; c < last; ++c) {
         for (int b = 0; b < B; ++b) {
-            const __m256 vv = load_row(v[c] + d + 8 * b);
+            const typename F::Vector vv = F::load_row(v[c] + d + F::LANES * b);
             for (int r = 0; r < R; ++r) {
-                a[r][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(&p[r][c]), vv, a[r][b]);
+                a[r][b] = F::fma(F::splat(p[r][c]), vv, a[r][b]);
             }
         }
     }
     for (int r = 0; r < R; ++r) {
         for (int b = 0; b < B; ++b) {
-            _mm256_storeu_ps(acc[r] + d + 8 * b, a[r][b]);
+            F::store(acc[r] + d + F::LANES * b, a[r][b]);
         }
     }
 }
@@ -210,11 +281,16 @@ void accumulate(float * const * acc, const float * const * p, const V * const * 
     // 8-float blocks of V per pass: as many accumulators as the 16 registers of AVX2 hold.
     constexpr int B = R <= 3 ? 4 : 2;
     int64_t d = 0;
+#ifdef __AVX512F__
+    for (; d + 64 <= dv; d += 64) {  // 4 x 4 accumulators of the 32 registers
+        accumulate_cells<Floats16, R, 4>(acc, p, v, first, last, d);
+    }
+#endif
     for (; d + 8 * B <= dv; d += 8 * B) {
-        accumulate_cells<R, B>(acc, p, v, first, last, d);
+        accumulate_cells<Floats8, R, B>(acc, p, v, first, last, d);
     }
     for (; d < dv; d += 8) {
-        accumulate_cells<R, 1>(acc, p, v, first, last, d);
+        accumulate_cells<Floats8, R, 1>(acc, p, v, first, last, d);
     }
 }
 
@@ -501,6 +577,11 @@ constexpr int TILE_CELLS = 3;
 template <int R>
 void tile_scores(const float * const * q, const float * const * k, int n, int64_t dk, const float * const * mask, float * const * score) {
     int c = 0;
+#ifdef __AVX512F__
+    for (; c + 8 <= n; c += 8) {  // 4 pairs of cells x R rows: 16 of the 32 registers
+        dot_cell_pairs<R, 4>(q, k + c, dk, mask, score, c);
+    }
+#endif
     for (; c + TILE_CELLS <= n; c += TILE_CELLS) {
         dot_cells<R, TILE_CELLS>(q, k + c, dk, mask, score, c);
     }
