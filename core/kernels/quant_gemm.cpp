@@ -915,7 +915,7 @@ inline void super_block_dots(const ScaledQuants<PARTS> & weights, const Activati
 }
 
 // This thread's buffer for a batch's packed activations (COUNT super-blocks of 16 columns),
-// kept for all of its panels: 32 KB for the K-quants' batches.
+// kept for all of its panels: 128 KB for the K-quants' batches of 256.
 template <size_t COUNT>
 inline Activations * activations_buffer() {
     static thread_local Activations buffer[COUNT];
