@@ -987,7 +987,7 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     std::optional<amx::Tiles> amx_tiles;
     if constexpr (Format::AMX_TILES) {
         amx_activations = amx::activations_buffer<BATCH_COLS / amx::COLS * CHUNK>();
-        if (amx::granted()) {
+        if (n >= amx::COLS && amx::granted()) {  // narrower batches take no tiles
             amx_tiles.emplace();
         }
     }
@@ -1412,15 +1412,15 @@ struct Q6_KFormat : SuperBlockFormat<L> {
     static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
         for (int s = 0; s < 16; ++s) {  // sub-block s of 16: vectors 4s .. 4s + 3
             const __m512i offset_scales = _mm512_add_epi32(block.scales[s], _mm512_set1_epi32(128));
-            __m512i digits[AMX_PARTS];
+            __m512i digits[4];
             for (int d = 0; d < 4; ++d) {
                 digits[d] = amx::in_both_halves(_mm512_and_si512(_mm512_srli_epi32(offset_scales, 2 * d), _mm512_set1_epi32(3)));
             }
-            digits[4] = amx::in_both_halves(_mm512_set1_epi32(1));
             for (int i = 4 * s; i < 4 * s + 4; ++i) {
-                for (int part = 0; part < AMX_PARTS; ++part) {
-                    out.part[part][i] = amx::times_digits(block.quants[i], digits[part]);
+                for (int d = 0; d < 4; ++d) {
+                    out.part[d][i] = amx::times_digits(block.quants[i], digits[d]);
                 }
+                out.part[4][i] = block.quants[i];  // the plain weights
             }
         }
     }
