@@ -790,8 +790,9 @@ void decode(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k,
 // the sum over sub-blocks of scale x (exact dot product). AMX multiplies bytes, and a weight
 // times its scale is no byte, but a weight times a few bits of its scale is: with the scale
 // split into digits (scale = sum of digit_i x base^i; Q4_K and Q5_K two 3-bit halves, weights
-// below 32; Q6_K four 2-bit digits of scale + 128, weights below 64),
-//     isum = sum over i of base^i x (sum over k of (q_k x digit_ik) x a_k)   (less 128 x q.a for Q6_K)
+// below 32, unsigned; Q6_K four base-4 digits, the top one -2..1, times the weights less 32,
+// signed, which takes the offset of Q6_K's isum into the parts),
+//     isum = sum over i of base^i x (sum over k of (q_k x digit_ik) x a_k)
 // So each unpacked panel's weights are multiplied by each digit of their scales once
 // (Format::amx_scale: the parts), and one AMX accumulator per part sums a whole super-block of
 // 16 columns x 16 rows, 64 weights an instruction, with no per-sub-block scaling in vector
@@ -885,7 +886,7 @@ inline void for_each_constant(F && f, std::integer_sequence<int, I...>) {
 // One super-block's sums of GROUPS (1 or 2) groups of 16 columns, one per part:
 // sums[group][part]. Tiles: 0-1 the weights' parts (alternately), 2 .. 2 + GROUPS each group's
 // activations, then each group's sums.
-template <int PARTS, int GROUPS>
+template <int PARTS, int GROUPS, bool SIGNED>
 inline void super_block_dots(const ScaledQuants<PARTS> & weights, const Activations * const (&activations)[GROUPS],
                              int32_t (&sums)[GROUPS][PARTS][COLS][Lanes16::ROWS]) {
     constexpr int FIRST_SUM = 8 - PARTS * GROUPS;
@@ -902,7 +903,12 @@ inline void super_block_dots(const ScaledQuants<PARTS> & weights, const Activati
                 if constexpr (decltype(part)::value == 0) {
                     _tile_loadd(ACTIVATIONS, activations[decltype(group)::value]->qs[p], 64);
                 }
-                _tile_dpbsud(FIRST_SUM + PARTS * decltype(group)::value + decltype(part)::value, ACTIVATIONS, WEIGHTS);
+                constexpr int SUM = FIRST_SUM + PARTS * decltype(group)::value + decltype(part)::value;
+                if constexpr (SIGNED) {
+                    _tile_dpbssd(SUM, ACTIVATIONS, WEIGHTS);
+                } else {
+                    _tile_dpbsud(SUM, ACTIVATIONS, WEIGHTS);
+                }
             }, each_group);
         }, each_part);
     }
@@ -949,13 +955,13 @@ void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Form
         for (int g = 0; g < GROUPS; ++g) {
             group_activations[g] = &activations[g * a_stride + l];
         }
-        amx::super_block_dots<PARTS, GROUPS>(weights[l], group_activations, sums);
+        amx::super_block_dots<PARTS, GROUPS, Format::AMX_SIGNED>(weights[l], group_activations, sums);
         for (int j = 0; j < COLS; ++j) {
             L::Int parts[PARTS];
             for (int part = 0; part < PARTS; ++part) {
                 parts[part] = _mm512_load_si512(sums[j / amx::COLS][part][j % amx::COLS]);
             }
-            acc[j] = Format::add_super_block(panel[l], Format::amx_isum(parts), scales[j * s_stride + l], acc[j]);
+            acc[j] = Format::amx_add_super_block(panel[l], parts, scales[j * s_stride + l], acc[j]);
         }
     }
     for (int j = 0; j < COLS; ++j) {
@@ -1268,7 +1274,11 @@ struct KNibbleFormat : SuperBlockFormat<L> {
             }
         }
     }
-    static __m512i amx_isum(const __m512i (&parts)[AMX_PARTS]) { return _mm512_add_epi32(parts[0], _mm512_slli_epi32(parts[1], 3)); }
+    static constexpr bool AMX_SIGNED = false;  // unsigned parts: tdpbsud
+    static typename L::Float amx_add_super_block(const Panel & block, const __m512i (&parts)[AMX_PARTS], const KActivationScales & s,
+                                                 typename L::Float acc) {
+        return add_super_block(block, _mm512_add_epi32(parts[0], _mm512_slli_epi32(parts[1], 3)), s, acc);
+    }
 #endif
     using Activations = block_q8_K;
     using Scales = KActivationScales;
@@ -1409,31 +1419,48 @@ struct Q6_KFormat : SuperBlockFormat<L> {
     using Activations = block_q8_K;
     using Scales = KActivationScales;
 #ifdef CORRAL_AMX
-    // AMX parts: the weights (below 64) times each 2-bit digit of their scale + 128 (0-255),
-    // and the weights themselves (times -128).
+    // AMX parts: the weights less 32 (-32..31) times each base-4 digit of their scale
+    // (-128..127 = d0 + 4 d1 + 16 d2 + 64 d3 with d0..d2 in 0..3 and d3 = scale >> 6 in -2..1),
+    // signed bytes (-96..93) for tdpbssd. The parts then sum to isum less 32 x offset (see
+    // add_super_block) without the offset's 8 products per column: 4 parts, where unsigned
+    // weights took 5 (the plain weights for scale + 128) and the offset besides.
     static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;
-    static constexpr int AMX_PARTS = 5;
+    static constexpr int AMX_PARTS = 4;
+    static constexpr bool AMX_SIGNED = true;
     static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
     static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
+        const __m512i each_byte_32 = _mm512_set1_epi32(0x20202020);
         for (int s = 0; s < 16; ++s) {  // sub-block s of 16: vectors 4s .. 4s + 3
-            const __m512i offset_scales = _mm512_add_epi32(block.scales[s], _mm512_set1_epi32(128));
-            __m512i digits[4];
-            for (int d = 0; d < 4; ++d) {
-                digits[d] = amx::in_both_halves(_mm512_and_si512(_mm512_srli_epi32(offset_scales, 2 * d), _mm512_set1_epi32(3)));
+            // Bytes are multiplied as unsigned (weight below 64 times digit below 4, no carry
+            // between the bytes of a 16-bit product) and shifted by 32 x digit in byte
+            // arithmetic, which wraps to the signed result: (q - 32) d = q d - 32 d. The top
+            // digit d3 is taken as e = d3 + 2: (q - 32) d3 = q e - 2q - (32 e - 64).
+            __m512i digits[4], offsets[4];
+            for (int d = 0; d < 3; ++d) {
+                const __m512i digit = _mm512_and_si512(_mm512_srli_epi32(block.scales[s], 2 * d), _mm512_set1_epi32(3));
+                digits[d] = amx::in_both_halves(digit);
+                offsets[d] = _mm512_mullo_epi32(digit, each_byte_32);
             }
+            const __m512i top = _mm512_add_epi32(_mm512_srai_epi32(block.scales[s], 6), _mm512_set1_epi32(2));
+            digits[3] = amx::in_both_halves(top);
+            offsets[3] = _mm512_sub_epi8(_mm512_mullo_epi32(top, each_byte_32), _mm512_set1_epi8(64));
             for (int i = 4 * s; i < 4 * s + 4; ++i) {
-                for (int d = 0; d < 4; ++d) {
-                    out.part[d][i] = amx::times_digits(block.quants[i], digits[d]);
+                const __m512i quants = block.quants[i];
+                for (int d = 0; d < 3; ++d) {
+                    out.part[d][i] = _mm512_sub_epi8(amx::times_digits(quants, digits[d]), offsets[d]);
                 }
-                out.part[4][i] = block.quants[i];  // the plain weights
+                out.part[3][i] = _mm512_sub_epi8(_mm512_sub_epi8(amx::times_digits(quants, digits[3]), _mm512_add_epi8(quants, quants)),
+                                                 offsets[3]);
             }
         }
     }
-    static __m512i amx_isum(const __m512i (&parts)[AMX_PARTS]) {
-        __m512i isum = _mm512_sub_epi32(parts[0], _mm512_slli_epi32(parts[4], 7));
-        isum = _mm512_add_epi32(isum, _mm512_slli_epi32(parts[1], 2));
+    // The same integer as add_super_block's isum - 32 x offset, so the same float step.
+    static typename L::Float amx_add_super_block(const Panel & block, const __m512i (&parts)[AMX_PARTS], const Scales & s,
+                                                 typename L::Float acc) {
+        __m512i isum = _mm512_add_epi32(parts[0], _mm512_slli_epi32(parts[1], 2));
         isum = _mm512_add_epi32(isum, _mm512_slli_epi32(parts[2], 4));
-        return _mm512_add_epi32(isum, _mm512_slli_epi32(parts[3], 6));
+        isum = _mm512_add_epi32(isum, _mm512_slli_epi32(parts[3], 6));
+        return L::fma(L::to_float(isum), L::times(block.d, s.d), acc);
     }
 #endif
     static void unpack(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, Panel & out) {
