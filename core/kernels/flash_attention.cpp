@@ -77,8 +77,8 @@ constexpr int STEP_CELLS = 32;      // visible cells per online-softmax step
 constexpr int PREFETCH_CELLS = STEP_CELLS;  // how far ahead K/V rows are fetched (one step)
 constexpr int64_t MAX_HEAD_DIM = 512;
 constexpr int64_t PROMPT_TOKENS = 16;   // query tokens from which the prompt path (Block) is taken
-constexpr int BLOCK_ROWS = 64;          // query rows (tokens x heads) a prompt block aims for
-constexpr int MAX_BLOCK_ROWS = 64;
+constexpr int BLOCK_ROWS = 128;         // query rows (tokens x heads) a prompt block aims for
+constexpr int MAX_BLOCK_ROWS = 128;
 constexpr uint16_t F16_MINUS_INFINITY = 0xFC00;
 
 struct Shape {
@@ -167,41 +167,6 @@ inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, 
     store_scores<R, C>(dot, mask, score, first);
 }
 
-#ifdef __AVX512F__
-// dot_cells for C = 2 x PAIRS cells with K rows in f32, in 512-bit vectors: cells j and j + 1
-// share one, each in a 256-bit half with the lanes and fmas of dot_cells, so the same bits.
-template <int R, int PAIRS>
-inline void dot_cell_pairs(const float * const * q, const float * const * k, int64_t dk, const float * const * mask, float * const * score,
-                           int first) {
-    __m512 dot[R][PAIRS];
-    for (int r = 0; r < R; ++r) {
-        for (int j = 0; j < PAIRS; ++j) {
-            dot[r][j] = _mm512_setzero_ps();
-        }
-    }
-    for (int64_t d = 0; d < dk; d += 8) {
-        __m512 kv[PAIRS];
-        for (int j = 0; j < PAIRS; ++j) {
-            kv[j] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(k[2 * j] + d)), _mm256_loadu_ps(k[2 * j + 1] + d), 1);
-        }
-        for (int r = 0; r < R; ++r) {
-            const __m512 qv = _mm512_broadcast_f32x8(_mm256_loadu_ps(q[r] + d));
-            for (int j = 0; j < PAIRS; ++j) {
-                dot[r][j] = _mm512_fmadd_ps(kv[j], qv, dot[r][j]);
-            }
-        }
-    }
-    __m256 halves[R][2 * PAIRS];
-    for (int r = 0; r < R; ++r) {
-        for (int j = 0; j < PAIRS; ++j) {
-            halves[r][2 * j] = _mm512_castps512_ps256(dot[r][j]);
-            halves[r][2 * j + 1] = _mm512_extractf32x8_ps(dot[r][j], 1);
-        }
-    }
-    store_scores<R, 2 * PAIRS>(halves, mask, score, first);
-}
-#endif
-
 // score[r][first + j] = the lane sum of dot[r][j] + mask[r][first + j].
 template <int R, int C>
 inline void store_scores(const __m256 (&dot)[R][C], const float * const * mask, float * const * score, int first) {
@@ -234,6 +199,7 @@ struct Floats8 {
     static Vector load_row(const float * p) { return _mm256_loadu_ps(p); }
     static Vector splat(float x) { return _mm256_set1_ps(x); }
     static Vector fma(Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); }
+    static Vector add(Vector a, Vector b) { return _mm256_add_ps(a, b); }
     static void store(float * p, Vector x) { _mm256_storeu_ps(p, x); }
 };
 
@@ -246,8 +212,12 @@ struct Floats16 {
     static Vector load_row(const float * p) { return _mm512_loadu_ps(p); }
     static Vector splat(float x) { return _mm512_set1_ps(x); }
     static Vector fma(Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); }
+    static Vector add(Vector a, Vector b) { return _mm512_add_ps(a, b); }
     static void store(float * p, Vector x) { _mm512_storeu_ps(p, x); }
 };
+using Floats = Floats16;  // the variant's widest vectors
+#else
+using Floats = Floats8;
 #endif
 
 // acc[r][d, d + LANES * B) += p[r][c] * v[c] over cells [first, last), in cell order (V rows in
@@ -375,22 +345,39 @@ inline void softmax_step(float * score, int n, float & max, float & sum, float *
     }
     if (new_max > max) {
         const float rescale = expf(max - new_max);
-        const __m256 r = _mm256_set1_ps(rescale);
-        for (int64_t d = 0; d < dv; d += 8) {
-            _mm256_storeu_ps(acc + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), r));
+        int64_t d = 0;
+#ifdef __AVX512F__
+        for (; d + 16 <= dv; d += 16) {
+            _mm512_storeu_ps(acc + d, _mm512_mul_ps(_mm512_loadu_ps(acc + d), _mm512_set1_ps(rescale)));
+        }
+#endif
+        for (; d < dv; d += 8) {
+            _mm256_storeu_ps(acc + d, _mm256_mul_ps(_mm256_loadu_ps(acc + d), _mm256_set1_ps(rescale)));
         }
         sum *= rescale;
         max = new_max;
     }
-    const __m256 m = _mm256_set1_ps(new_max);
+    // The weights, and their sum in 8 lanes taking the cells in order: lane i adds cells i,
+    // i + 8, i + 16, i + 24.
     __m256 step_sum = _mm256_setzero_ps();
+#ifdef __AVX512F__
+    const __m512 m = _mm512_set1_ps(new_max);
+    for (int c = 0; c < STEP_CELLS; c += 16) {
+        const __m512 s = _mm512_loadu_ps(score + c);
+        // exp(-inf) is 0 in ggml's approximation too, but padding must add exactly nothing.
+        const __m512 p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ), exp_ps(_mm512_sub_ps(s, m)));
+        _mm512_storeu_ps(score + c, p);
+        step_sum = _mm256_add_ps(_mm256_add_ps(step_sum, _mm512_castps512_ps256(p)), _mm512_extractf32x8_ps(p, 1));
+    }
+#else
+    const __m256 m = _mm256_set1_ps(new_max);
     for (int c = 0; c < STEP_CELLS; c += 8) {
         const __m256 s = _mm256_loadu_ps(score + c);
-        // exp(-inf) is 0 in ggml's approximation too, but padding must add exactly nothing.
         const __m256 p = _mm256_and_ps(exp_ps(_mm256_sub_ps(s, m)), _mm256_cmp_ps(s, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
         _mm256_storeu_ps(score + c, p);
         step_sum = _mm256_add_ps(step_sum, p);
     }
+#endif
     sum += horizontal_sum(step_sum);
 }
 
@@ -565,32 +552,95 @@ void run_units(const Shape & shape, int ith, int nth) {
     }
 }
 
-// The prompt path's scores of R query rows against a step's n cells (K rows in f32): TILE_CELLS
-// cells at a time, TILE_CELLS x R independent dot products, as many as the registers hold (16
-// of AVX2, 32 of AVX-512).
-#ifdef __AVX512F__
-constexpr int TILE_CELLS = 4;
-#else
-constexpr int TILE_CELLS = 3;
-#endif
+// A prompt step's K rows (n <= STEP_CELLS, f16) transposed into f32: kt[d * STEP_CELLS + c] =
+// k_c[d], 0 for the cells past n, so that one vector of kt holds one dimension of consecutive
+// cells. Converted once per step for every row of a Block.
+inline void transpose_step(const ggml_fp16_t * const * rows, int n, int64_t dk, float * kt) {
+    for (int c0 = 0; c0 < STEP_CELLS; c0 += 8) {
+        for (int64_t d = 0; d < dk; d += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i) {
+                r[i] = c0 + i < n ? load_f16(rows[c0 + i] + d) : _mm256_setzero_ps();
+            }
+            // 8 x 8 transpose: r[i] becomes dimension d + i of cells c0 .. c0 + 7.
+            __m256 pairs[8], quads[8];
+            for (int i = 0; i < 8; i += 2) {
+                pairs[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+                pairs[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                quads[i] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0x44);
+                quads[i + 1] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0xEE);
+                quads[i + 2] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0x44);
+                quads[i + 3] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0xEE);
+            }
+            for (int i = 0; i < 4; ++i) {
+                r[i] = _mm256_permute2f128_ps(quads[i], quads[i + 4], 0x20);
+                r[i + 4] = _mm256_permute2f128_ps(quads[i], quads[i + 4], 0x31);
+            }
+            for (int i = 0; i < 8; ++i) {
+                _mm256_storeu_ps(kt + (d + i) * STEP_CELLS + c0, r[i]);
+            }
+        }
+    }
+}
 
-template <int R>
-void tile_scores(const float * const * q, const float * const * k, int n, int64_t dk, const float * const * mask, float * const * score) {
-    int c = 0;
-#ifdef __AVX512F__
-    for (; c + 8 <= n; c += 8) {  // 4 pairs of cells x R rows: 16 of the 32 registers
-        dot_cell_pairs<R, 4>(q, k + c, dk, mask, score, c);
-    }
-#endif
-    for (; c + TILE_CELLS <= n; c += TILE_CELLS) {
-        dot_cells<R, TILE_CELLS>(q, k + c, dk, mask, score, c);
-    }
-    if (n - c == 3) {
-        dot_cells<R, 3>(q, k + c, dk, mask, score, c);
-    } else if (n - c == 2) {
-        dot_cells<R, 2>(q, k + c, dk, mask, score, c);
-    } else if (n - c == 1) {
-        dot_cells<R, 1>(q, k + c, dk, mask, score, c);
+// The prompt path's scores of R query rows against all STEP_CELLS cells of a step (those past
+// its n come out as garbage that softmax_step overwrites), from the transposed K: cells lie in
+// the vector lanes, so no lanes are summed across a vector. Each of dot_cells' 8 lane sums
+// (the dimensions d = l mod 8) is its own chain of fmas over d in order, and the 8 are added
+// in horizontal_sums' order: every score has dot_cells' bits. R x V x L chains at a time
+// (V vectors of cells, L lane classes): enough to hide the fma latency, within the registers.
+template <typename F, int R>
+void transposed_scores(const float * const * q, const float * kt, int64_t dk, const float * const * mask, float * const * score) {
+    constexpr int V = 2;
+    constexpr int L = 1;
+    constexpr int CELLS = V * F::LANES;
+    static_assert(STEP_CELLS % CELLS == 0, "a step is whole passes");
+    using Vector = typename F::Vector;
+    for (int c0 = 0; c0 < STEP_CELLS; c0 += CELLS) {
+        alignas(64) float lane_sums[8][R][CELLS];
+        for (int l = 0; l < 8; l += L) {
+            Vector acc[L][R][V];
+            for (int c = 0; c < L; ++c) {
+                for (int r = 0; r < R; ++r) {
+                    for (int v = 0; v < V; ++v) {
+                        acc[c][r][v] = F::splat(0.0f);
+                    }
+                }
+            }
+            for (int64_t d = l; d < dk; d += 8) {
+                for (int c = 0; c < L; ++c) {
+                    Vector kv[V];
+                    for (int v = 0; v < V; ++v) {
+                        kv[v] = F::load(kt + (d + c) * STEP_CELLS + c0 + v * F::LANES);
+                    }
+                    for (int r = 0; r < R; ++r) {
+                        const Vector qv = F::splat(q[r][d + c]);
+                        for (int v = 0; v < V; ++v) {
+                            acc[c][r][v] = F::fma(kv[v], qv, acc[c][r][v]);
+                        }
+                    }
+                }
+            }
+            for (int c = 0; c < L; ++c) {
+                for (int r = 0; r < R; ++r) {
+                    for (int v = 0; v < V; ++v) {
+                        F::store(lane_sums[l + c][r] + v * F::LANES, acc[c][r][v]);
+                    }
+                }
+            }
+        }
+        for (int r = 0; r < R; ++r) {
+            for (int v = 0; v < V; ++v) {
+                const int at = v * F::LANES;
+                auto lanes = [&](int l) { return F::load(lane_sums[l][r] + at); };
+                // horizontal_sums: lane pairs, then pair l with pair l + 4, then the two quads.
+                const Vector low = F::add(F::add(lanes(0), lanes(1)), F::add(lanes(4), lanes(5)));
+                const Vector high = F::add(F::add(lanes(2), lanes(3)), F::add(lanes(6), lanes(7)));
+                F::store(score[r] + c0 + at, F::add(F::add(low, high), F::load(mask[r] + c0 + at)));
+            }
+        }
     }
 }
 
@@ -656,7 +706,7 @@ private:
         std::vector<int32_t> longest, scanned;  // visible cells: the run's longest list, a token's
         std::vector<float> scanned_masks;       // (their mask values, unused: read per step)
         std::vector<float> q, acc;              // [row][dk], [row][dv]
-        std::vector<float> k, v;                // [STEP_CELLS][dk], [STEP_CELLS][dv]: one step's rows in f32
+        std::vector<float> kt, v;               // [dk][STEP_CELLS], [STEP_CELLS][dv]: one step's K transposed, V rows, in f32
         int64_t counts[MAX_BLOCK_ROWS];
         alignas(32) float score[MAX_BLOCK_ROWS][STEP_CELLS];
         float masks[MAX_BLOCK_ROWS][STEP_CELLS];  // [token]: one step's mask values
@@ -674,8 +724,8 @@ private:
             if ((int64_t) acc.size() < rows * dv) {
                 acc.resize(rows * dv);
             }
-            if ((int64_t) k.size() < STEP_CELLS * dk) {
-                k.resize(STEP_CELLS * dk);
+            if ((int64_t) kt.size() < STEP_CELLS * dk) {
+                kt.resize(STEP_CELLS * dk);
             }
             if ((int64_t) v.size() < STEP_CELLS * dv) {
                 v.resize(STEP_CELLS * dv);
@@ -721,29 +771,27 @@ private:
             s.max[i] = -INFINITY;
             s.sum[i] = 0.0f;
         }
-        const float * k_rows[STEP_CELLS], * v_rows[STEP_CELLS];
+        const float * v_rows[STEP_CELLS];
         for (int c = 0; c < STEP_CELLS; ++c) {
-            k_rows[c] = s.k.data() + c * dk_;
             v_rows[c] = s.v.data() + c * dv_;
         }
         const int32_t * cells = s.longest.data();
         for (int64_t start = 0; start < listed; start += STEP_CELLS) {
             const int n = (int) std::min<int64_t>(STEP_CELLS, listed - start);
+            const ggml_fp16_t * k_step[STEP_CELLS];
             for (int c = 0; c < n; ++c) {
                 // The next step's rows, so that they arrive while this step computes.
                 if (start + STEP_CELLS + c < listed) {
                     prefetch_row<_MM_HINT_T0>(k_base_ + cells[start + STEP_CELLS + c] * k->nb[1], dk_);
                     prefetch_row<_MM_HINT_T0>(v_base_ + cells[start + STEP_CELLS + c] * v->nb[1], dv_);
                 }
-                const ggml_fp16_t * k_row = (const ggml_fp16_t *) (k_base_ + cells[start + c] * k->nb[1]);
+                k_step[c] = (const ggml_fp16_t *) (k_base_ + cells[start + c] * k->nb[1]);
                 const ggml_fp16_t * v_row = (const ggml_fp16_t *) (v_base_ + cells[start + c] * v->nb[1]);
-                for (int64_t d = 0; d < dk_; d += 8) {
-                    _mm256_storeu_ps(s.k.data() + c * dk_ + d, load_f16(k_row + d));
-                }
                 for (int64_t d = 0; d < dv_; d += 8) {
                     _mm256_storeu_ps(s.v.data() + c * dv_ + d, load_f16(v_row + d));
                 }
             }
+            transpose_step(k_step, n, dk_, s.kt.data());
             // Each token's mask values of the step's cells (hidden ones past its own are padding);
             // 8 at a time where the cells are contiguous (a sequence's own, as in most prompts).
             const bool contiguous = cells[start + n - 1] - cells[start] == n - 1;
@@ -779,10 +827,10 @@ private:
                     scores[r] = s.score[i];
                 }
                 switch (tile) {
-                    case 1: tile_scores<1>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
-                    case 2: tile_scores<2>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
-                    case 3: tile_scores<3>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
-                    default: tile_scores<4>(q_rows, k_rows, n, dk_, mask_rows, scores); break;
+                    case 1: transposed_scores<Floats, 1>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
+                    case 2: transposed_scores<Floats, 2>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
+                    case 3: transposed_scores<Floats, 3>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
+                    default: transposed_scores<Floats, 4>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
                 }
             }
             for (int a = 0; a < count; ++a) {
