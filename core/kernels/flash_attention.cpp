@@ -22,15 +22,19 @@
 //   token at 600 cached tokens); scattered cells (many sequences in one cache) are fetched too;
 // - the accumulator stays in f32.
 // Prompts of PROMPT_TOKENS or more (Block): a unit is a block of consecutive tokens with all the
-// heads of a K/V head (about 64 rows; blocks of 16 and 32 rows measured slower: each step's
-// conversion and K/V reads serve fewer rows). A causal prompt's tokens see prefixes of one list
-// of cells, so each step of 32 cells is converted to f32 once for the block and every row uses
-// it, in tiles of 4 rows x 3 cells that share each load (AVX-512: 4 rows x 8 cells, two cells to a
-// 512-bit vector, and V taken 16 floats to a vector, with the same lanes and fmas). Tokens that see no prefix of their neighbours'
-// cells (a sliding window past its width) run as Units. Attention samples of a 2,000-token
-// prompt against ggml's tiled path: Qwen3 0.6B shape (heads of 128) -25%, Qwen2.5 0.5B and
-// SmolLM2 (64) -15-20%, Llama 3.2 1B shape -10-35%. Heads of 256 shared by 4 or more query
-// heads (Gemma 2 and 3) run prompts as Units (see take()).
+// heads of a K/V head (about 128 rows; blocks of 16 and 32 rows measured slower, 128 faster
+// than 64 on 2,000-token prompts: each step's conversion and K/V reads serve more rows). A
+// causal prompt's tokens see prefixes of one list of cells, so each step of 32 cells is
+// converted to f32 once for the block and every row uses it. K is transposed (a vector holds
+// one dimension of 8 or 16 cells), so the scores of 8 rows (AVX2: 4) x 32 cells take fmas
+// alone, each of the 8 lane sums of the arithmetic below its own chain, added at the end in
+// the same order: no lanes summed across a vector, which took a third of the scores' time. V
+// is taken 16 floats to a vector (AVX2: 8) for 4 rows at a time. Tokens that see no prefix of
+// their neighbours' cells (a sliding window past its width) run as Units. Attention samples of
+// a 2,000-token prompt against ggml's tiled path: Qwen3 0.6B shape (heads of 128) -25% before
+// the transposed K (which took another 20% off), Qwen2.5 0.5B and SmolLM2 (64) -15-20%, Llama
+// 3.2 1B shape -10-35%. Heads of 256 shared by 4 or more query heads (Gemma 2 and 3) run
+// prompts as Units (see take()).
 //
 // Arithmetic, per query row (bit for bit the same in every variant, batch, thread split, head
 // grouping and path, and wherever the visible cells sit in the cache: a row's result depends
@@ -77,7 +81,7 @@ constexpr int STEP_CELLS = 32;      // visible cells per online-softmax step
 constexpr int PREFETCH_CELLS = STEP_CELLS;  // how far ahead K/V rows are fetched (one step)
 constexpr int64_t MAX_HEAD_DIM = 512;
 constexpr int64_t PROMPT_TOKENS = 16;   // query tokens from which the prompt path (Block) is taken
-constexpr int BLOCK_ROWS = 128;         // query rows (tokens x heads) a prompt block aims for
+constexpr int BLOCK_ROWS = 128;        // query rows (tokens x heads) a prompt block aims for
 constexpr int MAX_BLOCK_ROWS = 128;
 constexpr uint16_t F16_MINUS_INFINITY = 0xFC00;
 
@@ -108,16 +112,6 @@ inline __m128 horizontal_sums(__m256 a, __m256 b) {
     return _mm_hadd_ps(quads, quads);  // [sum a, sum b, sum a, sum b]
 }
 
-// horizontal_sums of four vectors at once, in the same order (so the same bits):
-// [sum a, sum b, sum c, sum d]. 6 shuffles and adds for 4 sums, not 12 for 2 pairs.
-inline __m128 four_sums(__m256 a, __m256 b, __m256 c, __m256 d) {
-    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);  // pairs of lanes, as in horizontal_sums
-    // Each pair of lanes of the low half plus the same of the high half: horizontal_sums' quads.
-    const __m256 quads = _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20), _mm256_permute2f128_ps(ab, cd, 0x31));
-    const __m256 sums = _mm256_hadd_ps(quads, quads);  // [a b a b | c d c d]
-    return _mm256_castps256_ps128(_mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 1, 4, 5, 0, 1, 4, 5)));
-}
-
 inline float horizontal_max(__m256 x) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -129,23 +123,16 @@ inline __m256 load_f16(const ggml_fp16_t * p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
 }
 
-inline __m256 load_row(const ggml_fp16_t * p) {
-    return load_f16(p);
-}
-
-inline __m256 load_row(const float * p) {
-    return _mm256_loadu_ps(p);
-}
-
 template <int R, int C>
 inline void store_scores(const __m256 (&dot)[R][C], const float * const * mask, float * const * score, int first);
 
-// Scores of R query rows against C cells (K rows `k`, in f16 or already in f32):
-// score[r][first + j] = dot(q[r], k[j]) + mask[r][first + j]. The arithmetic of every path: 8
-// lanes of fmas in dimension order, the lanes summed by horizontal_sums (cells taken in fours
-// or pairs; which cell goes with which does not change the bits).
-template <int R, int C, typename K>
-inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, const float * const * mask, float * const * score, int first) {
+// Scores of R query rows against C cells (f16 K rows `k`): score[r][first + j] = dot(q[r], k[j])
+// + mask[r][first + j]. The arithmetic of every path: 8 lanes of fmas in dimension order, the
+// lanes summed by horizontal_sums (cells taken in pairs; which cell goes with which does not
+// change the bits).
+template <int R, int C>
+inline void dot_cells(const float * const * q, const ggml_fp16_t * const * k, int64_t dk, const float * const * mask, float * const * score,
+                      int first) {
     __m256 dot[R][C];
     for (int r = 0; r < R; ++r) {
         for (int j = 0; j < C; ++j) {
@@ -155,7 +142,7 @@ inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, 
     for (int64_t d = 0; d < dk; d += 8) {
         __m256 kv[C];
         for (int j = 0; j < C; ++j) {
-            kv[j] = load_row(k[j] + d);
+            kv[j] = load_f16(k[j] + d);
         }
         for (int r = 0; r < R; ++r) {
             const __m256 qv = _mm256_loadu_ps(q[r] + d);
@@ -171,13 +158,7 @@ inline void dot_cells(const float * const * q, const K * const * k, int64_t dk, 
 template <int R, int C>
 inline void store_scores(const __m256 (&dot)[R][C], const float * const * mask, float * const * score, int first) {
     for (int r = 0; r < R; ++r) {
-        int j = 0;
-        for (; j + 4 <= C; j += 4) {
-            const int c = first + j;
-            const __m128 sums = four_sums(dot[r][j], dot[r][j + 1], dot[r][j + 2], dot[r][j + 3]);
-            _mm_storeu_ps(score[r] + c, _mm_add_ps(sums, _mm_loadu_ps(mask[r] + c)));
-        }
-        for (; j < C; j += 2) {
+        for (int j = 0; j < C; j += 2) {
             const int c = first + j;
             if (j + 1 < C) {
                 const __m128 sums = horizontal_sums(dot[r][j], dot[r][j + 1]);
@@ -190,7 +171,7 @@ inline void store_scores(const __m256 (&dot)[R][C], const float * const * mask, 
     }
 }
 
-// Float vectors of 8 (AVX2) and 16 (AVX-512) lanes, for accumulate_cells.
+// Float vectors of 8 (AVX2) and 16 (AVX-512) lanes, for accumulate_cells and transposed_scores.
 struct Floats8 {
     using Vector = __m256;
     static constexpr int LANES = 8;
@@ -589,45 +570,42 @@ inline void transpose_step(const ggml_fp16_t * const * rows, int n, int64_t dk, 
 // its n come out as garbage that softmax_step overwrites), from the transposed K: cells lie in
 // the vector lanes, so no lanes are summed across a vector. Each of dot_cells' 8 lane sums
 // (the dimensions d = l mod 8) is its own chain of fmas over d in order, and the 8 are added
-// in horizontal_sums' order: every score has dot_cells' bits. R x V x L chains at a time
-// (V vectors of cells, L lane classes): enough to hide the fma latency, within the registers.
+// in horizontal_sums' order: every score has dot_cells' bits.
+// Rows per tile: R x 2 chains of fmas at a time, enough to keep both fma units busy past their
+// latency (4 rows on AVX-512 measured 4% slower than 8 on a 2,000-token prompt), and each
+// load of K shared by more rows.
+constexpr int SCORE_ROWS = Floats::LANES == 16 ? 8 : 4;
+
 template <typename F, int R>
 void transposed_scores(const float * const * q, const float * kt, int64_t dk, const float * const * mask, float * const * score) {
-    constexpr int V = 2;
-    constexpr int L = 1;
+    constexpr int V = 2;  // vectors of cells per pass
     constexpr int CELLS = V * F::LANES;
     static_assert(STEP_CELLS % CELLS == 0, "a step is whole passes");
     using Vector = typename F::Vector;
     for (int c0 = 0; c0 < STEP_CELLS; c0 += CELLS) {
         alignas(64) float lane_sums[8][R][CELLS];
-        for (int l = 0; l < 8; l += L) {
-            Vector acc[L][R][V];
-            for (int c = 0; c < L; ++c) {
-                for (int r = 0; r < R; ++r) {
-                    for (int v = 0; v < V; ++v) {
-                        acc[c][r][v] = F::splat(0.0f);
-                    }
+        for (int l = 0; l < 8; ++l) {
+            Vector acc[R][V];
+            for (int r = 0; r < R; ++r) {
+                for (int v = 0; v < V; ++v) {
+                    acc[r][v] = F::splat(0.0f);
                 }
             }
             for (int64_t d = l; d < dk; d += 8) {
-                for (int c = 0; c < L; ++c) {
-                    Vector kv[V];
+                Vector kv[V];
+                for (int v = 0; v < V; ++v) {
+                    kv[v] = F::load(kt + d * STEP_CELLS + c0 + v * F::LANES);
+                }
+                for (int r = 0; r < R; ++r) {
+                    const Vector qv = F::splat(q[r][d]);
                     for (int v = 0; v < V; ++v) {
-                        kv[v] = F::load(kt + (d + c) * STEP_CELLS + c0 + v * F::LANES);
-                    }
-                    for (int r = 0; r < R; ++r) {
-                        const Vector qv = F::splat(q[r][d + c]);
-                        for (int v = 0; v < V; ++v) {
-                            acc[c][r][v] = F::fma(kv[v], qv, acc[c][r][v]);
-                        }
+                        acc[r][v] = F::fma(kv[v], qv, acc[r][v]);
                     }
                 }
             }
-            for (int c = 0; c < L; ++c) {
-                for (int r = 0; r < R; ++r) {
-                    for (int v = 0; v < V; ++v) {
-                        F::store(lane_sums[l + c][r] + v * F::LANES, acc[c][r][v]);
-                    }
+            for (int r = 0; r < R; ++r) {
+                for (int v = 0; v < V; ++v) {
+                    F::store(lane_sums[l][r] + v * F::LANES, acc[r][v]);
                 }
             }
         }
@@ -816,10 +794,12 @@ private:
                     seen[count++] = (int) std::min<int64_t>(STEP_CELLS, visible - start);
                 }
             }
-            for (int a = 0; a < count; a += 4) {
-                const int tile = std::min(4, count - a);
-                const float * q_rows[4], * mask_rows[4];
-                float * scores[4];
+            // Scores in tiles of SCORE_ROWS rows (the rest in 4, 2 and 1).
+            for (int a = 0; a < count;) {
+                const int left = count - a;
+                const int tile = left >= SCORE_ROWS ? SCORE_ROWS : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                const float * q_rows[SCORE_ROWS], * mask_rows[SCORE_ROWS];
+                float * scores[SCORE_ROWS];
                 for (int r = 0; r < tile; ++r) {
                     const int i = active[a + r];
                     q_rows[r] = s.q.data() + i * dk_;
@@ -829,9 +809,10 @@ private:
                 switch (tile) {
                     case 1: transposed_scores<Floats, 1>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
                     case 2: transposed_scores<Floats, 2>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
-                    case 3: transposed_scores<Floats, 3>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
-                    default: transposed_scores<Floats, 4>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
+                    case 4: transposed_scores<Floats, 4>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
+                    default: transposed_scores<Floats, SCORE_ROWS>(q_rows, s.kt.data(), dk_, mask_rows, scores); break;
                 }
+                a += tile;
             }
             for (int a = 0; a < count; ++a) {
                 const int i = active[a];
