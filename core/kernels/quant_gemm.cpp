@@ -930,12 +930,13 @@ inline void super_block_dots(const ScaledQuants<PARTS> & weights, const Activati
     }, each_group);
 }
 
-// This thread's buffer for a batch's packed activations (COUNT super-blocks of 16 columns),
-// kept for all of its panels: 128 KB for the K-quants' batches of 256.
-template <size_t COUNT>
-inline Activations * activations_buffer() {
-    static thread_local Activations buffer[COUNT];
-    return buffer;
+// This thread's buffer of COUNT Items, kept for all of its panels: a batch's packed activations
+// (512 KB for the K-quants' batches of 256 columns and chunks of 8 super-blocks) or a chunk's
+// scaled weights (64-128 KB), too large for the stack of any thread that may run a graph.
+template <typename Item, size_t COUNT>
+inline Item * buffer() {
+    static thread_local Item items[COUNT];
+    return items;
 }
 
 }  // namespace amx
@@ -947,7 +948,11 @@ inline Activations * activations_buffer() {
 // each take about half of this kernel's time, and they add up: issuing the next super-block's
 // products before this one's float steps (sums in two buffers, or stored after the float
 // steps) overlapped nothing and ran 2-3% slower, and prefetching the next activations into L1
-// did not help either.
+// did not help either. Each call reads and writes its 16 x 32 results in C (32 cache lines, each
+// in a page of its own), which a batch of 256 columns of an 8,192-row product holds 8 MB of:
+// hence chunks of 8 super-blocks (Format::CHUNK) rather than the AVX-512 panels' 2. Llama 3.2
+// 1B shape prompts (2 threads) 489 -> 547 tokens/s; 16 super-blocks 544, 32 499 (the chunk's
+// packed activations outgrow L2); batches of 128 columns instead of 256 did worse with each.
 template <typename Format, int GROUPS>
 void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Format::AMX_PARTS> * weights, int64_t l0,
               int64_t count, const amx::Activations * activations, int64_t a_stride, const typename Format::Scales * scales,
@@ -966,12 +971,17 @@ void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Form
             group_activations[g] = &activations[g * a_stride + l];
         }
         amx::super_block_dots<PARTS, GROUPS, Format::AMX_SIGNED>(weights[l], group_activations, sums);
-        for (int j = 0; j < COLS; ++j) {
-            L::Int parts[PARTS];
-            for (int part = 0; part < PARTS; ++part) {
-                parts[part] = _mm512_load_si512(sums[j / amx::COLS][part][j % amx::COLS]);
+        for (int g = 0; g < GROUPS; ++g) {
+            const typename Format::Scales * column_scales = &scales[g * amx::COLS * s_stride + l];
+            L::Float * column_acc = &acc[g * amx::COLS];
+#pragma GCC unroll 16
+            for (int j = 0; j < amx::COLS; ++j) {
+                L::Int parts[PARTS];
+                for (int part = 0; part < PARTS; ++part) {
+                    parts[part] = _mm512_load_si512(sums[g][part][j]);
+                }
+                column_acc[j] = Format::amx_add_super_block(panel[l], parts, column_scales[j * s_stride], column_acc[j]);
             }
-            acc[j] = Format::amx_add_super_block(panel[l], parts, scales[j * s_stride + l], acc[j]);
         }
     }
     for (int j = 0; j < COLS; ++j) {
@@ -1007,13 +1017,13 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
     amx::Activations * amx_activations = nullptr;
     std::optional<amx::Tiles> amx_tiles;
     if constexpr (Format::AMX_TILES) {
-        amx_activations = amx::activations_buffer<BATCH_COLS / amx::COLS * CHUNK>();
+        amx_activations = amx::buffer<amx::Activations, BATCH_COLS / amx::COLS * CHUNK>();
         if (n >= amx::COLS && amx::granted()) {  // narrower batches take no tiles
             amx_tiles.emplace();
         }
     }
     const bool amx_ready = amx_tiles.has_value();
-    amx::ScaledQuants<Format::AMX_PARTS> scaled[Format::AMX_TILES ? CHUNK : 1];
+    amx::ScaledQuants<Format::AMX_PARTS> * scaled = amx::buffer<amx::ScaledQuants<Format::AMX_PARTS>, Format::AMX_TILES ? CHUNK : 1>();
 #endif
     typename Format::Panel panel[CHUNK];
     typename Format::Scales scales[BATCH_COLS * CHUNK];
@@ -1274,6 +1284,7 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;
     static constexpr int AMX_PARTS = 2;
     static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
+    static constexpr int64_t CHUNK = AMX_TILES ? 8 : SuperBlockFormat<L>::CHUNK;  // see amx_tile
     static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
         for (int c = 0; c < 8; ++c) {  // sub-block c: vectors 8c .. 8c + 7
             const __m512i low = amx::in_both_halves(_mm512_and_si512(block.scales[c], _mm512_set1_epi32(7)));
@@ -1438,6 +1449,7 @@ struct Q6_KFormat : SuperBlockFormat<L> {
     static constexpr int AMX_PARTS = 4;
     static constexpr bool AMX_SIGNED = true;
     static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
+    static constexpr int64_t CHUNK = AMX_TILES ? 8 : SuperBlockFormat<L>::CHUNK;  // see amx_tile
     static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
         const __m512i each_byte_32 = _mm512_set1_epi32(0x20202020);
         for (int s = 0; s < 16; ++s) {  // sub-block s of 16: vectors 4s .. 4s + 3
