@@ -950,9 +950,9 @@ inline Item * buffer() {
 // steps) overlapped nothing and ran 2-3% slower, and prefetching the next activations into L1
 // did not help either. Each call reads and writes its 16 x 32 results in C (32 cache lines, each
 // in a page of its own), which a batch of 256 columns of an 8,192-row product holds 8 MB of:
-// hence chunks of 8 super-blocks (Format::CHUNK) rather than the AVX-512 panels' 2. Llama 3.2
-// 1B shape prompts (2 threads) 489 -> 547 tokens/s; 16 super-blocks 544, 32 499 (the chunk's
-// packed activations outgrow L2); batches of 128 columns instead of 256 did worse with each.
+// chunks of 8 super-blocks (Format::CHUNK) rather than 2 made Llama 3.2 1B shape prompts (2
+// threads) 489 -> 547 tokens/s; 16 super-blocks 544, 32 499 (the chunk's packed activations
+// outgrow L2); batches of 128 columns instead of 256 did worse with each.
 template <typename Format, int GROUPS>
 void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Format::AMX_PARTS> * weights, int64_t l0,
               int64_t count, const amx::Activations * activations, int64_t a_stride, const typename Format::Scales * scales,
@@ -1197,7 +1197,11 @@ struct SuperBlockFormat {
     using Activations = block_q8_K;
     using Panel = KPanel<L>;
     using Scales = KActivationScales;
-    static constexpr int64_t CHUNK = L::ROWS == PANEL_ROWS ? 4 : 2;  // 11 KB of panel
+    // Each chunk's pass reads and writes its tiles' results in C, one cache line (and often one
+    // page) per column: chunks of 8 super-blocks (panels of 23 KB with 8 rows, 46 KB with 16;
+    // AMX: see amx_tile) rather than 2 made prompts of the Llama 3.2 1B shape (zen4 variant, 2
+    // threads) 14% faster, Qwen3 0.6B 5%; 4 gained most of it, 16 nothing more.
+    static constexpr int64_t CHUNK = 8;
     static constexpr int TILE_COLS = 4;
     static constexpr int64_t BATCH_COLS = 64;  // a wider batch shares each (costly) unpacking
 };
@@ -1284,7 +1288,6 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     static constexpr bool AMX_TILES = std::is_same_v<L, Lanes16>;
     static constexpr int AMX_PARTS = 2;
     static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
-    static constexpr int64_t CHUNK = AMX_TILES ? 8 : SuperBlockFormat<L>::CHUNK;  // see amx_tile
     static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
         for (int c = 0; c < 8; ++c) {  // sub-block c: vectors 8c .. 8c + 7
             const __m512i low = amx::in_both_halves(_mm512_and_si512(block.scales[c], _mm512_set1_epi32(7)));
@@ -1449,7 +1452,6 @@ struct Q6_KFormat : SuperBlockFormat<L> {
     static constexpr int AMX_PARTS = 4;
     static constexpr bool AMX_SIGNED = true;
     static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : 64;
-    static constexpr int64_t CHUNK = AMX_TILES ? 8 : SuperBlockFormat<L>::CHUNK;  // see amx_tile
     static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
         const __m512i each_byte_32 = _mm512_set1_epi32(0x20202020);
         for (int s = 0; s < 16; ++s) {  // sub-block s of 16: vectors 4s .. 4s + 3
