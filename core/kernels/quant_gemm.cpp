@@ -991,8 +991,9 @@ void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Form
 #endif
 
 // Batches (more than TILE_COLS columns): this thread's share of the panels; every thread sees
-// every column. The rows go in chunks of CHUNK blocks, so that a chunk's panel stays close (L1, or L2 for
-// 16-row K-quant panels) for all the batch's tiles; each (row, column) still sums its blocks in order.
+// every column. The rows go in chunks of CHUNK blocks, so that a chunk's panel stays close (L1,
+// or L2 for 16-row K-quant panels) for all the batch's tiles; each (row, column) still sums its
+// blocks in order.
 template <typename Format>
 void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, const void * weights, int64_t lda,
           const void * activations, int64_t ldb, float * C, int64_t ldc) {
