@@ -930,9 +930,9 @@ inline void super_block_dots(const ScaledQuants<PARTS> & weights, const Activati
     }, each_group);
 }
 
-// This thread's buffer of COUNT Items, kept for all of its panels: a batch's packed activations
-// (512 KB for the K-quants' batches of 256 columns and chunks of 8 super-blocks) or a chunk's
-// scaled weights (64-128 KB), too large for the stack of any thread that may run a graph.
+// This thread's buffer of COUNT Items, kept for all of its panels and off its stack: a batch's
+// packed activations (512 KB for the K-quants' batches of 256 columns and chunks of 8
+// super-blocks) or a chunk's scaled weights (64 KB, Q6_K's 4 parts 128 KB).
 template <typename Item, size_t COUNT>
 inline Item * buffer() {
     static thread_local Item items[COUNT];
