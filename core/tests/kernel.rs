@@ -540,8 +540,8 @@ fn random_or_plain(random: Option<fn(usize, &mut u64) -> Vec<u8>>, count: usize,
 fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot: VecDot) {
     let (name, wb, ab) = (format.name, format.weight_block, format.activation_block);
     let mut seed = 7;
-    // Past one chunk of blocks (32 or 64; 2, 4 or with AMX 8 super-blocks), and within one; past one batch
-    // of columns (32, 64 or 256), panels of 8 and 16 rows, and less; AMX tiles of 32 and 16
+    // Past one chunk of blocks (32 or 64; 8 super-blocks), and within one; past one batch of
+    // columns (32, 64, 128 or 256), panels of 8 and 16 rows, and less; AMX tiles of 32 and 16
     // columns with AVX-512 ones after them.
     let depths: &[usize] = if format.block_values == 256 { &[1, 2, 5, 9, 17] } else { &[1, 3, 18, 70] };
     let widths: &[usize] = if format.block_values == 256 { &[33, 38, 50, 70, 262] } else { &[33, 38, 70] };
