@@ -110,6 +110,10 @@ struct Lanes8 {
     static Float zero_floats() { return _mm256_setzero_ps(); }
     static Float splat(float x) { return _mm256_set1_ps(x); }
     static Int splat_int(int32_t x) { return _mm256_set1_epi32(x); }
+    // Per lane: the low int16 of a in both halves (a scale for int16 multiply-adds).
+    static Int low_word_twice(Int a) {
+        return _mm256_shuffle_epi8(a, _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
+    }
     static Float load(const float * c, int rows) { return load_rows(c, rows); }
     static void store(float * c, int rows, Float values) { store_rows(c, rows, values); }
 };
@@ -132,6 +136,9 @@ struct Lanes16 {
     static Float zero_floats() { return _mm512_setzero_ps(); }
     static Float splat(float x) { return _mm512_set1_ps(x); }
     static Int splat_int(int32_t x) { return _mm512_set1_epi32(x); }
+    static Int low_word_twice(Int a) {
+        return _mm512_shuffle_epi8(a, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13)));
+    }
     static __mmask16 first(int rows) { return (__mmask16) ((1u << rows) - 1); }
     static Float load(const float * c, int rows) { return _mm512_maskz_loadu_ps(first(rows), c); }
     static void store(float * c, int rows, Float values) { _mm512_mask_storeu_ps(c, first(rows), values); }
@@ -267,8 +274,10 @@ inline void add_fifth_bits(const Block * const (&row)[PANEL_ROWS], size_t offset
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define CORRAL_DPBUSD _mm256_dpbusd_epi32
+#define CORRAL_DPWSSD _mm256_dpwssd_epi32
 #elif defined(__AVXVNNI__)
 #define CORRAL_DPBUSD _mm256_dpbusd_avx_epi32
+#define CORRAL_DPWSSD _mm256_dpwssd_avx_epi32
 #endif
 
 // Per lane (row): init + the exact integer dot product of 32 unsigned weights (at most 31
@@ -298,7 +307,7 @@ inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m
 }
 
 #ifdef CORRAL_WIDE_PANELS
-// block_dot for 16 rows, and the K-quants' half_block_dot (further down) for 16 rows.
+// block_dot for 16 rows, and Q6_K's add_scaled_half_block_dot (further down) for 16 rows.
 inline __m512i block_dot(const __m512i * quants, const int8_t * activations, __m512i init = _mm512_setzero_si512()) {
     __m512i low = init;
     __m512i high = _mm512_setzero_si512();
@@ -309,12 +318,12 @@ inline __m512i block_dot(const __m512i * quants, const int8_t * activations, __m
     return _mm512_add_epi32(low, high);
 }
 
-inline __m512i half_block_dot(const __m512i * quants, const int8_t * activations) {
+inline __m512i add_scaled_half_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale) {
     __m512i sum = _mm512_setzero_si512();
     for (int g = 0; g < 4; ++g) {
         sum = _mm512_dpbusd_epi32(sum, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
     }
-    return sum;
+    return _mm512_add_epi32(isum, _mm512_mullo_epi32(sum, scale));
 }
 #endif
 
@@ -1109,7 +1118,8 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
 //            - 32 x sum over s of scale_s x (sum of the activations of sub-block s)
 //     acc  = fma(float(isum), d x activation_d, acc)
 // Every integer is exact in 32 bits (at most 63 x 63 x 127 x 256 for Q4_K/Q5_K, 128 x 63 x
-// 127 x 256 + 32 x 128 x 127 x 256 for Q6_K).
+// 127 x 256 + 32 x 128 x 127 x 256 for Q6_K), so how a variant groups the integer steps (32-bit
+// multiplies, or int16 multiply-adds where partial sums fit 16 bits) never changes a result.
 
 // One super-block of 8 (Lanes8) or 16 (Lanes16) rows.
 template <typename Lanes>
@@ -1167,25 +1177,73 @@ inline __m256i lanes_of(const int32_t (&values)[PANEL_ROWS]) {
     return _mm256_loadu_si256((const __m256i *) values);
 }
 
-// Per lane (row): the exact integer dot product of 16 unsigned 6-bit weights (4 groups) with
-// 16 signed activations.
-inline __m256i half_block_dot(const __m256i * quants, const int8_t * activations) {
+// Q6_K, per lane (row): isum + scale x the exact integer dot product of 16 unsigned 6-bit
+// weights (4 groups) with 16 signed activations.
+inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale) {
 #ifdef CORRAL_DPBUSD
     __m256i sum = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
         sum = CORRAL_DPBUSD(sum, quants[g], broadcast_word(activations + 4 * g));
     }
-    return sum;
+    return _mm256_add_epi32(isum, _mm256_mullo_epi32(sum, scale));
 #else
-    // A pair sum is at most 2 x 63 x 128: widened before adding.
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i sum = _mm256_setzero_si256();
+    // Two pair sums (each at most 2 x 63 x 128) fit 16 bits: each two scaled and widened by one
+    // int16 multiply-add (no 32-bit multiply).
+    __m256i pairs[4];
     for (int g = 0; g < 4; ++g) {
-        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g)), ones));
+        pairs[g] = _mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g));
     }
-    return sum;
+    const __m256i scale_pair = Lanes8::low_word_twice(scale);
+    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(pairs[0], pairs[1]), scale_pair));
+    return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(pairs[2], pairs[3]), scale_pair));
 #endif
 }
+
+// Q4_K, per lane (row): isum + scale x the exact dot product of 32 weights below 16 with 32
+// signed activations, where scale_pair holds the row's scale in both int16 halves. Each half of
+// the dot (16 weights: at most 16 x 15 x 128 = 30,720) fits 16 bits, so one int16 multiply-add
+// scales both halves and adds them: no 32-bit multiply, which takes two passes through the
+// port that the dot products use (Q5_K's and Q6_K's halves do not fit).
+inline __m256i add_scaled_nibble_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale_pair) {
+#ifdef CORRAL_DPBUSD
+    __m256i low = _mm256_setzero_si256();
+    __m256i high = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+        low = CORRAL_DPBUSD(low, quants[g], broadcast_word(activations + 4 * g));
+        high = CORRAL_DPBUSD(high, quants[g + 4], broadcast_word(activations + 4 * (g + 4)));
+    }
+    const __m256i halves = _mm256_blend_epi16(low, _mm256_slli_epi32(high, 16), 0xAA);  // [low, high] per lane
+    return CORRAL_DPWSSD(isum, halves, scale_pair);
+#else
+    // Pair sums (at most 2 x 15 x 128) summed in 16 bits.
+    __m256i pairs[8];
+    for (int g = 0; g < 8; ++g) {
+        pairs[g] = _mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g));
+    }
+    const __m256i low = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
+    const __m256i high = _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7]));
+    return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(low, high), scale_pair));
+#endif
+}
+
+#ifdef CORRAL_WIDE_PANELS
+inline __m512i add_scaled_nibble_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale_pair) {
+    __m512i low = _mm512_setzero_si512();
+    __m512i high = _mm512_setzero_si512();
+    for (int g = 0; g < 4; ++g) {
+        low = _mm512_dpbusd_epi32(low, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
+        high = _mm512_dpbusd_epi32(high, quants[g + 4], _mm512_set1_epi32(load_word(activations + 4 * (g + 4))));
+    }
+    // [low, high] per lane: high's low bytes shuffled into low's top ones by one masked byte
+    // shuffle, written in assembly because the compiler turns the intrinsic into a shift and a
+    // blend (the shift on the dot products' port on Intel) or a slower word permute.
+    const __m512i high_low_word = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 1, 0, 0, 4, 5, 0, 0, 8, 9, 0, 0, 12, 13));
+    const __mmask64 top_bytes = 0xCCCCCCCCCCCCCCCCull;
+    __m512i halves = low;
+    asm("vpshufb %[control], %[high], %[halves] %{%[top]%}" : [halves] "+v"(halves) : [high] "v"(high), [control] "v"(high_low_word), [top] "Yk"(top_bytes));
+    return _mm512_dpwssd_epi32(isum, halves, scale_pair);
+}
+#endif
 
 // What the K-quant formats share.
 template <typename L>
@@ -1210,8 +1268,8 @@ struct SuperBlockFormat {
 };
 
 
-// isum[j] = the sum over the super-block's 8 chunks of 32 weights of Format::chunk_sum (the
-// chunk's scaled exact dot product) for every column j of the tile: chunk by chunk, so that
+// isum[j] = the sum over the super-block's 8 chunks of 32 weights of the chunk's scaled exact
+// dot product (Format::add_chunk) for every column j of the tile: chunk by chunk, so that
 // the chunk's 8 weight groups stay in registers for every column (a whole super-block would
 // not fit).
 template <typename Format, int COLS>
@@ -1227,7 +1285,7 @@ inline void scaled_sums(const typename Format::Panel & block, const block_q8_K *
             quants[g] = block.quants[8 * c + g];
         }
         for (int j = 0; j < COLS; ++j) {
-            isum[j] = Lanes::add(isum[j], Format::chunk_sum(quants, b[j * ldb].qs + 32 * c, block, c));
+            isum[j] = Format::add_chunk(isum[j], quants, b[j * ldb].qs + 32 * c, block, c);
         }
     }
 }
@@ -1368,8 +1426,13 @@ struct KNibbleFormat : SuperBlockFormat<L> {
         }
         return s;
     }
-    static typename L::Int chunk_sum(const typename L::Int * quants, const int8_t * a, const Panel & block, int c) {
-        return L::multiply(block_dot(quants, a), block.scales[c]);
+    // isum + the chunk's dot product times its scale.
+    static typename L::Int add_chunk(typename L::Int isum, const typename L::Int * quants, const int8_t * a, const Panel & block, int c) {
+        if constexpr (FIFTH_BITS) {
+            return L::add(isum, L::multiply(block_dot(quants, a), block.scales[c]));
+        } else {
+            return add_scaled_nibble_dot(isum, quants, a, L::low_word_twice(block.scales[c]));
+        }
     }
     template <int COLS>
     static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
@@ -1539,11 +1602,10 @@ struct Q6_KFormat : SuperBlockFormat<L> {
         }
         return s;
     }
-    // Chunk c is sub-blocks 2c and 2c + 1 of 16.
-    static typename L::Int chunk_sum(const typename L::Int * quants, const int8_t * a, const Panel & block, int c) {
-        const typename L::Int low = L::multiply(half_block_dot(quants, a), block.scales[2 * c]);
-        const typename L::Int high = L::multiply(half_block_dot(quants + 4, a + 16), block.scales[2 * c + 1]);
-        return L::add(low, high);
+    // isum + the scaled dot products of chunk c: sub-blocks 2c and 2c + 1 of 16.
+    static typename L::Int add_chunk(typename L::Int isum, const typename L::Int * quants, const int8_t * a, const Panel & block, int c) {
+        isum = add_scaled_half_block_dot(isum, quants, a, block.scales[2 * c]);
+        return add_scaled_half_block_dot(isum, quants + 4, a + 16, block.scales[2 * c + 1]);
     }
     template <int COLS>
     static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
