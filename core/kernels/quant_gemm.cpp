@@ -280,41 +280,61 @@ inline void add_fifth_bits(const Block * const (&row)[PANEL_ROWS], size_t offset
 #define CORRAL_DPWSSD _mm256_dpwssd_avx_epi32
 #endif
 
-// Per lane (row): init + the exact integer dot product of 32 unsigned weights (at most 31
-// without VNNI) with 32 signed activations; weight group g pairs with activation bytes 4g..4g+3.
-// (init starts a chain of dot products: a correction added there costs no instruction.)
-inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m256i init = _mm256_setzero_si256()) {
 #ifdef CORRAL_DPBUSD
-    // Two chains of 4, so that consecutive dot products do not wait on each other.
-    __m256i low = init;
-    __m256i high = _mm256_setzero_si256();
+// Per lane (row): low = init + the dot product of weights 0-15 with their activations, high =
+// that of weights 16-31: two chains of 4, so that consecutive dot products do not wait on each
+// other.
+inline void half_dots(const __m256i * quants, const int8_t * activations, __m256i init, __m256i & low, __m256i & high) {
+    low = init;
+    high = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
         low = CORRAL_DPBUSD(low, quants[g], broadcast_word(activations + 4 * g));
         high = CORRAL_DPBUSD(high, quants[g + 4], broadcast_word(activations + 4 * (g + 4)));
     }
-    return _mm256_add_epi32(low, high);
+}
 #else
-    // |weight x activation pair| <= 2 x 31 x 128, so four pair sums fit 16 bits exactly.
+// Without VNNI: low and high = the pair sums (int16, exact for weights below 32: |weight x
+// activation pair| <= 2 x 31 x 128) of weights 0-15 and 16-31 with their activations, summed in
+// 16 bits per lane.
+inline void half_pair_sums(const __m256i * quants, const int8_t * activations, __m256i & low, __m256i & high) {
     __m256i pairs[8];
     for (int g = 0; g < 8; ++g) {
         pairs[g] = _mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g));
     }
-    const __m256i low = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
-    const __m256i high = _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7]));
+    low = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
+    high = _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7]));
+}
+#endif
+
+// Per lane (row): init + the exact integer dot product of 32 unsigned weights (at most 31
+// without VNNI) with 32 signed activations; weight group g pairs with activation bytes 4g..4g+3.
+// (init starts a chain of dot products: a correction added there costs no instruction.)
+inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m256i init = _mm256_setzero_si256()) {
+    __m256i low, high;
+#ifdef CORRAL_DPBUSD
+    half_dots(quants, activations, init, low, high);
+    return _mm256_add_epi32(low, high);
+#else
+    half_pair_sums(quants, activations, low, high);
     const __m256i ones = _mm256_set1_epi16(1);
     return _mm256_add_epi32(_mm256_add_epi32(init, _mm256_madd_epi16(low, ones)), _mm256_madd_epi16(high, ones));
 #endif
 }
 
 #ifdef CORRAL_WIDE_PANELS
-// block_dot for 16 rows, and Q6_K's add_scaled_half_block_dot (further down) for 16 rows.
-inline __m512i block_dot(const __m512i * quants, const int8_t * activations, __m512i init = _mm512_setzero_si512()) {
-    __m512i low = init;
-    __m512i high = _mm512_setzero_si512();
+// half_dots, block_dot and the K-quants' add_scaled_* (further down) for 16 rows.
+inline void half_dots(const __m512i * quants, const int8_t * activations, __m512i init, __m512i & low, __m512i & high) {
+    low = init;
+    high = _mm512_setzero_si512();
     for (int g = 0; g < 4; ++g) {
         low = _mm512_dpbusd_epi32(low, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
         high = _mm512_dpbusd_epi32(high, quants[g + 4], _mm512_set1_epi32(load_word(activations + 4 * (g + 4))));
     }
+}
+
+inline __m512i block_dot(const __m512i * quants, const int8_t * activations, __m512i init = _mm512_setzero_si512()) {
+    __m512i low, high;
+    half_dots(quants, activations, init, low, high);
     return _mm512_add_epi32(low, high);
 }
 
@@ -1205,35 +1225,21 @@ inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, c
 // scales both halves and adds them: no 32-bit multiply, which takes two passes through the
 // port that the dot products use (Q5_K's and Q6_K's halves do not fit).
 inline __m256i add_scaled_nibble_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale_pair) {
+    __m256i low, high;
 #ifdef CORRAL_DPBUSD
-    __m256i low = _mm256_setzero_si256();
-    __m256i high = _mm256_setzero_si256();
-    for (int g = 0; g < 4; ++g) {
-        low = CORRAL_DPBUSD(low, quants[g], broadcast_word(activations + 4 * g));
-        high = CORRAL_DPBUSD(high, quants[g + 4], broadcast_word(activations + 4 * (g + 4)));
-    }
+    half_dots(quants, activations, _mm256_setzero_si256(), low, high);
     const __m256i halves = _mm256_blend_epi16(low, _mm256_slli_epi32(high, 16), 0xAA);  // [low, high] per lane
     return CORRAL_DPWSSD(isum, halves, scale_pair);
 #else
-    // Pair sums (at most 2 x 15 x 128) summed in 16 bits.
-    __m256i pairs[8];
-    for (int g = 0; g < 8; ++g) {
-        pairs[g] = _mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g));
-    }
-    const __m256i low = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
-    const __m256i high = _mm256_add_epi16(_mm256_add_epi16(pairs[4], pairs[5]), _mm256_add_epi16(pairs[6], pairs[7]));
+    half_pair_sums(quants, activations, low, high);  // low + high: 8 pair sums of at most 2 x 15 x 128
     return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(low, high), scale_pair));
 #endif
 }
 
 #ifdef CORRAL_WIDE_PANELS
 inline __m512i add_scaled_nibble_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale_pair) {
-    __m512i low = _mm512_setzero_si512();
-    __m512i high = _mm512_setzero_si512();
-    for (int g = 0; g < 4; ++g) {
-        low = _mm512_dpbusd_epi32(low, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
-        high = _mm512_dpbusd_epi32(high, quants[g + 4], _mm512_set1_epi32(load_word(activations + 4 * (g + 4))));
-    }
+    __m512i low, high;
+    half_dots(quants, activations, _mm512_setzero_si512(), low, high);
     // [low, high] per lane: high's low bytes shuffled into low's top ones by one masked byte
     // shuffle, written in assembly because the compiler turns the intrinsic into a shift and a
     // blend (the shift on the dot products' port on Intel) or a slower word permute.
