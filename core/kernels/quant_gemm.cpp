@@ -1219,25 +1219,39 @@ inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, c
 #endif
 }
 
-// Q4_K, per lane (row): isum + scale x the exact dot product of 32 weights below 16 with 32
-// signed activations, where scale_pair holds the row's scale in both int16 halves. Each half of
-// the dot (16 weights: at most 16 x 15 x 128 = 30,720) fits 16 bits, so one int16 multiply-add
-// scales both halves and adds them: no 32-bit multiply, which takes two passes through the
-// port that the dot products use (Q5_K's and Q6_K's halves do not fit).
-inline __m256i add_scaled_nibble_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale_pair) {
+// Q4_K (NIBBLES) and Q5_K, per lane (row): isum + scale x the exact dot product of 32 weights
+// (below 16 and 32) with 32 signed activations. Where partial sums fit 16 bits, int16
+// multiply-adds with the scale in both halves of a lane scale them and add them, instead of a
+// 32-bit multiply (two passes through the port that the dot products use, on Intel):
+// - Q4_K: each half of the dot (16 weights: at most 16 x 15 x 128 = 30,720) fits, so the two
+//   halves side by side take one multiply-add;
+// - without VNNI: the 16-bit pair sums of each half (Q4_K: of both halves together).
+template <bool NIBBLES>
+inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale) {
     __m256i low, high;
 #ifdef CORRAL_DPBUSD
+    if constexpr (!NIBBLES) {
+        return _mm256_add_epi32(isum, _mm256_mullo_epi32(block_dot(quants, activations), scale));
+    }
     half_dots(quants, activations, _mm256_setzero_si256(), low, high);
     const __m256i halves = _mm256_blend_epi16(low, _mm256_slli_epi32(high, 16), 0xAA);  // [low, high] per lane
-    return CORRAL_DPWSSD(isum, halves, scale_pair);
+    return CORRAL_DPWSSD(isum, halves, Lanes8::low_word_twice(scale));
 #else
-    half_pair_sums(quants, activations, low, high);  // low + high: 8 pair sums of at most 2 x 15 x 128
-    return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(low, high), scale_pair));
+    half_pair_sums(quants, activations, low, high);  // each 4 pair sums of at most 2 x 31 x 128
+    const __m256i scale_pair = Lanes8::low_word_twice(scale);
+    if constexpr (NIBBLES) {
+        return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(low, high), scale_pair));  // 8 x 2 x 15 x 128 at most
+    }
+    return _mm256_add_epi32(_mm256_add_epi32(isum, _mm256_madd_epi16(low, scale_pair)), _mm256_madd_epi16(high, scale_pair));
 #endif
 }
 
 #ifdef CORRAL_WIDE_PANELS
-inline __m512i add_scaled_nibble_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale_pair) {
+template <bool NIBBLES>
+inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale) {
+    if constexpr (!NIBBLES) {
+        return _mm512_add_epi32(isum, _mm512_mullo_epi32(block_dot(quants, activations), scale));
+    }
     __m512i low, high;
     half_dots(quants, activations, _mm512_setzero_si512(), low, high);
     // [low, high] per lane: high's low bytes shuffled into low's top ones by one masked byte
@@ -1247,7 +1261,7 @@ inline __m512i add_scaled_nibble_dot(__m512i isum, const __m512i * quants, const
     const __mmask64 top_bytes = 0xCCCCCCCCCCCCCCCCull;
     __m512i halves = low;
     asm("vpshufb %[control], %[high], %[halves] %{%[top]%}" : [halves] "+v"(halves) : [high] "v"(high), [control] "v"(high_low_word), [top] "Yk"(top_bytes));
-    return _mm512_dpwssd_epi32(isum, halves, scale_pair);
+    return _mm512_dpwssd_epi32(isum, halves, Lanes16::low_word_twice(scale));
 }
 #endif
 
@@ -1434,11 +1448,7 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     }
     // isum + the chunk's dot product times its scale.
     static typename L::Int add_chunk(typename L::Int isum, const typename L::Int * quants, const int8_t * a, const Panel & block, int c) {
-        if constexpr (FIFTH_BITS) {
-            return L::add(isum, L::multiply(block_dot(quants, a), block.scales[c]));
-        } else {
-            return add_scaled_nibble_dot(isum, quants, a, L::low_word_twice(block.scales[c]));
-        }
+        return add_scaled_block_dot<!FIFTH_BITS>(isum, quants, a, block.scales[c]);
     }
     template <int COLS>
     static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
