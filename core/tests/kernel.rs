@@ -316,6 +316,9 @@ fn random_k_blocks(count: usize, block: usize, halves: &[usize], seed: &mut u64)
     let mut bytes = random_blocks(count, block, seed);
     let finite = random_blocks(count * halves.len(), 4, seed);
     for (i, chunk) in bytes.chunks_mut(block).enumerate() {
+        if i % 4 == 3 {
+            chunk.fill(0xFF); // every weight at its largest: the kernels' 16-bit partial sums at their bounds
+        }
         for (h, &offset) in halves.iter().enumerate() {
             chunk[offset..offset + 2].copy_from_slice(&finite[(i * halves.len() + h) * 4..][..2]);
         }
@@ -323,12 +326,18 @@ fn random_k_blocks(count: usize, block: usize, halves: &[usize], seed: &mut u64)
     bytes
 }
 
-/// Random Q8_K activations as ggml's quantizer makes them: values -127..127, the sums of each
-/// 16 stored beside them.
+/// Random Q8_K activations, the sums of each 16 stored beside them: random values (-128..127,
+/// one more than ggml's quantizer makes), and every third block at an extreme (all -128 or all
+/// 127, against blocks of weights at their largest: the kernels' 16-bit partial sums).
 fn random_q8_k(count: usize, seed: &mut u64) -> Vec<u8> {
     let mut bytes = random_blocks(count, Q8_K_BLOCK, seed);
     let scales = random_blocks(count, 4, seed);
     for (i, block) in bytes.chunks_mut(Q8_K_BLOCK).enumerate() {
+        match i % 6 {
+            2 => block[4..260].fill(0x80),
+            5 => block[4..260].fill(0x7F),
+            _ => {}
+        }
         block[..4].copy_from_slice(&half(&scales[i * 4..]).to_le_bytes());
         for group in 0..16 {
             let sum: i32 = block[4 + 16 * group..4 + 16 * (group + 1)].iter().map(|&q| q as i8 as i32).sum();
