@@ -321,7 +321,26 @@ inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m
 #endif
 }
 
+// Per lane: isum + dot x scale, exactly, for |dot| below 2^23 and scale in -128..127, without a
+// 32-bit multiply (two passes through the port that the dot products use, on Intel): dot's low
+// byte (0..255) and the rest (dot >> 8, which fits 16 bits) side by side in the lane's two int16
+// halves, times (scale, 256 x scale), by one int16 multiply-add. (Byte shuffles: bytes 0 and
+// 1-2 of dot; bytes 0-1 of scale, then 0 above a zero byte.)
+#ifdef CORRAL_DPWSSD
+inline __m256i add_scaled(__m256i isum, __m256i dot, __m256i scale) {
+    const __m256i split = _mm256_shuffle_epi8(dot, _mm256_broadcastsi128_si256(_mm_setr_epi8(0, -1, 1, 2, 4, -1, 5, 6, 8, -1, 9, 10, 12, -1, 13, 14)));
+    const __m256i scales = _mm256_shuffle_epi8(scale, _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, -1, 0, 4, 5, -1, 4, 8, 9, -1, 8, 12, 13, -1, 12)));
+    return CORRAL_DPWSSD(isum, split, scales);
+}
+#endif
+
 #ifdef CORRAL_WIDE_PANELS
+inline __m512i add_scaled(__m512i isum, __m512i dot, __m512i scale) {
+    const __m512i split = _mm512_shuffle_epi8(dot, _mm512_broadcast_i32x4(_mm_setr_epi8(0, -1, 1, 2, 4, -1, 5, 6, 8, -1, 9, 10, 12, -1, 13, 14)));
+    const __m512i scales = _mm512_shuffle_epi8(scale, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, -1, 0, 4, 5, -1, 4, 8, 9, -1, 8, 12, 13, -1, 12)));
+    return _mm512_dpwssd_epi32(isum, split, scales);
+}
+
 // half_dots, block_dot and the K-quants' add_scaled_* (further down) for 16 rows.
 inline void half_dots(const __m512i * quants, const int8_t * activations, __m512i init, __m512i & low, __m512i & high) {
     low = init;
@@ -343,7 +362,7 @@ inline __m512i add_scaled_half_block_dot(__m512i isum, const __m512i * quants, c
     for (int g = 0; g < 4; ++g) {
         sum = _mm512_dpbusd_epi32(sum, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
     }
-    return _mm512_add_epi32(isum, _mm512_mullo_epi32(sum, scale));
+    return add_scaled(isum, sum, scale);  // |sum| <= 16 x 63 x 128
 }
 #endif
 
@@ -1205,7 +1224,7 @@ inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, c
     for (int g = 0; g < 4; ++g) {
         sum = CORRAL_DPBUSD(sum, quants[g], broadcast_word(activations + 4 * g));
     }
-    return _mm256_add_epi32(isum, _mm256_mullo_epi32(sum, scale));
+    return add_scaled(isum, sum, scale);  // |sum| <= 16 x 63 x 128
 #else
     // Two pair sums (each at most 2 x 63 x 128) fit 16 bits: each two scaled and widened by one
     // int16 multiply-add (no 32-bit multiply).
@@ -1220,18 +1239,19 @@ inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, c
 }
 
 // Q4_K (NIBBLES) and Q5_K, per lane (row): isum + scale x the exact dot product of 32 weights
-// (below 16 and 32) with 32 signed activations. Where partial sums fit 16 bits, int16
-// multiply-adds with the scale in both halves of a lane scale them and add them, instead of a
-// 32-bit multiply (two passes through the port that the dot products use, on Intel):
-// - Q4_K: each half of the dot (16 weights: at most 16 x 15 x 128 = 30,720) fits, so the two
-//   halves side by side take one multiply-add;
-// - without VNNI: the 16-bit pair sums of each half (Q4_K: of both halves together).
+// (below 16 and 32) with 32 signed activations, by int16 multiply-adds rather than a 32-bit
+// multiply (two passes through the port that the dot products use, on Intel):
+// - Q4_K: each half of the dot (16 weights: at most 16 x 15 x 128 = 30,720) fits 16 bits, so
+//   the two halves side by side take one multiply-add with the scale in both int16 halves;
+// - Q5_K: add_scaled;
+// - without VNNI: the 16-bit pair sums of each half (Q4_K: of both halves together), times the
+//   scale in both int16 halves.
 template <bool NIBBLES>
 inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale) {
     __m256i low, high;
 #ifdef CORRAL_DPBUSD
     if constexpr (!NIBBLES) {
-        return _mm256_add_epi32(isum, _mm256_mullo_epi32(block_dot(quants, activations), scale));
+        return add_scaled(isum, block_dot(quants, activations), scale);  // |dot| <= 32 x 31 x 128
     }
     half_dots(quants, activations, _mm256_setzero_si256(), low, high);
     const __m256i halves = _mm256_blend_epi16(low, _mm256_slli_epi32(high, 16), 0xAA);  // [low, high] per lane
@@ -1250,7 +1270,7 @@ inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const 
 template <bool NIBBLES>
 inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale) {
     if constexpr (!NIBBLES) {
-        return _mm512_add_epi32(isum, _mm512_mullo_epi32(block_dot(quants, activations), scale));
+        return add_scaled(isum, block_dot(quants, activations), scale);  // |dot| <= 32 x 31 x 128
     }
     __m512i low, high;
     half_dots(quants, activations, _mm512_setzero_si512(), low, high);
