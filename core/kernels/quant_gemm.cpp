@@ -98,7 +98,6 @@ struct Lanes8 {
     using Float = __m256;
     static Int zero() { return _mm256_setzero_si256(); }
     static Int add(Int a, Int b) { return _mm256_add_epi32(a, b); }
-    static Int multiply(Int a, Int b) { return _mm256_mullo_epi32(a, b); }
     // a - 32 x b
     static Int minus_32_times(Int a, Int b) { return _mm256_sub_epi32(a, _mm256_slli_epi32(b, 5)); }
     // Per lane: the int16 pair of a times `pair` (two int16), summed.
@@ -126,7 +125,6 @@ struct Lanes16 {
     using Float = __m512;
     static Int zero() { return _mm512_setzero_si512(); }
     static Int add(Int a, Int b) { return _mm512_add_epi32(a, b); }
-    static Int multiply(Int a, Int b) { return _mm512_mullo_epi32(a, b); }
     static Int minus_32_times(Int a, Int b) { return _mm512_sub_epi32(a, _mm512_slli_epi32(b, 5)); }
     static Int multiply_pairs(Int a, int32_t pair) { return _mm512_madd_epi16(a, _mm512_set1_epi32(pair)); }
     static Float to_float(Int a) { return _mm512_cvtepi32_ps(a); }
