@@ -452,6 +452,7 @@ template <typename Format, typename L>
 struct ColumnByColumn {
     static constexpr bool ROW_BY_ROW = false;   // decoding takes the panels or rows_in_order (see row_by_row)
     static constexpr bool PANEL_IN_REGISTERS = true;
+    static constexpr bool PANEL_PAIRS = false;  // see paired_tile
     static constexpr bool AMX_TILES = false;    // see amx_tile
     static constexpr int AMX_PARTS = 1;
     using Lanes = L;
@@ -1036,6 +1037,16 @@ void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Form
 }
 #endif
 
+#ifdef CORRAL_WIDE_PANELS
+template <typename Lanes>
+struct KPanel;
+struct KActivationScales;
+template <typename Format>
+void paired_tile_any(int cols, const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, int64_t l0, int64_t count,
+                     const block_q8_K * B, int64_t ldb, const KActivationScales * scales, int64_t s_stride, float * C, int64_t ldc,
+                     int64_t row0, int second_rows, int64_t col0);
+#endif
+
 // Batches (more than TILE_COLS columns): this thread's share of the panels; every thread sees
 // every column. The rows go in chunks of CHUNK blocks, so that a chunk's panel stays close (L1,
 // or L2 for 16-row K-quant panels) for all the batch's tiles; each (row, column) still sums its
@@ -1117,6 +1128,28 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
                             tile_any<Format, false, false>(cols, A, lda, panel, l0, count, B, ldb, &scales[j * CHUNK], CHUNK, C, ldc,
                                                            row0, rows, batch0 + j);
                         }
+                        continue;
+                    }
+                }
+#endif
+#ifdef CORRAL_WIDE_PANELS
+                if constexpr (Format::PANEL_PAIRS) {
+                    if (p + 1 < last) {
+                        // Two panels at a time (see paired_scaled_sums), both unpacked first.
+                        static thread_local typename Format::Panel second[CHUNK];  // off the stack: 46 KB
+                        const int second_rows = m - row0 - ROWS < ROWS ? (int) (m - row0 - ROWS) : ROWS;
+                        for (int64_t l = 0; l < count; ++l) {
+                            prefetch_next_panels<typename Format::Lanes>(A, lda, row0 + ROWS, l0, l, count);
+                            prefetch_next_panels<typename Format::Lanes>(A, lda, row0 + 2 * ROWS, l0, l, count);
+                            Format::unpack(A, lda, row0, rows, l0 + l, panel[l]);
+                            Format::unpack(A, lda, row0 + ROWS, second_rows, l0 + l, second[l]);
+                        }
+                        for (int64_t j = 0; j < batch_cols; j += TILE_COLS) {
+                            const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
+                            paired_tile_any<Format>(cols, panel, second, l0, count, B, ldb, &scales[j * CHUNK], CHUNK, C, ldc, row0,
+                                                    second_rows, batch0 + j);
+                        }
+                        ++p;
                         continue;
                     }
                 }
@@ -1265,6 +1298,19 @@ inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const 
 }
 
 #ifdef CORRAL_WIDE_PANELS
+// Per lane: isum + (low + high) x scale, for low and high that fit int16 (Q4_K's halves) and
+// scale_twice the scale in both int16 halves. [low, high] per lane: high's low bytes shuffled
+// into low's top ones by one masked byte shuffle, written in assembly because the compiler
+// turns the intrinsic into a shift and a blend (the shift on the dot products' port on Intel)
+// or a slower word permute.
+inline __m512i add_scaled_halves(__m512i isum, __m512i low, __m512i high, __m512i scale_twice) {
+    const __m512i high_low_word = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 1, 0, 0, 4, 5, 0, 0, 8, 9, 0, 0, 12, 13));
+    const __mmask64 top_bytes = 0xCCCCCCCCCCCCCCCCull;
+    __m512i halves = low;
+    asm("vpshufb %[control], %[high], %[halves] %{%[top]%}" : [halves] "+v"(halves) : [high] "v"(high), [control] "v"(high_low_word), [top] "Yk"(top_bytes));
+    return _mm512_dpwssd_epi32(isum, halves, scale_twice);
+}
+
 template <bool NIBBLES>
 inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale) {
     if constexpr (!NIBBLES) {
@@ -1272,14 +1318,7 @@ inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const 
     }
     __m512i low, high;
     half_dots(quants, activations, _mm512_setzero_si512(), low, high);
-    // [low, high] per lane: high's low bytes shuffled into low's top ones by one masked byte
-    // shuffle, written in assembly because the compiler turns the intrinsic into a shift and a
-    // blend (the shift on the dot products' port on Intel) or a slower word permute.
-    const __m512i high_low_word = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 1, 0, 0, 4, 5, 0, 0, 8, 9, 0, 0, 12, 13));
-    const __mmask64 top_bytes = 0xCCCCCCCCCCCCCCCCull;
-    __m512i halves = low;
-    asm("vpshufb %[control], %[high], %[halves] %{%[top]%}" : [halves] "+v"(halves) : [high] "v"(high), [control] "v"(high_low_word), [top] "Yk"(top_bytes));
-    return _mm512_dpwssd_epi32(isum, halves, Lanes16::low_word_twice(scale));
+    return add_scaled_halves(isum, low, high, Lanes16::low_word_twice(scale));
 }
 #endif
 
@@ -1288,6 +1327,11 @@ template <typename L>
 struct SuperBlockFormat {
     static constexpr bool ROW_BY_ROW = true;
     static constexpr bool PANEL_IN_REGISTERS = false;
+#ifdef CORRAL_WIDE_PANELS
+    static constexpr bool PANEL_PAIRS = std::is_same_v<L, Lanes16>;  // see paired_tile
+#else
+    static constexpr bool PANEL_PAIRS = false;
+#endif
     static constexpr bool AMX_TILES = false;  // see amx_tile
     static constexpr int AMX_PARTS = 1;
     using Lanes = L;
@@ -1327,6 +1371,94 @@ inline void scaled_sums(const typename Format::Panel & block, const block_q8_K *
         }
     }
 }
+
+#ifdef CORRAL_WIDE_PANELS
+// Two 16-row panels (32 rows) against COLS columns: isum[p][j] is scaled_sums' isum[j] for
+// panel p, the same integers. A 16-row tile broadcasts one activation word from memory for each
+// dot product (16 rows x 4 weights): those loads, more than the weights' (each shared by the
+// tile's columns), held the dot products at about two thirds of their peak on Sapphire Rapids.
+// Here each word, broadcast once, serves both panels. The chunk's halves (weights 0-15 and
+// 16-31 of each chunk of 32: two chains of 4 dot products) go to Format::add_halves. 32
+// registers hold the 16 half sums of 4 columns, 8 isums and 4 weight vectors at a time.
+template <typename Format, int COLS>
+inline void paired_scaled_sums(const KPanel<Lanes16> & first, const KPanel<Lanes16> & second, const block_q8_K * b, int64_t ldb,
+                               __m512i (&isum)[2][COLS]) {
+    const KPanel<Lanes16> * panels[2] = {&first, &second};
+    for (int p = 0; p < 2; ++p) {
+        for (int j = 0; j < COLS; ++j) {
+            isum[p][j] = _mm512_setzero_si512();
+        }
+    }
+    for (int c = 0; c < 8; ++c) {
+        __m512i low[2][COLS], high[2][COLS];
+        for (int p = 0; p < 2; ++p) {
+            for (int j = 0; j < COLS; ++j) {
+                low[p][j] = _mm512_setzero_si512();
+                high[p][j] = _mm512_setzero_si512();
+            }
+        }
+        for (int g = 0; g < 4; ++g) {
+            for (int j = 0; j < COLS; ++j) {
+                const int8_t * a = b[j * ldb].qs + 32 * c + 4 * g;
+                const __m512i low_word = _mm512_set1_epi32(load_word(a)), high_word = _mm512_set1_epi32(load_word(a + 16));
+                for (int p = 0; p < 2; ++p) {
+                    low[p][j] = _mm512_dpbusd_epi32(low[p][j], panels[p]->quants[8 * c + g], low_word);
+                    high[p][j] = _mm512_dpbusd_epi32(high[p][j], panels[p]->quants[8 * c + g + 4], high_word);
+                }
+            }
+        }
+        for (int p = 0; p < 2; ++p) {
+            for (int j = 0; j < COLS; ++j) {
+                isum[p][j] = Format::add_halves(isum[p][j], low[p][j], high[p][j], *panels[p], c);
+            }
+        }
+    }
+}
+
+// tile<Format, COLS, false, false> for two unpacked panels at once: rows row0 .. row0 + 16 from
+// `first`, the next second_rows from `second` (see paired_scaled_sums). Each (row, column) gets
+// the same integers and float steps, in the same order, as in a tile of its own panel.
+template <typename Format, int COLS>
+void paired_tile(const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, int64_t l0, int64_t count, const block_q8_K * B,
+                 int64_t ldb, const KActivationScales * scales, int64_t s_stride, float * C, int64_t ldc, int64_t row0, int second_rows,
+                 int64_t col0) {
+    const KPanel<Lanes16> * panels[2] = {first, second};
+    const int rows[2] = {Lanes16::ROWS, second_rows};
+    __m512 acc[2][COLS];
+    for (int p = 0; p < 2; ++p) {
+        for (int j = 0; j < COLS; ++j) {
+            acc[p][j] = l0 == 0 ? Lanes16::zero_floats() : Lanes16::load(C + (col0 + j) * ldc + row0 + Lanes16::ROWS * p, rows[p]);
+        }
+    }
+    for (int64_t l = 0; l < count; ++l) {
+        __m512i isum[2][COLS];
+        paired_scaled_sums<Format, COLS>(first[l], second[l], &B[col0 * ldb + l0 + l], ldb, isum);
+        for (int p = 0; p < 2; ++p) {
+            for (int j = 0; j < COLS; ++j) {
+                acc[p][j] = Format::add_super_block(panels[p][l], isum[p][j], scales[l + j * s_stride], acc[p][j]);
+            }
+        }
+    }
+    for (int p = 0; p < 2; ++p) {
+        for (int j = 0; j < COLS; ++j) {
+            Lanes16::store(C + (col0 + j) * ldc + row0 + Lanes16::ROWS * p, rows[p], acc[p][j]);
+        }
+    }
+}
+
+template <typename Format>
+void paired_tile_any(int cols, const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, int64_t l0, int64_t count,
+                     const block_q8_K * B, int64_t ldb, const KActivationScales * scales, int64_t s_stride, float * C, int64_t ldc,
+                     int64_t row0, int second_rows, int64_t col0) {
+    switch (cols) {
+        case 4: paired_tile<Format, 4>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        case 3: paired_tile<Format, 3>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        case 2: paired_tile<Format, 2>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        case 1: paired_tile<Format, 1>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        default: break;
+    }
+}
+#endif
 
 // A super-block's 8 dot products of 32 weights (quants[c]) with the activations, the halves of
 // each scaled by scales_low (chunks 0-3) and scales_high (4-7) in half_sums' order; per lane.
@@ -1468,6 +1600,16 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     static typename L::Int add_chunk(typename L::Int isum, const typename L::Int * quants, const int8_t * a, const Panel & block, int c) {
         return add_scaled_block_dot<!FIFTH_BITS>(isum, quants, a, block.scales[c]);
     }
+#ifdef CORRAL_WIDE_PANELS
+    // add_chunk from the chunk's two half dot products (paired_scaled_sums).
+    static __m512i add_halves(__m512i isum, __m512i low, __m512i high, const KPanel<Lanes16> & block, int c) {
+        if constexpr (FIFTH_BITS) {
+            return add_scaled(isum, _mm512_add_epi32(low, high), block.scales[c]);  // |dot| <= 32 x 31 x 128
+        } else {
+            return add_scaled_halves(isum, low, high, Lanes16::low_word_twice(block.scales[c]));
+        }
+    }
+#endif
     template <int COLS>
     static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
                                 typename L::Float (&acc)[COLS]) {
@@ -1641,6 +1783,12 @@ struct Q6_KFormat : SuperBlockFormat<L> {
         isum = add_scaled_half_block_dot(isum, quants, a, block.scales[2 * c]);
         return add_scaled_half_block_dot(isum, quants + 4, a + 16, block.scales[2 * c + 1]);
     }
+#ifdef CORRAL_WIDE_PANELS
+    // add_chunk from the dot products of its two sub-blocks (paired_scaled_sums).
+    static __m512i add_halves(__m512i isum, __m512i low, __m512i high, const KPanel<Lanes16> & block, int c) {
+        return add_scaled(add_scaled(isum, low, block.scales[2 * c]), high, block.scales[2 * c + 1]);  // each <= 16 x 63 x 128
+    }
+#endif
     template <int COLS>
     static void accumulate_tile(const Panel & block, const Activations * b, int64_t ldb, const Scales * s, int64_t s_stride,
                                 typename L::Float (&acc)[COLS]) {

@@ -554,8 +554,11 @@ fn check_every_tile_shape(variant: &str, format: &Format, sgemm: Sgemm, vec_dot:
     // columns with AVX-512 ones after them.
     let depths: &[usize] = if format.block_values == 256 { &[1, 2, 5, 9, 17] } else { &[1, 3, 18, 70] };
     let widths: &[usize] = if format.block_values == 256 { &[33, 38, 50, 70, 262] } else { &[33, 38, 70] };
+    // K-quant batches take two 16-row panels at a time where a thread has two: 57 and 70 rows
+    // end a thread's pair with a short panel (9, 6 rows), 70 after a panel on its own.
+    let paired: &[usize] = if format.block_values == 256 { &[57, 70] } else { &[] };
     for &k in depths {
-        for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33] {
+        for m in [1usize, 2, 3, 5, 7, 8, 9, 13, 16, 17, 24, 31, 33].into_iter().chain(paired.iter().copied()) {
             for n in (1usize..=9).chain(widths.iter().copied()) {
                 let a = random_or_plain(format.random_weights, m * k, wb, &mut seed);
                 let b = random_or_plain(format.random_activations, n * k, ab, &mut seed);
