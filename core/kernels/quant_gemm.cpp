@@ -1041,10 +1041,10 @@ void amx_tile(const typename Format::Panel * panel, const amx::ScaledQuants<Form
 template <typename Lanes>
 struct KPanel;
 struct KActivationScales;
-template <typename Format>
-void paired_tile_any(int cols, const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, int64_t l0, int64_t count,
-                     const block_q8_K * B, int64_t ldb, const KActivationScales * scales, int64_t s_stride, float * C, int64_t ldc,
-                     int64_t row0, int second_rows, int64_t col0);
+template <typename Format, bool UNPACK>
+void paired_tile_any(int cols, const typename Format::Weights * A, int64_t lda, KPanel<Lanes16> * first, KPanel<Lanes16> * second,
+                     int64_t l0, int64_t count, const block_q8_K * B, int64_t ldb, const KActivationScales * scales, int64_t s_stride,
+                     float * C, int64_t ldc, int64_t row0, int second_rows, int64_t col0);
 #endif
 
 // Batches (more than TILE_COLS columns): this thread's share of the panels; every thread sees
@@ -1135,19 +1135,18 @@ void gemm(const ggml_compute_params * params, int64_t m, int64_t n, int64_t k, c
 #ifdef CORRAL_WIDE_PANELS
                 if constexpr (Format::PANEL_PAIRS) {
                     if (p + 1 < last) {
-                        // Two panels at a time (see paired_scaled_sums), both unpacked first.
+                        // Two panels at a time (see paired_scaled_sums); the first tile unpacks them.
                         static thread_local typename Format::Panel second[CHUNK];  // off the stack: 46 KB
                         const int second_rows = m - row0 - ROWS < ROWS ? (int) (m - row0 - ROWS) : ROWS;
-                        for (int64_t l = 0; l < count; ++l) {
-                            prefetch_next_panels<typename Format::Lanes>(A, lda, row0 + ROWS, l0, l, count);
-                            prefetch_next_panels<typename Format::Lanes>(A, lda, row0 + 2 * ROWS, l0, l, count);
-                            Format::unpack(A, lda, row0, rows, l0 + l, panel[l]);
-                            Format::unpack(A, lda, row0 + ROWS, second_rows, l0 + l, second[l]);
-                        }
                         for (int64_t j = 0; j < batch_cols; j += TILE_COLS) {
                             const int cols = batch_cols - j < TILE_COLS ? (int) (batch_cols - j) : TILE_COLS;
-                            paired_tile_any<Format>(cols, panel, second, l0, count, B, ldb, &scales[j * CHUNK], CHUNK, C, ldc, row0,
-                                                    second_rows, batch0 + j);
+                            if (j == 0) {
+                                paired_tile_any<Format, true>(cols, A, lda, panel, second, l0, count, B, ldb, scales, CHUNK, C, ldc, row0,
+                                                              second_rows, batch0);
+                            } else {
+                                paired_tile_any<Format, false>(cols, A, lda, panel, second, l0, count, B, ldb, &scales[j * CHUNK], CHUNK, C,
+                                                               ldc, row0, second_rows, batch0 + j);
+                            }
                         }
                         ++p;
                         continue;
@@ -1415,13 +1414,15 @@ inline void paired_scaled_sums(const KPanel<Lanes16> & first, const KPanel<Lanes
     }
 }
 
-// tile<Format, COLS, false, false> for two unpacked panels at once: rows row0 .. row0 + 16 from
-// `first`, the next second_rows from `second` (see paired_scaled_sums). Each (row, column) gets
-// the same integers and float steps, in the same order, as in a tile of its own panel.
-template <typename Format, int COLS>
-void paired_tile(const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, int64_t l0, int64_t count, const block_q8_K * B,
-                 int64_t ldb, const KActivationScales * scales, int64_t s_stride, float * C, int64_t ldc, int64_t row0, int second_rows,
-                 int64_t col0) {
+// tile<Format, COLS, UNPACK, ...> for two panels at once: rows row0 .. row0 + 16 in `first`, the
+// next second_rows in `second` (see paired_scaled_sums). UNPACK: this tile unpacks both panels'
+// super-blocks (and keeps them for the next tiles), each just before its dot products, while it
+// is in L1. Each (row, column) gets the same integers and float steps, in the same order, as
+// in a tile of its own panel.
+template <typename Format, int COLS, bool UNPACK>
+void paired_tile(const typename Format::Weights * A, int64_t lda, KPanel<Lanes16> * first, KPanel<Lanes16> * second, int64_t l0,
+                 int64_t count, const block_q8_K * B, int64_t ldb, const KActivationScales * scales, int64_t s_stride, float * C,
+                 int64_t ldc, int64_t row0, int second_rows, int64_t col0) {
     const KPanel<Lanes16> * panels[2] = {first, second};
     const int rows[2] = {Lanes16::ROWS, second_rows};
     __m512 acc[2][COLS];
@@ -1431,6 +1432,13 @@ void paired_tile(const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, 
         }
     }
     for (int64_t l = 0; l < count; ++l) {
+        if constexpr (UNPACK) {
+            // The next pair's share: its panels follow these two.
+            prefetch_next_panels<Lanes16>(A, lda, row0 + Lanes16::ROWS, l0, l, count);
+            prefetch_next_panels<Lanes16>(A, lda, row0 + 2 * Lanes16::ROWS, l0, l, count);
+            Format::unpack(A, lda, row0, Lanes16::ROWS, l0 + l, first[l]);
+            Format::unpack(A, lda, row0 + Lanes16::ROWS, second_rows, l0 + l, second[l]);
+        }
         __m512i isum[2][COLS];
         paired_scaled_sums<Format, COLS>(first[l], second[l], &B[col0 * ldb + l0 + l], ldb, isum);
         for (int p = 0; p < 2; ++p) {
@@ -1446,15 +1454,15 @@ void paired_tile(const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, 
     }
 }
 
-template <typename Format>
-void paired_tile_any(int cols, const KPanel<Lanes16> * first, const KPanel<Lanes16> * second, int64_t l0, int64_t count,
-                     const block_q8_K * B, int64_t ldb, const KActivationScales * scales, int64_t s_stride, float * C, int64_t ldc,
-                     int64_t row0, int second_rows, int64_t col0) {
+template <typename Format, bool UNPACK>
+void paired_tile_any(int cols, const typename Format::Weights * A, int64_t lda, KPanel<Lanes16> * first, KPanel<Lanes16> * second,
+                     int64_t l0, int64_t count, const block_q8_K * B, int64_t ldb, const KActivationScales * scales, int64_t s_stride,
+                     float * C, int64_t ldc, int64_t row0, int second_rows, int64_t col0) {
     switch (cols) {
-        case 4: paired_tile<Format, 4>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
-        case 3: paired_tile<Format, 3>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
-        case 2: paired_tile<Format, 2>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
-        case 1: paired_tile<Format, 1>(first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        case 4: paired_tile<Format, 4, UNPACK>(A, lda, first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        case 3: paired_tile<Format, 3, UNPACK>(A, lda, first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        case 2: paired_tile<Format, 2, UNPACK>(A, lda, first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
+        case 1: paired_tile<Format, 1, UNPACK>(A, lda, first, second, l0, count, B, ldb, scales, s_stride, C, ldc, row0, second_rows, col0); break;
         default: break;
     }
 }
