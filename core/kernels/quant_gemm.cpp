@@ -134,9 +134,6 @@ struct Lanes16 {
     static Float zero_floats() { return _mm512_setzero_ps(); }
     static Float splat(float x) { return _mm512_set1_ps(x); }
     static Int splat_int(int32_t x) { return _mm512_set1_epi32(x); }
-    static Int low_word_twice(Int a) {
-        return _mm512_shuffle_epi8(a, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13)));
-    }
     static __mmask16 first(int rows) { return (__mmask16) ((1u << rows) - 1); }
     static Float load(const float * c, int rows) { return _mm512_maskz_loadu_ps(first(rows), c); }
     static void store(float * c, int rows, Float values) { _mm512_mask_storeu_ps(c, first(rows), values); }
@@ -1195,7 +1192,7 @@ template <typename Lanes>
 struct KPanel {
     using Int = typename Lanes::Int;
     Int quants[64];      // [8c + g]: weights 32c + 4g .. 32c + 4g + 3, unsigned; lane = row
-    Int scales[16];      // Q4_K, Q5_K: [c] the scale of sub-block c; Q6_K: of sub-block c of 16
+    Int scales[16];      // Q4_K, Q5_K: [c] the scale of sub-block c in both int16 halves; Q6_K: of sub-block c of 16
     Int scale_pairs[8];  // int16 pairs (2k, 2k + 1): Q4_K, Q5_K the mins (k < 4); Q6_K the scales
     typename Lanes::Float d;
     typename Lanes::Float dmin;  // Q4_K, Q5_K
@@ -1276,23 +1273,23 @@ inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, c
 // - Q5_K: add_scaled;
 // - without VNNI: the 16-bit pair sums of each half (Q4_K: of both halves together), times the
 //   scale in both int16 halves.
+// scale_twice: the scale (0..63) in both int16 halves of each lane, as unpacked (KPanel).
 template <bool NIBBLES>
-inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale) {
+inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale_twice) {
     __m256i low, high;
 #ifdef CORRAL_DPBUSD
     if constexpr (!NIBBLES) {
-        return add_scaled(isum, block_dot(quants, activations), scale);  // |dot| <= 32 x 31 x 128
+        return add_scaled(isum, block_dot(quants, activations), scale_twice);  // |dot| <= 32 x 31 x 128
     }
     half_dots(quants, activations, _mm256_setzero_si256(), low, high);
     const __m256i halves = _mm256_blend_epi16(low, _mm256_slli_epi32(high, 16), 0xAA);  // [low, high] per lane
-    return CORRAL_DPWSSD(isum, halves, Lanes8::low_word_twice(scale));
+    return CORRAL_DPWSSD(isum, halves, scale_twice);
 #else
     half_pair_sums(quants, activations, low, high);  // each 4 pair sums of at most 2 x 31 x 128
-    const __m256i scale_pair = Lanes8::low_word_twice(scale);
     if constexpr (NIBBLES) {
-        return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(low, high), scale_pair));  // 8 x 2 x 15 x 128 at most
+        return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(low, high), scale_twice));  // 8 x 2 x 15 x 128 at most
     }
-    return _mm256_add_epi32(_mm256_add_epi32(isum, _mm256_madd_epi16(low, scale_pair)), _mm256_madd_epi16(high, scale_pair));
+    return _mm256_add_epi32(_mm256_add_epi32(isum, _mm256_madd_epi16(low, scale_twice)), _mm256_madd_epi16(high, scale_twice));
 #endif
 }
 
@@ -1311,13 +1308,13 @@ inline __m512i add_scaled_halves(__m512i isum, __m512i low, __m512i high, __m512
 }
 
 template <bool NIBBLES>
-inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale) {
+inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale_twice) {
     if constexpr (!NIBBLES) {
-        return add_scaled(isum, block_dot(quants, activations), scale);  // |dot| <= 32 x 31 x 128
+        return add_scaled(isum, block_dot(quants, activations), scale_twice);  // |dot| <= 32 x 31 x 128
     }
     __m512i low, high;
     half_dots(quants, activations, _mm512_setzero_si512(), low, high);
-    return add_scaled_halves(isum, low, high, Lanes16::low_word_twice(scale));
+    return add_scaled_halves(isum, low, high, scale_twice);
 }
 #endif
 
@@ -1529,8 +1526,9 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     static constexpr int64_t BATCH_COLS = AMX_TILES ? 256 : SuperBlockFormat<L>::BATCH_COLS;
     static void amx_scale(const Panel & block, amx::ScaledQuants<AMX_PARTS> & out) {
         for (int c = 0; c < 8; ++c) {  // sub-block c: vectors 8c .. 8c + 7
+            // (The scales are unpacked in both int16 halves: the digits are masked.)
             const __m512i low = amx::in_both_halves(_mm512_and_si512(block.scales[c], _mm512_set1_epi32(7)));
-            const __m512i high = amx::in_both_halves(_mm512_srli_epi32(block.scales[c], 3));
+            const __m512i high = amx::in_both_halves(_mm512_and_si512(_mm512_srli_epi32(block.scales[c], 3), _mm512_set1_epi32(7)));
             for (int i = 8 * c; i < 8 * c + 8; ++i) {
                 out.part[0][i] = amx::times_digits(block.quants[i], low);
                 out.part[1][i] = amx::times_digits(block.quants[i], high);
@@ -1588,7 +1586,8 @@ struct KNibbleFormat : SuperBlockFormat<L> {
         __m256i by_row[8];
         transpose_words(scale_rows, 0, by_row);
         for (int s = 0; s < 8; ++s) {
-            out.scales(s) = by_row[s];
+            // In both int16 halves: the int16 multiply-adds take it so (add_scaled_block_dot).
+            out.scales(s) = _mm256_or_si256(by_row[s], _mm256_slli_epi32(by_row[s], 16));
         }
         transpose_words(min_rows, 0, by_row);
         for (int k = 0; k < 4; ++k) {
@@ -1614,7 +1613,7 @@ struct KNibbleFormat : SuperBlockFormat<L> {
         if constexpr (FIFTH_BITS) {
             return add_scaled(isum, _mm512_add_epi32(low, high), block.scales[c]);  // |dot| <= 32 x 31 x 128
         } else {
-            return add_scaled_halves(isum, low, high, Lanes16::low_word_twice(block.scales[c]));
+            return add_scaled_halves(isum, low, high, block.scales[c]);
         }
     }
 #endif
