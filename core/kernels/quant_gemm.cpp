@@ -316,24 +316,29 @@ inline __m256i block_dot(const __m256i * quants, const int8_t * activations, __m
 #endif
 }
 
-// Per lane: isum + dot x scale, exactly, for |dot| below 2^23 and scale in -128..127, without a
-// 32-bit multiply (two passes through the port that the dot products use, on Intel): dot's low
-// byte (0..255) and the rest (dot >> 8, which fits 16 bits) side by side in the lane's two int16
-// halves, times (scale, 256 x scale), by one int16 multiply-add. (Byte shuffles: bytes 0 and
-// 1-2 of dot; bytes 0-1 of scale, then 0 above a zero byte.)
+// A scale (-128..127) as add_scaled takes it: the int16 pair (scale, 256 x scale). The K-quant
+// panels store their scales so when they unpack, rather than add_scaled shuffling them for
+// every (chunk, column): that shuffle shares a port with the dot products on Intel, and cost
+// Q6_K a seventh of its time in the 16-row tiles.
+inline int32_t split_scale(int32_t scale) {
+    return (int32_t) ((uint32_t) (uint16_t) scale | (uint32_t) (uint8_t) scale << 24);
+}
+
+// Per lane: isum + dot x scale, exactly, for |dot| below 2^23, without a 32-bit multiply (two
+// passes through the port that the dot products use, on Intel): dot's low byte (0..255) and the
+// rest (dot >> 8, which fits 16 bits) side by side in the lane's two int16 halves, times
+// scale_split (split_scale), by one int16 multiply-add. (The byte shuffle: bytes 0 and 1-2.)
 #ifdef CORRAL_DPWSSD
-inline __m256i add_scaled(__m256i isum, __m256i dot, __m256i scale) {
+inline __m256i add_scaled(__m256i isum, __m256i dot, __m256i scale_split) {
     const __m256i split = _mm256_shuffle_epi8(dot, _mm256_broadcastsi128_si256(_mm_setr_epi8(0, -1, 1, 2, 4, -1, 5, 6, 8, -1, 9, 10, 12, -1, 13, 14)));
-    const __m256i scales = _mm256_shuffle_epi8(scale, _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, -1, 0, 4, 5, -1, 4, 8, 9, -1, 8, 12, 13, -1, 12)));
-    return CORRAL_DPWSSD(isum, split, scales);
+    return CORRAL_DPWSSD(isum, split, scale_split);
 }
 #endif
 
 #ifdef CORRAL_WIDE_PANELS
-inline __m512i add_scaled(__m512i isum, __m512i dot, __m512i scale) {
+inline __m512i add_scaled(__m512i isum, __m512i dot, __m512i scale_split) {
     const __m512i split = _mm512_shuffle_epi8(dot, _mm512_broadcast_i32x4(_mm_setr_epi8(0, -1, 1, 2, 4, -1, 5, 6, 8, -1, 9, 10, 12, -1, 13, 14)));
-    const __m512i scales = _mm512_shuffle_epi8(scale, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, -1, 0, 4, 5, -1, 4, 8, 9, -1, 8, 12, 13, -1, 12)));
-    return _mm512_dpwssd_epi32(isum, split, scales);
+    return _mm512_dpwssd_epi32(isum, split, scale_split);
 }
 
 // half_dots, block_dot and the K-quants' add_scaled_* (further down) for 16 rows.
@@ -352,12 +357,12 @@ inline __m512i block_dot(const __m512i * quants, const int8_t * activations, __m
     return _mm512_add_epi32(low, high);
 }
 
-inline __m512i add_scaled_half_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale) {
+inline __m512i add_scaled_half_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale_split) {
     __m512i sum = _mm512_setzero_si512();
     for (int g = 0; g < 4; ++g) {
         sum = _mm512_dpbusd_epi32(sum, quants[g], _mm512_set1_epi32(load_word(activations + 4 * g)));
     }
-    return add_scaled(isum, sum, scale);  // |sum| <= 16 x 63 x 128
+    return add_scaled(isum, sum, scale_split);  // |sum| <= 16 x 63 x 128
 }
 #endif
 
@@ -1192,7 +1197,9 @@ template <typename Lanes>
 struct KPanel {
     using Int = typename Lanes::Int;
     Int quants[64];      // [8c + g]: weights 32c + 4g .. 32c + 4g + 3, unsigned; lane = row
-    Int scales[16];      // Q4_K, Q5_K: [c] the scale of sub-block c in both int16 halves; Q6_K: of sub-block c of 16
+    // Q4_K, Q5_K: [c] the scale of sub-block c in both int16 halves, [8 + c] split (split_scale,
+    // for Q5_K); Q6_K: [s] the scale of sub-block s of 16, split.
+    Int scales[16];
     Int scale_pairs[8];  // int16 pairs (2k, 2k + 1): Q4_K, Q5_K the mins (k < 4); Q6_K the scales
     typename Lanes::Float d;
     typename Lanes::Float dmin;  // Q4_K, Q5_K
@@ -1244,14 +1251,15 @@ inline __m256i lanes_of(const int32_t (&values)[PANEL_ROWS]) {
 }
 
 // Q6_K, per lane (row): isum + scale x the exact integer dot product of 16 unsigned 6-bit
-// weights (4 groups) with 16 signed activations.
-inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale) {
+// weights (4 groups) with 16 signed activations. scale_split: split_scale(scale), whose low int16
+// is the scale.
+inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale_split) {
 #ifdef CORRAL_DPBUSD
     __m256i sum = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
         sum = CORRAL_DPBUSD(sum, quants[g], broadcast_word(activations + 4 * g));
     }
-    return add_scaled(isum, sum, scale);  // |sum| <= 16 x 63 x 128
+    return add_scaled(isum, sum, scale_split);  // |sum| <= 16 x 63 x 128
 #else
     // Two pair sums (each at most 2 x 63 x 128) fit 16 bits: each two scaled and widened by one
     // int16 multiply-add (no 32-bit multiply).
@@ -1259,7 +1267,7 @@ inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, c
     for (int g = 0; g < 4; ++g) {
         pairs[g] = _mm256_maddubs_epi16(quants[g], broadcast_word(activations + 4 * g));
     }
-    const __m256i scale_pair = Lanes8::low_word_twice(scale);
+    const __m256i scale_pair = Lanes8::low_word_twice(scale_split);
     isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(pairs[0], pairs[1]), scale_pair));
     return _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_add_epi16(pairs[2], pairs[3]), scale_pair));
 #endif
@@ -1273,13 +1281,15 @@ inline __m256i add_scaled_half_block_dot(__m256i isum, const __m256i * quants, c
 // - Q5_K: add_scaled;
 // - without VNNI: the 16-bit pair sums of each half (Q4_K: of both halves together), times the
 //   scale in both int16 halves.
-// scale_twice: the scale (0..63) in both int16 halves of each lane, as unpacked (KPanel).
+// scale_twice: the scale (0..63) in both int16 halves of each lane; scale_split: split_scale of
+// it (Q5_K with VNNI), as unpacked (KPanel).
 template <bool NIBBLES>
-inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale_twice) {
+inline __m256i add_scaled_block_dot(__m256i isum, const __m256i * quants, const int8_t * activations, __m256i scale_twice,
+                                    [[maybe_unused]] __m256i scale_split) {
     __m256i low, high;
 #ifdef CORRAL_DPBUSD
     if constexpr (!NIBBLES) {
-        return add_scaled(isum, block_dot(quants, activations), scale_twice);  // |dot| <= 32 x 31 x 128
+        return add_scaled(isum, block_dot(quants, activations), scale_split);  // |dot| <= 32 x 31 x 128
     }
     half_dots(quants, activations, _mm256_setzero_si256(), low, high);
     const __m256i halves = _mm256_blend_epi16(low, _mm256_slli_epi32(high, 16), 0xAA);  // [low, high] per lane
@@ -1308,9 +1318,10 @@ inline __m512i add_scaled_halves(__m512i isum, __m512i low, __m512i high, __m512
 }
 
 template <bool NIBBLES>
-inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale_twice) {
+inline __m512i add_scaled_block_dot(__m512i isum, const __m512i * quants, const int8_t * activations, __m512i scale_twice,
+                                    __m512i scale_split) {
     if constexpr (!NIBBLES) {
-        return add_scaled(isum, block_dot(quants, activations), scale_twice);  // |dot| <= 32 x 31 x 128
+        return add_scaled(isum, block_dot(quants, activations), scale_split);  // |dot| <= 32 x 31 x 128
     }
     __m512i low, high;
     half_dots(quants, activations, _mm512_setzero_si512(), low, high);
@@ -1590,6 +1601,7 @@ struct KNibbleFormat : SuperBlockFormat<L> {
         for (int s = 0; s < 8; ++s) {
             // In both int16 halves: the int16 multiply-adds take it so (add_scaled_block_dot).
             out.scales(s) = _mm256_or_si256(by_row[s], _mm256_slli_epi32(by_row[s], 16));
+            out.scales(8 + s) = _mm256_or_si256(by_row[s], _mm256_slli_epi32(by_row[s], 24));  // split_scale (0..63): Q5_K
         }
         transpose_words(min_rows, 0, by_row);
         for (int k = 0; k < 4; ++k) {
@@ -1607,13 +1619,13 @@ struct KNibbleFormat : SuperBlockFormat<L> {
     }
     // isum + the chunk's dot product times its scale.
     static typename L::Int add_chunk(typename L::Int isum, const typename L::Int * quants, const int8_t * a, const Panel & block, int c) {
-        return add_scaled_block_dot<!FIFTH_BITS>(isum, quants, a, block.scales[c]);
+        return add_scaled_block_dot<!FIFTH_BITS>(isum, quants, a, block.scales[c], block.scales[8 + c]);
     }
 #ifdef CORRAL_WIDE_PANELS
     // add_chunk from the chunk's two half dot products (paired_scaled_sums).
     static __m512i add_halves(__m512i isum, __m512i low, __m512i high, const KPanel<Lanes16> & block, int c) {
         if constexpr (FIFTH_BITS) {
-            return add_scaled(isum, _mm512_add_epi32(low, high), block.scales[c]);  // |dot| <= 32 x 31 x 128
+            return add_scaled(isum, _mm512_add_epi32(low, high), block.scales[8 + c]);  // |dot| <= 32 x 31 x 128
         } else {
             return add_scaled_halves(isum, low, high, block.scales[c]);
         }
@@ -1716,7 +1728,8 @@ struct Q6_KFormat : SuperBlockFormat<L> {
                 digits[d] = amx::in_both_halves(digit);
                 offsets[d] = _mm512_mullo_epi32(digit, each_byte_32);
             }
-            const __m512i top = _mm512_add_epi32(_mm512_srai_epi32(block.scales[s], 6), _mm512_set1_epi32(2));
+            // (The scale is the low int16 of its split form.)
+            const __m512i top = _mm512_add_epi32(_mm512_srai_epi32(_mm512_slli_epi32(block.scales[s], 16), 22), _mm512_set1_epi32(2));
             digits[3] = amx::in_both_halves(top);
             offsets[3] = _mm512_sub_epi8(_mm512_mullo_epi32(top, each_byte_32), _mm512_set1_epi8(64));
             for (int i = 4 * s; i < 4 * s + 4; ++i) {
@@ -1765,7 +1778,7 @@ struct Q6_KFormat : SuperBlockFormat<L> {
         int32_t scales[16][PANEL_ROWS], scale_pairs[8][PANEL_ROWS];
         for (int r = 0; r < PANEL_ROWS; ++r) {
             for (int s = 0; s < 16; ++s) {
-                scales[s][r] = row[r]->scales[s];
+                scales[s][r] = split_scale(row[r]->scales[s]);
             }
             for (int k = 0; k < 8; ++k) {
                 scale_pairs[k][r] = int16_pair(row[r]->scales[2 * k], row[r]->scales[2 * k + 1]);
