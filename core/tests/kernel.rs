@@ -678,6 +678,9 @@ fn q8_k_quantizer_writes_ggmls_bytes() {
     let mut with_nan: Vec<f32> = (0..256).map(|_| next()).collect();
     with_nan[9] = f32::NAN;
     blocks.push(with_nan);
+    let mut with_infinities: Vec<f32> = (0..256).map(|_| next()).collect();
+    (with_infinities[5], with_infinities[100]) = (f32::INFINITY, f32::NEG_INFINITY);
+    blocks.push(with_infinities);
     let row: Vec<f32> = blocks.concat();
     let mut tested = vec![];
     for variant in variants::with_symbol("ggml_quantize_row_q8_K") {
