@@ -132,14 +132,14 @@ struct SourceEdit {
 }
 
 const SOURCE_EDITS: [SourceEdit; 2] = [
-    // ggml's CPU weight repacking copies Q4_K weights into its own interleaved layout at load on
-    // every AVX2 CPU, and then computes them itself: the copy would never reach corral's K-quant
-    // kernel. Q4_0 and IQ4_NL are still repacked.
+    // ggml's CPU weight repacking copies Q4_0 and Q4_K weights into its own interleaved layouts
+    // at load on every AVX2 CPU, and then computes them itself: the copies would never reach
+    // corral's kernels. IQ4_NL is still repacked.
     SourceEdit {
         source: "ggml-cpu/repack.cpp",
-        upstream: "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (ggml_cpu_has_avx2()) {\n",
-        edited: "    } else if (cur->type == GGML_TYPE_Q4_K) {\n        if (false) {  // corral: its K-quant kernel takes Q4_K\n",
-        removes: "the Q4_K repack case",
+        upstream: "    if (cur->type == GGML_TYPE_Q4_0) {\n        if (ggml_cpu_has_avx2() ||",
+        edited: "    if (cur->type == GGML_TYPE_Q4_0 || cur->type == GGML_TYPE_Q4_K) {\n        return nullptr;  // corral: its kernels take Q4_0 and Q4_K\n    }\n    if (cur->type == GGML_TYPE_Q4_0) {\n        if (ggml_cpu_has_avx2() ||",
+        removes: "the Q4_0 and Q4_K repack cases",
     },
     // On AMX CPUs (sapphirerapids) ggml's AMX buffer takes Q4_K, Q5_K and Q6_K weights at load,
     // repacked for its own code, which ran Q4_K_M prompts 7-11% and generation 0-7% slower than

@@ -1,12 +1,13 @@
-// corral's quantized matrix multiplication for ggml's x86 CPU backends: Q4_1, Q5_0, Q5_1 and
-// the K-quants Q4_K, Q5_K, Q6_K (any AVX2 variant), and Q8_0 (VNNI variants).
+// corral's quantized matrix multiplication for ggml's x86 CPU backends: Q4_0, Q4_1, Q5_0, Q5_1
+// and the K-quants Q4_K, Q5_K, Q6_K (any AVX2 variant), and Q8_0 (VNNI variants).
 //
 // ggml multiplies Q4_1 weights by activations one (row, column) dot product at a time
 // (ggml_vec_dot_q4_1_q8_1), and each of those converts and scales 8 partial sums per block;
 // it has no GEMM for Q4_1 on x86 (llamafile's tinyBLAS and the CPU repack cover Q4_0, Q8_0,
 // IQ4_NL and K-quants). tinyBLAS's Q8_0 tiles, used for the output layer of many models, also
 // convert and scale per (row, column, block). On Q4_1 models that is most of the time of
-// generation, batched decoding and prompts alike.
+// generation, batched decoding and prompts alike. (core/build.rs keeps Q4_0 and Q4_K weights
+// out of the CPU repack, so that they reach this kernel.)
 //
 // This kernel works on panels of 8 rows. Each weight block of the panel is unpacked once and
 // transposed so that one 256-bit lane holds one row: a single VNNI dot product (or maddubs on
@@ -412,8 +413,8 @@ inline typename Lanes::Float accumulate_with_min(const PanelBlockOf<Lanes> & blo
     return add_with_min<Lanes>(block_dot(block.quants, activations.qs), block.scales, block.mins, s, acc);
 }
 
-// Weights stored as unsigned q = w + CENTER (Q5_0: 16, Q8_0: 128), against Q8_0: the unsigned
-// dot product exceeds the signed one by exactly CENTER x the sum of the activations.
+// Weights stored as unsigned q = w + CENTER (Q4_0: 8, Q5_0: 16, Q8_0: 128), against Q8_0: the
+// unsigned dot product exceeds the signed one by exactly CENTER x the sum of the activations.
 // acc = fma(isum - CENTER x sum, weight scale x activation scale, acc)
 template <int CENTER, typename Lanes>
 inline typename Lanes::Float accumulate_centered(const PanelBlockOf<Lanes> & block, const block_q8_0 & activations,
@@ -508,8 +509,8 @@ inline __m256i add_fifth_bits_in_order(const uint8_t * qh, __m256i quants) {
 }
 
 // Nibble formats: 16 bytes of 4-bit weights, FIFTH_BITS: 32 more bits (Q5_*), and either a
-// min (Q4_1, Q5_1: weight = scale x q + min, against Q8_1) or a center of 16 (Q5_0: weight =
-// scale x (q - 16), against Q8_0).
+// min (Q4_1, Q5_1: weight = scale x q + min, against Q8_1) or a center (Q4_0: weight = scale x
+// (q - 8), Q5_0: scale x (q - 16), against Q8_0).
 template <typename Block, bool FIFTH_BITS, bool MINS, typename L = WideLanes>
 struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS, L>, L> {
     using Weights = Block;
@@ -518,6 +519,7 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS, L>, L
     // transposition of 8 rows' bits); Q4_1 is as fast in the panels.
     static constexpr bool IN_ORDER = FIFTH_BITS;
     using Activations = typename std::conditional<MINS, block_q8_1, block_q8_0>::type;
+    static constexpr int CENTER = FIFTH_BITS ? 16 : 8;  // without MINS
     using Panel = PanelBlockOf<L>;
     using Scales = ActivationScales;
     ALWAYS_INLINE static void unpack_rows(const Weights * A, int64_t lda, int64_t row0, int rows, int64_t l, PanelBlock & out) {
@@ -541,7 +543,7 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS, L>, L
         if constexpr (MINS) {
             return accumulate_with_min(block, a, s, acc);
         } else {
-            return accumulate_centered<16>(block, a, s, acc);
+            return accumulate_centered<CENTER>(block, a, s, acc);
         }
     }
     // Decoding (rows_in_order): one row's block, byte i = weight i, unsigned.
@@ -563,7 +565,7 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS, L>, L
         if constexpr (MINS) {
             return add_with_min(dot, w.scales, w.mins, s, acc);
         } else {
-            return add_scaled(_mm256_add_epi32(dot, _mm256_set1_epi32(-16 * s.sum)), w.scales, s.scale, acc);
+            return add_scaled(_mm256_add_epi32(dot, _mm256_set1_epi32(-CENTER * s.sum)), w.scales, s.scale, acc);
         }
     }
 };
@@ -571,6 +573,7 @@ struct NibbleFormat : ColumnByColumn<NibbleFormat<Block, FIFTH_BITS, MINS, L>, L
 using Q4_1 = NibbleFormat<block_q4_1, false, true>;
 using Q5_1 = NibbleFormat<block_q5_1, true, true>;
 using Q5_0 = NibbleFormat<block_q5_0, true, false>;
+using Q4_0 = NibbleFormat<block_q4_0, false, false>;
 
 #ifdef CORRAL_DPBUSD
 // Q8_0 weights (scale, 32 x 8 bits) against Q8_0 activations, on VNNI only: without it the
@@ -1884,6 +1887,10 @@ extern "C" bool llamafile_sgemm(const struct ggml_compute_params * params, int64
         }
         if (Atype == GGML_TYPE_Q5_0 && Btype == GGML_TYPE_Q8_0) {
             gemm<Q5_0>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
+            return true;
+        }
+        if (Atype == GGML_TYPE_Q4_0 && Btype == GGML_TYPE_Q8_0) {
+            gemm<Q4_0>(params, m, n, k, A, lda, B, ldb, (float *) C, ldc);
             return true;
         }
         if (Btype == GGML_TYPE_Q8_K) {

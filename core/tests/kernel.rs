@@ -123,8 +123,10 @@ const Q4_1_BLOCK: usize = 20; // f16 scale, f16 min, 16 bytes of nibbles
 const Q8_1_BLOCK: usize = 36; // f16 scale, f16 scale * sum, 32 signed bytes
 const Q8_0_BLOCK: usize = 34; // f16 scale, 32 signed bytes
 const Q5_0_BLOCK: usize = 22; // f16 scale, 32 fifth bits, 16 bytes of nibbles
+const Q4_0_BLOCK: usize = 18; // f16 scale, 16 bytes of nibbles
 const Q5_1_BLOCK: usize = 24; // f16 scale, f16 min, 32 fifth bits, 16 bytes of nibbles
 const GGML_TYPE_F32: i32 = 0;
+const GGML_TYPE_Q4_0: i32 = 2;
 const GGML_TYPE_Q4_1: i32 = 3;
 const GGML_TYPE_Q5_0: i32 = 6;
 const GGML_TYPE_Q5_1: i32 = 7;
@@ -201,6 +203,22 @@ fn reference_dot_q5_0(a: &[u8], b: &[u8], k: usize) -> f32 {
 fn rounding_bound_q5_0(a: &[u8], b: &[u8], k: usize) -> f32 {
     let scales = |block: usize| half(&a[block * Q5_0_BLOCK..]) as f64 * half(&b[block * Q8_0_BLOCK..]) as f64;
     rounding_bound_of((0..k).map(|block| scales(block).abs() * 32.0 * 16.0 * 128.0).sum(), k)
+}
+
+/// Q4_0 x Q8_0: per block, the exact integer dot product of (q - 8) and the activations, then one fma.
+fn reference_dot_q4_0(a: &[u8], b: &[u8], k: usize) -> f32 {
+    let mut acc = 0f32;
+    for block in 0..k {
+        let (wa, wb) = (&a[block * Q4_0_BLOCK..], &b[block * Q8_0_BLOCK..]);
+        let isum: i32 = (0..32).map(|j| (weight(wa, 2, None, j) - 8) * wb[2 + j] as i8 as i32).sum();
+        acc = (isum as f32).mul_add(half(wa) * half(wb), acc);
+    }
+    acc
+}
+
+fn rounding_bound_q4_0(a: &[u8], b: &[u8], k: usize) -> f32 {
+    let scales = |block: usize| half(&a[block * Q4_0_BLOCK..]) as f64 * half(&b[block * Q8_0_BLOCK..]) as f64;
+    rounding_bound_of((0..k).map(|block| scales(block).abs() * 32.0 * 8.0 * 128.0).sum(), k)
 }
 
 fn rounding_bound_q5_1(a: &[u8], b: &[u8], k: usize) -> f32 {
@@ -292,6 +310,14 @@ const Q5_0_X_Q8_0: Format = with_formula(
     "ggml_vec_dot_q5_0_q8_0",
     reference_dot_q5_0,
     rounding_bound_q5_0,
+);
+const Q4_0_X_Q8_0: Format = with_formula(
+    "Q4_0 x Q8_0",
+    (GGML_TYPE_Q4_0, Q4_0_BLOCK),
+    (GGML_TYPE_Q8_0, Q8_0_BLOCK),
+    "ggml_vec_dot_q4_0_q8_0",
+    reference_dot_q4_0,
+    rounding_bound_q4_0,
 );
 const Q5_1_X_Q8_1: Format = with_formula(
     "Q5_1 x Q8_1",
@@ -519,7 +545,7 @@ fn gemm_computes_its_formula_for_every_tile_shape() {
         let symbol = |s: &str| variant.symbol(s);
         // SAFETY: these symbols have these C signatures (ggml-cpu's sgemm.h and quants.h).
         let sgemm: Sgemm = unsafe { std::mem::transmute(symbol("llamafile_sgemm")) };
-        for format in [&Q4_1_X_Q8_1, &Q5_0_X_Q8_0, &Q5_1_X_Q8_1].into_iter().chain(&k_quants()) {
+        for format in [&Q4_0_X_Q8_0, &Q4_1_X_Q8_1, &Q5_0_X_Q8_0, &Q5_1_X_Q8_1].into_iter().chain(&k_quants()) {
             check_every_tile_shape(name, format, sgemm, unsafe { std::mem::transmute(symbol(format.vec_dot)) });
         }
         // Q8_0 only where the variant has VNNI (the kernel marks it so).
