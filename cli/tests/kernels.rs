@@ -1,7 +1,8 @@
 //! corral's CPU kernels stay as close to ggml's kernels on the same variant as two of ggml's own
 //! variants are to each other (`corral bench-kernels`: mean KL divergence of next-token
 //! distributions over a text, perplexity beside it), for prompts and for generation, on the
-//! default model (Q4_1) and on a Q4_K_M file made from it (mostly Q5_0, with Q8_0, Q4_K, Q6_K).
+//! default model (Q4_1) and on Q4_K_M (mostly Q5_0, with Q8_0, Q4_K, Q6_K) and Q4_0 files made
+//! from it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,10 +27,10 @@ fn compare(model: &std::path::Path, variant: &str, other: &str, one_token: bool)
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
-/// A Q4_K_M file made from the default model with `corral quantize`, in a temporary folder.
-fn k_quant_model(dir: &std::path::Path) -> PathBuf {
-    let out = dir.join("smollm2-Q4_K_M.gguf");
-    let status = Command::new(env!("CARGO_BIN_EXE_corral")).arg("quantize").arg(model()).arg(&out).arg("Q4_K_M").status().unwrap();
+/// A `kind` (Q4_K_M, Q4_0, ...) file made from the default model with `corral quantize`, in `dir`.
+fn quantized_model(dir: &std::path::Path, kind: &str) -> PathBuf {
+    let out = dir.join(format!("smollm2-{kind}.gguf"));
+    let status = Command::new(env!("CARGO_BIN_EXE_corral")).arg("quantize").arg(model()).arg(&out).arg(kind).status().unwrap();
     assert!(status.success());
     out
 }
@@ -38,7 +39,7 @@ fn k_quant_model(dir: &std::path::Path) -> PathBuf {
 fn corral_kernels_are_as_close_to_ggml_as_ggml_variants_are_to_each_other() {
     let dir = std::env::temp_dir().join(format!("corral-kernels-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let k_quants = k_quant_model(&dir);
+    let (k_quants, q4_0) = (quantized_model(&dir, "Q4_K_M"), quantized_model(&dir, "Q4_0"));
     // haswell: AVX2 only; zen4: AVX-512 with VNNI. Both run on this project's x86-64 machines
     // (a variant this CPU cannot run is skipped).
     let cases = [
@@ -46,6 +47,7 @@ fn corral_kernels_are_as_close_to_ggml_as_ggml_variants_are_to_each_other() {
         (model(), "zen4", "haswell", false),
         (model(), "zen4", "haswell", true),
         (k_quants.clone(), "zen4", "haswell", false),
+        (q4_0.clone(), "zen4", "haswell", false),
     ];
     for (model, variant, other, one_token) in cases {
         if variant == "zen4" && !std::arch::is_x86_feature_detected!("avx512vnni") {
@@ -150,5 +152,36 @@ fn k_quant_weights_reach_corrals_kernels_and_give_the_same_results_at_every_batc
         let differing = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
         assert_eq!(differing, 0, "position {position}: {differing} of {} log-probabilities differ", a.len());
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Q4_0 weights stay out of ggml's CPU repack, which would otherwise take them at load on every
+/// AVX2 CPU for its own GEMM, and so reach corral's kernel (core/build.rs edits the repack).
+#[test]
+fn q4_0_weights_stay_out_of_ggmls_repack() {
+    let dir = std::env::temp_dir().join(format!("corral-kernels-q4_0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = quantized_model(&dir, "Q4_0");
+    // llama.cpp logs each tensor its CPU repack takes: "... repack tensor NAME with q4_0_8x8".
+    // The haswell variant (AVX2, no AMX buffer before the repack), corral's and ggml's own.
+    let shipped = corral::cpu_variant().unwrap().path.parent().unwrap().join("libggml-cpu-haswell.so");
+    let ggml = PathBuf::from(corral::bench::GGML_BACKEND_DIR).join("libggml-cpu-haswell.so");
+    let repacked = |library: &std::path::Path, name: &str| {
+        let folder = dir.join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::os::unix::fs::symlink(library, folder.join("libggml-cpu-haswell.so")).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["complete", "--max-tokens", "1", "--threads", "2"])
+            .arg(&file)
+            .arg("Hello")
+            .env("CORRAL_LOG", "debug")
+            .env("CORRAL_BACKEND_DIR", &folder)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stderr).lines().filter(|l| l.contains("repack tensor")).count()
+    };
+    assert_eq!(repacked(&shipped, "corral"), 0, "ggml's repack took Q4_0 weights in corral's variant");
+    assert!(repacked(&ggml, "ggml") > 0, "ggml's own variant logged no repacking: the check above saw nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }
