@@ -1,7 +1,11 @@
 //! `corral bench-kernels MODEL FILE`: how far corral's CPU kernels move a model's next-token
 //! distributions from ggml's own kernels on the same CPU variant, next to how far two of
 //! ggml's own variants are from each other: mean KL divergence over every position of the
-//! first --tokens tokens of FILE, and perplexity beside it.
+//! first --tokens tokens of FILE, and perplexity beside it. With --exact, each side's distance
+//! from exact arithmetic on the same weights as well: the model dequantized to F32 (a temporary
+//! file; F32 holds every quantized weight exactly) with an F32 KV cache, so that only the
+//! kernels' own rounding (activations quantized to 8 bits, f16 attention, summation order)
+//! separates a side from it.
 //!
 //! A process loads one CPU variant, so each side is a child process of this program
 //! (`bench-kernels-side`) pointed at a folder holding just that variant, streaming its
@@ -34,6 +38,10 @@ pub struct BenchKernelsArgs {
     /// One decode per token (generation's kernels) instead of one per window (prompts').
     #[arg(long)]
     one_token: bool,
+    /// Also each side's KL divergence from exact arithmetic on the same weights (the model
+    /// dequantized to F32 in a temporary file, an F32 KV cache, ggml's kernels).
+    #[arg(long)]
+    exact: bool,
     #[arg(long)]
     json: bool,
 }
@@ -48,6 +56,8 @@ pub struct SideArgs {
     window: usize,
     #[arg(long)]
     one_token: bool,
+    #[arg(long)]
+    f32_cache: bool,
 }
 
 pub fn internal(what: &str, e: impl std::fmt::Display) -> Error {
@@ -63,7 +73,7 @@ pub fn side(args: &SideArgs) -> corral::Result<()> {
     drop(model);
     tokens.truncate(args.tokens);
     let mut out = BufWriter::new(std::io::stdout().lock());
-    corral::bench::next_token_logprobs(&args.model, &tokens, args.window, 1, args.one_token, |row, next| {
+    corral::bench::next_token_logprobs(&args.model, &tokens, args.window, 1, args.one_token, args.f32_cache, |row, next| {
         let mut bytes = Vec::with_capacity(8 + row.len() * 4);
         bytes.extend_from_slice(&(row.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&next.to_le_bytes());
@@ -118,20 +128,33 @@ pub fn variant_files(variant: Option<&str>) -> corral::Result<(String, PathBuf, 
     Ok((variant, corral_dir.join(&file_name), PathBuf::from(corral::bench::GGML_BACKEND_DIR).join(file_name)))
 }
 
+/// A file removed on drop.
+struct TemporaryFile(PathBuf);
+
+impl Drop for TemporaryFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 impl Side {
-    fn start(name: &str, variant_file: &Path, args: &BenchKernelsArgs) -> corral::Result<Side> {
+    /// `model`: args.model, or the exact side's F32 copy of it (which gets an F32 cache).
+    fn start(name: &str, variant_file: &Path, model: &Path, args: &BenchKernelsArgs) -> corral::Result<Side> {
         let dir = VariantFolder::new(name, variant_file)?;
         let exe = std::env::current_exe().map_err(|e| internal("this program", e))?;
         let mut command = Command::new(exe);
         command
             .arg("bench-kernels-side")
-            .arg(&args.model)
+            .arg(model)
             .arg(&args.file)
             .args(["--tokens", &args.tokens.to_string(), "--window", &args.window.to_string()])
             .env("CORRAL_BACKEND_DIR", &dir.0)
             .stdout(Stdio::piped());
         if args.one_token {
             command.arg("--one-token");
+        }
+        if model != args.model {
+            command.arg("--f32-cache");
         }
         let mut child = command.spawn().map_err(|e| internal("cannot start a side", e))?;
         let reader = BufReader::new(child.stdout.take().expect("piped"));
@@ -173,12 +196,23 @@ pub fn run(args: &BenchKernelsArgs) -> corral::Result<()> {
     let (_, _, other_file) = variant_files(Some(&args.other_variant))?;
     // The reference (ggml's kernels on the variant), corral's kernels on it, another ggml variant.
     let mut sides = vec![
-        Side::start(&format!("ggml:{variant}"), &ggml_file, args)?,
-        Side::start(&format!("corral:{variant}"), &corral_file, args)?,
-        Side::start(&format!("ggml:{}", args.other_variant), &other_file, args)?,
+        Side::start(&format!("ggml:{variant}"), &ggml_file, &args.model, args)?,
+        Side::start(&format!("corral:{variant}"), &corral_file, &args.model, args)?,
+        Side::start(&format!("ggml:{}", args.other_variant), &other_file, &args.model, args)?,
     ];
+    // The exact side, last: the same weights in F32, on ggml's kernels (whose F32 paths corral's
+    // variants leave to ggml anyway).
+    let exact_file = if args.exact {
+        let file = TemporaryFile(std::env::temp_dir().join(format!("corral-kernels-{}-exact.gguf", std::process::id())));
+        corral::quantize(&args.model, &file.0, "F32", 0)?;
+        sides.push(Side::start("exact:f32", &ggml_file, &file.0, args)?);
+        Some(file)
+    } else {
+        None
+    };
     let mut rows = vec![Vec::new(); sides.len()];
     let (mut nll, mut kl_sum, mut kl_max) = (vec![0f64; sides.len()], vec![0f64; sides.len()], vec![0f64; sides.len()]);
+    let mut exact_kl_sum = vec![0f64; sides.len()];
     let mut positions = 0usize;
     loop {
         let mut nexts = Vec::new();
@@ -197,25 +231,31 @@ pub fn run(args: &BenchKernelsArgs) -> corral::Result<()> {
             let divergence = kl(&rows[0], &rows[i]);
             kl_sum[i] += divergence;
             kl_max[i] = kl_max[i].max(divergence);
+            if exact_file.is_some() {
+                exact_kl_sum[i] += kl(&rows[sides.len() - 1], &rows[i]);
+            }
         }
     }
+    drop(exact_file);
     if positions == 0 {
         return Err(Error::new(ErrorKind::InvalidArgument, "the text gave no positions to evaluate"));
     }
     let reference = (nll[0] / positions as f64).exp();
-    let results: Vec<(f64, f64, f64)> = (0..sides.len())
+    let exact = args.exact;
+    let results: Vec<(f64, f64, f64, f64)> = (0..sides.len())
         .map(|i| {
             let perplexity = (nll[i] / positions as f64).exp();
-            (perplexity, kl_sum[i] / positions as f64, kl_max[i])
+            (perplexity, kl_sum[i] / positions as f64, kl_max[i], exact_kl_sum[i] / positions as f64)
         })
         .collect();
     if args.json {
         let rows: Vec<_> = sides
             .iter()
             .zip(&results)
-            .map(|(side, &(perplexity, mean_kl, max_kl))| {
+            .map(|(side, &(perplexity, mean_kl, max_kl, from_exact))| {
                 serde_json::json!({ "kernels": side.name, "perplexity": perplexity,
-                    "perplexity_vs_ggml": perplexity / reference - 1.0, "mean_kl": mean_kl, "max_kl": max_kl })
+                    "perplexity_vs_ggml": perplexity / reference - 1.0, "mean_kl": mean_kl, "max_kl": max_kl,
+                    "mean_kl_from_exact": exact.then_some(from_exact) })
             })
             .collect();
         println!("{}", serde_json::json!({ "positions": positions, "one_token": args.one_token, "sides": rows }));
@@ -223,10 +263,12 @@ pub fn run(args: &BenchKernelsArgs) -> corral::Result<()> {
     }
     let mode = if args.one_token { "one token per decode (generation kernels)" } else { "a window per decode (prompt kernels)" };
     println!("{positions} positions of {}, windows of {} tokens, {mode}, 1 thread", args.file.display(), args.window);
-    println!("{:>22} {:>12} {:>10} {:>16} {:>14}", "kernels", "perplexity", "vs ggml", "mean KL (nats)", "max KL");
-    for (side, (perplexity, mean_kl, max_kl)) in sides.iter().zip(results) {
+    let exact_header = if exact { format!(" {:>16}", "KL from exact") } else { String::new() };
+    println!("{:>22} {:>12} {:>10} {:>16} {:>14}{exact_header}", "kernels", "perplexity", "vs ggml", "mean KL (nats)", "max KL");
+    for (side, (perplexity, mean_kl, max_kl, from_exact)) in sides.iter().zip(results) {
+        let exact_column = if exact { format!(" {from_exact:>16.3e}") } else { String::new() };
         println!(
-            "{:>22} {:>12.4} {:>+9.3}% {:>16.3e} {:>14.3e}",
+            "{:>22} {:>12.4} {:>+9.3}% {:>16.3e} {:>14.3e}{exact_column}",
             side.name,
             perplexity,
             (perplexity / reference - 1.0) * 100.0,

@@ -112,7 +112,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write MODEL as a GGUF of TYPE (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_1, F16, ...) at OUTPUT,
+    /// Write MODEL as a GGUF of TYPE (Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_1, F16, F32, ...) at OUTPUT,
     /// with llama.cpp's quantizer (already quantized tensors are requantized).
     Quantize {
         model: PathBuf,

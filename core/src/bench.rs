@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -466,13 +466,15 @@ pub const GGML_BACKEND_DIR: &str = env!("CORRAL_GGML_BACKEND_DIR");
 /// perplexity tool does), with this process's CPU variant. `one_token`: one decode per token
 /// (the kernels of generation) instead of one per window (the kernels of prompts). Calls `row`
 /// with each position's log-softmax over the vocabulary and the log-probability of the token
-/// that follows.
+/// that follows. `f32_cache`: an F32 KV cache instead of F16 (with F32 weights, the exact
+/// reference of `corral bench-kernels --exact`).
 pub fn next_token_logprobs(
     path: &Path,
     tokens: &[i32],
     window: usize,
     threads: u32,
     one_token: bool,
+    f32_cache: bool,
     mut row: impl FnMut(&[f32], f32) -> Result<()>,
 ) -> Result<()> {
     let backend = crate::backend::backend()?;
@@ -485,6 +487,7 @@ pub fn next_token_logprobs(
         .with_n_ubatch(512.min(window as u32))
         .with_n_threads(threads as i32)
         .with_n_threads_batch(threads as i32);
+    let params = if f32_cache { params.with_type_k(KvCacheType::F32).with_type_v(KvCacheType::F32) } else { params };
     let mut ctx = {
         let _guard = crate::backend::CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
         llama.new_context(backend, params).map_err(|e| Error::internal(format!("context: {e}")))?
