@@ -3,8 +3,8 @@
 //! ggml's own variants are from each other: mean KL divergence over every position of the
 //! first --tokens tokens of FILE, and perplexity beside it. With --exact, each side's distance
 //! from exact arithmetic on the same weights as well: the model dequantized to F32 (a temporary
-//! file; F32 holds every quantized weight exactly) with an F32 KV cache, so that only the
-//! kernels' own rounding (activations quantized to 8 bits, f16 attention, summation order)
+//! file, each weight as ggml's own dequantization computes it) with an F32 KV cache, so that
+//! only the kernels' own rounding (activations quantized to 8 bits, f16 attention, summation order)
 //! separates a side from it.
 //!
 //! A process loads one CPU variant, so each side is a child process of this program
@@ -138,14 +138,14 @@ impl Drop for TemporaryFile {
 }
 
 impl Side {
-    /// `model`: args.model, or the exact side's F32 copy of it (which gets an F32 cache).
-    fn start(name: &str, variant_file: &Path, model: &Path, args: &BenchKernelsArgs) -> corral::Result<Side> {
+    /// `exact_copy`: the exact side's F32 copy of args.model, run with an F32 cache.
+    fn start(name: &str, variant_file: &Path, exact_copy: Option<&Path>, args: &BenchKernelsArgs) -> corral::Result<Side> {
         let dir = VariantFolder::new(name, variant_file)?;
         let exe = std::env::current_exe().map_err(|e| internal("this program", e))?;
         let mut command = Command::new(exe);
         command
             .arg("bench-kernels-side")
-            .arg(model)
+            .arg(exact_copy.unwrap_or(&args.model))
             .arg(&args.file)
             .args(["--tokens", &args.tokens.to_string(), "--window", &args.window.to_string()])
             .env("CORRAL_BACKEND_DIR", &dir.0)
@@ -153,7 +153,7 @@ impl Side {
         if args.one_token {
             command.arg("--one-token");
         }
-        if model != args.model {
+        if exact_copy.is_some() {
             command.arg("--f32-cache");
         }
         let mut child = command.spawn().map_err(|e| internal("cannot start a side", e))?;
@@ -196,16 +196,16 @@ pub fn run(args: &BenchKernelsArgs) -> corral::Result<()> {
     let (_, _, other_file) = variant_files(Some(&args.other_variant))?;
     // The reference (ggml's kernels on the variant), corral's kernels on it, another ggml variant.
     let mut sides = vec![
-        Side::start(&format!("ggml:{variant}"), &ggml_file, &args.model, args)?,
-        Side::start(&format!("corral:{variant}"), &corral_file, &args.model, args)?,
-        Side::start(&format!("ggml:{}", args.other_variant), &other_file, &args.model, args)?,
+        Side::start(&format!("ggml:{variant}"), &ggml_file, None, args)?,
+        Side::start(&format!("corral:{variant}"), &corral_file, None, args)?,
+        Side::start(&format!("ggml:{}", args.other_variant), &other_file, None, args)?,
     ];
     // The exact side, last: the same weights in F32, on ggml's kernels (whose F32 paths corral's
     // variants leave to ggml anyway).
     let exact_file = if args.exact {
         let file = TemporaryFile(std::env::temp_dir().join(format!("corral-kernels-{}-exact.gguf", std::process::id())));
         corral::quantize(&args.model, &file.0, "F32", 0)?;
-        sides.push(Side::start("exact:f32", &ggml_file, &file.0, args)?);
+        sides.push(Side::start("exact:f32", &ggml_file, Some(&file.0), args)?);
         Some(file)
     } else {
         None

@@ -42,8 +42,8 @@ const FILE_TYPES: &[(u32, &str)] = &[
     (38, "MXFP4_MOE"),
 ];
 
-/// The types `quantize` writes: those that need no importance matrix (F32 and F16 dequantize:
-/// F32 holds every quantized weight exactly).
+/// The types `quantize` writes: those that need no importance matrix (F32, F16 and BF16
+/// dequantize; F32 keeps each weight as ggml's dequantization computes it).
 const QUANTIZE_TO: &[&str] = &[
     "F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0", "Q3_K_L", "Q3_K_M",
     "Q3_K_S", "Q2_K",
